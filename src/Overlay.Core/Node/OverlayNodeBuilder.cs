@@ -1,0 +1,150 @@
+namespace Overlay;
+
+/// <summary>
+/// Fluent construction of a node's options:
+/// <c>.WithNodeId(..).UseXmpp(..).UseStun(..).UseTurn(..).JoinOverlay("id", o => o.WithTap("ovl0").WithAddress("10.10.0.1/24"))</c>.
+/// Settings are checked once, when the options are built, with errors naming the setting.
+/// </summary>
+public sealed class OverlayNodeBuilder
+{
+    private OverlayNodeOptions _options;
+    private readonly List<OverlayOptions> _overlays = [];
+    private readonly List<string> _stun = [];
+    private readonly List<TurnServerOptions> _turn = [];
+
+    /// <summary>Starts from <paramref name="options"/> (for example read by <see cref="OverlayConfiguration"/>), or from defaults.</summary>
+    public OverlayNodeBuilder(OverlayNodeOptions? options = null)
+    {
+        _options = options ?? new OverlayNodeOptions();
+        _overlays.AddRange(_options.Overlays);
+        _stun.AddRange(_options.Stun);
+        _turn.AddRange(_options.Turn);
+    }
+
+    /// <summary>Sets the node's 128-bit ID (32 lower-case hex characters).</summary>
+    public OverlayNodeBuilder WithNodeId(string nodeId)
+    {
+        _options = _options with { NodeId = nodeId };
+        return this;
+    }
+
+    /// <summary>Keeps the node's certificate in <paramref name="path"/>, creating it on first use.</summary>
+    public OverlayNodeBuilder WithCertificateFile(string path)
+    {
+        _options = _options with { CertificateFile = path };
+        return this;
+    }
+
+    /// <summary>Signals through an XMPP server.</summary>
+    public OverlayNodeBuilder UseXmpp(XmppSignalingOptions xmpp)
+    {
+        _options = _options with { Signal = xmpp };
+        return this;
+    }
+
+    /// <summary>Signals through an XMPP server with a password.</summary>
+    public OverlayNodeBuilder UseXmpp(string hostAddress, string username, string password, int? port = null, string? caFile = null) =>
+        UseXmpp(new XmppSignalingOptions { HostAddress = hostAddress, Username = username, Password = password, Port = port, CaFile = caFile });
+
+    /// <summary>Signals through the in-process hub named <paramref name="hubName"/> (nodes of one process).</summary>
+    public OverlayNodeBuilder UseInProcessSignaling(string hubName = "default")
+    {
+        _options = _options with { Signal = new InProcessSignalingOptions { HubName = hubName } };
+        return this;
+    }
+
+    /// <summary>Adds a STUN server (host:port).</summary>
+    public OverlayNodeBuilder UseStun(string hostAndPort)
+    {
+        _stun.Add(hostAndPort);
+        return this;
+    }
+
+    /// <summary>Adds a TURN server with long-term credentials.</summary>
+    public OverlayNodeBuilder UseTurn(string hostAndPort, string user, string password)
+    {
+        _turn.Add(new TurnServerOptions(hostAndPort, user, password));
+        return this;
+    }
+
+    /// <summary>Never gathers ICE candidates on the named interface.</summary>
+    public OverlayNodeBuilder IgnoreInterface(string name)
+    {
+        _options = _options with { IgnoredNetInterfaces = [.. _options.IgnoredNetInterfaces, name] };
+        return this;
+    }
+
+    /// <summary>Joins overlay <paramref name="id"/>, configured by <paramref name="configure"/>.</summary>
+    public OverlayNodeBuilder JoinOverlay(string id, Action<OverlayBuilder>? configure = null)
+    {
+        var overlay = new OverlayBuilder(id);
+        configure?.Invoke(overlay);
+        _overlays.Add(overlay.Options);
+        return this;
+    }
+
+    /// <summary>Produces the validated options.</summary>
+    public OverlayNodeOptions BuildOptions()
+    {
+        var options = _options with { Overlays = _overlays.ToArray(), Stun = _stun.ToArray(), Turn = _turn.ToArray() };
+        options.Validate();
+        return options;
+    }
+}
+
+/// <summary>Fluent settings of one overlay.</summary>
+public sealed class OverlayBuilder
+{
+    internal OverlayBuilder(string id) => Options = new OverlayOptions { Id = id };
+
+    internal OverlayOptions Options { get; private set; }
+
+    /// <summary>Uses a Linux TAP device named <paramref name="name"/> (needs CAP_NET_ADMIN).</summary>
+    public OverlayBuilder WithTap(string name) => Device(d => d with { Name = name });
+
+    /// <summary>Uses an in-memory device instead of a TAP (demo, tests, no root).</summary>
+    public OverlayBuilder WithInMemoryDevice() => Device(d => d with { Name = null });
+
+    /// <summary>Sets an IPv4 (a.b.c.d/len) or IPv6 (x::y/len) address of the node on the overlay.</summary>
+    public OverlayBuilder WithAddress(string cidr)
+    {
+        ArgumentNullException.ThrowIfNull(cidr);
+        if (cidr.Contains(':', StringComparison.Ordinal)) return Device(d => d with { IP6 = cidr });
+        var slash = cidr.IndexOf('/', StringComparison.Ordinal);
+        if (slash < 0) return Device(d => d with { IP4 = cidr });
+        var prefix = int.TryParse(cidr.AsSpan(slash + 1), out var p) ? p : -1;
+        return Device(d => d with { IP4 = cidr[..slash], PrefixLen = prefix });
+    }
+
+    /// <summary>Sets the overlay MTU.</summary>
+    public OverlayBuilder WithMtu(int mtu) => Device(d => d with { MTU = mtu });
+
+    /// <summary>Sets the node's MAC address on the overlay.</summary>
+    public OverlayBuilder WithMac(string mac) => Device(d => d with { MAC = mac });
+
+    /// <summary>Sets the topology limits.</summary>
+    public OverlayBuilder WithTopology(int? minSuccessors = null, int? maxLongDistEdges = null, int? maxOnDemandEdges = null, int? maxIncomingEdges = null)
+    {
+        Options = Options with
+        {
+            MinSuccessors = minSuccessors ?? Options.MinSuccessors,
+            MaxLongDistEdges = maxLongDistEdges ?? Options.MaxLongDistEdges,
+            MaxOnDemandEdges = maxOnDemandEdges ?? Options.MaxOnDemandEdges,
+            MaxIncomingEdges = maxIncomingEdges ?? Options.MaxIncomingEdges,
+        };
+        return this;
+    }
+
+    /// <summary>Always links to the node <paramref name="nodeId"/>.</summary>
+    public OverlayBuilder WithStaticEdge(string nodeId)
+    {
+        Options = Options with { StaticEdges = [.. Options.StaticEdges, nodeId] };
+        return this;
+    }
+
+    private OverlayBuilder Device(Func<NetDeviceOptions, NetDeviceOptions> change)
+    {
+        Options = Options with { NetDevice = change(Options.NetDevice) };
+        return this;
+    }
+}

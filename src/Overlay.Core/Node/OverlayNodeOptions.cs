@@ -1,0 +1,121 @@
+using System.Net;
+
+namespace Overlay;
+
+/// <summary>
+/// Everything a node needs to run: its identity, how it signals, which STUN/TURN servers it may use and
+/// the overlays it joins. Immutable; made by <see cref="OverlayNodeBuilder"/> or read from a JSON file by
+/// <see cref="OverlayConfiguration"/>, and validated once by <see cref="Validate"/>.
+/// </summary>
+public sealed record OverlayNodeOptions
+{
+    /// <summary>The node's 128-bit ID as 32 lower-case hex characters (EdgeVPN key <c>NodeId</c>); random when null.</summary>
+    public string? NodeId { get; init; }
+
+    /// <summary>How the node finds peers and negotiates links (EdgeVPN key <c>Signal</c>).</summary>
+    public SignalingOptions Signal { get; init; } = new InProcessSignalingOptions();
+
+    /// <summary>STUN servers for server-reflexive candidates, as host:port (EdgeVPN key <c>Stun</c>).</summary>
+    public IReadOnlyList<string> Stun { get; init; } = [];
+
+    /// <summary>TURN servers for relayed candidates (EdgeVPN key <c>Turn</c>).</summary>
+    public IReadOnlyList<TurnServerOptions> Turn { get; init; } = [];
+
+    /// <summary>Where the node's long-lived certificate lives; created there on first use. Null keeps it in memory only.</summary>
+    public string? CertificateFile { get; init; }
+
+    /// <summary>Names of network interfaces never gathered as ICE host candidates (the overlays' own TAPs always are excluded).</summary>
+    public IReadOnlyList<string> IgnoredNetInterfaces { get; init; } = [];
+
+    /// <summary>The overlays the node joins, at least one (EdgeVPN key <c>Overlays</c>).</summary>
+    public IReadOnlyList<OverlayOptions> Overlays { get; init; } = [];
+
+    /// <summary>Checks every setting; throws <see cref="OverlayConfigurationException"/> naming the first bad key.</summary>
+    public void Validate()
+    {
+        if (NodeId is not null && !OptionChecks.IsNodeId(NodeId))
+            throw new OverlayConfigurationException("NodeId", "must be 32 lower-case hex characters (a 128-bit ID)");
+        Signal.Validate("Signal");
+        for (var i = 0; i < Stun.Count; i++)
+            if (!OptionChecks.IsHostPort(Stun[i]))
+                throw new OverlayConfigurationException($"Stun[{i}]", $"'{Stun[i]}' is not host:port");
+        for (var i = 0; i < Turn.Count; i++) Turn[i].Validate($"Turn[{i}]");
+        if (Overlays.Count == 0)
+            throw new OverlayConfigurationException("Overlays", "at least one overlay is required");
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        var devices = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var overlay in Overlays)
+        {
+            overlay.Validate($"Overlays.{overlay.Id}");
+            if (!ids.Add(overlay.Id))
+                throw new OverlayConfigurationException($"Overlays.{overlay.Id}", "the overlay is listed twice");
+            if (overlay.NetDevice.Name is { } name && !devices.Add(name))
+                throw new OverlayConfigurationException($"Overlays.{overlay.Id}.NetDevice.Name", $"'{name}' is used by another overlay");
+        }
+    }
+}
+
+/// <summary>A TURN server with long-term credentials (RFC 8656).</summary>
+/// <param name="Address">host:port of the server.</param>
+/// <param name="User">Long-term credential user name.</param>
+/// <param name="Password">Long-term credential password.</param>
+public sealed record TurnServerOptions(string Address, string User, string Password)
+{
+    internal void Validate(string key)
+    {
+        if (!OptionChecks.IsHostPort(Address)) throw new OverlayConfigurationException($"{key}.Address", $"'{Address}' is not host:port");
+        if (string.IsNullOrEmpty(User)) throw new OverlayConfigurationException($"{key}.User", "is required");
+        if (string.IsNullOrEmpty(Password)) throw new OverlayConfigurationException($"{key}.Password", "is required");
+    }
+}
+
+/// <summary>Thrown when a setting is missing or invalid; <see cref="Key"/> names it as in the JSON file.</summary>
+public sealed class OverlayConfigurationException : Exception
+{
+    /// <summary>Creates the exception for <paramref name="key"/>.</summary>
+    public OverlayConfigurationException(string key, string problem, Exception? inner = null)
+        : base($"configuration {key}: {problem}", inner)
+    {
+        Key = key;
+        Problem = problem;
+    }
+
+    /// <summary>Creates an exception with a message only.</summary>
+    public OverlayConfigurationException() : this("?", "invalid") { }
+
+    /// <summary>Creates an exception with a message only.</summary>
+    public OverlayConfigurationException(string message) : this("?", message) { }
+
+    /// <summary>Creates an exception with a message and inner exception.</summary>
+    public OverlayConfigurationException(string message, Exception inner) : this("?", message, inner) { }
+
+    /// <summary>The setting, e.g. <c>Overlays.A0FB389.NetDevice.PrefixLen</c>.</summary>
+    public string Key { get; }
+
+    /// <summary>What is wrong with it.</summary>
+    public string Problem { get; }
+}
+
+internal static class OptionChecks
+{
+    public static bool IsNodeId(string value)
+    {
+        if (value.Length != 32) return false;
+        foreach (var c in value)
+            if (c is not (>= '0' and <= '9' or >= 'a' and <= 'f')) return false;
+        return true;
+    }
+
+    /// <summary>host:port, [v6]:port or a bare IPv6 literal is not accepted (ambiguous).</summary>
+    public static bool IsHostPort(string value)
+    {
+        if (string.IsNullOrWhiteSpace(value)) return false;
+        if (IPEndPoint.TryParse(value, out var ep)) return ep.Port != 0 && (value.StartsWith('[') || ep.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6);
+        var colon = value.LastIndexOf(':');
+        if (colon <= 0) return false;
+        var host = value[..colon];
+        return Uri.CheckHostName(host) == UriHostNameType.Dns
+            && int.TryParse(value.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port)
+            && port is > 0 and <= 65535;
+    }
+}

@@ -1,0 +1,96 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Overlay;
+
+/// <summary>One overlay the node joins: its virtual NIC and its topology limits (EdgeVPN: one entry of <c>Overlays</c>).</summary>
+public sealed record OverlayOptions
+{
+    /// <summary>The overlay's ID, shared by all its members.</summary>
+    public required string Id { get; init; }
+
+    /// <summary>The node's virtual NIC on this overlay (EdgeVPN key <c>NetDevice</c>).</summary>
+    public NetDeviceOptions NetDevice { get; init; } = new();
+
+    /// <summary>Successor links kept on the ring (EdgeVPN key <c>MinSuccessors</c>).</summary>
+    public int MinSuccessors { get; init; } = 2;
+
+    /// <summary>Long-distance links; null means ⌊log2 N⌋ for N known members (EdgeVPN key <c>MaxLongDistEdges</c>).</summary>
+    public int? MaxLongDistEdges { get; init; }
+
+    /// <summary>On-demand links between nodes that exchange much traffic (EdgeVPN key <c>MaxOnDemandEdges</c>).</summary>
+    public int MaxOnDemandEdges { get; init; } = 2;
+
+    /// <summary>Incoming links accepted beyond the node's own choices; further requests are refused.</summary>
+    public int MaxIncomingEdges { get; init; } = 16;
+
+    /// <summary>Node IDs this node always links to (EdgeVPN key <c>StaticEdges</c>).</summary>
+    public IReadOnlyList<string> StaticEdges { get; init; } = [];
+
+    internal void Validate(string key)
+    {
+        if (string.IsNullOrWhiteSpace(Id) || Id.Length > 64 || Id.Any(c => !char.IsAsciiLetterOrDigit(c) && c is not '-' and not '_'))
+            throw new OverlayConfigurationException(key, "the overlay ID must be 1-64 letters, digits, '-' or '_'");
+        NetDevice.Validate($"{key}.NetDevice");
+        if (MinSuccessors is < 1 or > 16) throw new OverlayConfigurationException($"{key}.MinSuccessors", $"{MinSuccessors} is outside 1..16");
+        if (MaxLongDistEdges is < 0 or > 64) throw new OverlayConfigurationException($"{key}.MaxLongDistEdges", $"{MaxLongDistEdges} is outside 0..64");
+        if (MaxOnDemandEdges is < 0 or > 64) throw new OverlayConfigurationException($"{key}.MaxOnDemandEdges", $"{MaxOnDemandEdges} is outside 0..64");
+        if (MaxIncomingEdges is < 1 or > 1024) throw new OverlayConfigurationException($"{key}.MaxIncomingEdges", $"{MaxIncomingEdges} is outside 1..1024");
+        for (var i = 0; i < StaticEdges.Count; i++)
+            if (!OptionChecks.IsNodeId(StaticEdges[i]))
+                throw new OverlayConfigurationException($"{key}.StaticEdges[{i}]", $"'{StaticEdges[i]}' is not a node ID (32 lower-case hex characters)");
+    }
+}
+
+/// <summary>The virtual NIC of one overlay.</summary>
+public sealed record NetDeviceOptions
+{
+    /// <summary>Name of the Linux TAP device (at most 15 characters); null means an in-memory device (no root needed).</summary>
+    public string? Name { get; init; }
+
+    /// <summary>IPv4 address of the node on the overlay (EdgeVPN key <c>IP4</c>); optional.</summary>
+    public string? IP4 { get; init; }
+
+    /// <summary>IPv4 prefix length (EdgeVPN key <c>PrefixLen</c>).</summary>
+    public int PrefixLen { get; init; } = 24;
+
+    /// <summary>IPv6 address with prefix, e.g. <c>fd00:10::1/64</c>; optional.</summary>
+    public string? IP6 { get; init; }
+
+    /// <summary>The overlay MTU (EdgeVPN key <c>MTU</c>); 1410 fits the link's headers in a 1500-byte path.</summary>
+    public int MTU { get; init; } = 1410;
+
+    /// <summary>MAC address as xx:xx:xx:xx:xx:xx; null derives a stable locally administered one from the node ID.</summary>
+    public string? MAC { get; init; }
+
+    internal void Validate(string key)
+    {
+        if (Name is not null && (Name.Length is 0 or > 15 || Name.Any(c => c is '/' or ' ' or ':' || char.IsControl(c))))
+            throw new OverlayConfigurationException($"{key}.Name", $"'{Name}' is not a valid interface name (1-15 characters, no '/', ':' or spaces)");
+        if (IP4 is not null && !(IPAddress.TryParse(IP4, out var v4) && v4.AddressFamily == AddressFamily.InterNetwork))
+            throw new OverlayConfigurationException($"{key}.IP4", $"'{IP4}' is not an IPv4 address");
+        if (PrefixLen is < 1 or > 32) throw new OverlayConfigurationException($"{key}.PrefixLen", $"{PrefixLen} is outside 1..32");
+        if (IP6 is not null && !(IPNetwork.TryParse(IP6, out var net6) && net6.BaseAddress.AddressFamily == AddressFamily.InterNetworkV6) && !IsIp6WithPrefix(IP6))
+            throw new OverlayConfigurationException($"{key}.IP6", $"'{IP6}' is not an IPv6 address with prefix (e.g. fd00::1/64)");
+        if (MTU is < 576 or > 9000) throw new OverlayConfigurationException($"{key}.MTU", $"{MTU} is outside 576..9000");
+        if (MAC is not null && !IsUnicastMac(MAC))
+            throw new OverlayConfigurationException($"{key}.MAC", $"'{MAC}' is not a unicast MAC address (xx:xx:xx:xx:xx:xx)");
+    }
+
+    private static bool IsIp6WithPrefix(string value)
+    {
+        var slash = value.IndexOf('/', StringComparison.Ordinal);
+        return slash > 0
+            && IPAddress.TryParse(value.AsSpan(0, slash), out var a) && a.AddressFamily == AddressFamily.InterNetworkV6
+            && int.TryParse(value.AsSpan(slash + 1), out var p) && p is >= 1 and <= 128;
+    }
+
+    private static bool IsUnicastMac(string value)
+    {
+        var parts = value.Split(':');
+        if (parts.Length != 6) return false;
+        foreach (var part in parts)
+            if (part.Length != 2 || !byte.TryParse(part, System.Globalization.NumberStyles.HexNumber, null, out _)) return false;
+        return (Convert.ToByte(parts[0], 16) & 1) == 0;
+    }
+}

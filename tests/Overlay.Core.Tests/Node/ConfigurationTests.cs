@@ -1,0 +1,104 @@
+using NUnit.Framework;
+
+namespace Overlay.Core.Tests.Node;
+
+public class ConfigurationTests
+{
+    private const string Full = """
+        {
+          // comments are allowed, as in hand-written configs
+          "NodeId": "0123456789abcdef0123456789abcdef",
+          "Signal": { "HostAddress": "xmpp.example.org", "Port": "5222", "AuthenticationMethod": "password",
+                      "Username": "node1@example.org", "Password": "secret" },
+          "Stun": [ "stun.example.org:3478", "[2001:db8::1]:3478" ],
+          "Turn": [ { "Address": "198.51.100.10:3478", "User": "node", "Password": "secret" } ],
+          "Overlays": {
+            "A0FB389": { "NetDevice": { "Name": "ovl0", "IP4": "10.10.0.1", "PrefixLen": 16, "IP6": "fd00:10::1/64", "MTU": 1410 },
+                         "MinSuccessors": 3, "MaxLongDistEdges": 4, "StaticEdges": [ "ffffffffffffffffffffffffffffffff" ] },
+            "B1": {}
+          }
+        }
+        """;
+
+    [Test]
+    public void Reads_edgevpn_style_keys_into_options()
+    {
+        var options = OverlayConfiguration.Parse(Full);
+        Assert.That(options.NodeId, Is.EqualTo("0123456789abcdef0123456789abcdef"));
+        var xmpp = (XmppSignalingOptions)options.Signal;
+        Assert.That((xmpp.HostAddress, xmpp.Port, xmpp.Username, xmpp.Password, xmpp.AuthenticationMethod),
+            Is.EqualTo(("xmpp.example.org", (int?)5222, "node1@example.org", "secret", XmppAuthenticationMethod.Password)));
+        Assert.That(options.Stun, Is.EqualTo(new[] { "stun.example.org:3478", "[2001:db8::1]:3478" }));
+        Assert.That(options.Turn.Single(), Is.EqualTo(new TurnServerOptions("198.51.100.10:3478", "node", "secret")));
+        Assert.That(options.Overlays.Select(o => o.Id), Is.EqualTo(new[] { "A0FB389", "B1" }));
+        var a = options.Overlays[0];
+        Assert.That(a.NetDevice, Is.EqualTo(new NetDeviceOptions { Name = "ovl0", IP4 = "10.10.0.1", PrefixLen = 16, IP6 = "fd00:10::1/64", MTU = 1410 }));
+        Assert.That((a.MinSuccessors, a.MaxLongDistEdges, a.MaxOnDemandEdges), Is.EqualTo((3, (int?)4, 2)));
+        Assert.That(a.StaticEdges, Is.EqualTo(new[] { "ffffffffffffffffffffffffffffffff" }));
+        var b = options.Overlays[1];
+        Assert.That((b.NetDevice, b.MinSuccessors, b.MaxLongDistEdges), Is.EqualTo((new NetDeviceOptions(), 2, (int?)null)));
+    }
+
+    [Test]
+    public void The_fluent_builder_makes_the_same_options_as_the_file()
+    {
+        var built = new OverlayNodeBuilder()
+            .WithNodeId("0123456789abcdef0123456789abcdef")
+            .UseXmpp("xmpp.example.org", "node1@example.org", "secret", port: 5222)
+            .UseStun("stun.example.org:3478").UseStun("[2001:db8::1]:3478")
+            .UseTurn("198.51.100.10:3478", "node", "secret")
+            .JoinOverlay("A0FB389", o => o.WithTap("ovl0").WithAddress("10.10.0.1/16").WithAddress("fd00:10::1/64").WithMtu(1410)
+                .WithTopology(minSuccessors: 3, maxLongDistEdges: 4).WithStaticEdge("ffffffffffffffffffffffffffffffff"))
+            .JoinOverlay("B1")
+            .BuildOptions();
+        var read = OverlayConfiguration.Parse(Full);
+        Assert.That(built.Signal, Is.EqualTo(read.Signal));
+        Assert.That(built.Overlays[0] with { StaticEdges = [] }, Is.EqualTo(read.Overlays[0] with { StaticEdges = [] }));
+        Assert.That(built.Overlays[0].StaticEdges, Is.EqualTo(read.Overlays[0].StaticEdges));
+        Assert.That(built.Stun, Is.EqualTo(read.Stun));
+        Assert.That(built.Turn, Is.EqualTo(read.Turn));
+    }
+
+    [TestCase("""{ "NodeId": "XYZ", "Overlays": { "a": {} } }""", "NodeId")]
+    [TestCase("""{ "Overlays": { "a": {} }, "Stunn": [] }""", "Stunn")]
+    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "PrefixLen": 33 } } } }""", "Overlays.a.NetDevice.PrefixLen")]
+    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "MTU": "big" } } } }""", "Overlays.a.NetDevice.MTU")]
+    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "IP4": "10.0.0.300" } } } }""", "Overlays.a.NetDevice.IP4")]
+    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Name": "a-name-longer-than-15" } } } }""", "Overlays.a.NetDevice.Name")]
+    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "MAC": "01:00:5e:00:00:01" } } } }""", "Overlays.a.NetDevice.MAC")]
+    [TestCase("""{ "Overlays": { "a": { "StaticEdges": [ "nope" ] } } }""", "Overlays.a.StaticEdges[0]")]
+    [TestCase("""{ "Overlays": { "a": { "MinSuccessors": 0 } } }""", "Overlays.a.MinSuccessors")]
+    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Name": "t0" } }, "b": { "NetDevice": { "Name": "t0" } } } }""", "Overlays.b.NetDevice.Name")]
+    [TestCase("""{ "Overlays": {} }""", "Overlays")]
+    [TestCase("""{ }""", "Overlays")]
+    [TestCase("""{ "Stun": [ "no-port" ], "Overlays": { "a": {} } }""", "Stun[0]")]
+    [TestCase("""{ "Turn": [ { "Address": "t:3478", "User": "u" } ], "Overlays": { "a": {} } }""", "Turn[0].Password")]
+    [TestCase("""{ "Signal": { "HostAddress": "x", "Username": "u@d" }, "Overlays": { "a": {} } }""", "Signal.Password")]
+    [TestCase("""{ "Signal": { "HostAddress": "x", "Username": "nodomain", "Password": "p" }, "Overlays": { "a": {} } }""", "Signal.Username")]
+    [TestCase("""{ "Signal": { "HostAddress": "x", "Username": "u@d", "Password": "p", "AuthenticationMethod": "TOKEN" }, "Overlays": { "a": {} } }""", "Signal.AuthenticationMethod")]
+    [TestCase("""{ "Signal": { "HostAddress": "x", "Username": "u@d", "Password": "p", "Port": 70000 }, "Overlays": { "a": {} } }""", "Signal.Port")]
+    [TestCase("""{ "Overlays": [ "a" ] }""", "Overlays")]
+    [TestCase("""{ "Overlays": { "a b": {} } }""", "Overlays.a b")]
+    [TestCase("""{ "Overlays": """, "(file)")]
+    public void An_invalid_setting_is_an_error_naming_its_key(string json, string key)
+    {
+        var e = Assert.Throws<OverlayConfigurationException>(() => OverlayConfiguration.Parse(json))!;
+        Assert.That(e.Key, Is.EqualTo(key), e.Message);
+        Assert.That(e.Message, Does.Contain(key));
+    }
+
+    [Test]
+    public void A_missing_file_is_a_clear_error()
+    {
+        var e = Assert.Throws<OverlayConfigurationException>(() => OverlayConfiguration.Load("/nonexistent/overlay.json"))!;
+        Assert.That(e.Message, Does.Contain("/nonexistent/overlay.json"));
+    }
+
+    [Test]
+    public void The_builder_validates_at_build()
+    {
+        var builder = new OverlayNodeBuilder().JoinOverlay("a", o => o.WithAddress("10.0.0.1/40"));
+        var e = Assert.Throws<OverlayConfigurationException>(() => builder.BuildOptions())!;
+        Assert.That(e.Key, Is.EqualTo("Overlays.a.NetDevice.PrefixLen"));
+    }
+}

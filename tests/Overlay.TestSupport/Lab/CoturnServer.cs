@@ -1,0 +1,101 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Overlay.TestSupport.Lab;
+
+/// <summary>
+/// A real coturn STUN/TURN server for a test: on a free loopback port by default, or on a given address
+/// inside a namespace (the NAT lab's server). Long-term credentials <see cref="Username"/>/<see cref="Password"/>.
+/// </summary>
+public sealed class CoturnServer : IAsyncDisposable
+{
+    private readonly ServerProcess _process;
+    private readonly string _directory;
+
+    private CoturnServer(ServerProcess process, string directory, IPEndPoint endPoint)
+    {
+        _process = process;
+        _directory = directory;
+        EndPoint = endPoint;
+    }
+
+    /// <summary>Where the server listens for STUN and TURN over UDP.</summary>
+    public IPEndPoint EndPoint { get; }
+
+    /// <summary>TURN long-term credential user name.</summary>
+    public string Username => "node";
+
+    /// <summary>TURN long-term credential password.</summary>
+    public string Password => "secret";
+
+    /// <summary>TURN realm.</summary>
+    public string Realm => "overlay.test";
+
+    /// <summary>The server's log so far (for failure messages).</summary>
+    public string Log => File.Exists(LogPath) ? File.ReadAllText(LogPath) : _process.Output;
+
+    private string LogPath => Path.Combine(_directory, "turn.log");
+
+    /// <summary>Starts coturn and waits until it answers a STUN binding request.</summary>
+    public static async Task<CoturnServer> StartAsync(NetNamespace? ns = null, IPAddress? address = null, CancellationToken ct = default)
+    {
+        Prerequisites.RequireCommand("turnserver", "coturn");
+        address ??= IPAddress.Loopback;
+        var port = ns is null && address.Equals(IPAddress.Loopback) ? FreePort.Udp(address) : 3478;
+        var dir = Directory.CreateTempSubdirectory("overlay-coturn-").FullName;
+        var loopback = IPAddress.IsLoopback(address) ? " --allow-loopback-peers" : "";
+        var args = $"-n --listening-ip={address} --listening-port={port} --relay-ip={address} --external-ip={address}" +
+                   " --realm=overlay.test --user=node:secret --lt-cred-mech --fingerprint --no-tls --no-dtls --no-cli" +
+                   $" --no-rfc5780 --no-software-attribute --log-file={dir}/turn.log --simple-log --pidfile={dir}/turn.pid{loopback}";
+        var process = ServerProcess.Start("coturn", Prerequisites.FindOnPath("turnserver")!, args, ns);
+        var server = new CoturnServer(process, dir, new IPEndPoint(address, port));
+        try
+        {
+            await process.WaitReadyAsync(() => server.AnswersBindingAsync(ns, ct), TimeSpan.FromSeconds(20), ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            await server.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        return server;
+    }
+
+    private async Task<bool> AnswersBindingAsync(NetNamespace? ns, CancellationToken ct)
+    {
+        Socket NewSocket() => new(EndPoint.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        using var socket = ns is null ? NewSocket() : ns.Run(NewSocket);
+        // RFC 8489 §5: a Binding request with no attributes.
+        var request = new byte[20];
+        BinaryPrimitives.WriteUInt16BigEndian(request, 0x0001);
+        BinaryPrimitives.WriteUInt32BigEndian(request.AsSpan(4), 0x2112A442);
+        Random.Shared.NextBytes(request.AsSpan(8, 12));
+        await socket.SendToAsync(request, EndPoint, ct).ConfigureAwait(false);
+        var buffer = new byte[1500];
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(TimeSpan.FromMilliseconds(200));
+        try
+        {
+            var n = await socket.ReceiveAsync(buffer, timeout.Token).ConfigureAwait(false);
+            return n >= 20 && BinaryPrimitives.ReadUInt16BigEndian(buffer) == 0x0101
+                && buffer.AsSpan(8, 12).SequenceEqual(request.AsSpan(8, 12));
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            return false;
+        }
+        catch (SocketException)
+        {
+            return false; // ICMP port unreachable while coturn is still binding
+        }
+    }
+
+    /// <summary>Stops the server and removes its files.</summary>
+    public ValueTask DisposeAsync()
+    {
+        _process.Dispose();
+        try { Directory.Delete(_directory, recursive: true); } catch (IOException) { }
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,54 @@
+using System.Net;
+
+namespace Overlay.TestSupport.Lab;
+
+/// <summary>One host of a <see cref="NatLab"/>: its namespace, addresses and NAT router.</summary>
+public sealed class LabHost
+{
+    internal LabHost(NetNamespace ns, NatKind kind, IPAddress address, IPAddress publicAddress, NetNamespace? router, string routerPublicInterface)
+    {
+        Namespace = ns;
+        Kind = kind;
+        Address = address;
+        PublicAddress = publicAddress;
+        Router = router;
+        RouterPublicInterface = routerPublicInterface;
+    }
+
+    /// <summary>The host's namespace: create its sockets with <c>Namespace.Run(...)</c>.</summary>
+    public NetNamespace Namespace { get; }
+
+    /// <summary>How the host reaches the internet.</summary>
+    public NatKind Kind { get; }
+
+    /// <summary>The host's own address (private behind a NAT).</summary>
+    public IPAddress Address { get; }
+
+    /// <summary>The address the internet sees: the NAT router's public address, or <see cref="Address"/>.</summary>
+    public IPAddress PublicAddress { get; }
+
+    /// <summary>The NAT router's namespace, or null for a public host.</summary>
+    public NetNamespace? Router { get; }
+
+    internal string RouterPublicInterface { get; }
+
+    /// <summary>Drops every UDP datagram to and from the host (at its router, or in the host for a public one).</summary>
+    public void BlockUdp() => Udp("-I");
+
+    /// <summary>Lifts <see cref="BlockUdp"/>.</summary>
+    public void UnblockUdp() => Udp("-D");
+
+    private void Udp(string op)
+    {
+        if (Router is { } router)
+        {
+            router.Exec("iptables", $"{op} FORWARD -s {Address} -p udp -j DROP");
+            router.Exec("iptables", $"{op} FORWARD -d {Address} -p udp -j DROP");
+        }
+        else
+        {
+            Namespace.Exec("iptables", $"{op} OUTPUT -p udp -j DROP");
+            Namespace.Exec("iptables", $"{op} INPUT -p udp -j DROP");
+        }
+    }
+}

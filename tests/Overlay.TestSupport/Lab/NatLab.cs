@@ -1,0 +1,153 @@
+using System.Net;
+
+namespace Overlay.TestSupport.Lab;
+
+/// <summary>
+/// A small internet of test hosts in network namespaces:
+/// <list type="bullet">
+/// <item>an "internet" namespace holding a bridge for 198.51.100.0/24 (TEST-NET-2, RFC 5737);</item>
+/// <item>a server namespace at 198.51.100.10 running coturn (STUN/TURN on 3478) and, on request, prosody (XMPP on 5222);</item>
+/// <item>per host i (0-based): behind a NAT router with LAN 10.(i+1).0.0/24 (host .2, router .1) and public
+/// address 198.51.100.(21+i), MASQUERADE for a cone NAT and MASQUERADE --random-fully for a symmetric one,
+/// inbound only for existing mappings; or, for <see cref="NatKind.Public"/>, directly on the bridge at 198.51.100.(41+i).</item>
+/// </list>
+/// Every name carries a random prefix, so labs of parallel test runs never meet.
+/// </summary>
+public sealed class NatLab : IAsyncDisposable
+{
+    private readonly string _prefix;
+    private readonly List<NetNamespace> _namespaces = [];
+    private readonly List<LabHost> _hosts = [];
+    private CoturnServer? _coturn;
+    private ProsodyServer? _prosody;
+
+    private NatLab(string prefix) => _prefix = prefix;
+
+    /// <summary>The server's address on the internet bridge.</summary>
+    public IPAddress ServerAddress { get; } = IPAddress.Parse("198.51.100.10");
+
+    /// <summary>coturn's STUN/TURN endpoint (long-term credentials node/secret, realm overlay.test).</summary>
+    public IPEndPoint StunTurn => new(ServerAddress, 3478);
+
+    /// <summary>prosody's client endpoint (when started with xmpp: true).</summary>
+    public IPEndPoint Xmpp => new(ServerAddress, 5222);
+
+    /// <summary>The XMPP domain.</summary>
+    public string XmppDomain => "overlay.test";
+
+    /// <summary>PEM of prosody's self-signed certificate, to trust as a CA.</summary>
+    public string CaCertificatePath => _prosody?.CaCertificatePath ?? throw new InvalidOperationException("the lab was started without xmpp");
+
+    /// <summary>The lab's TURN server.</summary>
+    public CoturnServer Coturn => _coturn!;
+
+    /// <summary>The lab's XMPP server, when started with xmpp: true.</summary>
+    public ProsodyServer Prosody => _prosody ?? throw new InvalidOperationException("the lab was started without xmpp");
+
+    /// <summary>The hosts, in the order they were asked for.</summary>
+    public IReadOnlyList<LabHost> Hosts => _hosts;
+
+    /// <summary>The server's namespace.</summary>
+    public NetNamespace Server { get; private set; } = null!;
+
+    /// <summary>Builds the lab and starts its services. Needs root, iproute2 and iptables.</summary>
+    public static async Task<NatLab> StartAsync(IReadOnlyList<NatKind> hosts, bool xmpp = false, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(hosts);
+        Prerequisites.RequireNetworkNamespaces();
+        var lab = new NatLab($"o{Random.Shared.Next(0x100000):x5}");
+        try
+        {
+            lab.Build(hosts);
+            lab._coturn = await CoturnServer.StartAsync(lab.Server, lab.ServerAddress, ct).ConfigureAwait(false);
+            if (xmpp) lab._prosody = await ProsodyServer.StartAsync(lab.Server, lab.ServerAddress, ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            await lab.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        return lab;
+    }
+
+    /// <summary>Stops prosody and starts it again (clients see their streams close).</summary>
+    public async Task RestartXmppAsync(CancellationToken ct = default)
+    {
+        await Prosody.StopAsync().ConfigureAwait(false);
+        await Prosody.StartAgainAsync(ct).ConfigureAwait(false);
+    }
+
+    private NetNamespace NewNamespace(string suffix)
+    {
+        var ns = NetNamespace.Create($"{_prefix}-{suffix}");
+        _namespaces.Add(ns);
+        return ns;
+    }
+
+    private void Build(IReadOnlyList<NatKind> kinds)
+    {
+        var inet = NewNamespace("inet");
+        inet.Exec("ip", "link add br0 type bridge");
+        inet.Exec("ip", "link set br0 up");
+        Server = NewNamespace("srv");
+        Attach(inet, Server, "s", ServerAddress);
+
+        for (var i = 0; i < kinds.Count; i++)
+        {
+            var n = i + 1;
+            var host = NewNamespace($"h{n}");
+            if (kinds[i] == NatKind.Public)
+            {
+                var address = IPAddress.Parse($"198.51.100.{41 + i}");
+                Attach(inet, host, $"p{n}", address);
+                _hosts.Add(new LabHost(host, kinds[i], address, address, null, ""));
+                continue;
+            }
+
+            var router = NewNamespace($"nat{n}");
+            var publicAddress = IPAddress.Parse($"198.51.100.{21 + i}");
+            var wan = Attach(inet, router, $"n{n}", publicAddress);
+            var lan = $"{_prefix}-l{n}";
+            Prerequisites.Run("ip", $"link add {lan} type veth peer name {lan}h");
+            Prerequisites.Run("ip", $"link set {lan} netns {router.Name}");
+            Prerequisites.Run("ip", $"link set {lan}h netns {host.Name}");
+            router.Exec("ip", $"addr add 10.{n}.0.1/24 dev {lan}");
+            router.Exec("ip", $"link set {lan} up");
+            var hostAddress = IPAddress.Parse($"10.{n}.0.2");
+            host.Exec("ip", $"addr add {hostAddress}/24 dev {lan}h");
+            host.Exec("ip", $"link set {lan}h up");
+            host.Exec("ip", $"route add default via 10.{n}.0.1");
+            router.Exec("sysctl", "-qw net.ipv4.ip_forward=1");
+            var random = kinds[i] == NatKind.Symmetric ? " --random-fully" : "";
+            router.Exec("iptables", $"-t nat -A POSTROUTING -o {wan} -j MASQUERADE{random}");
+            // Like a home router: nothing comes in unless a mapping made from inside exists.
+            router.Exec("iptables", $"-A FORWARD -i {wan} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT");
+            router.Exec("iptables", $"-A FORWARD -i {wan} -j DROP");
+            _hosts.Add(new LabHost(host, kinds[i], hostAddress, publicAddress, router, wan));
+        }
+    }
+
+    /// <summary>Joins <paramref name="ns"/> to the internet bridge with a public address; returns its interface name.</summary>
+    private string Attach(NetNamespace inet, NetNamespace ns, string tag, IPAddress address)
+    {
+        var inside = $"{_prefix}-{tag}";
+        var bridgeSide = $"{inside}b";
+        Prerequisites.Run("ip", $"link add {inside} type veth peer name {bridgeSide}");
+        Prerequisites.Run("ip", $"link set {inside} netns {ns.Name}");
+        Prerequisites.Run("ip", $"link set {bridgeSide} netns {inet.Name}");
+        inet.Exec("ip", $"link set {bridgeSide} master br0");
+        inet.Exec("ip", $"link set {bridgeSide} up");
+        ns.Exec("ip", $"addr add {address}/24 dev {inside}");
+        ns.Exec("ip", $"link set {inside} up");
+        return inside;
+    }
+
+    /// <summary>Stops the services and removes every namespace (and with them every veth).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_prosody is not null) await _prosody.DisposeAsync().ConfigureAwait(false);
+        if (_coturn is not null) await _coturn.DisposeAsync().ConfigureAwait(false);
+        for (var i = _namespaces.Count - 1; i >= 0; i--) _namespaces[i].Dispose();
+        _namespaces.Clear();
+    }
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Compares Overlay with OpenVPN (tap, static key) and tinc 1.0 (switch mode) on this machine:
+# two network namespaces joined by one veth; TCP throughput (iperf3, one stream, 10 s) and ping RTT
+# (20 pings) through the raw veth and through each VPN's TAP devices. Prints one table.
+# usage: sudo tests/bench/compare.sh [seconds]     (installs openvpn, tinc, iperf3 when missing)
+set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)"; exit 1; }
+secs=${1:-10}
+here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/../.." && pwd)
+need=(); for p in openvpn tinc iperf3 iproute2 iputils-ping; do dpkg -s $p >/dev/null 2>&1 || need+=($p); done
+[ ${#need[@]} -eq 0 ] || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; }
+
+P=bcmp$$; A=$P-a; B=$P-b; work=$(mktemp -d)
+cleanup() {
+  for n in $A $B; do for pid in $(ip netns pids $n 2>/dev/null); do kill $pid 2>/dev/null || true; done; done
+  sleep 0.2; ip netns del $A 2>/dev/null || true; ip netns del $B 2>/dev/null || true; rm -rf "$work"
+}
+trap cleanup EXIT
+ip netns add $A; ip netns add $B
+ip link add $P-va type veth peer name $P-vb
+ip link set $P-va netns $A; ip link set $P-vb netns $B
+ip -n $A addr add 192.0.2.1/24 dev $P-va; ip -n $B addr add 192.0.2.2/24 dev $P-vb
+for n in $A $B; do ip -n $n link set lo up; done
+ip -n $A link set $P-va up; ip -n $B link set $P-vb up
+
+# wait_ping NS ADDR: until the address answers (a VPN is up), at most 30 s
+wait_ping() { for _ in $(seq 300); do ip netns exec $1 ping -c1 -W0.1 $2 >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+# measure NAME SERVER_ADDR: iperf3 from A to B's address, ping A->B
+results=()
+measure() {
+  local name=$1 addr=$2
+  if ! wait_ping $A $addr; then results+=("$(printf '%-28s %12s %10s' "$name" "down" "-")"); return; fi
+  ip netns exec $B iperf3 -s -B $addr >/dev/null 2>&1 & local srv=$!
+  for _ in $(seq 100); do ip netns exec $B ss -ltn | grep -q "$addr:5201" && break; sleep 0.05; done
+  local bps; bps=$(ip netns exec $A iperf3 -c $addr -t $secs -J 2>/dev/null | grep -o '"bits_per_second":[^,]*' | tail -1 | cut -d: -f2)
+  kill $srv 2>/dev/null; wait $srv 2>/dev/null || true
+  local rtt; rtt=$(ip netns exec $A ping -c 20 -i 0.05 -q $addr | awk -F/ '/rtt|round-trip/ {print $5}')
+  results+=("$(printf '%-28s %12.0f %10.3f' "$name" "$(echo "${bps:-0} / 1000000" | bc -l)" "${rtt:-0}")")
+}
+
+measure "raw veth" 192.0.2.2
+
+# OpenVPN 2.6, tap, static (pre-shared) key: AES-GCM needs TLS mode, so AES-256-CBC + HMAC-SHA256
+openvpn --genkey secret $work/ovpn.key 2>/dev/null
+for side in a b; do
+  if [ $side = a ]; then ns=$A; loc=192.0.2.1; rem=192.0.2.2; ip=10.201.0.1; else ns=$B; loc=192.0.2.2; rem=192.0.2.1; ip=10.201.0.2; fi
+  ip netns exec $ns openvpn --dev ovpn0 --dev-type tap --secret $work/ovpn.key --cipher AES-256-CBC --auth SHA256 \
+    --local $loc --remote $rem --port 1194 --ifconfig $ip 255.255.255.0 --verb 1 --log $work/ovpn-$side.log \
+    --daemon --writepid $work/ovpn-$side.pid
+done
+measure "OpenVPN 2.6 (tap, static)" 10.201.0.2
+kill $(cat $work/ovpn-a.pid) $(cat $work/ovpn-b.pid) 2>/dev/null || true
+
+# tinc 1.0, switch mode
+for side in a b; do
+  d=$work/tinc-$side; mkdir -p $d/hosts
+  other=$([ $side = a ] && echo b || echo a)
+  ip=$([ $side = a ] && echo 10.202.0.1 || echo 10.202.0.2)
+  addr=$([ $side = a ] && echo 192.0.2.1 || echo 192.0.2.2)
+  printf 'Name = node%s\nMode = switch\nDeviceType = tap\nInterface = tinc0\nAddressFamily = ipv4\nConnectTo = node%s\n' $side $other > $d/tinc.conf
+  printf 'Address = %s\nPort = 655\n' $addr > $d/hosts/node$side
+  printf '#!/bin/sh\nip link set $INTERFACE up\nip addr add %s/24 dev $INTERFACE\n' $ip > $d/tinc-up; chmod +x $d/tinc-up
+  tincd -c $d -K2048 </dev/null >/dev/null 2>&1
+done
+cp $work/tinc-a/hosts/nodea $work/tinc-b/hosts/; cp $work/tinc-b/hosts/nodeb $work/tinc-a/hosts/
+ip netns exec $A tincd -c $work/tinc-a --pidfile=$work/tinc-a.pid --logfile=$work/tinc-a.log
+ip netns exec $B tincd -c $work/tinc-b --pidfile=$work/tinc-b.pid --logfile=$work/tinc-b.log
+measure "tinc 1.0 (switch)" 10.202.0.2
+ip netns exec $A tincd -c $work/tinc-a --pidfile=$work/tinc-a.pid -k 2>/dev/null || true
+ip netns exec $B tincd -c $work/tinc-b --pidfile=$work/tinc-b.pid -k 2>/dev/null || true
+
+# Overlay: two hosts with TAPs, one link over the veth (see samples/Overlay.Host)
+if [ -x "$here/overlay-pair.sh" ]; then
+  "$here/overlay-pair.sh" start $A $B 192.0.2.1 192.0.2.2 10.203.0.1 10.203.0.2 "$work"
+  measure "Overlay" 10.203.0.2
+  "$here/overlay-pair.sh" stop $A $B 192.0.2.1 192.0.2.2 10.203.0.1 10.203.0.2 "$work"
+else
+  results+=("$(printf '%-28s %12s %10s' "Overlay" "n/a" "-")")
+fi
+
+echo "date: $(date -u +%F), machine: $(nproc) cores, $(uname -r), iperf3 -t $secs one TCP stream"
+printf '%-28s %12s %10s\n' "path" "Mbit/s" "RTT ms"
+for r in "${results[@]}"; do echo "$r"; done
