@@ -2,7 +2,7 @@ namespace Overlay.Signaling;
 
 /// <summary>
 /// The control-plane channel a node uses to find the other members of its overlays and to negotiate
-/// links with them (DESIGN.md §4). Implemented over XMPP (<c>Xmpp.XmppSignalingChannel</c>) and
+/// links with them (DESIGN.md §4). Implemented over XMPP (<see cref="Xmpp.XmppSignalingChannel"/>) and
 /// by an in-process hub (<see cref="InProcess.InProcessSignalingHub"/>) for several nodes in one process.
 /// </summary>
 /// <remarks>

@@ -19,14 +19,14 @@ public sealed class InProcessSignalingTests : SignalingBehaviourTests
 
     protected override async Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays)
     {
-        var channel = _hub.CreateChannel(new InProcessSignalingOptions { Account = $"node{index}", NodeId = nodeId, Overlays = overlays });
+        var channel = _hub.CreateChannel(new InProcessChannelOptions { Account = $"node{index}", NodeId = nodeId, Overlays = overlays });
         await channel.ConnectAsync();
         return channel;
     }
 
     protected override async Task<SignalingChannelBase> CreateOutsiderAsync(string nodeId, IReadOnlyList<string> overlays)
     {
-        var channel = _hub.CreateChannel(new InProcessSignalingOptions { Account = "outsider", NodeId = nodeId, Overlays = overlays });
+        var channel = _hub.CreateChannel(new InProcessChannelOptions { Account = "outsider", NodeId = nodeId, Overlays = overlays });
         await channel.ConnectAsync();
         return channel;
     }
@@ -53,7 +53,7 @@ public sealed class InProcessSignalingTests : SignalingBehaviourTests
     [Test]
     public void Options_are_validated_with_the_setting_named()
     {
-        var ex = Assert.Throws<ArgumentException>(() => _hub.CreateChannel(new InProcessSignalingOptions { Account = "node1", NodeId = "ABC", Overlays = ["o"] }));
+        var ex = Assert.Throws<ArgumentException>(() => _hub.CreateChannel(new InProcessChannelOptions { Account = "node1", NodeId = "ABC", Overlays = ["o"] }));
         Assert.That(ex!.ParamName, Is.EqualTo("NodeId"));
     }
 }

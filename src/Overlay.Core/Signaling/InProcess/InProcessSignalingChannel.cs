@@ -9,7 +9,7 @@ public sealed class InProcessSignalingChannel : SignalingChannelBase
     private readonly string _address;
     private int _online;
 
-    internal InProcessSignalingChannel(InProcessSignalingHub hub, InProcessSignalingOptions options, string address)
+    internal InProcessSignalingChannel(InProcessSignalingHub hub, InProcessChannelOptions options, string address)
         : base(options.NodeId, options.Overlays, options.RequestTimeout, options.TimeProvider,
                options.LoggerFactory?.CreateLogger<InProcessSignalingChannel>())
     {

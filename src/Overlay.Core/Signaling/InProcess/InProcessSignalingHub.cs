@@ -41,7 +41,7 @@ public sealed class InProcessSignalingHub
     }
 
     /// <summary>Creates a channel for the options' account; it goes online at <c>ConnectAsync</c>.</summary>
-    public InProcessSignalingChannel CreateChannel(InProcessSignalingOptions options)
+    public InProcessSignalingChannel CreateChannel(InProcessChannelOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
