@@ -10,7 +10,7 @@ namespace Overlay.Core.Tests.Signaling;
 /// </summary>
 public abstract class SignalingBehaviourTests
 {
-    protected static readonly TimeSpan Wait = TimeSpan.FromSeconds(15);
+    internal static readonly TimeSpan Wait = TimeSpan.FromSeconds(15);
     private readonly List<ISignalingChannel> _channels = [];
 
     /// <summary>Creates and connects the channel of member account node<paramref name="index"/>.</summary>
@@ -35,7 +35,7 @@ public abstract class SignalingBehaviourTests
         _channels.Clear();
     }
 
-    protected static async Task WaitForPeerAsync(ISignalingChannel channel, string overlay, string nodeId, bool present = true)
+    internal static async Task WaitForPeerAsync(ISignalingChannel channel, string overlay, string nodeId, bool present = true)
     {
         using var cts = new CancellationTokenSource(Wait);
         var watch = channel.WatchPeersAsync(cts.Token).GetAsyncEnumerator(cts.Token);
