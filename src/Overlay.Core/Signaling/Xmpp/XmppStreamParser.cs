@@ -142,8 +142,8 @@ internal sealed class XmppStreamParser
                 var end = IndexOf(data, pos, "]]>");
                 if (end < 0) return XmppToken.NeedMore;
                 var raw = data.Slice(pos + 9, end - pos - 9);
-                if (!System.Text.Unicode.Utf8.IsValid(raw)) return Fail(out error, "invalid UTF-8");
-                (text ??= new StringBuilder()).Append(Encoding.UTF8.GetString(raw));
+                if (raw.IndexOf((byte)'&') >= 0 || !Decode(raw, out var cdata, out error)) return error is null ? Fail(out error, "'&' in CDATA is not supported") : XmppToken.Error;
+                (text ??= new StringBuilder()).Append(cdata);
                 pos = end + 3;
                 continue;
             }
@@ -170,6 +170,7 @@ internal sealed class XmppStreamParser
         while (p < data.Length && !IsNameEnd(data[p])) p++;
         if (p >= data.Length) return XmppToken.NeedMore;
         if (p == nameStart) return Fail(out error, "empty element name");
+        if (!IsValidName(data[nameStart..p])) return Fail(out error, "invalid element name");
         var qname = Encoding.UTF8.GetString(data[nameStart..p]);
         var attributes = new List<KeyValuePair<string, string>>();
         while (true)
@@ -188,7 +189,7 @@ internal sealed class XmppStreamParser
             var an = p;
             while (p < data.Length && !IsNameEnd(data[p])) p++;
             if (p >= data.Length) return XmppToken.NeedMore;
-            if (p == an) return Fail(out error, $"malformed attribute in <{qname}>");
+            if (p == an || !IsValidName(data[an..p])) return Fail(out error, $"malformed attribute in <{qname}>");
             var attrName = Encoding.UTF8.GetString(data[an..p]);
             SkipWhitespace(data, ref p);
             if (p >= data.Length) return XmppToken.NeedMore;
@@ -245,6 +246,17 @@ internal sealed class XmppStreamParser
         return prefix is null; // an element without a prefix and no default namespace is in no namespace
     }
 
+    /// <summary>Valid UTF-8 without control characters or markup (a superset check of XML's Name production).</summary>
+    private static bool IsValidName(ReadOnlySpan<byte> name)
+    {
+        if (!System.Text.Unicode.Utf8.IsValid(name)) return false;
+        foreach (var b in name)
+        {
+            if (b < 0x20 || b is (byte)'&' or (byte)';' or (byte)'!' or (byte)'?') return false;
+        }
+        return name[0] is not ((byte)'-' or (byte)'.' or >= (byte)'0' and <= (byte)'9' or (byte)':');
+    }
+
     private static bool IsNameEnd(byte b) => b is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n' or (byte)'>' or (byte)'/' or (byte)'=' or (byte)'<' or (byte)'"' or (byte)'\'';
 
     private static void SkipWhitespace(ReadOnlySpan<byte> data, ref int pos)
@@ -287,6 +299,15 @@ internal sealed class XmppStreamParser
         {
             error = "invalid UTF-8";
             return false;
+        }
+        foreach (var b in raw)
+        {
+            // XML 1.0 §2.2: no control characters other than tab, line feed and carriage return.
+            if (b < 0x20 && b is not (0x09 or 0x0a or 0x0d))
+            {
+                error = $"control character 0x{b:x2} in character data";
+                return false;
+            }
         }
         var amp = raw.IndexOf((byte)'&');
         if (amp < 0)
