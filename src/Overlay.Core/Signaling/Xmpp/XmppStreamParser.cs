@@ -53,6 +53,8 @@ internal sealed class XmppStreamParser
         error = null;
         var pos = 0;
         SkipWhitespace(data, ref pos);
+        if (pos < data.Length && data[pos] != (byte)'<')
+            return Fail(out error, _headerSeen ? "character data at stream level" : "expected the stream header");
         if (pos == data.Length || data[pos..].IndexOf((byte)'>') < 0)
         {
             consumed = pos; // whitespace keepalives are consumed; any complete item holds a '>'
