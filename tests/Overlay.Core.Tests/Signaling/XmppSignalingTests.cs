@@ -98,6 +98,26 @@ public sealed class XmppSignalingTests : SignalingBehaviourTests
     }
 
     [Test]
+    public async Task Without_a_port_the_server_is_found_through_its_srv_records_in_priority_order()
+    {
+        // The preferred record points at a closed port; the client must fall through to the next one.
+        int closedPort;
+        using (var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            closedPort = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        await using var dns = new DnsSrvResolverTests.FakeDnsServer((0, 0, (ushort)closedPort, "127.0.0.1"), (10, 0, (ushort)_server.EndPoint.Port, "localhost"));
+        var options = Options(_server, "node6", NodeIds.NewRandom(), ["ovl1"]) with { Host = null, Port = null, DnsServer = dns.EndPoint };
+        await using var channel = new XmppSignalingChannel(options);
+
+        await channel.ConnectAsync();
+
+        Assert.That(channel.State, Is.EqualTo(SignalingState.Connected));
+        Assert.That(dns.Queries, Is.EqualTo(1));
+    }
+
+    [Test]
     public async Task Connecting_uses_scram_and_binds_a_full_jid()
     {
         await using var channel = new XmppSignalingChannel(Options(_server, "node5", NodeIds.NewRandom(), ["ovl1"]));

@@ -18,15 +18,17 @@ public sealed record XmppChannelOptions
     /// <summary>The overlays this node serves.</summary>
     public required IReadOnlyList<string> Overlays { get; init; }
 
-    /// <summary>
-    /// Server host name or address. When null, the JID's domain is used: its <c>_xmpp-client._tcp</c> SRV
-    /// record is not looked up (not implemented); the domain itself is connected on <see cref="Port"/>
-    /// (the fallback of RFC 6120 §3.2.2).
-    /// </summary>
+    /// <summary>Server host name or address; null means the JID's domain.</summary>
     public string? Host { get; init; }
 
-    /// <summary>Server port (RFC 6120 §14.7: 5222).</summary>
-    public int Port { get; init; } = 5222;
+    /// <summary>
+    /// Server port. When null, the <c>_xmpp-client._tcp</c> SRV records of <see cref="Host"/> (or the domain)
+    /// are looked up and tried in order (RFC 6120 §3.2.1), falling back to the host on 5222 (§3.2.2).
+    /// </summary>
+    public int? Port { get; init; }
+
+    /// <summary>DNS server for the SRV lookup; null means the first nameserver of /etc/resolv.conf.</summary>
+    public System.Net.IPEndPoint? DnsServer { get; init; }
 
     /// <summary>Resource to bind; null asks for <c>overlay-</c> plus random characters.</summary>
     public string? Resource { get; init; }
@@ -89,7 +91,7 @@ public sealed record XmppChannelOptions
             throw new ArgumentException("Password is required unless a ClientCertificate is given (SASL EXTERNAL)", nameof(Password));
         if (!NodeIds.IsValid(NodeId)) throw new ArgumentException($"NodeId must be 32 lower-case hex characters, got '{NodeId}'", nameof(NodeId));
         if (Overlays is null || Overlays.Count == 0) throw new ArgumentException("Overlays must name at least one overlay", nameof(Overlays));
-        if (Port is < 1 or > 65535) throw new ArgumentException("Port must be 1..65535", nameof(Port));
+        if (Port is { } port && port is < 1 or > 65535) throw new ArgumentException("Port must be 1..65535", nameof(Port));
         if (TrustedCaCertificatePath is not null && !File.Exists(TrustedCaCertificatePath))
             throw new ArgumentException($"TrustedCaCertificatePath '{TrustedCaCertificatePath}' does not exist", nameof(TrustedCaCertificatePath));
         if (PinnedCertificateSha256 is not null && NormalizedPin is null)

@@ -58,12 +58,12 @@ internal sealed class XmppConnection : IAsyncDisposable
         catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested)
         {
             await connection.DisposeAsync().ConfigureAwait(false);
-            throw new XmppException($"connecting to {options.Host ?? options.Domain}:{options.Port} timed out after {options.ConnectTimeout.TotalSeconds:0.#} s", ex);
+            throw new XmppException($"connecting to {options.Host ?? options.Domain} timed out after {options.ConnectTimeout.TotalSeconds:0.#} s", ex);
         }
         catch (Exception ex) when (ex is IOException or SocketException)
         {
             await connection.DisposeAsync().ConfigureAwait(false);
-            throw new XmppException($"connection to {options.Host ?? options.Domain}:{options.Port} failed: {ex.Message}", ex);
+            throw new XmppException($"connection to {options.Host ?? options.Domain} failed: {ex.Message}", ex);
         }
         catch
         {
@@ -75,9 +75,8 @@ internal sealed class XmppConnection : IAsyncDisposable
     private async Task NegotiateAsync(CancellationToken ct)
     {
         var host = _options.Host ?? _options.Domain;
-        _socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        await _socket.ConnectAsync(host, _options.Port, ct).ConfigureAwait(false);
-        _stream = new NetworkStream(_socket, ownsSocket: false);
+        await ConnectTcpAsync(host, ct).ConfigureAwait(false);
+        _stream = new NetworkStream(_socket!, ownsSocket: false);
         _reader = PipeReader.Create(_stream, new StreamPipeReaderOptions(leaveOpen: true));
 
         var features = await OpenStreamAsync(ct).ConfigureAwait(false);
@@ -96,6 +95,53 @@ internal sealed class XmppConnection : IAsyncDisposable
         await AuthenticateAsync(features, ct).ConfigureAwait(false);
         features = await OpenStreamAsync(ct).ConfigureAwait(false);
         await BindAsync(features, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Connects to the configured port, or to the SRV targets in order and then host:5222 (RFC 6120 §3.2).</summary>
+    private async Task ConnectTcpAsync(string host, CancellationToken ct)
+    {
+        var targets = new List<(string Host, int Port)>();
+        if (_options.Port is { } port)
+        {
+            targets.Add((host, port));
+        }
+        else
+        {
+            var resolver = _options.DnsServer ?? DnsSrvResolver.SystemResolver();
+            if (resolver is not null)
+            {
+                try
+                {
+                    var records = await DnsSrvResolver.QueryAsync("_xmpp-client._tcp." + host, resolver, TimeSpan.FromSeconds(3), ct).ConfigureAwait(false);
+                    if (records.Count == 1 && records[0].Target == ".")
+                        throw new XmppException($"{host} declares that it offers no XMPP client service (SRV target '.')");
+                    targets.AddRange(records.Select(r => (r.Target.TrimEnd('.'), (int)r.Port)));
+                    _logger.LogDebug("SRV _xmpp-client._tcp.{Host}: {Targets}", host, string.Join(", ", targets));
+                }
+                catch (Exception ex) when (ex is SocketException or OperationCanceledException && !ct.IsCancellationRequested)
+                {
+                    _logger.LogDebug("SRV lookup for {Host} failed: {Message}", host, ex.Message);
+                }
+            }
+            targets.Add((host, 5222)); // RFC 6120 §3.2.2 fallback
+        }
+        Exception? last = null;
+        foreach (var (targetHost, targetPort) in targets)
+        {
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                await socket.ConnectAsync(targetHost, targetPort, ct).ConfigureAwait(false);
+                _socket = socket;
+                return;
+            }
+            catch (SocketException ex)
+            {
+                socket.Dispose();
+                last = new SocketException((int)ex.SocketErrorCode, $"{targetHost}:{targetPort}: {ex.Message}");
+            }
+        }
+        throw last!;
     }
 
     private async Task StartTlsAsync(CancellationToken ct)
