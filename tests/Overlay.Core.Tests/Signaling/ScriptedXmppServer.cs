@@ -155,20 +155,39 @@ internal sealed class ScriptedPeer(Stream stream, X509Certificate2 certificate, 
         await SendAsync(Header + "<stream:features>" + features + "</stream:features>");
     }
 
-    /// <summary>Plays a correct server up to an established session (STARTTLS, PLAIN, bind, roster), the presence read.</summary>
-    public async Task<string> EstablishAsync()
+    /// <summary>The client certificate presented in the TLS handshake, if the script asked for one.</summary>
+    public X509Certificate? ClientCertificate { get; private set; }
+
+    /// <summary>
+    /// Plays a correct server up to an established session (STARTTLS, PLAIN or EXTERNAL, bind, roster),
+    /// the initial presence read.
+    /// </summary>
+    public async Task<string> EstablishAsync(bool external = false)
     {
         await OpenAsync("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>");
         await ReadAsync(); // <starttls/>
         await SendAsync("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
         var ssl = new SslStream(_stream);
-        await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = certificate }, ct);
+        await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+        {
+            ServerCertificate = certificate,
+            ClientCertificateRequired = external,
+            RemoteCertificateValidationCallback = (_, _, _, _) => true,
+        }, ct);
+        ClientCertificate = ssl.RemoteCertificate;
         _stream = ssl;
         _length = 0;
-        await OpenAsync("<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms>");
+        await OpenAsync("<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + (external ? "<mechanism>EXTERNAL</mechanism>" : "") + "<mechanism>PLAIN</mechanism></mechanisms>");
         var auth = await ReadAsync();
-        var plain = Encoding.UTF8.GetString(Convert.FromBase64String(auth.Text));
-        if (auth.Attribute("mechanism") != "PLAIN" || plain != "\0node1\0secret") throw new InvalidDataException("bad PLAIN: " + plain);
+        if (external)
+        {
+            if (auth.Attribute("mechanism") != "EXTERNAL" || auth.Text != "=") throw new InvalidDataException($"bad EXTERNAL: {auth}");
+        }
+        else
+        {
+            var plain = Encoding.UTF8.GetString(Convert.FromBase64String(auth.Text));
+            if (auth.Attribute("mechanism") != "PLAIN" || plain != "\0node1\0secret") throw new InvalidDataException("bad PLAIN: " + plain);
+        }
         await SendAsync("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
         await OpenAsync("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>");
         var bind = await ReadAsync();
