@@ -57,3 +57,30 @@ public sealed class InProcessSignalingTests : SignalingBehaviourTests
         Assert.That(ex!.ParamName, Is.EqualTo("NodeId"));
     }
 }
+
+/// <summary>Channels built from a node's configuration.</summary>
+public sealed class SignalingChannelsTests
+{
+    [Test]
+    public async Task Nodes_configured_with_the_same_in_process_hub_find_each_other()
+    {
+        var hubName = "hub-" + Guid.NewGuid().ToString("N");
+        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        await using var alice = SignalingChannels.Create(new InProcessSignalingOptions { HubName = hubName }, a, ["ovl1"]);
+        await using var bob = SignalingChannels.Create(new InProcessSignalingOptions { HubName = hubName }, b, ["ovl1"]);
+        await alice.ConnectAsync();
+        await bob.ConnectAsync();
+
+        await SignalingBehaviourTests.WaitForPeerAsync(alice, "ovl1", b);
+        await SignalingBehaviourTests.WaitForPeerAsync(bob, "ovl1", a);
+    }
+
+    [Test]
+    public async Task Xmpp_configuration_maps_onto_the_xmpp_channel()
+    {
+        await using var channel = SignalingChannels.Create(new XmppSignalingOptions { HostAddress = "127.0.0.1", Port = 5222, Username = "node1@overlay.test", Password = "secret" },
+            NodeIds.NewRandom(), ["ovl1"]);
+        Assert.That(channel, Is.InstanceOf<Overlay.Signaling.Xmpp.XmppSignalingChannel>());
+        Assert.That(channel.State, Is.EqualTo(SignalingState.Disconnected));
+    }
+}
