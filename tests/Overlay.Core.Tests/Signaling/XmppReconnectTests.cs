@@ -53,6 +53,8 @@ public sealed class XmppReconnectTests
             Assert.That(bob.GetPeers("ovl1")[a], Is.EqualTo(alice.LocalAddress));
         });
         TestContext.Out.WriteLine($"loss reported as: {lossError?.Message}");
+        Assert.That(lossError, Is.InstanceOf<XmppStreamErrorException>(), "prosody closes streams with a stream error on SIGTERM");
+        Assert.That(((XmppStreamErrorException)lossError!).Condition, Is.EqualTo("system-shutdown"));
         TestContext.Out.WriteLine(
             $"prosody restart: loss detected after {detected.TotalMilliseconds:0} ms; prosody stopped after {stopped.TotalMilliseconds:0} ms; accepting again after {serverUp.TotalMilliseconds:0} ms; " +
             $"both nodes reconnected and rediscovered each other after {rediscovered.TotalMilliseconds:0} ms " +

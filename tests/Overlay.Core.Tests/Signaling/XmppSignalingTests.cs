@@ -117,6 +117,25 @@ public sealed class XmppSignalingTests : SignalingBehaviourTests
         Assert.That(dns.Queries, Is.EqualTo(1));
     }
 
+    [TestCase("SCRAM-SHA-256")]
+    [TestCase("SCRAM-SHA-1")]
+    [TestCase("PLAIN")]
+    public async Task Each_password_mechanism_authenticates_against_prosody(string mechanism)
+    {
+        await using var channel = new XmppSignalingChannel(Options(_server, "node7", NodeIds.NewRandom(), ["ovl1"]) with { SaslMechanisms = [mechanism] });
+        await channel.ConnectAsync();
+        Assert.That(channel.AuthenticationMechanism, Is.EqualTo(mechanism));
+    }
+
+    [TestCase("SCRAM-SHA-1")]
+    [TestCase("PLAIN")]
+    public async Task A_wrong_password_is_an_authentication_error_with_every_mechanism(string mechanism)
+    {
+        await using var channel = new XmppSignalingChannel(Options(_server, "node7", NodeIds.NewRandom(), ["ovl1"]) with { SaslMechanisms = [mechanism], Password = "wrong" });
+        var ex = await Assert.ThrowsAsync<XmppAuthenticationException>(() => channel.ConnectAsync());
+        Assert.That(ex!.Condition, Is.EqualTo("not-authorized"));
+    }
+
     [Test]
     public async Task Connecting_uses_scram_and_binds_a_full_jid()
     {

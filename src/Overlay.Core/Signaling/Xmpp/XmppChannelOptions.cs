@@ -48,8 +48,11 @@ public sealed record XmppChannelOptions
     /// <summary>Client certificate for TLS client authentication and SASL EXTERNAL.</summary>
     public X509Certificate2? ClientCertificate { get; init; }
 
-    /// <summary>Whether SASL PLAIN may be used when SCRAM is not offered (only ever inside TLS).</summary>
-    public bool AllowPlain { get; init; } = true;
+    /// <summary>
+    /// SASL mechanisms the client may use, in order of preference. Supported: <c>EXTERNAL</c> (needs a
+    /// <see cref="ClientCertificate"/>), <c>SCRAM-SHA-256</c>, <c>SCRAM-SHA-1</c>, <c>PLAIN</c> (only ever inside TLS).
+    /// </summary>
+    public IReadOnlyList<string> SaslMechanisms { get; init; } = ["EXTERNAL", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"];
 
     /// <summary>Interval between XEP-0199 pings to the server.</summary>
     public TimeSpan KeepaliveInterval { get; init; } = TimeSpan.FromSeconds(30);
@@ -96,6 +99,8 @@ public sealed record XmppChannelOptions
             throw new ArgumentException($"TrustedCaCertificatePath '{TrustedCaCertificatePath}' does not exist", nameof(TrustedCaCertificatePath));
         if (PinnedCertificateSha256 is not null && NormalizedPin is null)
             throw new ArgumentException("PinnedCertificateSha256 must be 64 hex digits (colons allowed)", nameof(PinnedCertificateSha256));
+        if (SaslMechanisms is null || SaslMechanisms.Count == 0 || SaslMechanisms.Any(m => m is not ("EXTERNAL" or "SCRAM-SHA-256" or "SCRAM-SHA-1" or "PLAIN")))
+            throw new ArgumentException("SaslMechanisms must list one or more of EXTERNAL, SCRAM-SHA-256, SCRAM-SHA-1, PLAIN", nameof(SaslMechanisms));
         if (MaxStanzaBytes < 4096) throw new ArgumentException("MaxStanzaBytes must be at least 4096", nameof(MaxStanzaBytes));
         if (KeepaliveInterval <= TimeSpan.Zero) throw new ArgumentException("KeepaliveInterval must be positive", nameof(KeepaliveInterval));
         if (KeepaliveTimeout <= TimeSpan.Zero) throw new ArgumentException("KeepaliveTimeout must be positive", nameof(KeepaliveTimeout));

@@ -235,26 +235,26 @@ internal sealed class XmppConnection : IAsyncDisposable
     {
         var offered = features.Child("mechanisms", SaslNamespace)?.Children.Where(c => c.Name == "mechanism").Select(c => c.Text.Trim()).ToList() ?? [];
         ScramClient? scram = null;
-        string mechanism, initial;
-        if (_options.ClientCertificate is not null && offered.Contains("EXTERNAL"))
+        var mechanism = _options.SaslMechanisms.FirstOrDefault(m => offered.Contains(m) && m switch
         {
-            mechanism = "EXTERNAL";
-            initial = "="; // RFC 6120 §6.4.2: empty initial response, authorization identity derived from the certificate
-        }
-        else if (_options.Password is not null && (offered.Contains("SCRAM-SHA-256") || offered.Contains("SCRAM-SHA-1")))
+            "EXTERNAL" => _options.ClientCertificate is not null,
+            "PLAIN" => _options.Password is not null && _stream is SslStream,
+            _ => _options.Password is not null,
+        }) ?? throw new XmppAuthenticationException("no-mechanism",
+            $"no acceptable SASL mechanism: the server offers [{string.Join(", ", offered)}], the client allows [{string.Join(", ", _options.SaslMechanisms)}]");
+        string initial;
+        switch (mechanism)
         {
-            mechanism = offered.Contains("SCRAM-SHA-256") ? "SCRAM-SHA-256" : "SCRAM-SHA-1";
-            scram = new ScramClient(mechanism, _options.LocalPart, _options.Password);
-            initial = Convert.ToBase64String(Encoding.UTF8.GetBytes(scram.ClientFirstMessage));
-        }
-        else if (_options.Password is not null && _options.AllowPlain && offered.Contains("PLAIN") && _stream is SslStream)
-        {
-            mechanism = "PLAIN";
-            initial = Convert.ToBase64String(Encoding.UTF8.GetBytes("\0" + _options.LocalPart + "\0" + _options.Password));
-        }
-        else
-        {
-            throw new XmppAuthenticationException("no-mechanism", $"no acceptable SASL mechanism: the server offers [{string.Join(", ", offered)}]");
+            case "EXTERNAL":
+                initial = "="; // RFC 6120 §6.4.2: empty initial response, the identity comes from the certificate
+                break;
+            case "PLAIN":
+                initial = Convert.ToBase64String(Encoding.UTF8.GetBytes("\0" + _options.LocalPart + "\0" + _options.Password));
+                break;
+            default:
+                scram = new ScramClient(mechanism, _options.LocalPart, _options.Password!);
+                initial = Convert.ToBase64String(Encoding.UTF8.GetBytes(scram.ClientFirstMessage));
+                break;
         }
         Mechanism = mechanism;
         await SendAsync($"<auth xmlns='{SaslNamespace}' mechanism='{mechanism}'>{initial}</auth>", ct).ConfigureAwait(false);

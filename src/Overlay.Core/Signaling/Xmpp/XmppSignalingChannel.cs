@@ -22,7 +22,7 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
     private readonly CancellationTokenSource _lifetime = new();
     private readonly ConcurrentDictionary<string, TaskCompletionSource<XmppElement>> _iqs = new(StringComparer.Ordinal);
     private readonly HashSet<string> _roster = new(StringComparer.Ordinal);
-    private Session? _session;
+    private volatile Session? _session;
     private Task? _supervisor;
     private long _iqCounter;
     private int _started;
