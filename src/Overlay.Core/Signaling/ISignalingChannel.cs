@@ -6,8 +6,9 @@ namespace Overlay.Signaling;
 /// by an in-process hub (<see cref="InProcess.InProcessSignalingHub"/>) for several nodes in one process.
 /// </summary>
 /// <remarks>
-/// Only members of this node's roster may act on it, and only for overlays this node serves; every other
-/// inbound message is dropped and counted in <see cref="Counters"/>, never executed.
+/// Only members of this node's roster may act on it, only for overlays this node serves, and only after
+/// announcing themselves for that overlay under the node ID they claim; every other inbound message is
+/// dropped and counted in <see cref="Counters"/>, never executed.
 /// </remarks>
 public interface ISignalingChannel : IAsyncDisposable
 {

@@ -25,7 +25,7 @@ public abstract class SignalingChannelBase : ISignalingChannel
     private readonly TimeSpan _defaultTimeout;
     private SignalingState _state = SignalingState.Disconnected;
     private int _disposed;
-    private long _accepted, _responsesMatched, _notInRoster, _unservedOverlay, _unknownType, _malformed, _spoofed, _unmatched, _queueFull, _timedOut;
+    private long _accepted, _responsesMatched, _notInRoster, _unservedOverlay, _unknownType, _malformed, _spoofed, _unknownPeer, _unmatched, _queueFull, _timedOut;
 
     private sealed record PendingRequest(TaskCompletionSource<SignalMessage> Completion, string PeerNodeId, string Address, SignalMessage Request);
 
@@ -70,7 +70,7 @@ public abstract class SignalingChannelBase : ISignalingChannel
     public SignalingCounters Counters => new(
         Interlocked.Read(ref _accepted), Interlocked.Read(ref _responsesMatched), Interlocked.Read(ref _notInRoster),
         Interlocked.Read(ref _unservedOverlay), Interlocked.Read(ref _unknownType), Interlocked.Read(ref _malformed),
-        Interlocked.Read(ref _spoofed), Interlocked.Read(ref _unmatched), Interlocked.Read(ref _queueFull), Interlocked.Read(ref _timedOut));
+        Interlocked.Read(ref _spoofed), Interlocked.Read(ref _unknownPeer), Interlocked.Read(ref _unmatched), Interlocked.Read(ref _queueFull), Interlocked.Read(ref _timedOut));
 
     /// <inheritdoc />
     public abstract Task ConnectAsync(CancellationToken cancellationToken = default);
@@ -237,9 +237,15 @@ public abstract class SignalingChannelBase : ISignalingChannel
         var message = env.Message;
         if (message is null) { Drop(ref _malformed, "malformed"); return; }
         if (!_peers.Serves(message.OverlayId)) { Drop(ref _unservedOverlay, "unserved-overlay"); return; }
-        string? announced;
-        lock (_gate) announced = _peers.NodeIdOf(fromAddress);
+        // Only a peer that announced itself for this overlay, under the node ID it claims, may act.
+        string? announced, listed;
+        lock (_gate)
+        {
+            announced = _peers.NodeIdOf(fromAddress);
+            listed = _peers.AddressOf(message.OverlayId, env.NodeId);
+        }
         if (announced is not null && announced != env.NodeId) { Drop(ref _spoofed, "spoofed-node-id"); return; }
+        if (announced is null || listed != fromAddress) { Drop(ref _unknownPeer, "unknown-peer"); return; }
 
         if (SignalCodec.IsResponse(message))
         {

@@ -8,6 +8,7 @@ namespace Overlay.Signaling;
 /// <param name="DroppedUnknownType">Inbound messages with an action type this version does not know.</param>
 /// <param name="DroppedMalformed">Inbound payloads that failed to parse or validate.</param>
 /// <param name="DroppedSpoofedNodeId">Inbound messages whose node ID differs from the one the sender announced.</param>
+/// <param name="DroppedUnknownPeer">Inbound messages from a roster member that has not announced itself for that overlay.</param>
 /// <param name="DroppedUnmatchedResponse">Responses with no pending request (late, duplicate or forged).</param>
 /// <param name="DroppedQueueFull">Inbound messages dropped because the engine did not keep up.</param>
 /// <param name="RequestsTimedOut">Outbound requests that got no response in time.</param>
@@ -19,11 +20,12 @@ public sealed record SignalingCounters(
     long DroppedUnknownType,
     long DroppedMalformed,
     long DroppedSpoofedNodeId,
+    long DroppedUnknownPeer,
     long DroppedUnmatchedResponse,
     long DroppedQueueFull,
     long RequestsTimedOut)
 {
     /// <summary>Sum of every drop counter.</summary>
     public long Dropped => DroppedNotInRoster + DroppedUnservedOverlay + DroppedUnknownType + DroppedMalformed
-        + DroppedSpoofedNodeId + DroppedUnmatchedResponse + DroppedQueueFull;
+        + DroppedSpoofedNodeId + DroppedUnknownPeer + DroppedUnmatchedResponse + DroppedQueueFull;
 }

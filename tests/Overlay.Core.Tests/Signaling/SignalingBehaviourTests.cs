@@ -224,7 +224,7 @@ public abstract class SignalingBehaviourTests
     public async Task Unknown_actions_unserved_overlays_malformed_and_spoofed_payloads_are_dropped_and_counted()
     {
         string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
-        var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
+        var alice = Track(await CreateMemberAsync(1, a, ["ovl1", "ovl2"]));
         var bob = Track(await CreateMemberAsync(2, b, ["ovl1"]));
         await WaitForPeerAsync(alice, "ovl1", b);
         var to = alice.LocalAddress!;
@@ -238,12 +238,14 @@ public abstract class SignalingBehaviourTests
         await SendRawAsync(bob, to, $$"""{"v":1,"type":"link-offer","node":"{{b}}","cid":"c3","overlay":"ovl1"}""");
         // Bob claiming to be another node than the one he announced.
         await SendRawAsync(bob, to, $$"""{"v":1,"type":"link-teardown","node":"{{NodeIds.NewRandom()}}","cid":"c4","overlay":"ovl1","link":"l","reason":""}""");
+        // An overlay alice serves but bob never announced: bob is not a peer there.
+        await SendRawAsync(bob, to, $$"""{"v":1,"type":"link-teardown","node":"{{b}}","cid":"c7","overlay":"ovl2","link":"l","reason":""}""");
         // A response nobody asked for.
         await SendRawAsync(bob, to, $$"""{"v":1,"type":"edge-response","node":"{{b}}","cid":"c5","overlay":"ovl1","accepted":true}""");
         // Unknown fields and a later minor revision are ignored: this one is accepted.
         await SendRawAsync(bob, to, $$"""{"v":3,"type":"link-teardown","node":"{{b}}","cid":"c6","overlay":"ovl1","link":"l","reason":"r","future":[1,2]}""");
 
-        await WaitUntilAsync(() => alice.Counters.Accepted == 1 && alice.Counters.Dropped == 6, "six drops and one accept");
+        await WaitUntilAsync(() => alice.Counters.Accepted == 1 && alice.Counters.Dropped == 7, "seven drops and one accept");
         var c = alice.Counters;
         Assert.Multiple(() =>
         {
@@ -251,6 +253,7 @@ public abstract class SignalingBehaviourTests
             Assert.That(c.DroppedUnservedOverlay, Is.EqualTo(1));
             Assert.That(c.DroppedMalformed, Is.EqualTo(2));
             Assert.That(c.DroppedSpoofedNodeId, Is.EqualTo(1));
+            Assert.That(c.DroppedUnknownPeer, Is.EqualTo(1));
             Assert.That(c.DroppedUnmatchedResponse, Is.EqualTo(1));
         });
         using var cts = new CancellationTokenSource(Wait);
