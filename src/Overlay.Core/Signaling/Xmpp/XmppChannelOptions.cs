@@ -27,6 +27,12 @@ public sealed record XmppChannelOptions
     /// </summary>
     public int? Port { get; init; }
 
+    /// <summary>
+    /// Creates the TCP socket for each connection attempt (for example inside a network namespace, or bound
+    /// to a device); null means a new dual-mode stream socket.
+    /// </summary>
+    public Func<System.Net.Sockets.Socket>? SocketFactory { get; init; }
+
     /// <summary>DNS server for the SRV lookup; null means the first nameserver of /etc/resolv.conf.</summary>
     public System.Net.IPEndPoint? DnsServer { get; init; }
 

@@ -128,7 +128,8 @@ internal sealed class XmppConnection : IAsyncDisposable
         Exception? last = null;
         foreach (var (targetHost, targetPort) in targets)
         {
-            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            var socket = _options.SocketFactory?.Invoke() ?? new Socket(SocketType.Stream, ProtocolType.Tcp);
+            socket.NoDelay = true;
             try
             {
                 await socket.ConnectAsync(targetHost, targetPort, ct).ConfigureAwait(false);
