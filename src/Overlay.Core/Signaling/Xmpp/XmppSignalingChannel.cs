@@ -168,11 +168,13 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
         }
     }
 
-    /// <summary>min · 2^attempt, capped, then a uniformly random 50–100 % of it so many nodes do not reconnect in step.</summary>
-    private TimeSpan Backoff(int attempt)
+    private TimeSpan Backoff(int attempt) => Backoff(attempt, _options.ReconnectMinDelay, _options.ReconnectMaxDelay, Random.Shared.NextDouble());
+
+    /// <summary>min · 2^attempt, capped at max, then scaled to 50–100 % by <paramref name="random"/> in [0, 1) so many nodes do not reconnect in step.</summary>
+    internal static TimeSpan Backoff(int attempt, TimeSpan min, TimeSpan max, double random)
     {
-        var ceiling = Math.Min(_options.ReconnectMaxDelay.TotalMilliseconds, _options.ReconnectMinDelay.TotalMilliseconds * Math.Pow(2, Math.Min(attempt, 30)));
-        return TimeSpan.FromMilliseconds(ceiling * (0.5 + 0.5 * Random.Shared.NextDouble()));
+        var ceiling = Math.Min(max.TotalMilliseconds, min.TotalMilliseconds * Math.Pow(2, Math.Clamp(attempt, 0, 30)));
+        return TimeSpan.FromMilliseconds(ceiling * (0.5 + 0.5 * random));
     }
 
     private async Task<Exception> ReadLoopAsync(Session session)
@@ -306,7 +308,7 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
         return false;
     }
 
-    private async Task<XmppElement> IqAsync(Session session, XmppElement iq, CancellationToken ct)
+    private async Task<XmppElement> IqAsync(Session session, XmppElement iq, CancellationToken ct, bool errorIsAnswer = false)
     {
         var id = "iq-" + Interlocked.Increment(ref _iqCounter).ToString(System.Globalization.CultureInfo.InvariantCulture);
         iq.SetAttribute("id", id);
@@ -316,7 +318,7 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
         {
             await session.Connection.SendAsync(iq.ToXml(), ct).ConfigureAwait(false);
             var result = await pending.Task.WaitAsync(_options.KeepaliveTimeout, TimeProvider, ct).ConfigureAwait(false);
-            if (result.Attribute("type") == "error")
+            if (result.Attribute("type") == "error" && !errorIsAnswer)
             {
                 var condition = result.Child("error", XmppConnection.ClientNamespace)?.FirstChild(StanzaErrorNamespace)?.Name ?? "unknown";
                 throw new XmppException($"the server answered {iq.Children.FirstOrDefault()?.Name} with error {condition}");
@@ -351,7 +353,8 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
             {
                 await Task.Delay(_options.KeepaliveInterval, TimeProvider, ct).ConfigureAwait(false);
                 await IqAsync(session, new XmppElement("iq", XmppConnection.ClientNamespace).SetAttribute("type", "get")
-                    .SetAttribute("to", _options.Domain).Add(new XmppElement("ping", PingNamespace)), ct).ConfigureAwait(false);
+                    .SetAttribute("to", _options.Domain).Add(new XmppElement("ping", PingNamespace)), ct, errorIsAnswer: true).ConfigureAwait(false);
+                // XEP-0199 §4.2: a server without ping support answers with an error, which proves liveness just as well.
             }
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
