@@ -79,6 +79,26 @@ public sealed class XmppSignalingTests : SignalingBehaviourTests
     }
 
     [Test]
+    public async Task A_ca_file_of_another_ca_is_a_certificate_error()
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create();
+        using var otherCa = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=other CA", key, System.Security.Cryptography.HashAlgorithmName.SHA256)
+            .CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        var path = Path.Combine(Path.GetTempPath(), $"other-ca-{Guid.NewGuid():N}.pem");
+        await File.WriteAllTextAsync(path, otherCa.ExportCertificatePem());
+        try
+        {
+            await using var channel = new XmppSignalingChannel(Options(_server, "node3", NodeIds.NewRandom(), ["ovl1"]) with { TrustedCaCertificatePath = path });
+            var ex = await Assert.ThrowsAsync<XmppCertificateException>(() => channel.ConnectAsync());
+            Assert.That(ex!.Message, Does.Contain("does not lead to the CA"));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Test]
     public async Task A_pinned_certificate_is_accepted_and_a_wrong_pin_is_a_certificate_error()
     {
         var pem = await File.ReadAllTextAsync(_server.CaCertificatePath);

@@ -153,7 +153,7 @@ internal sealed class XmppConnection : IAsyncDisposable
         {
             TargetHost = _options.Domain,
             CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-            RemoteCertificateValidationCallback = (_, certificate, chain, errors) => ValidateServerCertificate(certificate, chain, errors, out certificateError),
+            RemoteCertificateValidationCallback = (_, certificate, chain, errors) => ServerCertificateValidator.Validate(_options, certificate, chain, errors, out certificateError),
         };
         if (_options.ClientCertificate is not null) tls.ClientCertificates = new X509CertificateCollection { _options.ClientCertificate };
         try
@@ -173,49 +173,6 @@ internal sealed class XmppConnection : IAsyncDisposable
         _stream = ssl;
         _reader = PipeReader.Create(ssl, new StreamPipeReaderOptions(leaveOpen: true));
     }
-
-    private bool ValidateServerCertificate(X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors, out string? error)
-    {
-        error = null;
-        if (certificate is null)
-        {
-            error = "the server sent no certificate";
-            return false;
-        }
-        var pin = _options.NormalizedPin;
-        if (pin is not null)
-        {
-            var actual = Convert.ToHexStringLower(SHA256.HashData(certificate.GetRawCertData()));
-            if (actual == pin) return true;
-            error = $"certificate SHA-256 {actual} does not match the pinned {pin}";
-            return false;
-        }
-        if ((errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
-        {
-            error = $"the certificate ({certificate.Subject}) is not issued for {_options.Domain}";
-            return false;
-        }
-        if (_options.TrustedCaCertificatePath is not null)
-        {
-            var roots = new X509Certificate2Collection();
-            roots.ImportFromPemFile(_options.TrustedCaCertificatePath);
-            using var custom = new X509Chain();
-            custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-            custom.ChainPolicy.CustomTrustStore.AddRange(roots);
-            custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-            if (chain is not null) custom.ChainPolicy.ExtraStore.AddRange(chain.ChainElements.Select(e => e.Certificate).ToArray());
-            using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
-            if (custom.Build(leaf)) return true;
-            error = $"the chain of {certificate.Subject} does not lead to the CA in {_options.TrustedCaCertificatePath}: {Describe(custom)}";
-            return false;
-        }
-        if (errors == SslPolicyErrors.None) return true;
-        error = $"{errors} ({certificate.Subject}, issuer {certificate.Issuer}){(chain is null ? "" : ": " + Describe(chain))}";
-        return false;
-    }
-
-    private static string Describe(X509Chain chain)
-        => string.Join("; ", chain.ChainStatus.Select(s => s.Status.ToString()).Distinct());
 
     /// <summary>Opens (or restarts) the stream and returns the server's features.</summary>
     private async Task<XmppElement> OpenStreamAsync(CancellationToken ct)
