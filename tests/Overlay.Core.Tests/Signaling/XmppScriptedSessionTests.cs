@@ -56,6 +56,29 @@ public sealed class XmppScriptedSessionTests
     }
 
     [Test]
+    public async Task Server_pings_are_answered_and_unknown_queries_get_service_unavailable()
+    {
+        var answers = new TaskCompletionSource<(XmppElement Ping, XmppElement Unknown)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = new ScriptedXmppServer(async (p, _) =>
+        {
+            await p.EstablishAsync();
+            await p.SendAsync("<iq type='get' id='ping1' from='overlay.test'><ping xmlns='urn:xmpp:ping'/></iq>");
+            var ping = await p.ReadAsync();
+            await p.SendAsync("<iq type='get' id='q1' from='someone@overlay.test/x'><query xmlns='jabber:iq:version'/></iq>");
+            answers.TrySetResult((ping, await p.ReadAsync()));
+            try { while (true) await p.ReadAsync(); } catch (Exception ex) when (ex is EndOfStreamException or IOException) { }
+        });
+        await using var channel = new XmppSignalingChannel(server.ClientOptions(NodeIds.NewRandom()));
+        await channel.ConnectAsync();
+
+        var (pingReply, unknownReply) = await answers.Task.WaitAsync(Wait);
+
+        Assert.That((pingReply.Attribute("type"), pingReply.Attribute("id")), Is.EqualTo(("result", "ping1")));
+        Assert.That((unknownReply.Attribute("type"), unknownReply.Attribute("id")), Is.EqualTo(("error", "q1")));
+        Assert.That(unknownReply.Child("error", "jabber:client")?.Child("service-unavailable", "urn:ietf:params:xml:ns:xmpp-stanzas"), Is.Not.Null);
+    }
+
+    [Test]
     public async Task Sasl_external_authenticates_with_the_client_certificate_and_no_password()
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
