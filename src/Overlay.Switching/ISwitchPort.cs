@@ -1,0 +1,35 @@
+using Overlay.Switching.Flood;
+
+namespace Overlay.Switching;
+
+/// <summary>
+/// Where the switch sends frames: the node's local device, or one overlay link to a neighbour switch.
+/// Calls come from whichever thread delivered the frame; implementations must not block.
+/// </summary>
+public interface ISwitchPort
+{
+    /// <summary>Sends a plain Ethernet frame; false (counted by the switch) if it could not be queued.</summary>
+    bool TrySendFrame(ReadOnlySpan<byte> frame);
+
+    /// <summary>Sends a bounded-flood frame with its header (a link port); the local port is never asked.</summary>
+    bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame);
+}
+
+/// <summary>Options of an <see cref="OverlaySwitch"/>.</summary>
+public sealed record SwitchOptions
+{
+    /// <summary>Largest frame accepted: MTU 1410 + 14 header + 4 VLAN tag by default; larger frames are dropped and counted.</summary>
+    public int MaxFrameLength { get; init; } = 1410 + 18;
+
+    /// <summary>How long a learned address or path lives without traffic.</summary>
+    public TimeSpan Ageing { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>How long a multicast subscription lives without a new report (IGMP's group membership interval, RFC 2236 §8.4).</summary>
+    public TimeSpan GroupAgeing { get; init; } = TimeSpan.FromSeconds(260);
+
+    /// <summary>Floods remembered for duplicate suppression.</summary>
+    public int DuplicateCacheSize { get; init; } = 4096;
+
+    /// <summary>Hops after which a flood frame is dropped, whatever its arc says.</summary>
+    public int MaxHops { get; init; } = 64;
+}

@@ -1,0 +1,324 @@
+using Overlay.Switching.Flood;
+using Overlay.Switching.Frames;
+using Overlay.Switching.Learning;
+using Overlay.Switching.Multicast;
+
+namespace Overlay.Switching;
+
+/// <summary>
+/// The node's Ethernet switch on one overlay: one local port (the TAP) and one port per link to a
+/// neighbour switch. Broadcast, unknown unicast and multicast travel by bounded flood over the ring
+/// (each switch forwards only into the arc of node IDs it was given, so every switch gets a frame
+/// exactly once and the tree is O(log N) deep on a Symphony ring); unicast follows paths learned from
+/// floods; multicast is pruned to arcs holding subscribers snooped from IGMP/MLD.
+/// </summary>
+/// <remarks>
+/// Thread-safe: frames may arrive on any thread at once. The hot path (a known unicast path) does two
+/// lock-free dictionary reads and no allocation. Time is a coarse counter advanced by <see cref="Tick"/>,
+/// so forwarding never reads a clock and simulations run on virtual time.
+/// </remarks>
+public sealed class OverlaySwitch
+{
+    private readonly SwitchOptions _options;
+    private readonly TimeProvider _time;
+    private readonly long _started;
+    private readonly PortEntry _local;
+    private readonly ForwardingTables _tables = new();
+    private readonly GroupTable _groups = new();
+    private readonly DuplicateCache _duplicates;
+    private readonly HashSet<ulong> _localMacs = [];
+    private readonly Lock _portsLock = new();
+    private volatile PortEntry[] _neighbours = []; // sorted by clockwise distance from Self
+    private volatile HashSet<ulong> _localMacSnapshot = [];
+    private long _now;
+    private int _sequence;
+
+    /// <summary>Creates a switch for the node <paramref name="self"/> whose local device is <paramref name="localPort"/>.</summary>
+    public OverlaySwitch(NodeId self, ISwitchPort localPort, SwitchOptions? options = null, TimeProvider? time = null, IEnumerable<ulong>? localMacs = null)
+    {
+        ArgumentNullException.ThrowIfNull(localPort);
+        Self = self;
+        _options = options ?? new SwitchOptions();
+        _time = time ?? TimeProvider.System;
+        _started = _time.GetTimestamp();
+        _local = new PortEntry(self, localPort, isLocal: true);
+        _duplicates = new DuplicateCache(_options.DuplicateCacheSize);
+        if (localMacs is not null)
+            foreach (var mac in localMacs) _localMacs.Add(mac);
+        _localMacSnapshot = [.. _localMacs];
+    }
+
+    /// <summary>This switch's node ID.</summary>
+    public NodeId Self { get; }
+
+    /// <summary>What happened to frames.</summary>
+    public SwitchCounters Counters { get; } = new();
+
+    /// <summary>The neighbours with a port, nearest clockwise first.</summary>
+    public IReadOnlyList<NodeId> Neighbours => Array.ConvertAll(_neighbours, p => p.Id);
+
+    /// <summary>Learned addresses (for status and tests).</summary>
+    public int LearnedAddresses => _tables.MacCount;
+
+    /// <summary>Adds (or replaces) the port of the link to <paramref name="neighbour"/>.</summary>
+    public void AddLink(NodeId neighbour, ISwitchPort port)
+    {
+        ArgumentNullException.ThrowIfNull(port);
+        if (neighbour == Self) throw new ArgumentException("a switch has no link to itself", nameof(neighbour));
+        lock (_portsLock)
+        {
+            var list = _neighbours.Where(p => p.Id != neighbour).ToList();
+            foreach (var old in _neighbours.Where(p => p.Id == neighbour)) Retire(old);
+            list.Add(new PortEntry(neighbour, port, isLocal: false));
+            list.Sort((a, b) => Self.DistanceTo(a.Id).CompareTo(Self.DistanceTo(b.Id)));
+            _neighbours = [.. list];
+        }
+    }
+
+    /// <summary>Removes the link to <paramref name="neighbour"/>: everything learned through it is forgotten at once, so traffic re-floods.</summary>
+    public void RemoveLink(NodeId neighbour)
+    {
+        lock (_portsLock)
+        {
+            foreach (var old in _neighbours.Where(p => p.Id == neighbour)) Retire(old);
+            _neighbours = _neighbours.Where(p => p.Id != neighbour).ToArray();
+        }
+    }
+
+    /// <summary>Forgets a switch that left the overlay (its multicast subscriptions).</summary>
+    public void ForgetSwitch(NodeId node) => _groups.Forget(node);
+
+    /// <summary>Advances the switch's clock and ages out learned addresses, paths and subscriptions.</summary>
+    public void Tick()
+    {
+        var now = (long)_time.GetElapsedTime(_started).TotalSeconds;
+        Volatile.Write(ref _now, now);
+        _tables.Expire(now - (long)_options.Ageing.TotalSeconds);
+        _groups.Expire(now);
+    }
+
+    /// <summary>Bytes sent towards each destination switch since the last call (for on-demand links).</summary>
+    public IReadOnlyDictionary<NodeId, long> TakeTrafficByNode() => _tables.TakeTraffic();
+
+    /// <summary>A frame the local host sent.</summary>
+    public void OnLocalFrame(ReadOnlySpan<byte> frame)
+    {
+        Interlocked.Increment(ref Counters.LocalInValue);
+        if (!Admit(frame)) return;
+        var now = Volatile.Read(ref _now);
+        var source = EthernetFrame.Source(frame);
+        var destination = EthernetFrame.Destination(frame);
+        if (!EthernetFrame.IsGroup(source) && !_localMacSnapshot.Contains(source)) AddLocalMac(source);
+
+        if (!EthernetFrame.IsGroup(destination))
+        {
+            if (_localMacSnapshot.Contains(destination)) return; // the host talking to itself
+            if (!TryForwardUnicast(source, destination, frame, _local, now))
+                Originate(FloodType.UnknownUnicast, destination, frame);
+            return;
+        }
+        if (destination == EthernetFrame.Broadcast)
+        {
+            Originate(FloodType.Broadcast, destination, frame);
+            return;
+        }
+        // Membership reports go to every switch (each must learn the subscriber); data is pruned.
+        var report = SnoopReports(frame, Self, now);
+        Originate(FloodType.Multicast, destination, frame, prune: !report);
+    }
+
+    /// <summary>A plain frame from the link to <paramref name="from"/>.</summary>
+    public void OnLinkFrame(NodeId from, ReadOnlySpan<byte> frame)
+    {
+        Interlocked.Increment(ref Counters.LinkInValue);
+        if (!Admit(frame)) return;
+        var port = FindPort(from);
+        if (port is null)
+        {
+            Interlocked.Increment(ref Counters.UnknownPortValue);
+            return;
+        }
+        var now = Volatile.Read(ref _now);
+        var source = EthernetFrame.Source(frame);
+        var destination = EthernetFrame.Destination(frame);
+        if (EthernetFrame.IsGroup(destination))
+        {
+            // Group frames travel only as floods; a plain one on a link is malformed.
+            Interlocked.Increment(ref Counters.LoopValue);
+            return;
+        }
+        // The reply path installs the forward path: (destination → source) leaves by the port this came in on.
+        if (!_tables.TryGetFlow(destination, source, out var reverse) || !reverse.Valid)
+            _tables.SetFlow(destination, source, new FlowEntry(port, null, _tables.TryGetMac(source, out var m) ? m.Owner : from, now));
+
+        if (_localMacSnapshot.Contains(destination))
+        {
+            Deliver(frame);
+            return;
+        }
+        if (!TryForwardUnicast(source, destination, frame, port, now))
+            Originate(FloodType.UnknownUnicast, destination, frame);
+    }
+
+    /// <summary>A bounded-flood frame from the link to <paramref name="from"/>.</summary>
+    public void OnLinkFlood(NodeId from, in FloodHeader header, ReadOnlySpan<byte> frame)
+    {
+        Interlocked.Increment(ref Counters.FloodInValue);
+        if (!Admit(frame)) return;
+        if (header.Root == Self)
+        {
+            Interlocked.Increment(ref Counters.OwnRootValue);
+            return;
+        }
+        // This switch must lie inside the arc (root, bound) its sender was given: anything else is forged or stale.
+        if (!header.Root.ArcContains(Self, header.Bound) || !header.Root.ArcContains(from, header.Bound) && from != header.Root)
+        {
+            Interlocked.Increment(ref Counters.OutsideArcValue);
+            return;
+        }
+        if (header.Hop >= _options.MaxHops)
+        {
+            Interlocked.Increment(ref Counters.HopLimitValue);
+            return;
+        }
+        var port = FindPort(from);
+        if (port is null)
+        {
+            Interlocked.Increment(ref Counters.UnknownPortValue);
+            return;
+        }
+        if (!_duplicates.TryAdd(header.Root, header.Sequence))
+        {
+            Interlocked.Increment(ref Counters.DuplicateValue);
+            return;
+        }
+        var now = Volatile.Read(ref _now);
+        var source = EthernetFrame.Source(frame);
+        var destination = EthernetFrame.Destination(frame);
+        if (!EthernetFrame.IsGroup(source) && !_localMacSnapshot.Contains(source)) _tables.Learn(source, port, header.Root, now);
+
+        var report = header.Type == FloodType.Multicast && SnoopReports(frame, header.Root, now);
+        var deliver = header.Type switch
+        {
+            FloodType.Broadcast => true,
+            FloodType.UnknownUnicast => _localMacSnapshot.Count == 0 || _localMacSnapshot.Contains(destination),
+            // Other hosts' reports are kept from the local host: hearing one, an IGMPv2/MLDv1 host would
+            // suppress its own report (RFC 2236 §3) and this switch would never learn it subscribed.
+            _ => !report && (AlwaysFlooded(destination) || !_groups.IsKnown(destination, now) || _groups.HasLocal(destination, now)),
+        };
+        if (deliver) Deliver(frame);
+        Forward(header with { Hop = (byte)(header.Hop + 1) }, destination, frame, now, prune: !report);
+    }
+
+    private bool TryForwardUnicast(ulong source, ulong destination, ReadOnlySpan<byte> frame, PortEntry ingress, long now)
+    {
+        if (!_tables.TryGetFlow(source, destination, out var flow) || !flow.Valid)
+        {
+            if (!_tables.TryGetMac(destination, out var mac) || mac.Stale || !mac.Port.Alive) return false;
+            // A directly linked owner switch is the shortest path there is.
+            var port = mac.Owner != Self && FindPort(mac.Owner) is { } direct ? direct : mac.Port;
+            flow = new FlowEntry(port, mac, mac.Owner, now);
+            _tables.SetFlow(source, destination, flow);
+        }
+        flow.LastSeen = now;
+        if (flow.Port.IsLocal)
+        {
+            Deliver(frame);
+            return true;
+        }
+        if (ReferenceEquals(flow.Port, ingress))
+        {
+            Interlocked.Increment(ref Counters.LoopValue);
+            return true;
+        }
+        Interlocked.Add(ref flow.Bytes, frame.Length);
+        if (flow.Port.Port.TrySendFrame(frame)) Interlocked.Increment(ref Counters.UnicastForwardedValue);
+        else Interlocked.Increment(ref Counters.SendFailedValue);
+        return true;
+    }
+
+    /// <summary>Starts a flood: neighbour p_i gets the arc up to p_{i+1}; the farthest gets the arc back to this switch.</summary>
+    private void Originate(FloodType type, ulong destination, ReadOnlySpan<byte> frame, bool prune = true)
+    {
+        var sequence = (uint)Interlocked.Increment(ref _sequence);
+        _duplicates.TryAdd(Self, sequence);
+        Interlocked.Increment(ref Counters.FloodsOriginatedValue);
+        Forward(new FloodHeader(Self, Self, sequence, 1, type), destination, frame, Volatile.Read(ref _now), prune);
+    }
+
+    /// <summary>Sends copies to the neighbours strictly inside (Self, header.Bound), each with the arc up to the next one.</summary>
+    private void Forward(FloodHeader header, ulong destination, ReadOnlySpan<byte> frame, long now, bool prune)
+    {
+        var neighbours = _neighbours;
+        prune = prune && header.Type == FloodType.Multicast && !AlwaysFlooded(destination) && _groups.IsKnown(destination, now);
+        for (var i = 0; i < neighbours.Length; i++)
+        {
+            var n = neighbours[i];
+            if (!Self.ArcContains(n.Id, header.Bound)) break; // sorted by distance: the rest lie beyond the bound
+            var bound = i + 1 < neighbours.Length && Self.ArcContains(neighbours[i + 1].Id, header.Bound) ? neighbours[i + 1].Id : header.Bound;
+            if (prune && !_groups.HasSubscriberIn(destination, n.Id, bound)) continue;
+            if (n.Port.TrySendFlood(header with { Bound = bound }, frame)) Interlocked.Increment(ref Counters.FloodCopiesSentValue);
+            else Interlocked.Increment(ref Counters.SendFailedValue);
+        }
+    }
+
+    /// <summary>Applies the IGMP/MLD membership changes the frame carries; true when it is a membership message.</summary>
+    private bool SnoopReports(ReadOnlySpan<byte> frame, NodeId member, long now)
+    {
+        Span<GroupChange> changes = stackalloc GroupChange[8];
+        var count = MulticastReport.Read(frame, changes);
+        var expires = now + (long)_options.GroupAgeing.TotalSeconds;
+        for (var i = 0; i < count; i++) _groups.Update(changes[i].GroupMac, member, Self, changes[i].Join, expires);
+        return count > 0;
+    }
+
+    /// <summary>Link-local groups every host may need (224.0.0.x, ff02::x, IPv6 solicited-node): never pruned.</summary>
+    private static bool AlwaysFlooded(ulong group) =>
+        (group & 0xFFFF_FFFF_FF00) == 0x0100_5E00_0000
+        || (group & 0xFFFF_FFFF_FF00) == 0x3333_0000_0000
+        || (group & 0xFFFF_FF00_0000) == 0x3333_FF00_0000;
+
+    private void Deliver(ReadOnlySpan<byte> frame)
+    {
+        if (_local.Port.TrySendFrame(frame)) Interlocked.Increment(ref Counters.DeliveredLocalValue);
+        else Interlocked.Increment(ref Counters.SendFailedValue);
+    }
+
+    private bool Admit(ReadOnlySpan<byte> frame)
+    {
+        if (frame.Length < EthernetFrame.HeaderLength)
+        {
+            Interlocked.Increment(ref Counters.RuntValue);
+            return false;
+        }
+        if (frame.Length > _options.MaxFrameLength)
+        {
+            Interlocked.Increment(ref Counters.OversizeValue);
+            return false;
+        }
+        return true;
+    }
+
+    private PortEntry? FindPort(NodeId id)
+    {
+        foreach (var p in _neighbours)
+            if (p.Id == id) return p;
+        return null;
+    }
+
+    private void AddLocalMac(ulong mac)
+    {
+        lock (_portsLock)
+        {
+            if (!_localMacs.Add(mac)) return;
+            _localMacSnapshot = [.. _localMacs];
+            _tables.Learn(mac, _local, Self, Volatile.Read(ref _now));
+        }
+    }
+
+    private void Retire(PortEntry port)
+    {
+        port.Alive = false;
+        _tables.Purge(port);
+    }
+}

@@ -1,0 +1,44 @@
+namespace Overlay.Switching;
+
+/// <summary>What the switch did with frames, and why it dropped the ones it dropped. Read from any thread.</summary>
+public sealed class SwitchCounters
+{
+    internal long LocalInValue, LinkInValue, FloodInValue, UnicastForwardedValue, FloodsOriginatedValue, FloodCopiesSentValue, DeliveredLocalValue;
+    internal long RuntValue, OversizeValue, OwnRootValue, OutsideArcValue, HopLimitValue, DuplicateValue, LoopValue, SendFailedValue, UnknownPortValue;
+
+    /// <summary>Frames from the local device.</summary>
+    public long LocalIn => Volatile.Read(ref LocalInValue);
+    /// <summary>Plain frames from links.</summary>
+    public long LinkIn => Volatile.Read(ref LinkInValue);
+    /// <summary>Flood frames from links.</summary>
+    public long FloodIn => Volatile.Read(ref FloodInValue);
+    /// <summary>Unicast frames sent on a link.</summary>
+    public long UnicastForwarded => Volatile.Read(ref UnicastForwardedValue);
+    /// <summary>Floods this switch started.</summary>
+    public long FloodsOriginated => Volatile.Read(ref FloodsOriginatedValue);
+    /// <summary>Flood copies sent on links (originated or forwarded).</summary>
+    public long FloodCopiesSent => Volatile.Read(ref FloodCopiesSentValue);
+    /// <summary>Frames handed to the local device.</summary>
+    public long DeliveredLocal => Volatile.Read(ref DeliveredLocalValue);
+    /// <summary>Dropped: shorter than an Ethernet header.</summary>
+    public long Runts => Volatile.Read(ref RuntValue);
+    /// <summary>Dropped: longer than <see cref="SwitchOptions.MaxFrameLength"/>.</summary>
+    public long Oversize => Volatile.Read(ref OversizeValue);
+    /// <summary>Dropped: a flood claiming this switch as its root.</summary>
+    public long OwnRoot => Volatile.Read(ref OwnRootValue);
+    /// <summary>Dropped: a flood whose arc does not contain this switch.</summary>
+    public long OutsideArc => Volatile.Read(ref OutsideArcValue);
+    /// <summary>Dropped: a flood past the hop limit.</summary>
+    public long HopLimit => Volatile.Read(ref HopLimitValue);
+    /// <summary>Dropped: a flood seen before (same root and sequence).</summary>
+    public long Duplicates => Volatile.Read(ref DuplicateValue);
+    /// <summary>Dropped: a unicast frame whose path leads back where it came from.</summary>
+    public long Loops => Volatile.Read(ref LoopValue);
+    /// <summary>Dropped: a port refused the frame.</summary>
+    public long SendFailed => Volatile.Read(ref SendFailedValue);
+    /// <summary>Dropped: a frame from a link that is not (or no longer) a port.</summary>
+    public long UnknownPort => Volatile.Read(ref UnknownPortValue);
+
+    /// <summary>Every drop, whatever the reason.</summary>
+    public long Dropped => Runts + Oversize + OwnRoot + OutsideArc + HopLimit + Duplicates + Loops + SendFailed + UnknownPort;
+}

@@ -1,0 +1,155 @@
+using NUnit.Framework;
+using Overlay.Switching;
+using Overlay.Switching.Frames;
+
+namespace Overlay.Switching.Tests;
+
+/// <summary>
+/// Invariants of bounded flooding and learned unicast on rings of switches with random extra links
+/// (random chords, or Symphony's harmonic long links). Seeds are printed so a failure can be replayed.
+/// </summary>
+public class FloodPropertyTests
+{
+    public enum Shape { RandomChords, Symphony }
+
+    private static (SwitchFabric Fabric, NodeId[] Ids) Build(Shape shape, int n, int seed) => shape switch
+    {
+        Shape.Symphony => SwitchFabric.Ring(n, successors: 2, new Random(seed), SwitchFabric.Harmonic),
+        _ => SwitchFabric.Ring(n, successors: 1, new Random(seed), SwitchFabric.RandomChords),
+    };
+
+    [Test]
+    public void Every_broadcast_reaches_every_switch_exactly_once(
+        [Values(Shape.RandomChords, Shape.Symphony)] Shape shape, [Values(10, 50, 200, 500)] int n)
+    {
+        var seed = Environment.TickCount;
+        TestContext.Out.WriteLine($"seed {seed}");
+        var (fabric, ids) = Build(shape, n, seed);
+        var random = new Random(seed);
+        var depths = new List<int>();
+        for (var b = 0; b < 20; b++)
+        {
+            fabric.ResetCounts();
+            var root = ids[random.Next(n)];
+            fabric.Switches[root].OnLocalFrame(SwitchFabric.Frame(EthernetFrame.Broadcast, SwitchFabric.MacOf(root), tag: b));
+            fabric.Pump();
+            foreach (var id in ids)
+                Assert.That(fabric.Hosts[id].Count(b), Is.EqualTo(id == root ? 0 : 1), $"seed {seed}: broadcast {b} from {root} at {id}");
+            Assert.That(fabric.LinkTransmissions, Is.EqualTo(n - 1), $"seed {seed}: a flood tree has N-1 edges");
+            depths.Add(fabric.MaxFloodHop);
+        }
+        Assert.That(fabric.Switches.Values.Sum(s => s.Counters.Duplicates), Is.Zero, "no copy needed the duplicate cache");
+        TestContext.Out.WriteLine($"{shape} N={n}: flood depth mean {depths.Average():0.0}, max {depths.Max()}, log2 N = {Math.Log2(n):0.0}");
+        if (shape == Shape.Symphony) Assert.That(depths.Max(), Is.LessThanOrEqualTo(3 * Math.Log2(n) + 2), "O(log N) deep on a Symphony ring");
+    }
+
+    [Test]
+    public void After_arp_unicast_arrives_exactly_once_over_a_loop_free_path(
+        [Values(Shape.RandomChords, Shape.Symphony)] Shape shape, [Values(10, 100, 500)] int n)
+    {
+        var seed = Environment.TickCount;
+        TestContext.Out.WriteLine($"seed {seed}");
+        var (fabric, ids) = Build(shape, n, seed);
+        var random = new Random(seed);
+        for (var p = 0; p < 30; p++)
+        {
+            var a = ids[random.Next(n)];
+            var b = ids[random.Next(n)];
+            if (a == b) continue;
+            Converse(fabric, a, b, tag: 1000 + p, seed);
+        }
+    }
+
+    [Test]
+    public void Removing_a_link_on_the_path_reconverges([Values(50, 300)] int n)
+    {
+        var seed = Environment.TickCount;
+        TestContext.Out.WriteLine($"seed {seed}");
+        var (fabric, ids) = Build(Shape.Symphony, n, seed);
+        var random = new Random(seed);
+        for (var round = 0; round < 10; round++)
+        {
+            var a = ids[random.Next(n)];
+            var b = ids[random.Next(n)];
+            if (a == b) continue;
+            Converse(fabric, a, b, tag: 2000 + round * 10, seed);
+            // Cut a link the frames used that is not a successor link (the ring stays whole, as the topology keeps it).
+            var used = fabric.Links.Where(l => !IsRingLink(ids, l)).OrderBy(_ => random.Next()).FirstOrDefault();
+            if (used == default) continue;
+            fabric.Disconnect(used.Item1, used.Item2);
+            Converse(fabric, a, b, tag: 2000 + round * 10 + 5, seed);
+        }
+    }
+
+    [Test]
+    public void Multicast_reaches_exactly_the_subscribed_hosts([Values(Shape.RandomChords, Shape.Symphony)] Shape shape, [Values(20, 200)] int n)
+    {
+        var seed = Environment.TickCount;
+        TestContext.Out.WriteLine($"seed {seed}");
+        var (fabric, ids) = Build(shape, n, seed);
+        var random = new Random(seed);
+        const uint group = 0xEF010203; // 239.1.2.3
+        var subscribers = ids.OrderBy(_ => random.Next()).Take(n / 5).ToHashSet();
+        foreach (var s in subscribers)
+            fabric.Switches[s].OnLocalFrame(Packets.IgmpV2Report(SwitchFabric.MacOf(s), group));
+        fabric.Pump();
+        fabric.ResetCounts();
+
+        var sender = ids.First(id => !subscribers.Contains(id));
+        fabric.Switches[sender].OnLocalFrame(Packets.UdpMulticast(SwitchFabric.MacOf(sender), group, tag: 77));
+        fabric.Pump();
+        foreach (var id in ids)
+            Assert.That(fabric.Hosts[id].Received.Count(f => Packets.IsUdpMulticastTag(f, 77)), Is.EqualTo(subscribers.Contains(id) ? 1 : 0), $"seed {seed}: at {id}");
+        TestContext.Out.WriteLine($"{shape} N={n}: {subscribers.Count} subscribers, {fabric.LinkTransmissions} link copies (a full flood needs {n - 1})");
+        Assert.That(fabric.LinkTransmissions, Is.LessThan(n - 1), "pruned to branches with subscribers");
+
+        // A subscriber leaves: it gets no more; the others still do.
+        var leaver = subscribers.First();
+        fabric.Switches[leaver].OnLocalFrame(Packets.IgmpV2Leave(SwitchFabric.MacOf(leaver), group));
+        fabric.Pump();
+        fabric.ResetCounts();
+        fabric.Switches[sender].OnLocalFrame(Packets.UdpMulticast(SwitchFabric.MacOf(sender), group, tag: 78));
+        fabric.Pump();
+        foreach (var id in ids)
+            Assert.That(fabric.Hosts[id].Received.Count(f => Packets.IsUdpMulticastTag(f, 78)), Is.EqualTo(subscribers.Contains(id) && id != leaver ? 1 : 0), $"seed {seed}: at {id} after leave");
+    }
+
+    [Test]
+    public void IPv6_neighbour_discovery_multicast_is_flooded_to_all()
+    {
+        var (fabric, ids) = Build(Shape.Symphony, 30, seed: 5);
+        var source = ids[3];
+        var solicitedNode = 0x3333_FF00_0042UL;
+        fabric.Switches[source].OnLocalFrame(SwitchFabric.Frame(solicitedNode, SwitchFabric.MacOf(source), tag: 9, etherType: 0x86DD));
+        fabric.Pump();
+        foreach (var id in ids) Assert.That(fabric.Hosts[id].Count(9), Is.EqualTo(id == source ? 0 : 1));
+    }
+
+    /// <summary>A broadcasts (its ARP request), B answers by unicast, then both exchange unicast: each frame arrives once, at the right host only.</summary>
+    private static void Converse(SwitchFabric fabric, NodeId a, NodeId b, int tag, int seed)
+    {
+        var macA = SwitchFabric.MacOf(a);
+        var macB = SwitchFabric.MacOf(b);
+        fabric.ResetCounts();
+        fabric.Switches[a].OnLocalFrame(SwitchFabric.Frame(EthernetFrame.Broadcast, macA, tag));
+        fabric.Pump();
+        foreach (var (from, to, fromMac, toMac, t) in new[] { (b, a, macB, macA, tag + 1), (a, b, macA, macB, tag + 2), (b, a, macB, macA, tag + 3) })
+        {
+            fabric.ResetCounts();
+            fabric.Switches[from].OnLocalFrame(SwitchFabric.Frame(toMac, fromMac, t));
+            fabric.Pump();
+            foreach (var (id, host) in fabric.Hosts)
+                Assert.That(host.Count(t), Is.EqualTo(id == to ? 1 : 0), $"seed {seed}: unicast {t} {from}->{to} seen at {id}");
+            Assert.That(fabric.LinkTransmissions, Is.LessThan(fabric.Hosts.Count), $"seed {seed}: a loop-free path is shorter than N hops");
+        }
+        Assert.That(fabric.Switches.Values.Sum(s => s.Counters.Loops), Is.Zero);
+    }
+
+    private static bool IsRingLink(NodeId[] sorted, (NodeId, NodeId) link)
+    {
+        var i = Array.BinarySearch(sorted, link.Item1);
+        var j = Array.BinarySearch(sorted, link.Item2);
+        var d = Math.Abs(i - j);
+        return d is 1 or 2 || d == sorted.Length - 1 || d == sorted.Length - 2;
+    }
+}

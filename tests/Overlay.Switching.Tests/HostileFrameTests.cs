@@ -1,0 +1,112 @@
+using NUnit.Framework;
+using Overlay.Switching;
+using Overlay.Switching.Flood;
+using Overlay.Switching.Frames;
+
+namespace Overlay.Switching.Tests;
+
+/// <summary>Frames a broken or hostile peer could send: each is dropped and counted, and other traffic still flows.</summary>
+public class HostileFrameTests
+{
+    private static (SwitchFabric Fabric, NodeId[] Ids) Ring() => SwitchFabric.Ring(12, successors: 2, new Random(3), SwitchFabric.Harmonic);
+
+    [Test]
+    public void Runts_and_oversize_frames_are_dropped_and_counted_from_every_side()
+    {
+        var (fabric, ids) = Ring();
+        var sw = fabric.Switches[ids[0]];
+        var neighbour = sw.Neighbours[0];
+        sw.OnLocalFrame(new byte[13]);
+        sw.OnLinkFrame(neighbour, new byte[5]);
+        sw.OnLinkFlood(neighbour, new FloodHeader(neighbour, neighbour, 1, 1, FloodType.Broadcast), new byte[0]);
+        sw.OnLocalFrame(new byte[1429]);
+        fabric.Pump();
+        Assert.That((sw.Counters.Runts, sw.Counters.Oversize), Is.EqualTo((3L, 1L)));
+        Assert.That(fabric.LinkTransmissions, Is.Zero);
+        AssertBroadcastStillWorks(fabric, ids);
+    }
+
+    [Test]
+    public void A_flood_claiming_the_receiver_as_root_is_dropped()
+    {
+        var (fabric, ids) = Ring();
+        var sw = fabric.Switches[ids[0]];
+        var neighbour = sw.Neighbours[0];
+        sw.OnLinkFlood(neighbour, new FloodHeader(ids[0], ids[0], 7, 1, FloodType.Broadcast), Broadcast(ids[5], 1));
+        fabric.Pump();
+        Assert.That(sw.Counters.OwnRoot, Is.EqualTo(1));
+        Assert.That(fabric.Hosts[ids[0]].Count(1), Is.Zero);
+        AssertBroadcastStillWorks(fabric, ids);
+    }
+
+    [Test]
+    public void A_flood_whose_arc_excludes_the_receiver_is_dropped()
+    {
+        var (fabric, ids) = Ring();
+        // ids are in ring order: a flood rooted at ids[4] bounded at ids[6] covers ids[5] only.
+        var sw = fabric.Switches[ids[8]];
+        var neighbour = sw.Neighbours[0];
+        sw.OnLinkFlood(neighbour, new FloodHeader(ids[4], ids[6], 7, 1, FloodType.Broadcast), Broadcast(ids[4], 2));
+        fabric.Pump();
+        Assert.That(sw.Counters.OutsideArc, Is.EqualTo(1));
+        Assert.That(fabric.Hosts.Values.Sum(h => h.Count(2)), Is.Zero, "nobody got the forged flood");
+        AssertBroadcastStillWorks(fabric, ids);
+    }
+
+    [Test]
+    public void A_replayed_flood_is_dropped_by_the_duplicate_cache()
+    {
+        var (fabric, ids) = Ring();
+        var sw = fabric.Switches[ids[1]];
+        var header = new FloodHeader(ids[0], ids[0], 99, 1, FloodType.Broadcast);
+        sw.OnLinkFlood(ids[0], header, Broadcast(ids[0], 3));
+        sw.OnLinkFlood(ids[0], header, Broadcast(ids[0], 3));
+        fabric.Pump();
+        Assert.That(sw.Counters.Duplicates, Is.EqualTo(1));
+        Assert.That(fabric.Hosts[ids[1]].Count(3), Is.EqualTo(1));
+    }
+
+    [Test]
+    public void A_flood_past_the_hop_limit_and_frames_from_strangers_are_dropped()
+    {
+        var (fabric, ids) = Ring();
+        var sw = fabric.Switches[ids[1]];
+        sw.OnLinkFlood(ids[0], new FloodHeader(ids[0], ids[0], 5, 64, FloodType.Broadcast), Broadcast(ids[0], 4));
+        var stranger = new NodeId(12345);
+        sw.OnLinkFlood(stranger, new FloodHeader(ids[0], ids[0], 6, 1, FloodType.Broadcast), Broadcast(ids[0], 4));
+        sw.OnLinkFrame(stranger, SwitchFabric.Frame(SwitchFabric.MacOf(ids[1]), 0x0200_0000_0001, 4));
+        fabric.Pump();
+        Assert.That((sw.Counters.HopLimit, sw.Counters.UnknownPort), Is.EqualTo((1L, 2L)));
+        Assert.That(fabric.Hosts.Values.Sum(h => h.Count(4)), Is.Zero);
+    }
+
+    [Test]
+    public void Random_garbage_from_links_never_throws_and_never_reaches_other_hosts_twice()
+    {
+        var (fabric, ids) = Ring();
+        var random = new Random(11);
+        var sw = fabric.Switches[ids[2]];
+        var neighbours = sw.Neighbours;
+        for (var i = 0; i < 20_000; i++)
+        {
+            var frame = new byte[random.Next(0, 1500)];
+            random.NextBytes(frame);
+            var header = new FloodHeader(ids[random.Next(ids.Length)], ids[random.Next(ids.Length)], (uint)random.Next(), (byte)random.Next(256), (FloodType)random.Next(3));
+            var from = neighbours[random.Next(neighbours.Count)];
+            if (random.Next(2) == 0) sw.OnLinkFrame(from, frame);
+            else sw.OnLinkFlood(from, header, frame);
+        }
+        fabric.Pump();
+        AssertBroadcastStillWorks(fabric, ids);
+    }
+
+    private static byte[] Broadcast(NodeId from, int tag) => SwitchFabric.Frame(EthernetFrame.Broadcast, SwitchFabric.MacOf(from), tag);
+
+    private static void AssertBroadcastStillWorks(SwitchFabric fabric, NodeId[] ids)
+    {
+        fabric.ResetCounts();
+        fabric.Switches[ids[3]].OnLocalFrame(Broadcast(ids[3], 424242));
+        fabric.Pump();
+        foreach (var id in ids) Assert.That(fabric.Hosts[id].Count(424242), Is.EqualTo(id == ids[3] ? 0 : 1));
+    }
+}
