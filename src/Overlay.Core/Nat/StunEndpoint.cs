@@ -22,7 +22,7 @@ internal interface IStunRequestHandler
 internal sealed class StunEndpoint : IStunPacketHandler, IRelayedPacketHandler, IDisposable
 {
     private readonly ILogger _logger;
-    private long _malformed, _unsolicited;
+    private long _malformed, _unsolicited, _keepalives;
 
     public StunEndpoint(UdpMux mux, TimeProvider time, ILogger? logger = null)
     {
@@ -51,6 +51,9 @@ internal sealed class StunEndpoint : IStunPacketHandler, IRelayedPacketHandler, 
 
     /// <summary>Responses matching no transaction, and requests/indications nobody takes.</summary>
     public long Unsolicited => Interlocked.Read(ref _unsolicited);
+
+    /// <summary>Binding indications received (keepalives, RFC 8445 §11).</summary>
+    public long Keepalives => Interlocked.Read(ref _keepalives);
 
     public TurnClient AttachTurn(TurnServer options)
     {
@@ -97,7 +100,9 @@ internal sealed class StunEndpoint : IStunPacketHandler, IRelayedPacketHandler, 
             case StunClass.Indication:
                 if (reader.Method == StunMethod.Data && viaRelay is null && Turn is { } turn && from!.Equals(turn.Server))
                     turn.OnDataIndication(ref reader);
-                else if (reader.Method != StunMethod.Binding) // Binding indications are keepalives (RFC 8445 §11)
+                else if (reader.Method == StunMethod.Binding) // Binding indications are keepalives (RFC 8445 §11)
+                    Interlocked.Increment(ref _keepalives);
+                else
                     Interlocked.Increment(ref _unsolicited);
                 return;
             default:

@@ -20,6 +20,8 @@ public class StunTransactionTests
         public int Responses;
         public ManualTimeProvider? Time;
 
+        public bool Accept(StunTransaction transaction, scoped ref StunReader response) => true;
+
         public void OnResponse(StunTransaction transaction, scoped ref StunReader response) => Responses++;
 
         public void OnTimeout(StunTransaction transaction) => TimedOutAt = TimeSpan.FromTicks(Time!.GetTimestamp());

@@ -28,6 +28,8 @@ internal sealed class StunRequest : IStunTransactionOwner
         return request._done.Task;
     }
 
+    public bool Accept(StunTransaction transaction, scoped ref StunReader response) => true;
+
     public void OnResponse(StunTransaction transaction, scoped ref StunReader response) => _done.TrySetResult(response.Message.ToArray());
 
     public void OnTimeout(StunTransaction transaction) => _done.TrySetResult(null);

@@ -11,6 +11,10 @@ internal interface IStunSender
 /// <summary>Receives the outcome of a client transaction. Called without any table lock held.</summary>
 internal interface IStunTransactionOwner
 {
+    /// <summary>Checks a matching response before it completes the transaction (for example its MESSAGE-INTEGRITY), so a
+    /// forged response with a guessed transaction ID cannot end a transaction.</summary>
+    bool Accept(StunTransaction transaction, scoped ref StunReader response);
+
     void OnResponse(StunTransaction transaction, scoped ref StunReader response);
 
     void OnTimeout(StunTransaction transaction);
@@ -113,6 +117,11 @@ internal sealed class StunTransactionTable
         lock (_gate)
         {
             if (!_pending.TryGetValue(response.TransactionId, out tx)) return false;
+        }
+        if (!tx.Owner.Accept(tx, ref response)) return false;
+        lock (_gate)
+        {
+            if (tx.Done) return false;
             Finish(tx);
         }
         tx.Owner.OnResponse(tx, ref response);
