@@ -58,6 +58,8 @@ internal sealed class UdpMux : IDisposable
 
     public long SendFailures => Interlocked.Read(ref _sendFailures);
 
+    internal bool ReceiverAlive => _thread.IsAlive;
+
     /// <summary>Binds a socket in the calling thread's network namespace (port 0: any free port).</summary>
     public static UdpMux Bind(int port = 0)
     {
@@ -175,6 +177,11 @@ internal sealed class UdpMux : IDisposable
     /// <summary>RFC 7983 demultiplexing (also used for datagrams a TURN relay unwrapped).</summary>
     internal void Dispatch(ReadOnlySpan<byte> datagram, SocketAddress from)
     {
+        if (datagram.IsEmpty)
+        {
+            Interlocked.Increment(ref _dropped);
+            return;
+        }
         var first = datagram[0];
         if (first <= 3)
         {

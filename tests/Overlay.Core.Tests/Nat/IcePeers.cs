@@ -23,8 +23,22 @@ internal static class IcePeers
         Exchange(a, b);
         a.Start();
         b.Start();
-        var pairs = await Task.WhenAll(a.WaitForSelectedPairAsync(cts.Token), b.WaitForSelectedPairAsync(cts.Token));
-        return (pairs[0], pairs[1]);
+        try
+        {
+            var pairs = await Task.WhenAll(a.WaitForSelectedPairAsync(cts.Token), b.WaitForSelectedPairAsync(cts.Token));
+            return (pairs[0], pairs[1]);
+        }
+        catch (Exception)
+        {
+            foreach (var (name, agent) in new[] { ("A", a), ("B", b) })
+            {
+                TestContext.Out.WriteLine($"{name} {agent.State} {agent.Role} {agent.Counters} {agent.Diagnostics}");
+                foreach (var c in agent.LocalCandidates) TestContext.Out.WriteLine($"  local  {c}");
+                foreach (var c in agent.RemoteCandidates) TestContext.Out.WriteLine($"  remote {c}");
+                foreach (var p in agent.Pairs) TestContext.Out.WriteLine($"  pair   {p}");
+            }
+            throw;
+        }
     }
 
     public static void Exchange(IceAgent a, IceAgent b)

@@ -30,6 +30,14 @@ public class StunFuzzTests
     /// <summary>Produces one hostile datagram from a valid one, naming the attack in <paramref name="kind"/>.</summary>
     internal static byte[] Mutate(Random random, byte[] seed, out int kind)
     {
+        var mutated = MutateOnce(random, seed, out kind);
+        // A mutation that happens to restore the original (two flips of one bit, a length rewritten to its own value) is no attack.
+        if (mutated.AsSpan().SequenceEqual(seed)) mutated[random.Next(mutated.Length)] ^= (byte)(1 << random.Next(8));
+        return mutated;
+    }
+
+    private static byte[] MutateOnce(Random random, byte[] seed, out int kind)
+    {
         kind = random.Next(6);
         var m = (byte[])seed.Clone();
         switch (kind)

@@ -138,6 +138,7 @@ public sealed partial class IceAgent
         w.AddFingerprint();
         var (sender, destination) = PathOf(pair);
         if (sender is null) return;
+        LogCheck(pair, useCandidate, consent);
         var tx = _endpoint.Transactions.Start(w.Written, destination, sender, _checkOwner ??= new CheckOwner(this),
             new CheckContext(pair, useCandidate, consent, _generation), _options.CheckRetransmission);
         if (consent) pair.ConsentCheck = tx;
@@ -179,6 +180,7 @@ public sealed partial class IceAgent
             if (context.Consent) pair.ConsentCheck = null;
             else pair.Check = null;
             if (context.UseCandidate) _nominating = null;
+            LogCheckResponse(pair, response.Class);
             if (response.Class == StunClass.ErrorResponse)
             {
                 if (response.TryGetErrorCode(out var code, out _) && code == 487)
@@ -244,6 +246,7 @@ public sealed partial class IceAgent
             pair.Check = null;
             if (context.UseCandidate) _nominating = null;
             if (pair.State != CandidatePairState.Succeeded) pair.State = CandidatePairState.Failed;
+            LogCheckTimeout(pair);
         }
     }
 
@@ -275,6 +278,12 @@ public sealed partial class IceAgent
         {
             if (State == IceState.Closed) return;
             if (request.Method != StunMethod.Binding)
+            {
+                Interlocked.Increment(ref _badRequests);
+                return;
+            }
+            // RFC 8445 §7.2.2: checks carry FINGERPRINT; without it this is not an ICE check.
+            if (!request.HasFingerprint)
             {
                 Interlocked.Increment(ref _badRequests);
                 return;
@@ -320,6 +329,7 @@ public sealed partial class IceAgent
             }
             var source = viaRelay ?? new StunAddress(UdpMux.ToEndPoint(from));
             Respond(ref request, from, viaRelay, 0, null, authenticated: true, source);
+            LogCheckReceived(source, viaRelay is not null);
             LearnFromCheck(ref request, source, viaRelay is not null);
         }
     }
@@ -335,7 +345,7 @@ public sealed partial class IceAgent
             remote = new IceCandidate(Foundation(IceCandidateType.PeerReflexive, address.Address, null),
                 priority != 0 ? priority : IceCandidate.ComputePriority(IceCandidateType.PeerReflexive, 65535), address, IceCandidateType.PeerReflexive);
             _remote.Add(remote);
-            if (!viaRelay) EnsurePermission(address.Address);
+            if (!viaRelay) EnsurePermission(address);
         }
         var local = viaRelay ? _relay : _hostBase.GetValueOrDefault(address.AddressFamily);
         if (local is null) return;
@@ -369,6 +379,18 @@ public sealed partial class IceAgent
         if (viaRelay is { } peer) _endpoint.Turn?.SendTo(w.Written, peer);
         else _endpoint.Mux.Send(w.Written, from);
     }
+
+    [LoggerMessage(Level = LogLevel.Trace, Message = "ICE check on {Pair} (nominate {UseCandidate}, consent {Consent})")]
+    private partial void LogCheck(CandidatePair pair, bool useCandidate, bool consent);
+
+    [LoggerMessage(Level = LogLevel.Trace, Message = "ICE check received from {Source} (via relay {ViaRelay})")]
+    private partial void LogCheckReceived(StunAddress source, bool viaRelay);
+
+    [LoggerMessage(Level = LogLevel.Trace, Message = "ICE {Class} on {Pair}")]
+    private partial void LogCheckResponse(CandidatePair pair, StunClass @class);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "ICE check timed out on {Pair}")]
+    private partial void LogCheckTimeout(CandidatePair pair);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "ICE consent lost on {Pair}")]
     private partial void LogConsentLost(CandidatePair pair);

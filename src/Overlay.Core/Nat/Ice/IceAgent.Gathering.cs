@@ -86,11 +86,25 @@ public sealed partial class IceAgent
     private void PairWithLocals(IceCandidate remote)
     {
         if (_hostBase.TryGetValue(remote.Address.AddressFamily, out var host)) FindOrAddPair(host, remote);
-        if (_relay is { } relay && relay.Address.AddressFamily == remote.Address.AddressFamily)
+        // A relay cannot reach a peer's private host address; sending there can also make a TURN server (coturn)
+        // stop relaying on that allocation after the network-unreachable error, so such pairs are not formed.
+        if (_relay is { } relay && relay.Address.AddressFamily == remote.Address.AddressFamily &&
+            !(remote.Type == IceCandidateType.Host && IsPrivate(remote.Address.Address)))
         {
             FindOrAddPair(relay, remote);
-            EnsurePermission(remote.Address.Address);
+            EnsurePermission(remote.Address);
         }
+    }
+
+    /// <summary>RFC 1918, RFC 6598 shared, link-local and unique-local addresses: not reachable from a relay on the internet.</summary>
+    internal static bool IsPrivate(IPAddress address)
+    {
+        if (address.IsIPv4MappedToIPv6) address = address.MapToIPv4();
+        if (address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6)
+            return address.IsIPv6LinkLocal || address.IsIPv6UniqueLocal || address.IsIPv6SiteLocal;
+        var b = address.GetAddressBytes();
+        return b[0] == 10 || (b[0] == 172 && (b[1] & 0xF0) == 16) || (b[0] == 192 && b[1] == 168) ||
+               (b[0] == 100 && (b[1] & 0xC0) == 64) || (b[0] == 169 && b[1] == 254);
     }
 
     private CandidatePair FindOrAddPair(IceCandidate local, IceCandidate remote)
@@ -102,9 +116,9 @@ public sealed partial class IceAgent
         return pair;
     }
 
-    private void EnsurePermission(IPAddress address)
+    private void EnsurePermission(IPEndPoint peer)
     {
-        if (_endpoint.Turn is { } turn && _relay is not null && _permissions.Add(address))
-            _ = turn.CreatePermissionAsync(new StunAddress(new IPEndPoint(address, 0)));
+        if (_endpoint.Turn is { } turn && _relay is not null && _permissions.Add(peer.Address))
+            _ = turn.CreatePermissionAsync(new StunAddress(peer));
     }
 }

@@ -253,6 +253,13 @@ public sealed partial class IceAgent : IAsyncDisposable
     /// <summary>Feeds one datagram into the receive path as if it arrived on the socket (tests: hostile input).</summary>
     internal void Receive(ReadOnlySpan<byte> datagram, IPEndPoint from) => _endpoint.Mux.Dispatch(datagram, _endpoint.Mux.ToSocketAddress(from));
 
+    internal IReadOnlyList<string> Pairs
+    {
+        get { lock (_gate) return [.. _pairs.Select(p => p.ToString())]; }
+    }
+
+    internal string Diagnostics => $"received {_endpoint.Mux.Received} muxDropped {_endpoint.Mux.Dropped} turnDropped {_endpoint.Turn?.Dropped} pendingTx {_endpoint.Transactions.Pending} sendFailures {_endpoint.Mux.SendFailures} alive {_endpoint.Mux.ReceiverAlive}";
+
     internal int PairCount
     {
         get { lock (_gate) return _pairs.Count; }

@@ -25,7 +25,7 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
     private readonly IStunSender _sender;
     private readonly ILogger _logger;
     private readonly Lock _gate = new();
-    private readonly Dictionary<IPAddress, long> _permissions = [];
+    private readonly Dictionary<IPAddress, (StunAddress Peer, long At)> _permissions = [];
     private Binding[] _channels = [];
     private DataRoute[] _routes = [];
     private ushort _nextChannel = ChannelData.FirstChannel;
@@ -109,8 +109,9 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
     /// <summary>Installs a permission for <paramref name="peer"/>'s IP address (RFC 8656 §9), kept fresh until dispose.</summary>
     public async Task<bool> CreatePermissionAsync(StunAddress peer, CancellationToken ct = default)
     {
+        // Servers refuse XOR-PEER-ADDRESS with port 0 (coturn does), so a real peer transport address is sent.
         var ip = peer.ToEndPoint().Address;
-        lock (_gate) _permissions[ip] = _scheduler.Now;
+        lock (_gate) _permissions[ip] = (peer, _scheduler.Now);
         var response = await RequestAsync(StunMethod.CreatePermission, static (ref StunWriter w, object? s) =>
             w.AddXorAddress(StunAttributeType.XorPeerAddress, (StunAddress)s!), peer, ct).ConfigureAwait(false);
         var ok = response is not null && StunReader.TryParse(response, out var r) && r.Class == StunClass.SuccessResponse;
@@ -143,7 +144,7 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
         {
             binding.BoundAt = _scheduler.Now;
             binding.Confirmed = true;
-            lock (_gate) _permissions[peer.ToEndPoint().Address] = _scheduler.Now; // a channel binding also installs a permission
+            lock (_gate) _permissions[peer.ToEndPoint().Address] = (peer, _scheduler.Now); // a channel binding also installs a permission
         }
         else
         {
@@ -263,8 +264,8 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
         var channelAge = (long)(ChannelRefresh.TotalSeconds * _scheduler.Time.TimestampFrequency);
         lock (_gate)
         {
-            foreach (var (ip, at) in _permissions)
-                if (now - at >= permissionAge) permissions.Add(new StunAddress(new IPEndPoint(ip, 0)));
+            foreach (var (peer, at) in _permissions.Values)
+                if (now - at >= permissionAge) permissions.Add(peer);
             foreach (var b in _channels)
                 if (b.Confirmed && now - b.BoundAt >= channelAge) channels.Add(b.Peer);
         }
