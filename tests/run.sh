@@ -24,6 +24,14 @@ if [ "$(id -u)" = 0 ]; then
   for s in prosody coturn; do (service "$s" stop || true) >/dev/null 2>&1; done
 fi
 
+# Namespaces left by an interrupted earlier run (the fixtures name theirs o<hex>-..., otap..., ow[ab]...).
+if [ "$(id -u)" = 0 ] && command -v ip >/dev/null; then
+  for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(o[0-9a-f]{5}-|otap[0-9a-f]{5}$|ow[ab][0-9a-f]{5}$)' || true); do
+    for pid in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    ip netns del "$n" 2>/dev/null || true
+  done
+fi
+
 dotnet restore Overlay.sln || exit 1
 dotnet build Overlay.sln -c Release --no-restore -nologo -v:q || exit 1
 

@@ -1,0 +1,61 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.Logging;
+using Overlay.Signaling.InProcess;
+using Overlay.Signaling.Xmpp;
+
+namespace Overlay.Signaling;
+
+/// <summary>
+/// Creates the signaling channel a node's configuration asks for: XMPP (<see cref="XmppSignalingOptions"/>)
+/// or the in-process hub (<see cref="InProcessSignalingOptions"/>, nodes naming the same hub meet).
+/// </summary>
+public static class SignalingChannels
+{
+    private static readonly ConcurrentDictionary<string, InProcessSignalingHub> Hubs = new(StringComparer.Ordinal);
+
+    /// <summary>The process-wide in-process hub of that name, in which every node is in every other node's roster.</summary>
+    public static InProcessSignalingHub Hub(string name) => Hubs.GetOrAdd(name, _ => new InProcessSignalingHub());
+
+    /// <summary>Creates (does not connect) the channel for <paramref name="nodeId"/> serving <paramref name="overlays"/>.</summary>
+    public static SignalingChannelBase Create(SignalingOptions options, string nodeId, IReadOnlyList<string> overlays,
+        ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        switch (options)
+        {
+            case InProcessSignalingOptions inProcess:
+                var hub = Hub(inProcess.HubName);
+                hub.AddToGroup(inProcess.HubName, nodeId);
+                return hub.CreateChannel(new InProcessChannelOptions
+                {
+                    Account = nodeId, NodeId = nodeId, Overlays = overlays, LoggerFactory = loggerFactory, TimeProvider = timeProvider,
+                });
+            case XmppSignalingOptions xmpp:
+                return new XmppSignalingChannel(new XmppChannelOptions
+                {
+                    Jid = xmpp.Username,
+                    Password = xmpp.AuthenticationMethod == XmppAuthenticationMethod.Password ? xmpp.Password : null,
+                    Host = xmpp.HostAddress,
+                    Port = xmpp.Port,
+                    TrustedCaCertificatePath = xmpp.CaFile,
+                    PinnedCertificateSha256 = xmpp.PinnedCertificateSha256,
+                    ClientCertificate = xmpp.AuthenticationMethod == XmppAuthenticationMethod.X509 && xmpp.ClientCertificateFile is { } file
+                        ? LoadClientCertificate(file) : null,
+                    NodeId = nodeId,
+                    Overlays = overlays,
+                    LoggerFactory = loggerFactory,
+                    TimeProvider = timeProvider,
+                });
+            default:
+                throw new ArgumentException($"unsupported signaling options {options.GetType().Name}", nameof(options));
+        }
+    }
+
+    /// <summary>Loads a PEM file holding the certificate and its private key, usable by SslStream on every platform.</summary>
+    private static X509Certificate2 LoadClientCertificate(string pemFile)
+    {
+        using var pem = X509Certificate2.CreateFromPemFile(pemFile);
+        return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null);
+    }
+}

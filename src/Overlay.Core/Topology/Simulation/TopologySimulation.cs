@@ -1,0 +1,172 @@
+namespace Overlay.Topology.Simulation;
+
+/// <summary>
+/// Runs the real <see cref="SymphonyTopology"/> of many nodes in one process on a virtual clock, with an
+/// in-memory link fabric that sets links up after a delay and reports failures after a detection delay.
+/// Deterministic for a given seed: events at the same instant run in the order they were scheduled.
+/// </summary>
+public sealed class TopologySimulation
+{
+    private readonly PriorityQueue<Action, (DateTimeOffset, long)> _events = new();
+    private readonly Dictionary<UInt128, SymphonyTopology> _nodes = [];
+    private readonly Dictionary<UInt128, HashSet<UInt128>> _edges = [];
+    private readonly Random _random;
+    private long _sequence;
+
+    /// <summary>Creates an empty simulation.</summary>
+    public TopologySimulation(int seed, TopologyOptions? options = null)
+    {
+        _random = new Random(seed);
+        Options = options ?? new TopologyOptions();
+    }
+
+    /// <summary>The options every node runs with.</summary>
+    public TopologyOptions Options { get; }
+
+    /// <summary>The simulation's clock.</summary>
+    public VirtualClock Clock { get; } = new();
+
+    /// <summary>The members, as every node sees them (presence reaches all).</summary>
+    public PeerRing Ring { get; } = new();
+
+    /// <summary>Time from a link request to the link being up (signaling + ICE + DTLS).</summary>
+    public TimeSpan LinkSetupDelay { get; init; } = TimeSpan.FromMilliseconds(300);
+
+    /// <summary>Time for a peer's departure to be noticed by presence.</summary>
+    public TimeSpan PresenceDelay { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Time for a link to a dead peer to be declared down by keepalives.</summary>
+    public TimeSpan LinkFailureDelay { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Interval of each node's periodic <see cref="SymphonyTopology.Tick"/>.</summary>
+    public TimeSpan TickInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The live nodes.</summary>
+    public IReadOnlyDictionary<UInt128, SymphonyTopology> Nodes => _nodes;
+
+    /// <summary>Link changes asked for by all nodes so far.</summary>
+    public long LinkChanges => _nodes.Values.Sum(n => n.Changes) + _departedChanges;
+
+    private long _departedChanges;
+
+    /// <summary>The up links of <paramref name="node"/> (the neighbour set the switch would have).</summary>
+    public IReadOnlyCollection<UInt128> Neighbours(UInt128 node) => _edges.TryGetValue(node, out var e) ? e : [];
+
+    /// <summary>Adds <paramref name="count"/> nodes with random IDs, all present at once, and lets each pick its links.</summary>
+    public void Join(int count)
+    {
+        var added = new List<UInt128>(count);
+        for (var i = 0; i < count; i++)
+        {
+            UInt128 id;
+            do id = new UInt128((ulong)_random.NextInt64() ^ ((ulong)_random.Next() << 63), (ulong)_random.NextInt64() ^ ((ulong)_random.Next() << 63));
+            while (!Ring.Add(id));
+            added.Add(id);
+            var controller = new Controller(this, id);
+            _nodes[id] = new SymphonyTopology(id, Ring, Options, controller, Clock, new Random(_random.Next()));
+            _edges[id] = [];
+        }
+        foreach (var id in added) _nodes[id].Rebalance();
+        foreach (var (id, node) in _nodes)
+            if (!added.Contains(id))
+                foreach (var newcomer in added) node.OnPeerJoined(newcomer);
+    }
+
+    /// <summary>Removes a random <paramref name="fraction"/> of the nodes at once, as crashes: presence and link failures follow.</summary>
+    public IReadOnlyList<UInt128> Crash(double fraction)
+    {
+        var victims = _nodes.Keys.OrderBy(_ => _random.Next()).Take((int)(_nodes.Count * fraction)).ToList();
+        foreach (var victim in victims)
+        {
+            _departedChanges += _nodes[victim].Changes;
+            _nodes.Remove(victim);
+            Ring.Remove(victim);
+            foreach (var neighbour in _edges[victim])
+            {
+                var n = neighbour;
+                _edges[n].Remove(victim);
+                Schedule(LinkFailureDelay, () => { if (_nodes.TryGetValue(n, out var node)) node.OnLinkDown(victim, failed: true); });
+            }
+            _edges.Remove(victim);
+        }
+        Schedule(PresenceDelay, () =>
+        {
+            foreach (var node in _nodes.Values)
+                foreach (var victim in victims) node.OnPeerLeft(victim);
+        });
+        return victims;
+    }
+
+    /// <summary>Runs events and ticks until <paramref name="duration"/> of virtual time has passed.</summary>
+    public void Run(TimeSpan duration)
+    {
+        var end = Clock.GetUtcNow() + duration;
+        var nextTick = Clock.GetUtcNow() + TickInterval;
+        while (true)
+        {
+            var hasEvent = _events.TryPeek(out _, out var at);
+            var eventTime = hasEvent ? at.Item1 : DateTimeOffset.MaxValue;
+            if (nextTick <= eventTime && nextTick <= end)
+            {
+                Clock.AdvanceTo(nextTick);
+                foreach (var node in _nodes.Values.ToArray()) node.Tick();
+                nextTick += TickInterval;
+                continue;
+            }
+            if (!hasEvent || eventTime > end) break;
+            Clock.AdvanceTo(eventTime);
+            _events.Dequeue()();
+        }
+        Clock.AdvanceTo(end);
+    }
+
+    /// <summary>Runs until the ring invariants hold (checked each tick) or <paramref name="limit"/> passes; returns the virtual time taken, or null.</summary>
+    public TimeSpan? RunUntilRingFormed(TimeSpan limit)
+    {
+        var start = Clock.GetUtcNow();
+        while (Clock.GetUtcNow() - start < limit)
+        {
+            Run(TickInterval);
+            if (TopologyMetrics.Measure(this, pairs: 0, seed: 0).RingFormed) return Clock.GetUtcNow() - start;
+        }
+        return null;
+    }
+
+    private void Schedule(TimeSpan delay, Action action) => _events.Enqueue(action, (Clock.GetUtcNow() + delay, _sequence++));
+
+    private void LinkUp(UInt128 a, UInt128 b)
+    {
+        _edges[a].Add(b);
+        _edges[b].Add(a);
+        _nodes[a].OnLinkUp(b);
+        _nodes[b].OnLinkUp(a);
+    }
+
+    private sealed class Controller(TopologySimulation sim, UInt128 self) : ILinkController
+    {
+        public void Connect(UInt128 peer, LinkRoles roles) => sim.Schedule(sim.LinkSetupDelay, () =>
+        {
+            if (!sim._nodes.TryGetValue(self, out var me)) return;
+            if (!sim._nodes.TryGetValue(peer, out var other))
+            {
+                me.OnLinkDown(peer, failed: true);
+                return;
+            }
+            if (sim._edges[self].Contains(peer))
+            {
+                me.OnLinkUp(peer); // the peer's own request won a collision and the link is already up
+                return;
+            }
+            var decision = other.OnLinkRequested(self, roles);
+            if (decision.Accepted) sim.LinkUp(self, peer);
+            else me.OnLinkDown(peer, failed: true);
+        });
+
+        public void Disconnect(UInt128 peer) => sim.Schedule(TimeSpan.Zero, () =>
+        {
+            if (!sim._edges.TryGetValue(self, out var mine) || !mine.Remove(peer)) return;
+            if (sim._edges.TryGetValue(peer, out var theirs)) theirs.Remove(self);
+            if (sim._nodes.TryGetValue(peer, out var other)) other.OnLinkDown(self, failed: false);
+        });
+    }
+}

@@ -1,0 +1,72 @@
+using System.Net.NetworkInformation;
+
+namespace Overlay.Tap;
+
+/// <summary>
+/// A virtual Ethernet NIC: frames the host's network stack sends come out of it (delivered to an
+/// <see cref="IFrameSink"/> from one long-lived receive loop), and frames written to it are received
+/// by the host. The engine's local switch port sits on it.
+/// </summary>
+public interface IEthernetDevice : IAsyncDisposable
+{
+    /// <summary>The interface name the host sees.</summary>
+    string Name { get; }
+
+    /// <summary>The device's MAC address.</summary>
+    PhysicalAddress MacAddress { get; }
+
+    /// <summary>The device MTU (largest IP packet; frames may be 14 bytes longer, 18 with a VLAN tag).</summary>
+    int Mtu { get; }
+
+    /// <summary>Frame counts and drops.</summary>
+    EthernetDeviceCounters Counters { get; }
+
+    /// <summary>
+    /// Starts delivering frames sent by the host to <paramref name="sink"/>. Frames are delivered one at
+    /// a time on the device's receive loop; the span is valid only during the call. Call once.
+    /// </summary>
+    void Start(IFrameSink sink);
+
+    /// <summary>Hands one frame to the host. Never blocks; returns false (and counts) when it could not.</summary>
+    bool TryWrite(ReadOnlySpan<byte> frame);
+}
+
+/// <summary>Receives frames from an <see cref="IEthernetDevice"/>.</summary>
+public interface IFrameSink
+{
+    /// <summary>One frame; valid only during the call. Must not block and must not throw.</summary>
+    void OnFrame(ReadOnlySpan<byte> frame);
+}
+
+/// <summary>Counters of a device, safe to read from any thread.</summary>
+public sealed class EthernetDeviceCounters
+{
+    internal long FramesReadValue;
+    internal long BytesReadValue;
+    internal long FramesWrittenValue;
+    internal long BytesWrittenValue;
+    internal long WriteDropsValue;
+    internal long ReadErrorsValue;
+    internal long SinkErrorsValue;
+
+    /// <summary>Frames the host sent (read from the device).</summary>
+    public long FramesRead => Volatile.Read(ref FramesReadValue);
+
+    /// <summary>Bytes the host sent.</summary>
+    public long BytesRead => Volatile.Read(ref BytesReadValue);
+
+    /// <summary>Frames handed to the host.</summary>
+    public long FramesWritten => Volatile.Read(ref FramesWrittenValue);
+
+    /// <summary>Bytes handed to the host.</summary>
+    public long BytesWritten => Volatile.Read(ref BytesWrittenValue);
+
+    /// <summary>Frames that could not be handed to the host (queue full, too large, device down).</summary>
+    public long WriteDrops => Volatile.Read(ref WriteDropsValue);
+
+    /// <summary>Failed reads from the device.</summary>
+    public long ReadErrors => Volatile.Read(ref ReadErrorsValue);
+
+    /// <summary>Exceptions thrown by the sink (caught so the receive loop survives).</summary>
+    public long SinkErrors => Volatile.Read(ref SinkErrorsValue);
+}

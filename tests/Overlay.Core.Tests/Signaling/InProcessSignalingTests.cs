@@ -1,0 +1,86 @@
+using NUnit.Framework;
+using Overlay.Signaling;
+using Overlay.Signaling.InProcess;
+
+namespace Overlay.Core.Tests.Signaling;
+
+/// <summary>The shared signaling behaviour, run against the in-process hub.</summary>
+[TestFixture]
+public sealed class InProcessSignalingTests : SignalingBehaviourTests
+{
+    private InProcessSignalingHub _hub = null!;
+
+    [SetUp]
+    public void CreateHub()
+    {
+        _hub = new InProcessSignalingHub();
+        for (var i = 1; i <= 8; i++) _hub.AddToGroup("overlay1", $"node{i}");
+    }
+
+    protected override async Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays)
+    {
+        var channel = _hub.CreateChannel(new InProcessChannelOptions { Account = $"node{index}", NodeId = nodeId, Overlays = overlays });
+        await channel.ConnectAsync();
+        return channel;
+    }
+
+    protected override async Task<SignalingChannelBase> CreateOutsiderAsync(string nodeId, IReadOnlyList<string> overlays)
+    {
+        var channel = _hub.CreateChannel(new InProcessChannelOptions { Account = "outsider", NodeId = nodeId, Overlays = overlays });
+        await channel.ConnectAsync();
+        return channel;
+    }
+
+    protected override Task SendRawAsync(SignalingChannelBase from, string toAddress, string payload)
+    {
+        Assert.That(((InProcessSignalingChannel)from).SendRaw(toAddress, payload), Is.True);
+        return Task.CompletedTask;
+    }
+
+    [Test]
+    public async Task Leaving_the_roster_group_removes_the_peer()
+    {
+        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
+        Track(await CreateMemberAsync(2, b, ["ovl1"]));
+        await WaitForPeerAsync(alice, "ovl1", b);
+
+        _hub.RemoveFromGroup("overlay1", "node2");
+
+        await WaitForPeerAsync(alice, "ovl1", b, present: false);
+    }
+
+    [Test]
+    public void Options_are_validated_with_the_setting_named()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => _hub.CreateChannel(new InProcessChannelOptions { Account = "node1", NodeId = "ABC", Overlays = ["o"] }));
+        Assert.That(ex!.ParamName, Is.EqualTo("NodeId"));
+    }
+}
+
+/// <summary>Channels built from a node's configuration.</summary>
+public sealed class SignalingChannelsTests
+{
+    [Test]
+    public async Task Nodes_configured_with_the_same_in_process_hub_find_each_other()
+    {
+        var hubName = "hub-" + Guid.NewGuid().ToString("N");
+        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        await using var alice = SignalingChannels.Create(new InProcessSignalingOptions { HubName = hubName }, a, ["ovl1"]);
+        await using var bob = SignalingChannels.Create(new InProcessSignalingOptions { HubName = hubName }, b, ["ovl1"]);
+        await alice.ConnectAsync();
+        await bob.ConnectAsync();
+
+        await SignalingBehaviourTests.WaitForPeerAsync(alice, "ovl1", b);
+        await SignalingBehaviourTests.WaitForPeerAsync(bob, "ovl1", a);
+    }
+
+    [Test]
+    public async Task Xmpp_configuration_maps_onto_the_xmpp_channel()
+    {
+        await using var channel = SignalingChannels.Create(new XmppSignalingOptions { HostAddress = "127.0.0.1", Port = 5222, Username = "node1@overlay.test", Password = "secret" },
+            NodeIds.NewRandom(), ["ovl1"]);
+        Assert.That(channel, Is.InstanceOf<Overlay.Signaling.Xmpp.XmppSignalingChannel>());
+        Assert.That(channel.State, Is.EqualTo(SignalingState.Disconnected));
+    }
+}

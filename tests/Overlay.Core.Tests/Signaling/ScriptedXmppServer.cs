@@ -1,0 +1,204 @@
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using Overlay.Signaling.Xmpp;
+
+namespace Overlay.Core.Tests.Signaling;
+
+/// <summary>
+/// A raw TCP server on loopback that plays a script against the XMPP client: well-behaved up to a point,
+/// then hostile. Each accepted connection runs the script; the server counts connections.
+/// </summary>
+internal sealed class ScriptedXmppServer : IAsyncDisposable
+{
+    public const string Domain = "overlay.test";
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly Func<ScriptedPeer, int, Task> _script;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Task> _sessions = [];
+    private readonly Task _acceptLoop;
+    private int _connections;
+
+    public ScriptedXmppServer(Func<ScriptedPeer, int, Task> script)
+    {
+        _script = script;
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest($"CN={Domain}", key, HashAlgorithmName.SHA256);
+        using var ephemeral = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        Certificate = X509CertificateLoader.LoadPkcs12(ephemeral.Export(X509ContentType.Pkcs12), null);
+        Pin = Convert.ToHexString(SHA256.HashData(Certificate.RawData));
+        _listener.Start();
+        _acceptLoop = AcceptLoopAsync();
+    }
+
+    public X509Certificate2 Certificate { get; }
+
+    public string Pin { get; }
+
+    public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+    public int Connections => Volatile.Read(ref _connections);
+
+    /// <summary>Errors the scripts hit (a script ends when the client hangs up on it).</summary>
+    public List<Exception> ScriptErrors { get; } = [];
+
+    public XmppChannelOptions ClientOptions(string nodeId) => new()
+    {
+        Jid = $"node1@{Domain}",
+        Password = "secret",
+        Host = "127.0.0.1",
+        Port = Port,
+        PinnedCertificateSha256 = Pin,
+        NodeId = nodeId,
+        Overlays = ["ovl1"],
+        ConnectTimeout = TimeSpan.FromSeconds(10),
+        ReconnectMinDelay = TimeSpan.FromMilliseconds(100),
+        ReconnectMaxDelay = TimeSpan.FromMilliseconds(500),
+    };
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            TcpClient client;
+            try
+            {
+                client = await _listener.AcceptTcpClientAsync(_stop.Token);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                return;
+            }
+            var n = Interlocked.Increment(ref _connections);
+            lock (_sessions) _sessions.Add(RunAsync(client, n));
+        }
+    }
+
+    private async Task RunAsync(TcpClient client, int n)
+    {
+        using (client)
+        {
+            var peer = new ScriptedPeer(client.GetStream(), Certificate, _stop.Token);
+            try
+            {
+                await _script(peer, n);
+            }
+            catch (Exception ex)
+            {
+                lock (ScriptErrors) ScriptErrors.Add(ex);
+            }
+            finally
+            {
+                await peer.DisposeAsync();
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Stop();
+        await _acceptLoop;
+        Task[] sessions;
+        lock (_sessions) sessions = [.. _sessions];
+        await Task.WhenAll(sessions).WaitAsync(TimeSpan.FromSeconds(10));
+        Certificate.Dispose();
+        _stop.Dispose();
+    }
+}
+
+/// <summary>The server side of one scripted connection.</summary>
+internal sealed class ScriptedPeer(Stream stream, X509Certificate2 certificate, CancellationToken ct) : IAsyncDisposable
+{
+    private const string Header = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='overlay.test' id='s1' version='1.0'>";
+    private readonly XmppStreamParser _parser = new();
+    private readonly byte[] _buffer = new byte[256 * 1024];
+    private Stream _stream = stream;
+    private int _length;
+
+    public CancellationToken Cancellation => ct;
+
+    /// <summary>Reads the client's next item (stream header or element).</summary>
+    public async Task<XmppElement> ReadAsync()
+    {
+        while (true)
+        {
+            var token = _parser.Next(_buffer.AsSpan(0, _length), out var consumed, out var element, out var error);
+            if (token == XmppToken.Error) throw new InvalidDataException("client sent bad XML: " + error);
+            Buffer.BlockCopy(_buffer, consumed, _buffer, 0, _length - consumed);
+            _length -= consumed;
+            if (token is XmppToken.Element or XmppToken.StreamHeader) return element!;
+            if (token == XmppToken.StreamEnd) throw new EndOfStreamException("client closed the stream");
+            var n = await _stream.ReadAsync(_buffer.AsMemory(_length), ct);
+            if (n == 0) throw new EndOfStreamException("client closed the connection");
+            _length += n;
+        }
+    }
+
+    public async Task SendAsync(string xml)
+    {
+        await _stream.WriteAsync(Encoding.UTF8.GetBytes(xml), ct);
+        await _stream.FlushAsync(ct);
+    }
+
+    public Task SendAsync(byte[] bytes) => _stream.WriteAsync(bytes, ct).AsTask();
+
+    /// <summary>Reads the client's stream header and answers with ours plus <paramref name="features"/>.</summary>
+    public async Task OpenAsync(string features)
+    {
+        _parser.Reset();
+        var header = await ReadAsync();
+        if (header.Name != "stream") throw new InvalidDataException("expected a stream header");
+        await SendAsync(Header + "<stream:features>" + features + "</stream:features>");
+    }
+
+    /// <summary>The client certificate presented in the TLS handshake, if the script asked for one.</summary>
+    public X509Certificate? ClientCertificate { get; private set; }
+
+    /// <summary>
+    /// Plays a correct server up to an established session (STARTTLS, PLAIN or EXTERNAL, bind, roster),
+    /// the initial presence read.
+    /// </summary>
+    public async Task<string> EstablishAsync(bool external = false)
+    {
+        await OpenAsync("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>");
+        await ReadAsync(); // <starttls/>
+        await SendAsync("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+        var ssl = new SslStream(_stream);
+        await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+        {
+            ServerCertificate = certificate,
+            ClientCertificateRequired = external,
+            RemoteCertificateValidationCallback = (_, _, _, _) => true,
+        }, ct);
+        ClientCertificate = ssl.RemoteCertificate;
+        _stream = ssl;
+        _length = 0;
+        await OpenAsync("<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + (external ? "<mechanism>EXTERNAL</mechanism>" : "") + "<mechanism>PLAIN</mechanism></mechanisms>");
+        var auth = await ReadAsync();
+        if (external)
+        {
+            if (auth.Attribute("mechanism") != "EXTERNAL" || auth.Text != "=") throw new InvalidDataException($"bad EXTERNAL: {auth}");
+        }
+        else
+        {
+            var plain = Encoding.UTF8.GetString(Convert.FromBase64String(auth.Text));
+            if (auth.Attribute("mechanism") != "PLAIN" || plain != "\0node1\0secret") throw new InvalidDataException("bad PLAIN: " + plain);
+        }
+        await SendAsync("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+        await OpenAsync("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>");
+        var bind = await ReadAsync();
+        var jid = "node1@overlay.test/scripted";
+        await SendAsync($"<iq type='result' id='{bind.Attribute("id")}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>{jid}</jid></bind></iq>");
+        var roster = await ReadAsync();
+        await SendAsync($"<iq type='result' id='{roster.Attribute("id")}'><query xmlns='jabber:iq:roster'/></iq>");
+        var presence = await ReadAsync();
+        if (presence.Name != "presence") throw new InvalidDataException("expected the initial presence");
+        return jid;
+    }
+
+    public async ValueTask DisposeAsync() => await _stream.DisposeAsync();
+}

@@ -1,0 +1,146 @@
+using NUnit.Framework;
+using Overlay.Topology;
+using Overlay.Topology.Simulation;
+
+namespace Overlay.Core.Tests.Topology;
+
+public class SymphonyTopologyTests
+{
+    private sealed class Recorder : ILinkController
+    {
+        public List<(UInt128 Peer, LinkRoles Roles)> Connects { get; } = [];
+        public List<UInt128> Disconnects { get; } = [];
+        public void Connect(UInt128 peer, LinkRoles roles) => Connects.Add((peer, roles));
+        public void Disconnect(UInt128 peer) => Disconnects.Add(peer);
+    }
+
+    private static UInt128 Id(int i) => (UInt128)i << 120;
+
+    private static (SymphonyTopology Topology, Recorder Links, PeerRing Ring, VirtualClock Clock) Make(int self, int members, TopologyOptions? options = null)
+    {
+        var ring = new PeerRing();
+        for (var i = 0; i < members; i++) ring.Add(Id(i));
+        var links = new Recorder();
+        var clock = new VirtualClock();
+        return (new SymphonyTopology(Id(self), ring, options ?? new TopologyOptions { MaxLongDistEdges = 0 }, links, clock, new Random(7)), links, ring, clock);
+    }
+
+    [Test]
+    public void Ring_arcs_wrap_around_zero()
+    {
+        Assert.That(Overlay.Topology.Ring.StrictlyBetween(UInt128.MaxValue - 5, 3, 10), Is.True);
+        Assert.That(Overlay.Topology.Ring.StrictlyBetween(10, 3, UInt128.MaxValue - 5), Is.False);
+        Assert.That(Overlay.Topology.Ring.StrictlyBetween(10, 10, 20), Is.False);
+        Assert.That(Overlay.Topology.Ring.StrictlyBetween(10, 11, 10), Is.True, "(a, a) is the whole ring but a");
+        Assert.That(Overlay.Topology.Ring.Advance(UInt128.MaxValue, 0.5), Is.EqualTo((UInt128.One << 127) - 1));
+    }
+
+    [Test]
+    public void Links_to_the_successors_clockwise_wrapping_past_zero()
+    {
+        var (topology, links, _, _) = Make(self: 6, members: 8);
+        topology.Rebalance();
+        Assert.That(links.Connects, Is.EquivalentTo(new[] { (Id(7), LinkRoles.Successor), (Id(0), LinkRoles.Successor) }));
+    }
+
+    [Test]
+    public void A_closer_newcomer_replaces_the_farthest_successor()
+    {
+        var (topology, links, ring, _) = Make(self: 2, members: 0);
+        ring.Add(Id(2)); ring.Add(Id(8)); ring.Add(Id(12));
+        topology.Rebalance();
+        ring.Add(Id(5));
+        topology.OnPeerJoined(Id(5));
+        Assert.That(links.Connects.Select(c => c.Peer), Does.Contain(Id(5)));
+        Assert.That(links.Disconnects, Is.EqualTo(new[] { Id(12) }));
+    }
+
+    [Test]
+    public void Long_distance_targets_follow_the_harmonic_distribution_with_natural_log()
+    {
+        // 4096 members spread evenly: the ring fraction to a target is ~x, and ln(x)/ln(n) + 1 is uniform on [0, 1).
+        var ring = new PeerRing();
+        const int n = 4096;
+        var step = UInt128.MaxValue / n;
+        for (var i = 0; i < n; i++) ring.Add(step * (UInt128)i);
+        var topology = new SymphonyTopology(0, ring, new TopologyOptions(), new Recorder(), new VirtualClock(), new Random(42));
+        var fractions = Enumerable.Range(0, 20_000).Select(_ => (double)topology.DrawLongDistance()!.Value / (double)UInt128.MaxValue).Order().ToArray();
+        var median = fractions[fractions.Length / 2];
+        // ln: median n^-0.5 = 1/64. EdgeVPN's log10 would give e^{-0.5·log10 n} ≈ 0.16.
+        Assert.That(median, Is.InRange(1.0 / 64 * 0.8, 1.0 / 64 * 1.25), $"median ring fraction {median}");
+        var quartile = fractions[fractions.Length / 4];
+        Assert.That(quartile, Is.InRange(Math.Pow(n, -0.75) * 0.7, Math.Pow(n, -0.75) * 1.4), $"first quartile {quartile}");
+    }
+
+    [Test]
+    public void When_both_ask_at_once_the_higher_id_wins_and_one_link_results()
+    {
+        var (low, _, _, _) = Make(self: 1, members: 4);
+        var (high, _, _, _) = Make(self: 3, members: 4);
+        low.Rebalance(); // low asks high? (only if high is a successor of low: 2 and 3 are)
+        high.Rebalance();
+        var lowAcceptsHigh = low.OnLinkRequested(Id(3), LinkRoles.Successor);
+        var highAcceptsLow = high.OnLinkRequested(Id(1), LinkRoles.Successor);
+        Assert.That(highAcceptsLow.Accepted, Is.False, "the higher ID rejects the lower's colliding request");
+        Assert.That(highAcceptsLow.Reason, Does.Contain("collision"));
+        Assert.That(lowAcceptsHigh.Accepted, Is.True, "the lower ID accepts the higher's request");
+    }
+
+    [Test]
+    public void Incoming_degree_is_bounded_except_for_successor_requests()
+    {
+        var (topology, _, _, _) = Make(self: 0, members: 10, new TopologyOptions { MaxLongDistEdges = 0, MaxIncomingEdges = 2 });
+        topology.Rebalance();
+        Assert.That(topology.OnLinkRequested(Id(5), LinkRoles.LongDistance).Accepted, Is.True);
+        Assert.That(topology.OnLinkRequested(Id(6), LinkRoles.LongDistance).Accepted, Is.True);
+        var third = topology.OnLinkRequested(Id(7), LinkRoles.LongDistance);
+        Assert.That((third.Accepted, third.Reason), Is.EqualTo((false, "incoming degree bound 2 reached")));
+        Assert.That(topology.OnLinkRequested(Id(9), LinkRoles.Successor).Accepted, Is.True, "a predecessor's successor link keeps the ring whole");
+        Assert.That(topology.OnLinkRequested(Id(200 % 256), LinkRoles.LongDistance).Accepted, Is.False, "strangers are refused");
+    }
+
+    [Test]
+    public void A_failed_peer_is_retried_only_after_its_backoff()
+    {
+        var (topology, links, _, clock) = Make(self: 0, members: 4);
+        topology.Rebalance();
+        links.Connects.Clear();
+        topology.OnLinkDown(Id(1), failed: true);
+        Assert.That(links.Connects.Select(c => c.Peer), Is.EqualTo(new[] { Id(3) }), "the next member stands in for the failed successor");
+        topology.Tick();
+        Assert.That(links.Connects.Select(c => c.Peer), Does.Not.Contain(Id(1)));
+        clock.AdvanceTo(clock.GetUtcNow() + TimeSpan.FromSeconds(2)); // initial delay 1 s, jitter at most +25%
+        topology.Tick();
+        Assert.That(links.Connects.Select(c => c.Peer), Does.Contain(Id(1)));
+        Assert.That(links.Disconnects, Does.Contain(Id(3)), "the stand-in is dropped once the true successor is back");
+    }
+
+    [Test]
+    public void Static_edges_are_always_linked()
+    {
+        var (topology, links, _, _) = Make(self: 0, members: 20, new TopologyOptions { MaxLongDistEdges = 0, StaticEdges = [Id(10)] });
+        topology.Rebalance();
+        Assert.That(links.Connects, Does.Contain((Id(10), LinkRoles.Static)));
+    }
+
+    [Test]
+    public void Busy_peers_get_an_on_demand_link_that_goes_when_idle()
+    {
+        var options = new TopologyOptions { MaxLongDistEdges = 0, OnDemandThresholdBytesPerSecond = 1000, OnDemandIdleTimeout = TimeSpan.FromSeconds(10) };
+        var (topology, links, _, clock) = Make(self: 0, members: 20, options);
+        topology.Rebalance();
+        clock.AdvanceTo(clock.GetUtcNow() + TimeSpan.FromSeconds(1));
+        topology.OnTraffic(Id(10), 5000);
+        topology.OnTraffic(Id(11), 10);
+        topology.Tick();
+        Assert.That(links.Connects, Does.Contain((Id(10), LinkRoles.OnDemand)));
+        Assert.That(links.Connects.Select(c => c.Peer), Does.Not.Contain(Id(11)));
+        topology.OnLinkUp(Id(10));
+        for (var s = 0; s < 12; s++)
+        {
+            clock.AdvanceTo(clock.GetUtcNow() + TimeSpan.FromSeconds(1));
+            topology.Tick();
+        }
+        Assert.That(links.Disconnects, Does.Contain(Id(10)));
+    }
+}
