@@ -95,7 +95,7 @@ internal sealed class StunEndpoint : IStunPacketHandler, IRelayedPacketHandler, 
         switch (reader.Class)
         {
             case StunClass.SuccessResponse or StunClass.ErrorResponse:
-                if (!Transactions.TryComplete(ref reader)) Interlocked.Increment(ref _unsolicited);
+                if (!Transactions.TryComplete(ref reader, from, viaRelay)) Interlocked.Increment(ref _unsolicited);
                 return;
             case StunClass.Indication:
                 if (reader.Method == StunMethod.Data && viaRelay is null && Turn is { } turn && from!.Equals(turn.Server))

@@ -11,7 +11,11 @@ public sealed partial class IceAgent
     private CheckOwner? _checkOwner;
     private Ticker? _ticker;
 
-    private sealed record CheckContext(CandidatePair Pair, bool UseCandidate, bool Consent, int Generation);
+    private sealed record CheckContext(CandidatePair Pair, bool UseCandidate, bool Consent, int Generation)
+    {
+        /// <summary>The response came from somewhere else than the check went (RFC 8445 §7.2.5.2.1).</summary>
+        public bool NonSymmetric { get; set; }
+    }
 
     private sealed class Ticker(IceAgent agent) : IScheduled
     {
@@ -20,7 +24,8 @@ public sealed partial class IceAgent
 
     private sealed class CheckOwner(IceAgent agent) : IStunTransactionOwner
     {
-        public bool Accept(StunTransaction transaction, scoped ref StunReader response) => agent.AcceptResponse(transaction, ref response);
+        public bool Accept(StunTransaction transaction, scoped ref StunReader response, SocketAddress? from, StunAddress? viaRelay) =>
+            agent.AcceptResponse(transaction, ref response, from, viaRelay);
 
         public void OnResponse(StunTransaction transaction, scoped ref StunReader response) => agent.OnCheckResponse(transaction, ref response);
 
@@ -156,7 +161,7 @@ public sealed partial class IceAgent
         return (pair.RelaySender ??= new RelayedStunSender(turn, pair.RemoteAddress), turn.Server);
     }
 
-    private bool AcceptResponse(StunTransaction transaction, scoped ref StunReader response)
+    private bool AcceptResponse(StunTransaction transaction, scoped ref StunReader response, SocketAddress? from, StunAddress? viaRelay)
     {
         lock (_gate)
         {
@@ -167,6 +172,8 @@ public sealed partial class IceAgent
                 Interlocked.Increment(ref _unauthorized);
                 return false;
             }
+            var pair = context.Pair;
+            context.NonSymmetric = pair.ViaRelay ? viaRelay != pair.RemoteAddress : from is null || !from.Equals(pair.RemoteSocketAddress);
             return true;
         }
     }
@@ -200,7 +207,7 @@ public sealed partial class IceAgent
                 }
                 return;
             }
-            if (!response.TryGetXorAddress(StunAttributeType.XorMappedAddress, out var mapped))
+            if (context.NonSymmetric || !response.TryGetXorAddress(StunAttributeType.XorMappedAddress, out var mapped))
             {
                 if (!context.Consent) pair.State = CandidatePairState.Failed;
                 return;

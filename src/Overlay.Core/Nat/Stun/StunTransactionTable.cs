@@ -13,7 +13,11 @@ internal interface IStunTransactionOwner
 {
     /// <summary>Checks a matching response before it completes the transaction (for example its MESSAGE-INTEGRITY), so a
     /// forged response with a guessed transaction ID cannot end a transaction.</summary>
-    bool Accept(StunTransaction transaction, scoped ref StunReader response);
+    /// <param name="transaction">The matching transaction.</param>
+    /// <param name="response">The response.</param>
+    /// <param name="from">Where the response came from on the socket, or null when it came through the TURN relay.</param>
+    /// <param name="viaRelay">The TURN peer it came from when relayed.</param>
+    bool Accept(StunTransaction transaction, scoped ref StunReader response, SocketAddress? from, StunAddress? viaRelay);
 
     void OnResponse(StunTransaction transaction, scoped ref StunReader response);
 
@@ -111,14 +115,14 @@ internal sealed class StunTransactionTable
     }
 
     /// <summary>Completes the matching transaction with <paramref name="response"/>; false when none is pending.</summary>
-    public bool TryComplete(scoped ref StunReader response)
+    public bool TryComplete(scoped ref StunReader response, SocketAddress? from = null, StunAddress? viaRelay = null)
     {
         StunTransaction? tx;
         lock (_gate)
         {
             if (!_pending.TryGetValue(response.TransactionId, out tx)) return false;
         }
-        if (!tx.Owner.Accept(tx, ref response)) return false;
+        if (!tx.Owner.Accept(tx, ref response, from, viaRelay)) return false;
         lock (_gate)
         {
             if (tx.Done) return false;
