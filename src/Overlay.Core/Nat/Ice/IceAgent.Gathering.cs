@@ -17,7 +17,8 @@ public sealed partial class IceAgent
     {
         var work = new List<Task>();
         foreach (var server in _options.StunServers) work.Add(GatherServerReflexiveAsync(server, cancellationToken));
-        if (_options.TurnServers.Count > 0) work.Add(GatherRelayedAsync(_options.TurnServers[0], cancellationToken));
+        // Gathering again (for example after a restart) keeps the existing relay allocation.
+        if (_options.TurnServers.Count > 0 && _endpoint.Turn is null) work.Add(GatherRelayedAsync(_options.TurnServers[0], cancellationToken));
         await Task.WhenAll(work).ConfigureAwait(false);
         return LocalCandidates;
     }
