@@ -1,0 +1,404 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Overlay.Nat.Stun;
+using Overlay.Nat.Turn;
+using Overlay.Transport;
+
+namespace Overlay.Nat.Ice;
+
+public sealed partial class IceAgent
+{
+    private CheckOwner? _checkOwner;
+    private Ticker? _ticker;
+
+    private sealed record CheckContext(CandidatePair Pair, bool UseCandidate, bool Consent, int Generation)
+    {
+        /// <summary>The response came from somewhere else than the check went (RFC 8445 §7.2.5.2.1).</summary>
+        public bool NonSymmetric { get; set; }
+    }
+
+    private sealed class Ticker(IceAgent agent) : IScheduled
+    {
+        public void OnDue(long now) => agent.Tick(now);
+    }
+
+    private sealed class CheckOwner(IceAgent agent) : IStunTransactionOwner
+    {
+        public bool Accept(StunTransaction transaction, scoped ref StunReader response, SocketAddress? from, StunAddress? viaRelay) =>
+            agent.AcceptResponse(transaction, ref response, from, viaRelay);
+
+        public void OnResponse(StunTransaction transaction, scoped ref StunReader response) => agent.OnCheckResponse(transaction, ref response);
+
+        public void OnTimeout(StunTransaction transaction) => agent.OnCheckTimeout(transaction);
+    }
+
+    private sealed class RequestHandler(IceAgent agent) : IStunRequestHandler
+    {
+        public void OnStunRequest(scoped ref StunReader request, SocketAddress from, StunAddress? viaRelay) => agent.OnCheckRequest(ref request, from, viaRelay);
+    }
+
+    internal CandidatePair? Selected => _selected;
+
+    internal StunEndpoint Endpoint => _endpoint;
+
+    private long Ticks(TimeSpan span) => (long)(span.TotalSeconds * _options.TimeProvider.TimestampFrequency);
+
+    /// <summary>One pacing interval (Ta, RFC 8445 §6.1.4.2): at most one check, nomination, failure and consent decisions.</summary>
+    private void Tick(long now)
+    {
+        lock (_gate)
+        {
+            if (State is IceState.Closed or IceState.Failed || !_ticking)
+            {
+                _ticking = false;
+                return;
+            }
+            if (_started && State == IceState.Checking)
+            {
+                if (_remoteCredentials is not null) SendNextCheck();
+                if (Role == IceRole.Controlling && _nominating is null) Nominate(now);
+                var allFailed = _pairs.Count > 0 && _pairs.TrueForAll(p => p.State == CandidatePairState.Failed);
+                if (now - _checkingSince > Ticks(_options.ConnectTimeout) || (_endOfRemoteCandidates && allFailed && _nominating is null))
+                {
+                    SetState(IceState.Failed);
+                    _ticking = false;
+                    return;
+                }
+            }
+            else if (State == IceState.Connected && _selected is { } selected && _pairs.Contains(selected))
+            {
+                if (!Consent(now, selected))
+                {
+                    _ticking = false;
+                    return;
+                }
+            }
+            _endpoint.Scheduler.In(_options.Pacing, _ticker ??= new Ticker(this));
+        }
+    }
+
+    private void SendNextCheck()
+    {
+        CandidatePair? next = null;
+        while (_triggered.Count > 0)
+        {
+            var p = _triggered.Dequeue();
+            if (p.State == CandidatePairState.Waiting && _pairs.Contains(p))
+            {
+                next = p;
+                break;
+            }
+        }
+        if (next is null)
+        {
+            foreach (var p in _pairs)
+                if (p.State == CandidatePairState.Waiting && (next is null || p.Priority(Role) > next.Priority(Role))) next = p;
+        }
+        if (next is not null) SendCheck(next, useCandidate: false, consent: false);
+    }
+
+    /// <summary>Regular nomination (RFC 8445 §8.1.1): the best valid pair, once nothing better is pending or the delay passed.</summary>
+    private void Nominate(long now)
+    {
+        if (_selected is { } current && _pairs.Contains(current)) return;
+        CandidatePair? best = null;
+        foreach (var p in _pairs)
+            if (p.State == CandidatePairState.Succeeded && (best is null || p.Priority(Role) > best.Priority(Role))) best = p;
+        if (best is null) return;
+        var bestPriority = best.Priority(Role);
+        var betterPending = _pairs.Exists(p => p.State is CandidatePairState.Waiting or CandidatePairState.InProgress && p.Priority(Role) > bestPriority);
+        if (betterPending && now - _firstValidAt < Ticks(_options.NominationDelay)) return;
+        _nominating = best;
+        SendCheck(best, useCandidate: true, consent: false);
+    }
+
+    /// <summary>RFC 7675: a consent check every ~5 s (randomised), consent lost after 30 s without a response. False when lost.</summary>
+    private bool Consent(long now, CandidatePair selected)
+    {
+        if (now - selected.LastConsent > Ticks(_options.ConsentTimeout))
+        {
+            LogConsentLost(selected);
+            _selected = null;
+            SetState(IceState.Failed);
+            return false;
+        }
+        if (now >= _nextConsentAt && selected.ConsentCheck is null && _remoteCredentials is not null)
+        {
+            SendCheck(selected, useCandidate: false, consent: true);
+            _nextConsentAt = now + Ticks(_options.ConsentInterval * (0.8 + 0.4 * Random.Shared.NextDouble()));
+        }
+        return true;
+    }
+
+    private void SendCheck(CandidatePair pair, bool useCandidate, bool consent)
+    {
+        Span<byte> buffer = stackalloc byte[512];
+        var w = new StunWriter(buffer, StunMethod.Binding, StunClass.Request, TransactionId.NewRandom());
+        w.AddBytes(StunAttributeType.Username, _checkUsername);
+        // RFC 8445 §7.1.1: PRIORITY is what a peer-reflexive candidate learned from this check would get.
+        w.AddUInt32(StunAttributeType.Priority, IceCandidate.ComputePriority(IceCandidateType.PeerReflexive, (int)((pair.Local.Priority >> 8) & 0xFFFF)));
+        w.AddUInt64(Role == IceRole.Controlling ? StunAttributeType.IceControlling : StunAttributeType.IceControlled, _tieBreaker);
+        if (useCandidate) w.AddFlag(StunAttributeType.UseCandidate);
+        w.AddMessageIntegrity(_remoteKey);
+        w.AddFingerprint();
+        var (sender, destination) = PathOf(pair);
+        if (sender is null) return;
+        LogCheck(pair, useCandidate, consent);
+        var tx = _endpoint.Transactions.Start(w.Written, destination, sender, _checkOwner ??= new CheckOwner(this),
+            new CheckContext(pair, useCandidate, consent, _generation), _options.CheckRetransmission);
+        if (consent) pair.ConsentCheck = tx;
+        else
+        {
+            pair.Check = tx;
+            if (pair.State == CandidatePairState.Waiting) pair.State = CandidatePairState.InProgress;
+        }
+    }
+
+    private (IStunSender? Sender, SocketAddress Destination) PathOf(CandidatePair pair)
+    {
+        if (!pair.ViaRelay) return (_endpoint.Sender, pair.RemoteSocketAddress);
+        if (_endpoint.Turn is not { } turn) return (null, pair.RemoteSocketAddress);
+        return (pair.RelaySender ??= new RelayedStunSender(turn, pair.RemoteAddress), turn.Server);
+    }
+
+    private bool AcceptResponse(StunTransaction transaction, scoped ref StunReader response, SocketAddress? from, StunAddress? viaRelay)
+    {
+        lock (_gate)
+        {
+            if (transaction.State is not CheckContext context || context.Generation != _generation) return false;
+            // RFC 8445 §7.2.5.1: a success response must carry integrity made with the peer's password.
+            if (response.Class == StunClass.SuccessResponse && !response.VerifyMessageIntegrity(_remoteKey))
+            {
+                Interlocked.Increment(ref _unauthorized);
+                return false;
+            }
+            var pair = context.Pair;
+            context.NonSymmetric = pair.ViaRelay ? viaRelay != pair.RemoteAddress : from is null || !from.Equals(pair.RemoteSocketAddress);
+            return true;
+        }
+    }
+
+    private void OnCheckResponse(StunTransaction transaction, scoped ref StunReader response)
+    {
+        lock (_gate)
+        {
+            if (transaction.State is not CheckContext context || context.Generation != _generation || State == IceState.Closed) return;
+            var pair = context.Pair;
+            if (context.Consent) pair.ConsentCheck = null;
+            else pair.Check = null;
+            if (context.UseCandidate) _nominating = null;
+            LogCheckResponse(pair, response.Class);
+            if (response.Class == StunClass.ErrorResponse)
+            {
+                if (response.TryGetErrorCode(out var code, out _) && code == 487)
+                {
+                    // RFC 8445 §7.2.5.1: switch role and check the pair again.
+                    Interlocked.Increment(ref _roleConflicts);
+                    SwitchRole();
+                    if (!context.Consent && pair.State != CandidatePairState.Succeeded)
+                    {
+                        pair.State = CandidatePairState.Waiting;
+                        _triggered.Enqueue(pair);
+                    }
+                }
+                else if (!context.Consent && pair.State != CandidatePairState.Succeeded)
+                {
+                    pair.State = CandidatePairState.Failed;
+                }
+                return;
+            }
+            if (context.NonSymmetric || !response.TryGetXorAddress(StunAttributeType.XorMappedAddress, out var mapped))
+            {
+                if (!context.Consent) pair.State = CandidatePairState.Failed;
+                return;
+            }
+            var now = _endpoint.Scheduler.Now;
+            pair.LastConsent = now;
+            pair.RoundTrip = _options.TimeProvider.GetElapsedTime(transaction.StartedAt, now);
+            if (context.Consent) return;
+            pair.State = CandidatePairState.Succeeded;
+            pair.ReportedLocal = LocalFor(mapped, pair);
+            if (_firstValidAt == 0) _firstValidAt = now;
+            if (pair.ViaRelay) _endpoint.Turn?.AddDataRoute(pair.RemoteAddress, _channel);
+            else _endpoint.Mux.AddRoute(pair.RemoteSocketAddress, _channel);
+            if (context.UseCandidate || (pair.NominateOnSuccess && Role == IceRole.Controlled)) Select(pair);
+        }
+    }
+
+    /// <summary>The local candidate the peer saw for this pair; a new peer-reflexive one when unknown (RFC 8445 §7.2.5.3.1).</summary>
+    private IceCandidate LocalFor(StunAddress mapped, CandidatePair pair)
+    {
+        var address = mapped.ToEndPoint();
+        var known = _local.Find(c => c.Address.Equals(address));
+        if (known is not null) return known;
+        if (pair.ViaRelay) return pair.Local;
+        var candidate = new IceCandidate(Foundation(IceCandidateType.PeerReflexive, pair.Local.Address.Address, null),
+            IceCandidate.ComputePriority(IceCandidateType.PeerReflexive, (int)((pair.Local.Priority >> 8) & 0xFFFF)), address,
+            IceCandidateType.PeerReflexive, pair.Local.Address);
+        _local.Add(candidate);
+        return candidate;
+    }
+
+    private void OnCheckTimeout(StunTransaction transaction)
+    {
+        lock (_gate)
+        {
+            if (transaction.State is not CheckContext context || context.Generation != _generation) return;
+            var pair = context.Pair;
+            if (context.Consent)
+            {
+                pair.ConsentCheck = null;
+                return;
+            }
+            pair.Check = null;
+            if (context.UseCandidate) _nominating = null;
+            if (pair.State != CandidatePairState.Succeeded) pair.State = CandidatePairState.Failed;
+            LogCheckTimeout(pair);
+        }
+    }
+
+    private void Select(CandidatePair pair)
+    {
+        if (ReferenceEquals(_selected, pair) && State == IceState.Connected) return;
+        pair.Nominated = true;
+        _selected = pair;
+        var now = _endpoint.Scheduler.Now;
+        pair.LastConsent = now;
+        _nextConsentAt = now + Ticks(_options.ConsentInterval);
+        if (pair.ViaRelay && _endpoint.Turn is { } turn) _ = turn.BindChannelAsync(pair.RemoteAddress);
+        SetState(IceState.Connected);
+        _selectedPair.TrySetResult(new IceSelectedPair(pair.ReportedLocal ?? pair.Local, pair.Remote, pair.RoundTrip));
+        LogSelected(pair);
+    }
+
+    private void SwitchRole()
+    {
+        Role = Role == IceRole.Controlling ? IceRole.Controlled : IceRole.Controlling;
+        _nominating = null;
+        LogRoleSwitch(Role);
+    }
+
+    /// <summary>Answers a connectivity check (RFC 8445 §7.3) and learns from it; refused checks change nothing.</summary>
+    private void OnCheckRequest(scoped ref StunReader request, SocketAddress from, StunAddress? viaRelay)
+    {
+        lock (_gate)
+        {
+            if (State == IceState.Closed) return;
+            if (request.Method != StunMethod.Binding)
+            {
+                Interlocked.Increment(ref _badRequests);
+                return;
+            }
+            // RFC 8445 §7.2.2: checks carry FINGERPRINT; without it this is not an ICE check.
+            if (!request.HasFingerprint)
+            {
+                Interlocked.Increment(ref _badRequests);
+                return;
+            }
+            if (!request.TryGetAttribute(StunAttributeType.Username, out var username) || !request.HasMessageIntegrity)
+            {
+                Interlocked.Increment(ref _badRequests);
+                Respond(ref request, from, viaRelay, 400, "Bad Request", authenticated: false);
+                return;
+            }
+            if (!username.StartsWith(_expectedUsernamePrefix) || !request.VerifyMessageIntegrity(_localKey))
+            {
+                Interlocked.Increment(ref _unauthorized);
+                Respond(ref request, from, viaRelay, 401, "Unauthorized", authenticated: false);
+                return;
+            }
+            if (request.UnknownComprehensionRequiredCount > 0)
+            {
+                Interlocked.Increment(ref _unknownAttributes);
+                Respond(ref request, from, viaRelay, 420, "Unknown Attribute", authenticated: true);
+                return;
+            }
+            // RFC 8445 §7.3.1.1: role conflict, decided by the tie-breakers.
+            if (Role == IceRole.Controlling && request.TryGetUInt64(StunAttributeType.IceControlling, out var theirs))
+            {
+                Interlocked.Increment(ref _roleConflicts);
+                if (_tieBreaker >= theirs)
+                {
+                    Respond(ref request, from, viaRelay, 487, "Role Conflict", authenticated: true);
+                    return;
+                }
+                SwitchRole();
+            }
+            else if (Role == IceRole.Controlled && request.TryGetUInt64(StunAttributeType.IceControlled, out theirs))
+            {
+                Interlocked.Increment(ref _roleConflicts);
+                if (_tieBreaker < theirs)
+                {
+                    Respond(ref request, from, viaRelay, 487, "Role Conflict", authenticated: true);
+                    return;
+                }
+                SwitchRole();
+            }
+            var source = viaRelay ?? new StunAddress(UdpMux.ToEndPoint(from));
+            Respond(ref request, from, viaRelay, 0, null, authenticated: true, source);
+            LogCheckReceived(source, viaRelay is not null);
+            LearnFromCheck(ref request, source, viaRelay is not null);
+        }
+    }
+
+    private void LearnFromCheck(scoped ref StunReader request, StunAddress source, bool viaRelay)
+    {
+        var address = source.ToEndPoint();
+        var remote = _remote.Find(c => c.Address.Equals(address));
+        if (remote is null)
+        {
+            // RFC 8445 §7.3.1.3: a peer-reflexive remote candidate with the request's PRIORITY.
+            request.TryGetUInt32(StunAttributeType.Priority, out var priority);
+            remote = new IceCandidate(Foundation(IceCandidateType.PeerReflexive, address.Address, null),
+                priority != 0 ? priority : IceCandidate.ComputePriority(IceCandidateType.PeerReflexive, 65535), address, IceCandidateType.PeerReflexive);
+            _remote.Add(remote);
+            if (!viaRelay) EnsurePermission(address);
+        }
+        var local = viaRelay ? _relay : _hostBase.GetValueOrDefault(address.AddressFamily);
+        if (local is null) return;
+        var pair = FindOrAddPair(local, remote);
+        // RFC 8445 §7.3.1.4: triggered check.
+        if (pair.State == CandidatePairState.Failed) pair.State = CandidatePairState.Waiting;
+        if (pair.State == CandidatePairState.Waiting && !_triggered.Contains(pair)) _triggered.Enqueue(pair);
+        if (request.HasAttribute(StunAttributeType.UseCandidate) && Role == IceRole.Controlled)
+        {
+            // RFC 8445 §7.3.1.5: nominated; selected once our own check on the pair has succeeded.
+            if (pair.State == CandidatePairState.Succeeded) Select(pair);
+            else pair.NominateOnSuccess = true;
+        }
+    }
+
+    private void Respond(scoped ref StunReader request, SocketAddress from, StunAddress? viaRelay, int errorCode, string? reason,
+        bool authenticated, StunAddress mapped = default)
+    {
+        Span<byte> buffer = stackalloc byte[256];
+        var w = new StunWriter(buffer, StunMethod.Binding, errorCode == 0 ? StunClass.SuccessResponse : StunClass.ErrorResponse, request.TransactionId);
+        if (errorCode == 0) w.AddXorAddress(StunAttributeType.XorMappedAddress, mapped);
+        else w.AddErrorCode(errorCode, reason!);
+        if (errorCode == 420)
+        {
+            Span<ushort> unknown = stackalloc ushort[4];
+            w.AddUnknownAttributes(unknown[..request.CopyUnknownComprehensionRequired(unknown)]);
+        }
+        if (authenticated) w.AddMessageIntegrity(_localKey);
+        w.AddFingerprint();
+        if (w.Overflowed) return;
+        if (viaRelay is { } peer) _endpoint.Turn?.SendTo(w.Written, peer);
+        else _endpoint.Mux.Send(w.Written, from);
+    }
+
+    [LoggerMessage(Level = LogLevel.Trace, Message = "ICE check on {Pair} (nominate {UseCandidate}, consent {Consent})")]
+    private partial void LogCheck(CandidatePair pair, bool useCandidate, bool consent);
+
+    [LoggerMessage(Level = LogLevel.Trace, Message = "ICE check received from {Source} (via relay {ViaRelay})")]
+    private partial void LogCheckReceived(StunAddress source, bool viaRelay);
+
+    [LoggerMessage(Level = LogLevel.Trace, Message = "ICE {Class} on {Pair}")]
+    private partial void LogCheckResponse(CandidatePair pair, StunClass @class);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "ICE check timed out on {Pair}")]
+    private partial void LogCheckTimeout(CandidatePair pair);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "ICE consent lost on {Pair}")]
+    private partial void LogConsentLost(CandidatePair pair);
+}

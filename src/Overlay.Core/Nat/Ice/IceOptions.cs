@@ -1,0 +1,70 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Overlay.Nat.Stun;
+using Overlay.Nat.Turn;
+
+namespace Overlay.Nat.Ice;
+
+/// <summary>Settings of an <see cref="IceAgent"/>; immutable, validated once by <see cref="Validate"/>.</summary>
+public sealed record IceOptions
+{
+    /// <summary>STUN servers for server-reflexive candidates.</summary>
+    public IReadOnlyList<IPEndPoint> StunServers { get; init; } = [];
+
+    /// <summary>TURN servers for relayed candidates (the first one is used).</summary>
+    public IReadOnlyList<TurnServer> TurnServers { get; init; } = [];
+
+    /// <summary>Interface names never gathered (an overlay's own TAP must not carry its tunnel). Prefix match with a trailing '*'.</summary>
+    public IReadOnlyList<string> ExcludedInterfaces { get; init; } = [];
+
+    /// <summary>Gather IPv6 host candidates (global and unique-local; link-local never).</summary>
+    public bool UseIPv6 { get; init; } = true;
+
+    /// <summary>Local UDP port (0: any).</summary>
+    public int Port { get; init; }
+
+    /// <summary>Ta, the pacing of connectivity checks (RFC 8445 §14.2: 50 ms default).</summary>
+    public TimeSpan Pacing { get; init; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>Retransmission of connectivity checks (RFC 8445 §14.3).</summary>
+    public StunRetransmissionOptions CheckRetransmission { get; init; } = new(TimeSpan.FromMilliseconds(250), MaxRequests: 6, FinalWaitMultiplier: 4);
+
+    /// <summary>Retransmission of gathering requests to STUN/TURN servers.</summary>
+    public StunRetransmissionOptions ServerRetransmission { get; init; } = new(TimeSpan.FromMilliseconds(250), MaxRequests: 5, FinalWaitMultiplier: 4);
+
+    /// <summary>How long the controlling agent waits for a better pair after the first valid one before nominating.</summary>
+    public TimeSpan NominationDelay { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>Failed when no pair is selected this long after checks start.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Interval of consent checks on the selected pair (RFC 7675 §5.1: 5 s, randomised ±20%); also the keepalive.</summary>
+    public TimeSpan ConsentInterval { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Consent expires when no check succeeded for this long (RFC 7675 §5.1: 30 s).</summary>
+    public TimeSpan ConsentTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Clock for all timing.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    /// <summary>Logging.</summary>
+    public ILoggerFactory? LoggerFactory { get; init; }
+
+    /// <summary>Throws with the setting's name when a value is out of range.</summary>
+    public void Validate()
+    {
+        ArgumentNullException.ThrowIfNull(StunServers, nameof(StunServers));
+        ArgumentNullException.ThrowIfNull(TurnServers, nameof(TurnServers));
+        ArgumentNullException.ThrowIfNull(ExcludedInterfaces, nameof(ExcludedInterfaces));
+        ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
+        foreach (var t in TurnServers) t.Validate();
+        if (Port is < 0 or > 65535) throw new ArgumentOutOfRangeException(nameof(Port), Port, "Port must be 0–65535");
+        if (Pacing <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(Pacing), Pacing, "Pacing must be positive");
+        CheckRetransmission.Validate();
+        ServerRetransmission.Validate();
+        if (NominationDelay < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(NominationDelay), NominationDelay, "NominationDelay must not be negative");
+        if (ConnectTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(ConnectTimeout), ConnectTimeout, "ConnectTimeout must be positive");
+        if (ConsentInterval <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(ConsentInterval), ConsentInterval, "ConsentInterval must be positive");
+        if (ConsentTimeout <= ConsentInterval) throw new ArgumentOutOfRangeException(nameof(ConsentTimeout), ConsentTimeout, "ConsentTimeout must exceed ConsentInterval");
+    }
+}

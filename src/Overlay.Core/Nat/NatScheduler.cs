@@ -1,0 +1,91 @@
+namespace Overlay.Nat;
+
+/// <summary>Work the <see cref="NatScheduler"/> runs when due.</summary>
+internal interface IScheduled
+{
+    /// <summary>Runs on the scheduler's timer thread; must not throw or block.</summary>
+    void OnDue(long now);
+}
+
+/// <summary>
+/// One timer for all of a component's time-driven work (STUN retransmissions, ICE pacing, keepalives, consent,
+/// TURN refreshes): a priority queue of due times re-arming a single <see cref="ITimer"/> from the injected
+/// <see cref="TimeProvider"/>, so there is never a timer per transaction and tests control time.
+/// </summary>
+internal sealed class NatScheduler : IDisposable
+{
+    private readonly PriorityQueue<IScheduled, long> _queue = new();
+    private readonly List<IScheduled> _due = [];
+    private readonly Lock _gate = new();
+    private readonly ITimer _timer;
+    private long _armedFor = long.MaxValue;
+    private bool _disposed;
+
+    public NatScheduler(TimeProvider time)
+    {
+        Time = time;
+        _timer = time.CreateTimer(static s => ((NatScheduler)s!).Fire(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+    }
+
+    public TimeProvider Time { get; }
+
+    /// <summary>Current timestamp in <see cref="TimeProvider.TimestampFrequency"/> units.</summary>
+    public long Now => Time.GetTimestamp();
+
+    public long After(TimeSpan delay) => Now + (long)(delay.TotalSeconds * Time.TimestampFrequency);
+
+    /// <summary>Runs <paramref name="work"/> once at <paramref name="due"/> (a timestamp). Work cancels itself by ignoring a stale call.</summary>
+    public void At(long due, IScheduled work)
+    {
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _queue.Enqueue(work, due);
+            if (due < _armedFor) Arm(due);
+        }
+    }
+
+    public void In(TimeSpan delay, IScheduled work) => At(After(delay), work);
+
+    private void Arm(long due)
+    {
+        _armedFor = due;
+        var ticks = Math.Max(0, due - Now);
+        _timer.Change(TimeSpan.FromSeconds((double)ticks / Time.TimestampFrequency), Timeout.InfiniteTimeSpan);
+    }
+
+    private void Fire()
+    {
+        long now;
+        lock (_gate)
+        {
+            if (_disposed) return;
+            now = Now;
+            _armedFor = long.MaxValue;
+            while (_queue.TryPeek(out var work, out var due) && due <= now)
+            {
+                _queue.Dequeue();
+                _due.Add(work);
+            }
+            if (_queue.TryPeek(out _, out var next)) Arm(next);
+        }
+        // Only the timer thread touches _due; ITimer callbacks for one timer may overlap, so copy under the lock.
+        IScheduled[] batch;
+        lock (_gate)
+        {
+            batch = [.. _due];
+            _due.Clear();
+        }
+        foreach (var work in batch) work.OnDue(now);
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            _disposed = true;
+            _queue.Clear();
+        }
+        _timer.Dispose();
+    }
+}

@@ -1,0 +1,231 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading;
+
+namespace Overlay.Transport;
+
+/// <summary>Receives STUN messages (first byte 0–3) from a <see cref="UdpMux"/>.</summary>
+internal interface IStunPacketHandler
+{
+    void OnStunPacket(ReadOnlySpan<byte> datagram, SocketAddress from);
+}
+
+/// <summary>Receives TURN ChannelData messages (first byte 64–79) from a <see cref="UdpMux"/>.</summary>
+internal interface IChannelDataHandler
+{
+    void OnChannelData(ReadOnlySpan<byte> datagram, SocketAddress from);
+}
+
+/// <summary>
+/// One UDP socket per ICE component, carrying STUN, TURN, DTLS and data. A long-lived receive thread reads into one
+/// pooled buffer and demultiplexes on the first byte (RFC 7983): 0–3 STUN, 64–79 TURN ChannelData, 20–63 DTLS and
+/// 192–255 Overlay data go to the <see cref="IDatagramReceiver"/> registered for the sender's address, as a span of
+/// the receive buffer (no copy). The socket is dual-stack when IPv6 is available; addresses are kept in the socket's
+/// own <see cref="SocketAddress"/> form so the steady state allocates nothing.
+/// </summary>
+internal sealed class UdpMux : IDisposable
+{
+    private const int ReceiveBufferSize = 65536;
+    private readonly Socket _socket;
+    private readonly Thread _thread;
+    private readonly Lock _routesGate = new();
+    private Route[] _routes = [];
+    private IStunPacketHandler? _stun;
+    private IChannelDataHandler? _channelData;
+    private volatile bool _closed;
+    private long _received, _dropped, _sendFailures;
+
+    private readonly record struct Route(SocketAddress Address, IDatagramReceiver Receiver);
+
+    private UdpMux(Socket socket)
+    {
+        _socket = socket;
+        LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
+        _thread = new Thread(ReceiveLoop) { IsBackground = true, Name = $"udp-mux {LocalEndPoint.Port}" };
+    }
+
+    /// <summary>The bound address (the wildcard address and the chosen port).</summary>
+    public IPEndPoint LocalEndPoint { get; }
+
+    /// <summary>True when the socket carries IPv6 (and IPv4 as mapped addresses).</summary>
+    public bool DualStack => _socket.AddressFamily == AddressFamily.InterNetworkV6;
+
+    public long Received => Interlocked.Read(ref _received);
+
+    /// <summary>Datagrams dropped: unknown first byte, no receiver for the sender, or no handler.</summary>
+    public long Dropped => Interlocked.Read(ref _dropped);
+
+    public long SendFailures => Interlocked.Read(ref _sendFailures);
+
+    internal bool ReceiverAlive => _thread.IsAlive;
+
+    /// <summary>Binds a socket in the calling thread's network namespace (port 0: any free port).</summary>
+    public static UdpMux Bind(int port = 0)
+    {
+        Socket socket;
+        try
+        {
+            socket = new Socket(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.Udp) { DualMode = true };
+            socket.Bind(new IPEndPoint(IPAddress.IPv6Any, port));
+        }
+        catch (SocketException)
+        {
+            socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+            socket.Bind(new IPEndPoint(IPAddress.Any, port));
+        }
+        socket.ReceiveBufferSize = 1 << 20;
+        socket.SendBufferSize = 1 << 20;
+        return new UdpMux(socket);
+    }
+
+    public void SetHandlers(IStunPacketHandler stun, IChannelDataHandler? channelData)
+    {
+        _stun = stun;
+        _channelData = channelData;
+    }
+
+    public void Start() => _thread.Start();
+
+    /// <summary>The socket-form address for <paramref name="endPoint"/> (IPv4-mapped on a dual-stack socket). Cache it.</summary>
+    public SocketAddress ToSocketAddress(IPEndPoint endPoint)
+    {
+        if (DualStack && endPoint.AddressFamily == AddressFamily.InterNetwork)
+            endPoint = new IPEndPoint(endPoint.Address.MapToIPv6(), endPoint.Port);
+        return endPoint.Serialize();
+    }
+
+    /// <summary>The endpoint for a socket-form address, with IPv4-mapped addresses unmapped (allocates; control path).</summary>
+    public static IPEndPoint ToEndPoint(SocketAddress address)
+    {
+        var endPoint = (IPEndPoint)new IPEndPoint(IPAddress.IPv6Any, 0).Create(address);
+        return endPoint.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(endPoint.Address.MapToIPv4(), endPoint.Port) : endPoint;
+    }
+
+    /// <summary>Routes DTLS and data datagrams from <paramref name="remote"/> to <paramref name="receiver"/>.</summary>
+    public void AddRoute(SocketAddress remote, IDatagramReceiver receiver)
+    {
+        lock (_routesGate)
+        {
+            var routes = _routes.Where(r => !r.Address.Equals(remote)).ToList();
+            routes.Add(new Route(remote, receiver));
+            _routes = [.. routes];
+        }
+    }
+
+    public void RemoveRoute(SocketAddress remote)
+    {
+        lock (_routesGate) _routes = [.. _routes.Where(r => !r.Address.Equals(remote))];
+    }
+
+    /// <summary>Sends one datagram; false (counted) when the socket refused it. Never blocks for long on UDP.</summary>
+    public bool Send(ReadOnlySpan<byte> datagram, SocketAddress destination)
+    {
+        if (_closed) return false;
+        try
+        {
+            _socket.SendTo(datagram, SocketFlags.None, destination);
+            return true;
+        }
+        catch (SocketException)
+        {
+            Interlocked.Increment(ref _sendFailures);
+            return false;
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    private void ReceiveLoop()
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(ReceiveBufferSize);
+        var from = new SocketAddress(_socket.AddressFamily);
+        try
+        {
+            while (!_closed)
+            {
+                int n;
+                try
+                {
+                    n = _socket.ReceiveFrom(buffer, SocketFlags.None, from);
+                }
+                catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.MessageSize or SocketError.ConnectionRefused)
+                {
+                    continue; // ICMP errors surface here on Linux; a datagram socket keeps going.
+                }
+                catch (Exception) when (_closed)
+                {
+                    break;
+                }
+                catch (ObjectDisposedException)
+                {
+                    break;
+                }
+                if (n == 0) continue;
+                Interlocked.Increment(ref _received);
+                Dispatch(buffer.AsSpan(0, n), from);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>RFC 7983 demultiplexing (also used for datagrams a TURN relay unwrapped).</summary>
+    internal void Dispatch(ReadOnlySpan<byte> datagram, SocketAddress from)
+    {
+        if (datagram.IsEmpty)
+        {
+            Interlocked.Increment(ref _dropped);
+            return;
+        }
+        var first = datagram[0];
+        if (first <= 3)
+        {
+            if (_stun is { } stun) stun.OnStunPacket(datagram, from);
+            else Interlocked.Increment(ref _dropped);
+        }
+        else if (first is >= 64 and <= 79)
+        {
+            if (_channelData is { } channelData) channelData.OnChannelData(datagram, from);
+            else Interlocked.Increment(ref _dropped);
+        }
+        else if (first is (>= 20 and <= 63) or >= 192)
+        {
+            DeliverData(datagram, from);
+        }
+        else
+        {
+            Interlocked.Increment(ref _dropped);
+        }
+    }
+
+    /// <summary>Hands a DTLS or data datagram to the receiver routed for <paramref name="from"/>.</summary>
+    internal void DeliverData(ReadOnlySpan<byte> datagram, SocketAddress from)
+    {
+        var routes = _routes;
+        foreach (var route in routes)
+        {
+            if (route.Address.Equals(from))
+            {
+                route.Receiver.OnDatagram(datagram);
+                return;
+            }
+        }
+        Interlocked.Increment(ref _dropped);
+    }
+
+    /// <summary>Counts a datagram a handler dropped.</summary>
+    internal void CountDrop() => Interlocked.Increment(ref _dropped);
+
+    public void Dispose()
+    {
+        if (_closed) return;
+        _closed = true;
+        _socket.Dispose();
+        if (_thread.IsAlive && Thread.CurrentThread != _thread) _thread.Join(TimeSpan.FromSeconds(2));
+    }
+}

@@ -1,0 +1,63 @@
+using System.Net.Sockets;
+using NUnit.Framework;
+using Overlay.Nat.Ice;
+using Overlay.Nat.Stun;
+using Overlay.Transport;
+
+namespace Overlay.Core.Tests.Nat;
+
+/// <summary>The steady-state data path over the selected pair allocates nothing, on the sending thread or the socket's receive loop.</summary>
+public class DataPathAllocationTests
+{
+    private const int Warmup = 200, Measured = 2000;
+
+    /// <summary>Records the receive thread's allocation counter between the first measured datagram and the last.</summary>
+    private sealed class AllocationProbe : IDatagramReceiver
+    {
+        private int _count;
+        public long Start, End;
+        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public int Count => Volatile.Read(ref _count);
+
+        public void OnDatagram(ReadOnlySpan<byte> datagram)
+        {
+            var n = ++_count;
+            if (n == Warmup) Start = GC.GetAllocatedBytesForCurrentThread();
+            if (n >= Warmup) End = GC.GetAllocatedBytesForCurrentThread();
+            if (n == Warmup + Measured) Done.TrySetResult();
+        }
+    }
+
+    [Test]
+    public async Task Sending_and_receiving_datagrams_allocates_nothing()
+    {
+        var options = new IceOptions { NominationDelay = TimeSpan.FromMilliseconds(50), CheckRetransmission = new StunRetransmissionOptions(TimeSpan.FromMilliseconds(100), 4, 2) };
+        await using var a = IceAgent.Create(options, IceRole.Controlling);
+        await using var b = IceAgent.Create(options, IceRole.Controlled);
+        if (!a.LocalCandidates.Any(c => c.Address.AddressFamily == AddressFamily.InterNetwork))
+            Assert.Ignore("skipped: this machine has no non-loopback IPv4 interface");
+        await IcePeers.ConnectAsync(a, b, TimeSpan.FromSeconds(15));
+        var probe = new AllocationProbe();
+        b.Channel.SetReceiver(probe);
+        var buffer = new byte[a.Channel.Headroom + 1200];
+        buffer[a.Channel.Headroom] = 0xC0;
+        long sendAllocated = 0;
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        while (probe.Count < Warmup + Measured)
+        {
+            var target = Math.Min(probe.Count + 50, Warmup + Measured);
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            for (var i = probe.Count; i < target; i++) a.Channel.TrySend(buffer, 1200);
+            var after = GC.GetAllocatedBytesForCurrentThread();
+            if (probe.Count > Warmup) sendAllocated += after - before;
+            // Paced in bursts so the loopback socket buffer never overflows; datagrams lost anyway are simply resent.
+            while (probe.Count < target && !cts.IsCancellationRequested) await Task.Yield();
+            cts.Token.ThrowIfCancellationRequested();
+        }
+        await probe.Done.Task.WaitAsync(cts.Token);
+        TestContext.Out.WriteLine($"send thread: {sendAllocated} B, receive loop: {probe.End - probe.Start} B over {Measured} datagrams");
+        Assert.That(sendAllocated, Is.Zero, "TrySend allocated");
+        Assert.That(probe.End - probe.Start, Is.Zero, "the receive loop allocated");
+    }
+}

@@ -1,0 +1,129 @@
+using System.Net;
+using System.Net.Sockets;
+using NUnit.Framework;
+using Overlay.Nat.Ice;
+using Overlay.Nat.Stun;
+
+namespace Overlay.Core.Tests.Nat;
+
+/// <summary>Two agents in the test's own network namespace, over the machine's host addresses.</summary>
+public class IceAgentTests
+{
+    private static IceOptions Fast => new()
+    {
+        CheckRetransmission = new StunRetransmissionOptions(TimeSpan.FromMilliseconds(100), MaxRequests: 4, FinalWaitMultiplier: 2),
+        NominationDelay = TimeSpan.FromMilliseconds(100),
+    };
+
+    private static void RequireHostCandidates(IceAgent agent)
+    {
+        if (!agent.LocalCandidates.Any(c => c.Address.AddressFamily == AddressFamily.InterNetwork))
+            Assert.Ignore("skipped: this machine has no non-loopback IPv4 interface");
+    }
+
+    [Test]
+    public async Task Two_agents_connect_over_host_candidates_and_exchange_datagrams()
+    {
+        await using var a = IceAgent.Create(Fast, IceRole.Controlling);
+        await using var b = IceAgent.Create(Fast, IceRole.Controlled);
+        RequireHostCandidates(a);
+        var (pa, pb) = await IcePeers.ConnectAsync(a, b, TimeSpan.FromSeconds(15));
+        Assert.That(pa.Local.Type, Is.EqualTo(IceCandidateType.Host));
+        Assert.That(pa.Remote.Type, Is.EqualTo(IceCandidateType.Host));
+        Assert.That(pb.Remote.Type, Is.EqualTo(IceCandidateType.Host));
+        Assert.That(a.State, Is.EqualTo(IceState.Connected));
+        await IcePeers.ExchangeDatagramsAsync(a, b);
+    }
+
+    [Test]
+    public async Task Both_controlling_resolve_the_role_conflict_and_connect()
+    {
+        await using var a = IceAgent.Create(Fast, IceRole.Controlling);
+        await using var b = IceAgent.Create(Fast, IceRole.Controlling);
+        RequireHostCandidates(a);
+        await IcePeers.ConnectAsync(a, b, TimeSpan.FromSeconds(15));
+        Assert.That(a.Role, Is.Not.EqualTo(b.Role));
+        Assert.That(a.Counters.RoleConflicts + b.Counters.RoleConflicts, Is.GreaterThan(0));
+        await IcePeers.ExchangeDatagramsAsync(a, b, 3);
+    }
+
+    [Test]
+    public async Task Trickled_candidates_added_after_start_are_checked()
+    {
+        await using var a = IceAgent.Create(Fast, IceRole.Controlling);
+        await using var b = IceAgent.Create(Fast, IceRole.Controlled);
+        RequireHostCandidates(a);
+        a.SetRemoteCredentials(b.LocalCredentials);
+        b.SetRemoteCredentials(a.LocalCredentials);
+        a.Start();
+        b.Start();
+        foreach (var c in b.LocalCandidates) a.AddRemoteCandidate(c);
+        var selected = await a.WaitForSelectedPairAsync().WaitAsync(TimeSpan.FromSeconds(15));
+        Assert.That(selected.Remote.Type, Is.EqualTo(IceCandidateType.Host));
+        await b.WaitForSelectedPairAsync().WaitAsync(TimeSpan.FromSeconds(15));
+    }
+
+    [Test]
+    public async Task No_working_pair_ends_in_Failed()
+    {
+        using var silent = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        silent.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        await using var a = IceAgent.Create(Fast, IceRole.Controlling);
+        a.SetRemoteCredentials(IceCredentials.NewRandom());
+        a.AddRemoteCandidate(new IceCandidate("1", 2130706431, (IPEndPoint)silent.LocalEndPoint!, IceCandidateType.Host));
+        a.EndOfRemoteCandidates();
+        a.Start();
+        await Assert.ThatAsync(() => a.WaitForSelectedPairAsync().WaitAsync(TimeSpan.FromSeconds(15)), Throws.TypeOf<IceFailedException>());
+        Assert.That(a.State, Is.EqualTo(IceState.Failed));
+    }
+
+    [Test]
+    public async Task Wrong_password_is_refused_and_never_connects()
+    {
+        await using var a = IceAgent.Create(Fast with { ConnectTimeout = TimeSpan.FromSeconds(3) }, IceRole.Controlling);
+        await using var b = IceAgent.Create(Fast with { ConnectTimeout = TimeSpan.FromSeconds(3) }, IceRole.Controlled);
+        RequireHostCandidates(a);
+        a.SetRemoteCredentials(b.LocalCredentials with { Password = IceCredentials.NewRandom().Password });
+        b.SetRemoteCredentials(a.LocalCredentials);
+        foreach (var c in b.LocalCandidates) a.AddRemoteCandidate(c);
+        a.Start();
+        await Assert.ThatAsync(() => a.WaitForSelectedPairAsync().WaitAsync(TimeSpan.FromSeconds(15)), Throws.TypeOf<IceFailedException>());
+        Assert.That(b.Counters.Unauthorized, Is.GreaterThan(0));
+        Assert.That(b.RemoteCandidates, Is.Empty, "refused checks teach nothing");
+    }
+
+    [Test]
+    public async Task Consent_is_lost_when_the_peer_goes_silent()
+    {
+        var options = Fast with { ConsentInterval = TimeSpan.FromMilliseconds(200), ConsentTimeout = TimeSpan.FromSeconds(1) };
+        await using var a = IceAgent.Create(options, IceRole.Controlling);
+        var b = IceAgent.Create(options, IceRole.Controlled);
+        RequireHostCandidates(a);
+        await IcePeers.ConnectAsync(a, b, TimeSpan.FromSeconds(15));
+        await b.DisposeAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        await foreach (var state in a.StateChanges.ReadAllAsync(cts.Token))
+            if (state == IceState.Failed) break;
+        Assert.That(a.State, Is.EqualTo(IceState.Failed));
+    }
+
+    [Test]
+    public async Task Restart_recovers_with_new_credentials_on_the_same_agents()
+    {
+        await using var a = IceAgent.Create(Fast, IceRole.Controlling);
+        await using var b = IceAgent.Create(Fast, IceRole.Controlled);
+        RequireHostCandidates(a);
+        await IcePeers.ConnectAsync(a, b, TimeSpan.FromSeconds(15));
+        var before = a.LocalCredentials;
+        var port = a.LocalPort;
+        var ca = a.Restart();
+        var cb = b.Restart();
+        Assert.That(ca, Is.Not.EqualTo(before));
+        Assert.That(a.LocalPort, Is.EqualTo(port));
+        Assert.That(a.State, Is.EqualTo(IceState.New));
+        await IcePeers.ConnectAsync(a, b, TimeSpan.FromSeconds(15));
+        Assert.That(a.State, Is.EqualTo(IceState.Connected));
+        Assert.That(cb, Is.EqualTo(b.LocalCredentials));
+        await IcePeers.ExchangeDatagramsAsync(a, b, 3);
+    }
+}

@@ -1,0 +1,96 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using NUnit.Framework;
+using Overlay.Nat;
+using Overlay.Nat.Stun;
+using Overlay.Nat.Turn;
+using Overlay.TestSupport;
+using Overlay.TestSupport.Lab;
+using Overlay.Transport;
+
+namespace Overlay.Core.Tests.Nat;
+
+/// <summary>STUN and TURN against a real coturn on loopback.</summary>
+public class TurnClientTests
+{
+    private sealed class Inbox : IDatagramReceiver
+    {
+        public Channel<byte[]> Received { get; } = Channel.CreateUnbounded<byte[]>();
+
+        public void OnDatagram(ReadOnlySpan<byte> datagram) => Received.Writer.TryWrite(datagram.ToArray());
+    }
+
+    [Test]
+    public async Task Binding_request_discovers_the_server_reflexive_address()
+    {
+        await using var coturn = await CoturnServer.StartAsync();
+        using var endpoint = new StunEndpoint(UdpMux.Bind(), TimeProvider.System);
+        endpoint.Mux.Start();
+        var mapped = await endpoint.DiscoverMappedAddressAsync(coturn.EndPoint).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.That(mapped, Is.Not.Null);
+        Assert.That(mapped!.Value.ToEndPoint(), Is.EqualTo(new IPEndPoint(IPAddress.Loopback, endpoint.Mux.LocalEndPoint.Port)));
+    }
+
+    [Test]
+    public async Task Allocation_relays_data_both_ways_by_indications_and_by_channel()
+    {
+        await using var coturn = await CoturnServer.StartAsync();
+        using var endpoint = new StunEndpoint(UdpMux.Bind(), TimeProvider.System);
+        var turn = endpoint.AttachTurn(new TurnServer(coturn.EndPoint, coturn.Username, coturn.Password));
+        endpoint.Mux.Start();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+
+        Assert.That(await turn.AllocateAsync(cts.Token), Is.True, "Allocate (after the 401 challenge)");
+        Assert.That(turn.RelayedAddress, Is.Not.Null);
+        var relayed = turn.RelayedAddress!.Value.ToEndPoint();
+        Assert.That(relayed.Address, Is.EqualTo(IPAddress.Loopback));
+
+        using var peer = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        peer.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var peerAddress = new StunAddress((IPEndPoint)peer.LocalEndPoint!);
+        var inbox = new Inbox();
+        turn.AddDataRoute(peerAddress, inbox);
+        Assert.That(await turn.CreatePermissionAsync(peerAddress, cts.Token), Is.True);
+
+        // Send indication out, Data indication back.
+        Assert.That(turn.SendTo([0xC0, 1, 2, 3], peerAddress), Is.True);
+        var (payload, from) = await ReceiveAsync(peer, cts.Token);
+        Assert.That(payload, Is.EqualTo(new byte[] { 0xC0, 1, 2, 3 }));
+        Assert.That(from, Is.EqualTo(relayed));
+        await peer.SendToAsync(new byte[] { 0xC1, 9, 8 }, relayed, cts.Token);
+        Assert.That(await inbox.Received.Reader.ReadAsync(cts.Token), Is.EqualTo(new byte[] { 0xC1, 9, 8 }));
+
+        // ChannelBind, then ChannelData both ways, framed in the 4 bytes of headroom.
+        Assert.That(await turn.BindChannelAsync(peerAddress, cts.Token), Is.True);
+        Assert.That(turn.ChannelFor(peerAddress), Is.EqualTo(ChannelData.FirstChannel));
+        var framed = new byte[] { 0, 0, 0, 0, 0xC2, 7, 7, 7, 7 };
+        Assert.That(turn.TrySendFramed(framed, 5, peerAddress), Is.True);
+        (payload, _) = await ReceiveAsync(peer, cts.Token);
+        Assert.That(payload, Is.EqualTo(new byte[] { 0xC2, 7, 7, 7, 7 }));
+        await peer.SendToAsync(new byte[] { 0xC3, 5 }, relayed, cts.Token);
+        Assert.That(await inbox.Received.Reader.ReadAsync(cts.Token), Is.EqualTo(new byte[] { 0xC3, 5 }));
+
+        Assert.That(await turn.RefreshAsync(TimeSpan.FromMinutes(10), cts.Token), Is.True, "Refresh");
+        await turn.DisposeAsync(); // Refresh with LIFETIME 0
+        Assert.That(turn.Dropped, Is.Zero);
+    }
+
+    [Test]
+    public async Task Wrong_password_fails_the_allocation_without_looping()
+    {
+        await using var coturn = await CoturnServer.StartAsync();
+        using var endpoint = new StunEndpoint(UdpMux.Bind(), TimeProvider.System);
+        var turn = endpoint.AttachTurn(new TurnServer(coturn.EndPoint, coturn.Username, "not-the-password"));
+        endpoint.Mux.Start();
+        Assert.That(await turn.AllocateAsync().WaitAsync(TimeSpan.FromSeconds(20)), Is.False);
+        Assert.That(turn.RelayedAddress, Is.Null);
+    }
+
+    private static async Task<(byte[] Payload, IPEndPoint From)> ReceiveAsync(Socket socket, CancellationToken ct)
+    {
+        var buffer = new byte[2048];
+        var result = await socket.ReceiveFromAsync(buffer, new IPEndPoint(IPAddress.Any, 0), ct);
+        return (buffer.AsSpan(0, result.ReceivedBytes).ToArray(), (IPEndPoint)result.RemoteEndPoint);
+    }
+}
