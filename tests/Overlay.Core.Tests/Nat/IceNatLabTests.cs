@@ -50,14 +50,6 @@ public class IceNatLabTests
         Prerequisites.RequireNetworkNamespaces();
         Prerequisites.RequireCommand("turnserver", "coturn");
         await using var lab = await NatLab.StartAsync(kinds);
-        foreach (var host in lab.Hosts)
-        {
-            // A home router's firewall drops unsolicited UDP to itself. Without this, Linux conntrack confirms an entry
-            // for the peer's first (unsolicited) check, and the host's own outgoing check then clashes with it and gets
-            // a new source port: MASQUERADE turns "cone" into symmetric under simultaneous open. Dropped packets are
-            // never confirmed, so the mapping keeps its port, as an endpoint-independent NAT's would.
-            host.Router?.Exec("iptables", "-A INPUT -p udp -j DROP");
-        }
         var options = new IceOptions
         {
             StunServers = [lab.StunTurn],

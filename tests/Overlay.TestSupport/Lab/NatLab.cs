@@ -123,6 +123,11 @@ public sealed class NatLab : IAsyncDisposable
             // Like a home router: nothing comes in unless a mapping made from inside exists.
             router.Exec("iptables", $"-A FORWARD -i {wan} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT");
             router.Exec("iptables", $"-A FORWARD -i {wan} -j DROP");
+            // A home router's firewall also drops unsolicited UDP to itself. Without it, Linux conntrack confirms an
+            // entry for a peer's first (unsolicited) ICE check, the host's own outgoing check then clashes with it and
+            // MASQUERADE gives it a new source port: "cone" turns symmetric under simultaneous open. Dropped packets
+            // are never confirmed, so the mapping keeps its port as an endpoint-independent NAT's would.
+            router.Exec("iptables", $"-A INPUT -i {wan} -p udp -j DROP");
             _hosts.Add(new LabHost(host, kinds[i], hostAddress, publicAddress, router, wan));
         }
     }
