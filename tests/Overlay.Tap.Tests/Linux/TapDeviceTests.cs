@@ -54,6 +54,20 @@ public sealed partial class TapDeviceTests
     }
 
     [Test]
+    public async Task A_multi_queue_device_has_its_queues()
+    {
+        await using var device = _ns.Run(() => TapDevice.Create(new TapDeviceOptions { Name = "ovtq", Queues = 2 }));
+        device.Start(new NullSink());
+        var queues = _ns.Exec("ls", "/sys/class/net/ovtq/queues");
+        Assert.That(queues, Does.Contain("rx-1").And.Contain("tx-1"));
+    }
+
+    private sealed class NullSink : IFrameSink
+    {
+        public void OnFrame(ReadOnlySpan<byte> frame) { }
+    }
+
+    [Test]
     public async Task A_persistent_device_outlives_dispose()
     {
         var device = _ns.Run(() => TapDevice.Create(new TapDeviceOptions { Name = "ovtp", Persist = true }));

@@ -1,0 +1,56 @@
+using NUnit.Framework;
+using Overlay.Switching;
+using Overlay.Switching.Frames;
+
+namespace Overlay.Switching.Tests;
+
+public class LearningTests
+{
+    [Test]
+    public void Traffic_is_counted_per_destination_switch_and_taken_once()
+    {
+        var (fabric, ids) = SwitchFabric.Ring(8, successors: 1, new Random(1));
+        var (a, b) = (ids[0], ids[4]);
+        fabric.Switches[b].OnLocalFrame(SwitchFabric.Frame(EthernetFrame.Broadcast, SwitchFabric.MacOf(b), 1)); // b announces itself
+        fabric.Pump();
+        for (var i = 0; i < 10; i++) fabric.Switches[a].OnLocalFrame(SwitchFabric.Frame(SwitchFabric.MacOf(b), SwitchFabric.MacOf(a), 2, length: 100));
+        fabric.Pump();
+        var traffic = fabric.Switches[a].TakeTrafficByNode();
+        Assert.That(traffic, Is.EquivalentTo(new Dictionary<NodeId, long> { [b] = 1000 }));
+        Assert.That(fabric.Switches[a].TakeTrafficByNode(), Is.Empty, "counters restart after each take");
+    }
+
+    [Test]
+    public void Learned_paths_age_out_on_the_switch_clock_and_traffic_refloods()
+    {
+        var clock = new ManualClock();
+        var local = new SwitchFabric.LocalHost(new NodeId(1));
+        var link = new RecordingPort();
+        var sw = new OverlaySwitch(new NodeId(1), local, new SwitchOptions { Ageing = TimeSpan.FromSeconds(60) }, clock, localMacs: [0x0200_0000_0001]);
+        var neighbour = new NodeId(2);
+        sw.AddLink(neighbour, link);
+        sw.OnLinkFlood(neighbour, new Flood.FloodHeader(neighbour, neighbour, 1, 1, Flood.FloodType.Broadcast), SwitchFabric.Frame(EthernetFrame.Broadcast, 0x0200_0000_0002, 1));
+        sw.OnLocalFrame(SwitchFabric.Frame(0x0200_0000_0002, 0x0200_0000_0001, 2));
+        Assert.That((link.Frames, link.Floods), Is.EqualTo((1, 0)), "known: sent as unicast");
+
+        clock.Now += TimeSpan.FromSeconds(61);
+        sw.Tick();
+        sw.OnLocalFrame(SwitchFabric.Frame(0x0200_0000_0002, 0x0200_0000_0001, 3));
+        Assert.That((link.Frames, link.Floods), Is.EqualTo((1, 1)), "aged out: flooded as unknown unicast");
+    }
+
+    private sealed class ManualClock : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = DateTimeOffset.UnixEpoch;
+        public override DateTimeOffset GetUtcNow() => Now;
+        public override long GetTimestamp() => Now.UtcTicks;
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+    }
+
+    private sealed class RecordingPort : ISwitchPort
+    {
+        public int Frames, Floods;
+        public bool TrySendFrame(ReadOnlySpan<byte> frame) { Frames++; return true; }
+        public bool TrySendFlood(in Flood.FloodHeader header, ReadOnlySpan<byte> frame) { Floods++; return true; }
+    }
+}
