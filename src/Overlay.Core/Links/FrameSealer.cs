@@ -1,0 +1,134 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+
+namespace Overlay.Links;
+
+/// <summary>
+/// Seals link packets with AES-GCM (.NET's, AES-NI through OpenSSL) in place. Packet layout:
+/// <code>
+///  0          1       2            10                    10+n        10+n+16
+///  | 0xC0|kind | epoch | sequence   | ciphertext (n bytes) | GCM tag    |
+/// </code>
+/// The 10-byte header is authenticated as associated data. The 96-bit nonce is the 4-byte salt of the
+/// direction followed by the 64-bit sequence, so a key never sees a nonce twice; the sender stops
+/// (and the link rekeys) long before the sequence could wrap.
+/// </summary>
+internal sealed class FrameSealer : IDisposable
+{
+    /// <summary>First-byte base of data packets (RFC 7983 assigns 192–255 to nothing).</summary>
+    public const byte KindBase = 0xC0;
+    public const int HeaderLength = 10;
+    public const int TagLength = 16;
+    public const int Overhead = HeaderLength + TagLength;
+
+    private readonly AesGcm _aes;
+    private readonly uint _salt;
+    private readonly Lock _lock = new();
+    private ulong _sequence;
+
+    public FrameSealer(ReadOnlySpan<byte> key, ReadOnlySpan<byte> salt, byte epoch)
+    {
+        _aes = new AesGcm(key, TagLength);
+        _salt = BinaryPrimitives.ReadUInt32BigEndian(salt);
+        Epoch = epoch;
+    }
+
+    public byte Epoch { get; }
+
+    /// <summary>Packets sealed so far (the next sequence number).</summary>
+    public ulong Sequence => Volatile.Read(ref _sequence);
+
+    /// <summary>
+    /// Seals the <paramref name="payloadLength"/> bytes at <paramref name="packet"/>[<see cref="HeaderLength"/>..]
+    /// in place, writing the header in front and the tag behind; returns the packet length.
+    /// </summary>
+    public int Seal(Span<byte> packet, int payloadLength, PacketKind kind)
+    {
+        var length = HeaderLength + payloadLength + TagLength;
+        if ((uint)payloadLength > (uint)(packet.Length - Overhead)) throw new ArgumentOutOfRangeException(nameof(payloadLength));
+        Span<byte> nonce = stackalloc byte[12];
+        BinaryPrimitives.WriteUInt32BigEndian(nonce, _salt);
+        lock (_lock)
+        {
+            var sequence = _sequence++;
+            packet[0] = (byte)(KindBase | (byte)kind);
+            packet[1] = Epoch;
+            BinaryPrimitives.WriteUInt64BigEndian(packet[2..], sequence);
+            BinaryPrimitives.WriteUInt64BigEndian(nonce[4..], sequence);
+            var payload = packet.Slice(HeaderLength, payloadLength);
+            _aes.Encrypt(nonce, payload, payload, packet.Slice(HeaderLength + payloadLength, TagLength), packet[..HeaderLength]);
+        }
+        return length;
+    }
+
+    public void Dispose() => _aes.Dispose();
+}
+
+/// <summary>Why a received link packet was dropped.</summary>
+internal enum OpenResult
+{
+    Opened,
+    Malformed,
+    UnknownEpoch,
+    Forged,
+    Replayed,
+    TooOld,
+}
+
+/// <summary>Opens packets sealed by the peer's <see cref="FrameSealer"/> for one key epoch, in place, with replay protection.</summary>
+internal sealed class FrameOpener : IDisposable
+{
+    private readonly AesGcm _aes;
+    private readonly uint _salt;
+    private readonly ReplayWindow _window = new();
+    private readonly Lock _lock = new();
+
+    public FrameOpener(ReadOnlySpan<byte> key, ReadOnlySpan<byte> salt, byte epoch)
+    {
+        _aes = new AesGcm(key, FrameSealer.TagLength);
+        _salt = BinaryPrimitives.ReadUInt32BigEndian(salt);
+        Epoch = epoch;
+    }
+
+    public byte Epoch { get; }
+
+    /// <summary>The epoch byte of a packet, or -1 when it is not a data packet.</summary>
+    public static int EpochOf(ReadOnlySpan<byte> packet) =>
+        packet.Length >= FrameSealer.Overhead && (packet[0] & 0xFC) == FrameSealer.KindBase ? packet[1] : -1;
+
+    /// <summary>Authenticates and decrypts <paramref name="packet"/> in place; on success <paramref name="payload"/> is the plaintext.</summary>
+    public OpenResult TryOpen(Span<byte> packet, out PacketKind kind, out Span<byte> payload)
+    {
+        kind = default;
+        payload = default;
+        if (packet.Length < FrameSealer.Overhead || (packet[0] & 0xFC) != FrameSealer.KindBase) return OpenResult.Malformed;
+        if (packet[1] != Epoch) return OpenResult.UnknownEpoch;
+        var sequence = BinaryPrimitives.ReadUInt64BigEndian(packet[2..]);
+        Span<byte> nonce = stackalloc byte[12];
+        BinaryPrimitives.WriteUInt32BigEndian(nonce, _salt);
+        BinaryPrimitives.WriteUInt64BigEndian(nonce[4..], sequence);
+        var body = packet[FrameSealer.HeaderLength..^FrameSealer.TagLength];
+        lock (_lock)
+        {
+            switch (_window.Check(sequence))
+            {
+                case ReplayWindow.Verdict.Replayed: return OpenResult.Replayed;
+                case ReplayWindow.Verdict.TooOld: return OpenResult.TooOld;
+            }
+            try
+            {
+                _aes.Decrypt(nonce, body, packet[^FrameSealer.TagLength..], body, packet[..FrameSealer.HeaderLength]);
+            }
+            catch (AuthenticationTagMismatchException)
+            {
+                return OpenResult.Forged;
+            }
+            if (!_window.Accept(sequence)) return OpenResult.Replayed;
+        }
+        kind = (PacketKind)(packet[0] & 0x03);
+        payload = body;
+        return OpenResult.Opened;
+    }
+
+    public void Dispose() => _aes.Dispose();
+}

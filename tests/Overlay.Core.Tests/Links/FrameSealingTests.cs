@@ -1,0 +1,102 @@
+using NUnit.Framework;
+using Overlay.Links;
+
+namespace Overlay.Core.Tests.Links;
+
+public class FrameSealingTests
+{
+    private static readonly byte[] Key = Enumerable.Range(0, 16).Select(i => (byte)i).ToArray();
+    private static readonly byte[] Salt = [1, 2, 3, 4];
+
+    private static byte[] Seal(FrameSealer sealer, byte[] payload, PacketKind kind = PacketKind.Frame)
+    {
+        var packet = new byte[payload.Length + FrameSealer.Overhead];
+        payload.CopyTo(packet, FrameSealer.HeaderLength);
+        var n = sealer.Seal(packet, payload.Length, kind);
+        return packet[..n];
+    }
+
+    [Test]
+    public void A_sealed_frame_opens_to_the_same_bytes_and_kind()
+    {
+        using var sealer = new FrameSealer(Key, Salt, epoch: 3);
+        using var opener = new FrameOpener(Key, Salt, epoch: 3);
+        var frame = Enumerable.Range(0, 1400).Select(i => (byte)(i * 7)).ToArray();
+        var packet = Seal(sealer, frame, PacketKind.FloodFrame);
+        Assert.That(packet[0], Is.InRange(192, 255), "RFC 7983 demultiplexing puts data packets in 192-255");
+        Assert.That(packet.AsSpan(FrameSealer.HeaderLength, 1400).SequenceEqual(frame), Is.False, "encrypted");
+        Assert.That(opener.TryOpen(packet, out var kind, out var payload), Is.EqualTo(OpenResult.Opened));
+        Assert.That((kind, payload.ToArray()), Is.EqualTo((PacketKind.FloodFrame, frame)));
+    }
+
+    [Test]
+    public void Every_single_byte_change_is_refused()
+    {
+        using var sealer = new FrameSealer(Key, Salt, epoch: 0);
+        var original = Seal(sealer, new byte[64]);
+        for (var i = 0; i < original.Length; i++)
+        {
+            using var opener = new FrameOpener(Key, Salt, epoch: 0);
+            var tampered = (byte[])original.Clone();
+            tampered[i] ^= 0x01;
+            Assert.That(opener.TryOpen(tampered, out _, out _), Is.Not.EqualTo(OpenResult.Opened), $"byte {i}");
+        }
+    }
+
+    [Test]
+    public void A_wrong_key_is_a_forgery_and_a_wrong_epoch_is_unknown()
+    {
+        using var sealer = new FrameSealer(Key, Salt, epoch: 1);
+        using var wrongKey = new FrameOpener(new byte[16], Salt, epoch: 1);
+        using var wrongEpoch = new FrameOpener(Key, Salt, epoch: 2);
+        Assert.That(wrongKey.TryOpen(Seal(sealer, new byte[10]), out _, out _), Is.EqualTo(OpenResult.Forged));
+        Assert.That(wrongEpoch.TryOpen(Seal(sealer, new byte[10]), out _, out _), Is.EqualTo(OpenResult.UnknownEpoch));
+        Assert.That(wrongEpoch.TryOpen(new byte[5], out _, out _), Is.EqualTo(OpenResult.Malformed));
+    }
+
+    [Test]
+    public void Replays_and_packets_behind_the_window_are_dropped_while_reordering_inside_it_is_accepted()
+    {
+        using var sealer = new FrameSealer(Key, Salt, epoch: 0);
+        using var opener = new FrameOpener(Key, Salt, epoch: 0);
+        var packets = Enumerable.Range(0, ReplayWindow.Size + 100).Select(_ => Seal(sealer, new byte[8])).ToArray();
+
+        Assert.That(opener.TryOpen((byte[])packets[10].Clone(), out _, out _), Is.EqualTo(OpenResult.Opened));
+        Assert.That(opener.TryOpen((byte[])packets[10].Clone(), out _, out _), Is.EqualTo(OpenResult.Replayed));
+        Assert.That(opener.TryOpen((byte[])packets[5].Clone(), out _, out _), Is.EqualTo(OpenResult.Opened), "reordered, inside the window");
+        Assert.That(opener.TryOpen((byte[])packets[ReplayWindow.Size + 50].Clone(), out _, out _), Is.EqualTo(OpenResult.Opened));
+        Assert.That(opener.TryOpen((byte[])packets[11].Clone(), out _, out _), Is.EqualTo(OpenResult.TooOld), "behind the window");
+        Assert.That(opener.TryOpen((byte[])packets[ReplayWindow.Size + 49].Clone(), out _, out _), Is.EqualTo(OpenResult.Opened));
+        Assert.That(opener.TryOpen((byte[])packets[ReplayWindow.Size + 49].Clone(), out _, out _), Is.EqualTo(OpenResult.Replayed));
+    }
+
+    [Test]
+    public void A_forgery_does_not_move_the_window()
+    {
+        using var sealer = new FrameSealer(Key, Salt, epoch: 0);
+        using var opener = new FrameOpener(Key, Salt, epoch: 0);
+        var first = Seal(sealer, new byte[8]);
+        var forged = (byte[])first.Clone();
+        forged[2] = 0x7f; // claims a far-future sequence
+        Assert.That(opener.TryOpen(forged, out _, out _), Is.EqualTo(OpenResult.Forged));
+        Assert.That(opener.TryOpen(first, out _, out _), Is.EqualTo(OpenResult.Opened), "the genuine packet still fits the window");
+    }
+
+    [Test]
+    public void Sealing_and_opening_allocate_nothing_per_packet()
+    {
+        using var sealer = new FrameSealer(Key, Salt, epoch: 0);
+        using var opener = new FrameOpener(Key, Salt, epoch: 0);
+        var buffer = new byte[1400 + FrameSealer.Overhead];
+        for (var i = 0; i < 100; i++) Roundtrip(); // warm up
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 10_000; i++) Roundtrip();
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
+
+        void Roundtrip()
+        {
+            var n = sealer.Seal(buffer, 1400, PacketKind.Frame);
+            if (opener.TryOpen(buffer.AsSpan(0, n), out _, out _) != OpenResult.Opened) throw new InvalidOperationException();
+        }
+    }
+}
