@@ -1,0 +1,127 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace Overlay.Links;
+
+/// <summary>
+/// A node's long-lived identity: a self-signed ECDSA P-256 certificate and its key. Peers learn its
+/// SHA-256 fingerprint through signaling and the DTLS handshake proves possession of the key.
+/// </summary>
+public sealed class NodeIdentity : IDisposable
+{
+    private NodeIdentity(X509Certificate2 certificate, ECDsa key)
+    {
+        Certificate = certificate;
+        Key = key;
+        Fingerprint = CertificateFingerprint.Of(certificate.RawData);
+    }
+
+    /// <summary>The certificate (DER in <see cref="X509Certificate.GetRawCertData"/>).</summary>
+    public X509Certificate2 Certificate { get; }
+
+    /// <summary>The private key.</summary>
+    public ECDsa Key { get; }
+
+    /// <summary>SHA-256 fingerprint of the certificate, as sent through signaling.</summary>
+    public CertificateFingerprint Fingerprint { get; }
+
+    /// <summary>Creates a fresh identity that lives in memory only.</summary>
+    public static NodeIdentity CreateEphemeral(string subject = "overlay-node")
+    {
+        var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest($"CN={subject}", key, HashAlgorithmName.SHA256);
+        var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddYears(10));
+        return new NodeIdentity(X509CertificateLoader.LoadCertificate(certificate.RawData), key);
+    }
+
+    /// <summary>Loads the identity from a PEM file holding the certificate and its PKCS#8 key, creating the file on first use.</summary>
+    public static NodeIdentity LoadOrCreate(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (File.Exists(path))
+        {
+            var pem = File.ReadAllText(path);
+            var key = ECDsa.Create();
+            try
+            {
+                key.ImportFromPem(pem);
+                var certificate = X509Certificate2.CreateFromPem(pem);
+                using var publicKey = certificate.GetECDsaPublicKey() ?? throw new InvalidDataException($"{path}: the certificate is not ECDSA");
+                if (!publicKey.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(key.ExportSubjectPublicKeyInfo()))
+                    throw new InvalidDataException($"{path}: the key does not belong to the certificate");
+                return new NodeIdentity(X509CertificateLoader.LoadCertificate(certificate.RawData), key);
+            }
+            catch (Exception e) when (e is CryptographicException or ArgumentException)
+            {
+                key.Dispose();
+                throw new InvalidDataException($"{path}: not a PEM certificate with its ECDSA key: {e.Message}", e);
+            }
+        }
+        var identity = CreateEphemeral();
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (directory is not null) Directory.CreateDirectory(directory);
+        var text = identity.Certificate.ExportCertificatePem() + "\n" + identity.Key.ExportPkcs8PrivateKeyPem() + "\n";
+        // The key is a secret: readable by the owner only (the file is created with that mode, never widened).
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using (var file = new FileStream(path, options))
+        using (var writer = new StreamWriter(file))
+            writer.Write(text);
+        return identity;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Certificate.Dispose();
+        Key.Dispose();
+    }
+}
+
+/// <summary>A SHA-256 certificate fingerprint, written "AB:CD:…" as in SDP (RFC 8122).</summary>
+public readonly struct CertificateFingerprint : IEquatable<CertificateFingerprint>
+{
+    private readonly byte[]? _hash;
+
+    private CertificateFingerprint(byte[] hash) => _hash = hash;
+
+    /// <summary>The fingerprint of a DER certificate.</summary>
+    public static CertificateFingerprint Of(ReadOnlySpan<byte> der) => new(SHA256.HashData(der));
+
+    /// <summary>Parses 32 hex bytes, with or without colons; false on anything else.</summary>
+    public static bool TryParse(string? text, out CertificateFingerprint fingerprint)
+    {
+        fingerprint = default;
+        if (text is null) return false;
+        var hex = text.Replace(":", "", StringComparison.Ordinal);
+        if (hex.Length != 64) return false;
+        try
+        {
+            fingerprint = new CertificateFingerprint(Convert.FromHexString(hex));
+            return true;
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>True when both fingerprints are set and equal (compared in constant time).</summary>
+    public bool Equals(CertificateFingerprint other) =>
+        _hash is not null && other._hash is not null && CryptographicOperations.FixedTimeEquals(_hash, other._hash);
+
+    /// <inheritdoc />
+    public override bool Equals(object? obj) => obj is CertificateFingerprint other && Equals(other);
+
+    /// <inheritdoc />
+    public override int GetHashCode() => _hash is null ? 0 : BitConverter.ToInt32(_hash);
+
+    /// <inheritdoc />
+    public override string ToString() => _hash is null ? "" : Convert.ToHexString(_hash).Chunk(2).Aggregate("", (s, c) => s.Length == 0 ? new string(c) : s + ":" + new string(c));
+
+    /// <summary>Equality.</summary>
+    public static bool operator ==(CertificateFingerprint a, CertificateFingerprint b) => a.Equals(b);
+
+    /// <summary>Inequality.</summary>
+    public static bool operator !=(CertificateFingerprint a, CertificateFingerprint b) => !a.Equals(b);
+}
