@@ -99,6 +99,21 @@ internal sealed class FrameOpener : IDisposable
     /// <summary>Authenticates and decrypts <paramref name="packet"/> in place; on success <paramref name="payload"/> is the plaintext.</summary>
     public OpenResult TryOpen(Span<byte> packet, out PacketKind kind, out Span<byte> payload)
     {
+        if (packet.Length < FrameSealer.Overhead)
+        {
+            kind = default;
+            payload = default;
+            return OpenResult.Malformed;
+        }
+        return TryOpen(packet, packet[FrameSealer.HeaderLength..], out kind, out payload);
+    }
+
+    /// <summary>
+    /// Authenticates <paramref name="packet"/> and decrypts it into <paramref name="output"/> (which may be the packet's own
+    /// body); on success <paramref name="payload"/> is the plaintext within <paramref name="output"/>.
+    /// </summary>
+    public OpenResult TryOpen(ReadOnlySpan<byte> packet, Span<byte> output, out PacketKind kind, out Span<byte> payload)
+    {
         kind = default;
         payload = default;
         if (packet.Length < FrameSealer.Overhead || (packet[0] & 0xFC) != FrameSealer.KindBase) return OpenResult.Malformed;
@@ -108,6 +123,8 @@ internal sealed class FrameOpener : IDisposable
         BinaryPrimitives.WriteUInt32BigEndian(nonce, _salt);
         BinaryPrimitives.WriteUInt64BigEndian(nonce[4..], sequence);
         var body = packet[FrameSealer.HeaderLength..^FrameSealer.TagLength];
+        if (output.Length < body.Length) return OpenResult.Malformed;
+        var plain = output[..body.Length];
         lock (_lock)
         {
             switch (_window.Check(sequence))
@@ -117,7 +134,7 @@ internal sealed class FrameOpener : IDisposable
             }
             try
             {
-                _aes.Decrypt(nonce, body, packet[^FrameSealer.TagLength..], body, packet[..FrameSealer.HeaderLength]);
+                _aes.Decrypt(nonce, body, packet[^FrameSealer.TagLength..], plain, packet[..FrameSealer.HeaderLength]);
             }
             catch (AuthenticationTagMismatchException)
             {
@@ -126,7 +143,7 @@ internal sealed class FrameOpener : IDisposable
             if (!_window.Accept(sequence)) return OpenResult.Replayed;
         }
         kind = (PacketKind)(packet[0] & 0x03);
-        payload = body;
+        payload = plain;
         return OpenResult.Opened;
     }
 

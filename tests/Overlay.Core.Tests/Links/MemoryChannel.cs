@@ -20,10 +20,20 @@ internal sealed class MemoryChannel : IDatagramChannel
     public int Headroom => 4;
     public long Sent;
 
+    /// <summary>While true, datagrams vanish, like a cut path.</summary>
+    public volatile bool Blocked;
+
+    /// <summary>The last data datagram sent, kept while <see cref="Capture"/> is on (replay and tampering tests).</summary>
+    public byte[]? Last;
+
+    public bool Capture;
+
     public bool TrySend(Span<byte> buffer, int payloadLength)
     {
         Interlocked.Increment(ref Sent);
-        _peer._receiver?.OnDatagram(buffer.Slice(Headroom, payloadLength));
+        var datagram = buffer.Slice(Headroom, payloadLength);
+        if (Capture && datagram.Length > 0 && datagram[0] >= 192) Last = datagram.ToArray();
+        if (!Blocked) _peer._receiver?.OnDatagram(datagram);
         return true;
     }
 

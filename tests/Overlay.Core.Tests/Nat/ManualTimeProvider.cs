@@ -48,7 +48,7 @@ internal sealed class ManualTimeProvider : TimeProvider
                     return;
                 }
                 _now = Math.Max(_now, next.Due!.Value);
-                next.Due = null;
+                next.Due = next.Period > 0 ? next.Due + next.Period : null;
             }
             next.Fire();
         }
@@ -57,12 +57,17 @@ internal sealed class ManualTimeProvider : TimeProvider
     private sealed class ManualTimer(ManualTimeProvider owner, TimerCallback callback, object? state) : ITimer
     {
         public long? Due;
+        public long Period;
 
         public void Fire() => callback(state);
 
         public bool Change(TimeSpan dueTime, TimeSpan period)
         {
-            lock (owner._gate) Due = dueTime == Timeout.InfiniteTimeSpan ? null : owner._now + dueTime.Ticks;
+            lock (owner._gate)
+            {
+                Due = dueTime == Timeout.InfiniteTimeSpan ? null : owner._now + dueTime.Ticks;
+                Period = period == Timeout.InfiniteTimeSpan ? 0 : period.Ticks;
+            }
             return true;
         }
 

@@ -1,0 +1,54 @@
+namespace Overlay.Links;
+
+/// <summary>Timings and limits of a <see cref="TinCanLink"/>.</summary>
+public sealed record TinCanLinkOptions
+{
+    /// <summary>Largest Ethernet payload (the overlay MTU, EdgeVPN's 1410); larger frames are dropped and counted.</summary>
+    public int Mtu { get; init; } = 1410;
+
+    /// <summary>How often a keepalive is sent (and the link's liveness checked).</summary>
+    public TimeSpan KeepaliveInterval { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Silence after which the peer or path is declared dead (at most 10 s by default).</summary>
+    public TimeSpan DeadPeerTimeout { get; init; } = TimeSpan.FromSeconds(8);
+
+    /// <summary>Time allowed for the DTLS handshake.</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Largest Ethernet frame carried: MTU plus a 14-byte header and a 4-byte VLAN tag.</summary>
+    public int MaxFrameLength => Mtu + 18;
+
+    internal void Validate()
+    {
+        if (Mtu is < 576 or > 9000) throw new ArgumentOutOfRangeException(nameof(Mtu), Mtu, "the overlay MTU must be 576..9000");
+        if (KeepaliveInterval <= TimeSpan.Zero || DeadPeerTimeout <= KeepaliveInterval)
+            throw new ArgumentOutOfRangeException(nameof(DeadPeerTimeout), "DeadPeerTimeout must exceed a positive KeepaliveInterval");
+    }
+}
+
+/// <summary>Where a link is in its life.</summary>
+public enum LinkState
+{
+    /// <summary>Handshaking.</summary>
+    Connecting,
+    /// <summary>Keys agreed, frames flow.</summary>
+    Connected,
+    /// <summary>The peer or path fell silent; the path may be restored with <see cref="TinCanLink.ReplaceChannel"/>.</summary>
+    Disconnected,
+    /// <summary>The handshake failed (wrong certificate, timeout).</summary>
+    Failed,
+    /// <summary>Closed by its owner.</summary>
+    Closed,
+}
+
+/// <summary>Receives what arrives on a link.</summary>
+public interface ILinkFrameReceiver
+{
+    /// <summary>A frame (or flood frame) from the peer; the span is valid only during the call.</summary>
+    void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload);
+}
+
+/// <summary>A snapshot of a link's counters.</summary>
+public sealed record LinkStatistics(long FramesSent, long BytesSent, long FramesReceived, long BytesReceived,
+    long DroppedOversize, long DroppedMalformed, long DroppedForged, long DroppedReplayed, long DroppedTooOld, long DroppedUnknownEpoch,
+    long SendFailures, TimeSpan? RoundTrip);
