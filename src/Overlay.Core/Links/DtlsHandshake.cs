@@ -9,12 +9,35 @@ using Overlay.Transport;
 
 namespace Overlay.Links;
 
-/// <summary>The keys a link seals and opens frames with, exported from one DTLS session (RFC 5705).</summary>
+/// <summary>The keys a link seals and opens frames with, for one key epoch.</summary>
 /// <param name="SendKey">AES-128 key for what this side sends.</param>
 /// <param name="SendSalt">4-byte nonce salt for what this side sends.</param>
 /// <param name="ReceiveKey">AES-128 key for what the peer sends.</param>
 /// <param name="ReceiveSalt">4-byte nonce salt for what the peer sends.</param>
 internal sealed record LinkKeys(byte[] SendKey, byte[] SendSalt, byte[] ReceiveKey, byte[] ReceiveSalt);
+
+/// <summary>
+/// The secret exported from one DTLS session (RFC 5705), from which the keys of every epoch are expanded
+/// with HKDF (RFC 5869): rotating to a new epoch needs no new handshake, and epochs never share a key.
+/// </summary>
+internal sealed class LinkSecret(byte[] master, bool client)
+{
+    private const int KeyLength = 16, SaltLength = 4;
+
+    public bool IsClient => client;
+
+    public LinkKeys ForEpoch(byte epoch)
+    {
+        Span<byte> material = stackalloc byte[2 * (KeyLength + SaltLength)];
+        System.Security.Cryptography.HKDF.Expand(System.Security.Cryptography.HashAlgorithmName.SHA256, master, material,
+            System.Text.Encoding.ASCII.GetBytes($"overlay link keys epoch {epoch}"));
+        var c2sKey = material[..KeyLength].ToArray();
+        var s2cKey = material[KeyLength..(2 * KeyLength)].ToArray();
+        var c2sSalt = material[(2 * KeyLength)..(2 * KeyLength + SaltLength)].ToArray();
+        var s2cSalt = material[(2 * KeyLength + SaltLength)..].ToArray();
+        return client ? new LinkKeys(c2sKey, c2sSalt, s2cKey, s2cSalt) : new LinkKeys(s2cKey, s2cSalt, c2sKey, c2sSalt);
+    }
+}
 
 /// <summary>The peer presented a certificate other than the one signalled, or none.</summary>
 public sealed class PeerAuthenticationException : Exception
@@ -38,10 +61,10 @@ public sealed class PeerAuthenticationException : Exception
 internal static class DtlsHandshake
 {
     private const string ExporterLabel = "EXPORTER-overlay-link-keys";
-    private const int KeyLength = 16, SaltLength = 4;
+    private const int SecretLength = 32;
 
     /// <summary>Runs the handshake as DTLS client (ICE controlling) or server, and exports the frame keys.</summary>
-    public static async Task<LinkKeys> RunAsync(IDatagramChannel channel, bool client, NodeIdentity identity, CertificateFingerprint expectedPeer,
+    public static async Task<LinkSecret> RunAsync(IDatagramChannel channel, bool client, NodeIdentity identity, CertificateFingerprint expectedPeer,
         TimeSpan timeout, CancellationToken cancellationToken)
     {
         using var transport = new ChannelDatagramTransport(channel);
@@ -70,11 +93,7 @@ internal static class DtlsHandshake
                     material = peer.Export();
                     dtls.Close();
                 }
-                var c2sKey = material[..KeyLength];
-                var s2cKey = material[KeyLength..(2 * KeyLength)];
-                var c2sSalt = material[(2 * KeyLength)..(2 * KeyLength + SaltLength)];
-                var s2cSalt = material[(2 * KeyLength + SaltLength)..];
-                return client ? new LinkKeys(c2sKey, c2sSalt, s2cKey, s2cSalt) : new LinkKeys(s2cKey, s2cSalt, c2sKey, c2sSalt);
+                return new LinkSecret(material, client);
             }, CancellationToken.None).ConfigureAwait(false);
         }
         catch (TlsFatalAlert alert) when (alert.InnerException is PeerAuthenticationException refused)
@@ -117,7 +136,7 @@ internal static class DtlsHandshake
         public override void NotifyHandshakeComplete()
         {
             base.NotifyHandshakeComplete();
-            _material = m_context.ExportKeyingMaterial(ExporterLabel, null, 2 * (KeyLength + SaltLength));
+            _material = m_context.ExportKeyingMaterial(ExporterLabel, null, SecretLength);
         }
 
         protected override ProtocolVersion[] GetSupportedVersions() => ProtocolVersion.DTLSv12.Only();
@@ -150,7 +169,7 @@ internal static class DtlsHandshake
         public override void NotifyHandshakeComplete()
         {
             base.NotifyHandshakeComplete();
-            _material = m_context.ExportKeyingMaterial(ExporterLabel, null, 2 * (KeyLength + SaltLength));
+            _material = m_context.ExportKeyingMaterial(ExporterLabel, null, SecretLength);
         }
 
         protected override ProtocolVersion[] GetSupportedVersions() => ProtocolVersion.DTLSv12.Only();

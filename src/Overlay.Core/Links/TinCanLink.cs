@@ -23,8 +23,14 @@ public sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ILinkFrameReceiver _receiver;
     private volatile IDatagramChannel _channel;
-    private FrameSealer? _sealer;
-    private FrameOpener? _opener;
+    private LinkSecret? _secret;
+    private volatile FrameSealer? _sealer;
+    private volatile FrameOpener? _opener;
+    private volatile FrameOpener? _previousOpener;
+    private FrameOpener? _nextOpener;
+    private readonly Lock _keyLock = new();
+    private long _epochStarted;
+    private long _rotations;
     private ITimer? _keepalive;
     private long _lastHeard;
     private long _rttTicks = -1;
@@ -62,15 +68,15 @@ public sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         Interlocked.Read(ref _framesSent), Interlocked.Read(ref _bytesSent), Interlocked.Read(ref _framesReceived), Interlocked.Read(ref _bytesReceived),
         Interlocked.Read(ref _oversize), Interlocked.Read(ref _malformed), Interlocked.Read(ref _forged), Interlocked.Read(ref _replayed),
         Interlocked.Read(ref _tooOld), Interlocked.Read(ref _unknownEpoch), Interlocked.Read(ref _sendFailures),
-        Interlocked.Read(ref _rttTicks) is var t and >= 0 ? TimeSpan.FromTicks(t) : null);
+        Interlocked.Read(ref _rttTicks) is var t and >= 0 ? TimeSpan.FromTicks(t) : null,
+        _sealer?.Epoch ?? 0, Interlocked.Read(ref _rotations));
 
     /// <summary>Runs the handshake (as DTLS client when ICE-controlling) and starts the keepalives.</summary>
     public async Task ConnectAsync(CancellationToken cancellationToken = default)
     {
-        LinkKeys keys;
         try
         {
-            keys = await DtlsHandshake.RunAsync(_channel, _controlling, _identity, _peer, _options.HandshakeTimeout, cancellationToken).ConfigureAwait(false);
+            _secret = await DtlsHandshake.RunAsync(_channel, _controlling, _identity, _peer, _options.HandshakeTimeout, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is PeerAuthenticationException or TimeoutException)
         {
@@ -78,8 +84,10 @@ public sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
             SetState(LinkState.Failed);
             throw;
         }
+        var keys = _secret.ForEpoch(0);
         _sealer = new FrameSealer(keys.SendKey, keys.SendSalt, epoch: 0);
         _opener = new FrameOpener(keys.ReceiveKey, keys.ReceiveSalt, epoch: 0);
+        _epochStarted = _time.GetTimestamp();
         Volatile.Write(ref _lastHeard, _time.GetTimestamp());
         _channel.SetReceiver(this);
         SetState(LinkState.Connected);
@@ -139,7 +147,14 @@ public sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
 
     private void Receive(FrameOpener opener, ReadOnlySpan<byte> datagram, byte[] buffer)
     {
+        var epoch = FrameOpener.EpochOf(datagram);
+        if (epoch >= 0 && epoch != opener.Epoch)
+        {
+            if (_previousOpener is { } previous && previous.Epoch == epoch) opener = previous; // still in flight from before the change
+            else if (epoch == (byte)(opener.Epoch + 1)) opener = NextOpener(opener);           // the peer moved on: follow once it authenticates
+        }
         var result = opener.TryOpen(datagram, buffer, out var kind, out var payload);
+        if (result == OpenResult.Opened && opener == _nextOpener) Promote(opener);
         switch (result)
         {
             case OpenResult.Opened:
@@ -169,6 +184,42 @@ public sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         }
     }
 
+    private FrameOpener NextOpener(FrameOpener current)
+    {
+        lock (_keyLock)
+        {
+            if (_nextOpener is { } next && next.Epoch == (byte)(current.Epoch + 1)) return next;
+            var keys = _secret!.ForEpoch((byte)(current.Epoch + 1));
+            return _nextOpener = new FrameOpener(keys.ReceiveKey, keys.ReceiveSalt, (byte)(current.Epoch + 1));
+        }
+    }
+
+    private void Promote(FrameOpener next)
+    {
+        lock (_keyLock)
+        {
+            if (_opener == next) return;
+            _previousOpener = _opener;
+            _opener = next;
+            _nextOpener = null;
+        }
+    }
+
+    /// <summary>Moves sending to the next key epoch; the peer follows when the first packet of it authenticates.</summary>
+    private void Rotate()
+    {
+        lock (_keyLock)
+        {
+            var current = _sealer!;
+            var epoch = (byte)(current.Epoch + 1);
+            var keys = _secret!.ForEpoch(epoch);
+            // The old sealer is not disposed: another thread may be sealing with it right now; the GC reclaims it.
+            _sealer = new FrameSealer(keys.SendKey, keys.SendSalt, epoch);
+            _epochStarted = _time.GetTimestamp();
+            Interlocked.Increment(ref _rotations);
+        }
+    }
+
     private bool Send(ReadOnlySpan<byte> payload, PacketKind kind)
     {
         var sealer = _sealer;
@@ -185,6 +236,7 @@ public sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
             var packet = buffer.AsSpan(headroom, FrameSealer.Overhead + payload.Length);
             payload.CopyTo(packet[FrameSealer.HeaderLength..]);
             var length = sealer.Seal(packet, payload.Length, kind);
+            if (sealer.Sequence >= _options.RekeyAfterPackets && sealer == _sealer) Rotate();
             if (channel.TrySend(buffer.AsSpan(0, headroom + length), length)) return true;
             Interlocked.Increment(ref _sendFailures);
             return false;
@@ -204,6 +256,7 @@ public sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
             Reason = $"nothing heard from the peer for {silence.TotalSeconds:0.#} s";
             SetState(LinkState.Disconnected);
         }
+        if (_time.GetElapsedTime(Volatile.Read(ref _epochStarted)) >= _options.RekeyInterval) Rotate();
         Span<byte> stamp = stackalloc byte[8];
         BinaryPrimitives.WriteInt64BigEndian(stamp, _time.GetTimestamp());
         Send(stamp, PacketKind.Keepalive);

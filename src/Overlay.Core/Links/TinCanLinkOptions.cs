@@ -15,6 +15,12 @@ public sealed record TinCanLinkOptions
     /// <summary>Time allowed for the DTLS handshake.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>Packets sealed under one key before the link moves to the next key epoch (well inside AES-GCM's limits).</summary>
+    public ulong RekeyAfterPackets { get; init; } = 1UL << 30;
+
+    /// <summary>Time after which the link moves to the next key epoch whatever the traffic.</summary>
+    public TimeSpan RekeyInterval { get; init; } = TimeSpan.FromMinutes(10);
+
     /// <summary>Largest Ethernet frame carried: MTU plus a 14-byte header and a 4-byte VLAN tag.</summary>
     public int MaxFrameLength => Mtu + 18;
 
@@ -51,4 +57,4 @@ public interface ILinkFrameReceiver
 /// <summary>A snapshot of a link's counters.</summary>
 public sealed record LinkStatistics(long FramesSent, long BytesSent, long FramesReceived, long BytesReceived,
     long DroppedOversize, long DroppedMalformed, long DroppedForged, long DroppedReplayed, long DroppedTooOld, long DroppedUnknownEpoch,
-    long SendFailures, TimeSpan? RoundTrip);
+    long SendFailures, TimeSpan? RoundTrip, int KeyEpoch, long Rotations);

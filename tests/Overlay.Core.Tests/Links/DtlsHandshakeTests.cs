@@ -17,12 +17,15 @@ public class DtlsHandshakeTests
         var (a, b) = MemoryChannel.Pair();
         var client = DtlsHandshake.RunAsync(a, client: true, alice, bob.Fingerprint, Timeout, default);
         var server = DtlsHandshake.RunAsync(b, client: false, bob, alice.Fingerprint, Timeout, default);
-        var (ka, kb) = (await client, await server);
+        var (sa, sb) = (await client, await server);
+        var (ka, kb) = (sa.ForEpoch(0), sb.ForEpoch(0));
         Assert.That(ka.SendKey, Is.EqualTo(kb.ReceiveKey));
         Assert.That(ka.SendSalt, Is.EqualTo(kb.ReceiveSalt));
         Assert.That(kb.SendKey, Is.EqualTo(ka.ReceiveKey));
         Assert.That(ka.SendKey, Is.Not.EqualTo(ka.ReceiveKey), "each direction has its own key");
         Assert.That(ka.SendKey, Has.Length.EqualTo(16));
+        Assert.That(sa.ForEpoch(1).SendKey, Is.EqualTo(sb.ForEpoch(1).ReceiveKey));
+        Assert.That(sa.ForEpoch(1).SendKey, Is.Not.EqualTo(ka.SendKey), "every epoch has its own keys");
     }
 
     [TestCase(true)]
@@ -61,7 +64,7 @@ public class DtlsHandshakeTests
         await IcePeers.ConnectAsync(agentA, agentB, TimeSpan.FromSeconds(10));
         var client = DtlsHandshake.RunAsync(agentA.Channel, client: true, alice, bob.Fingerprint, Timeout, default);
         var server = DtlsHandshake.RunAsync(agentB.Channel, client: false, bob, alice.Fingerprint, Timeout, default);
-        Assert.That((await client).SendKey, Is.EqualTo((await server).ReceiveKey));
+        Assert.That((await client).ForEpoch(0).SendKey, Is.EqualTo((await server).ForEpoch(0).ReceiveKey));
     }
 
     [Test]

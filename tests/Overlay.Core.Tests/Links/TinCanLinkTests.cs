@@ -142,6 +142,53 @@ public class TinCanLinkTests
         }
     }
 
+    [Test]
+    public async Task Keys_rotate_by_packet_count_under_traffic_and_no_frame_is_lost()
+    {
+        var (ca, cb) = MemoryChannel.Pair();
+        var counting = new CountingReceiver();
+        var options = new TinCanLinkOptions { RekeyAfterPackets = 100 };
+        var (a, b, _, _) = await ConnectAsync(ca, cb, options, new ManualTimeProvider(), receiverB: counting);
+        await using (a)
+        await using (b)
+        {
+            for (var i = 0; i < 1050; i++) Assert.That(a.TrySend(new byte[200]), Is.True);
+            Assert.That(counting.Count, Is.EqualTo(1050), "every frame opened across ten key changes");
+            Assert.That(a.Statistics.Rotations, Is.EqualTo(10));
+            Assert.That(a.Statistics.KeyEpoch, Is.EqualTo(10));
+            Assert.That(b.Statistics.DroppedUnknownEpoch + b.Statistics.DroppedForged, Is.Zero);
+        }
+    }
+
+    [Test]
+    public async Task Packets_of_the_previous_epoch_still_in_flight_open_after_the_change()
+    {
+        var (ca, cb) = MemoryChannel.Pair();
+        var counting = new CountingReceiver();
+        var time = new ManualTimeProvider();
+        var options = new TinCanLinkOptions { RekeyInterval = TimeSpan.FromSeconds(30), KeepaliveInterval = TimeSpan.FromSeconds(10), DeadPeerTimeout = TimeSpan.FromSeconds(60) };
+        var (a, b, _, _) = await ConnectAsync(ca, cb, options, time, receiverB: counting);
+        await using (a)
+        await using (b)
+        {
+            ca.Capture = true;
+            ca.Blocked = true;
+            a.TrySend(new byte[100]);         // epoch 0, delayed in the network
+            var late = ca.Last!;
+            ca.Blocked = false;
+            time.Advance(TimeSpan.FromSeconds(30)); // the rekey interval passes: a moves to epoch 1
+            Assert.That(a.Statistics.KeyEpoch, Is.EqualTo(1));
+            a.TrySend(new byte[100]);         // epoch 1 arrives first
+            b.OnDatagram(late);               // then the late epoch-0 packet
+            Assert.That(counting.Count, Is.EqualTo(2));
+            var forged = (byte[])late.Clone();
+            forged[1] = 2; forged[^1] ^= 1;   // an attacker announcing epoch 2 cannot move the receiver
+            b.OnDatagram(forged);
+            a.TrySend(new byte[100]);
+            Assert.That(counting.Count, Is.EqualTo(3));
+        }
+    }
+
     private sealed class CountingReceiver : ILinkFrameReceiver
     {
         public long Count;
