@@ -34,6 +34,15 @@ public sealed class NodeIdentity : IDisposable
         return new NodeIdentity(X509CertificateLoader.LoadCertificate(certificate.RawData), key);
     }
 
+    /// <summary>Uses a certificate the host supplies; it must carry its ECDSA private key.</summary>
+    public static NodeIdentity FromCertificate(X509Certificate2 certificate)
+    {
+        ArgumentNullException.ThrowIfNull(certificate);
+        var key = certificate.GetECDsaPrivateKey()
+            ?? throw new ArgumentException("the certificate must be ECDSA and carry its private key", nameof(certificate));
+        return new NodeIdentity(X509CertificateLoader.LoadCertificate(certificate.RawData), key);
+    }
+
     /// <summary>Loads the identity from a PEM file holding the certificate and its PKCS#8 key, creating the file on first use.</summary>
     public static NodeIdentity LoadOrCreate(string path)
     {

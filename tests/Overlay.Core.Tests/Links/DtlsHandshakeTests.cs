@@ -68,6 +68,16 @@ public class DtlsHandshakeTests
     }
 
     [Test]
+    public void A_supplied_certificate_must_carry_its_ecdsa_key()
+    {
+        using var own = NodeIdentity.CreateEphemeral();
+        using var withKey = System.Security.Cryptography.X509Certificates.ECDsaCertificateExtensions.CopyWithPrivateKey(own.Certificate, own.Key);
+        using var supplied = NodeIdentity.FromCertificate(withKey);
+        Assert.That(supplied.Fingerprint, Is.EqualTo(own.Fingerprint));
+        Assert.That(() => NodeIdentity.FromCertificate(own.Certificate), Throws.ArgumentException.With.Message.Contains("private key"));
+    }
+
+    [Test]
     public void An_identity_is_persisted_on_first_use_and_loaded_after()
     {
         var path = Path.Combine(Path.GetTempPath(), $"overlay-id-{Guid.NewGuid():n}", "node.pem");
