@@ -76,7 +76,9 @@ internal static class DtlsHandshake
         var key = (ECPrivateKeyParameters)PrivateKeyFactory.CreateKey(identity.Key.ExportPkcs8PrivateKey());
         try
         {
-            return await Task.Run(() =>
+            // BouncyCastle's handshake blocks in Receive; on a thread of its own, so that a node setting up many links at
+            // once does not starve the thread pool (which grows by about one thread a second).
+            return await Task.Factory.StartNew(() =>
             {
                 byte[] material;
                 if (client)
@@ -94,7 +96,7 @@ internal static class DtlsHandshake
                     dtls.Close();
                 }
                 return new LinkSecret(material, client);
-            }, CancellationToken.None).ConfigureAwait(false);
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
         }
         catch (TlsFatalAlert alert) when (alert.InnerException is PeerAuthenticationException refused)
         {

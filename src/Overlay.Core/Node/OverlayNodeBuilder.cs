@@ -11,6 +11,8 @@ public sealed class OverlayNodeBuilder
     private readonly List<OverlayOptions> _overlays = [];
     private readonly List<string> _stun = [];
     private readonly List<TurnServerOptions> _turn = [];
+    private Links.NodeIdentity? _identity;
+    private TimeProvider? _time;
 
     /// <summary>Starts from <paramref name="options"/> (for example read by <see cref="OverlayConfiguration"/>), or from defaults.</summary>
     public OverlayNodeBuilder(OverlayNodeOptions? options = null)
@@ -80,6 +82,33 @@ public sealed class OverlayNodeBuilder
         var overlay = new OverlayBuilder(id);
         configure?.Invoke(overlay);
         _overlays.Add(overlay.Options);
+        return this;
+    }
+
+    /// <summary>Builds the node (not started) from the validated options.</summary>
+    /// <param name="loggerFactory">Where the node logs; nowhere when null.</param>
+    /// <exception cref="OverlayConfigurationException">A setting is invalid; the exception names it.</exception>
+    public OverlayNode Build(Microsoft.Extensions.Logging.ILoggerFactory? loggerFactory = null) =>
+        OverlayNode.Create(BuildOptions(), loggerFactory, _time, _identity);
+
+    /// <summary>Uses a certificate the host supplies (with its private key) as the node's identity.</summary>
+    public OverlayNodeBuilder WithIdentity(Links.NodeIdentity identity)
+    {
+        _identity = identity ?? throw new ArgumentNullException(nameof(identity));
+        return this;
+    }
+
+    /// <summary>Sets link setup, keepalive and recovery timings.</summary>
+    public OverlayNodeBuilder WithLinkTimings(LinkTimings timings)
+    {
+        _options = _options with { Links = timings ?? throw new ArgumentNullException(nameof(timings)) };
+        return this;
+    }
+
+    /// <summary>Runs the node on <paramref name="time"/> instead of the system clock.</summary>
+    public OverlayNodeBuilder WithTimeProvider(TimeProvider time)
+    {
+        _time = time ?? throw new ArgumentNullException(nameof(time));
         return this;
     }
 

@@ -27,6 +27,9 @@ public sealed record OverlayNodeOptions
     /// <summary>Names of network interfaces never gathered as ICE host candidates (the overlays' own TAPs always are excluded).</summary>
     public IReadOnlyList<string> IgnoredNetInterfaces { get; init; } = [];
 
+    /// <summary>Link setup, keepalive and recovery timings.</summary>
+    public LinkTimings Links { get; init; } = new();
+
     /// <summary>The overlays the node joins, at least one (EdgeVPN key <c>Overlays</c>).</summary>
     public IReadOnlyList<OverlayOptions> Overlays { get; init; } = [];
 
@@ -40,6 +43,7 @@ public sealed record OverlayNodeOptions
             if (!OptionChecks.IsHostPort(Stun[i]))
                 throw new OverlayConfigurationException($"Stun[{i}]", $"'{Stun[i]}' is not host:port");
         for (var i = 0; i < Turn.Count; i++) Turn[i].Validate($"Turn[{i}]");
+        Links.Validate("Links");
         if (Overlays.Count == 0)
             throw new OverlayConfigurationException("Overlays", "at least one overlay is required");
         var ids = new HashSet<string>(StringComparer.Ordinal);

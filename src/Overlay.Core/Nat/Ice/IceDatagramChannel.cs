@@ -10,7 +10,10 @@ namespace Overlay.Nat.Ice;
 /// </summary>
 internal sealed class IceDatagramChannel(IceAgent agent) : IDatagramChannel, IDatagramReceiver
 {
+    private const int MaxEarly = 8;
+    private readonly Lock _earlyGate = new();
     private volatile IDatagramReceiver? _receiver;
+    private Queue<byte[]>? _early;
     private long _dropped, _sendFailures;
 
     public int Headroom => ChannelData.HeaderSize;
@@ -34,11 +37,44 @@ internal sealed class IceDatagramChannel(IceAgent agent) : IDatagramChannel, IDa
         return sent;
     }
 
-    public void SetReceiver(IDatagramReceiver? receiver) => _receiver = receiver;
+    public void SetReceiver(IDatagramReceiver? receiver)
+    {
+        if (receiver is null)
+        {
+            _receiver = null;
+            return;
+        }
+        lock (_earlyGate)
+        {
+            while (_early is { Count: > 0 } early) receiver.OnDatagram(early.Dequeue());
+            _early = null;
+            _receiver = receiver;
+        }
+    }
 
     public void OnDatagram(ReadOnlySpan<byte> datagram)
     {
-        if (_receiver is { } receiver) receiver.OnDatagram(datagram);
-        else Interlocked.Increment(ref _dropped);
+        if (_receiver is { } receiver)
+        {
+            receiver.OnDatagram(datagram);
+            return;
+        }
+        // The peer nominated the pair and sent its first DTLS flight before this side's handshake took the channel
+        // (ICE reports the selection on another thread). Keep a few handshake datagrams instead of making the peer
+        // wait a whole DTLS retransmission timeout (1 s, then 2 s) for them.
+        lock (_earlyGate)
+        {
+            if (_receiver is { } late)
+            {
+                late.OnDatagram(datagram);
+                return;
+            }
+            if (datagram.Length > 0 && datagram[0] is >= 20 and <= 63 && (_early ??= new Queue<byte[]>()).Count < MaxEarly)
+            {
+                _early.Enqueue(datagram.ToArray());
+                return;
+            }
+        }
+        Interlocked.Increment(ref _dropped);
     }
 }

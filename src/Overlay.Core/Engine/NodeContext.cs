@@ -1,0 +1,28 @@
+using Microsoft.Extensions.Logging;
+using Overlay.Links;
+using Overlay.Nat.Ice;
+using Overlay.Signaling;
+
+namespace Overlay.Engine;
+
+/// <summary>What every overlay of a node shares: identity, signaling, ICE settings, timings, clock and logging.</summary>
+internal sealed class NodeContext
+{
+    public required string NodeId { get; init; }
+    public required UInt128 Self { get; init; }
+    public required NodeIdentity Identity { get; init; }
+    public required ISignalingChannel Signaling { get; init; }
+    public required IceOptions Ice { get; init; }
+    public required LinkTimings Timings { get; init; }
+    public required TimeProvider Time { get; init; }
+    public required ILoggerFactory LoggerFactory { get; init; }
+    public required Action<LinkEvent> RaiseLink { get; init; }
+
+    /// <summary>The fingerprint as it travels in offers and answers.</summary>
+    public string FingerprintText => "sha-256 " + Identity.Fingerprint;
+
+    public static UInt128 ParseNodeId(string nodeId) =>
+        UInt128.Parse(nodeId, System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
+
+    public static string FormatNodeId(UInt128 id) => id.ToString("x32", System.Globalization.CultureInfo.InvariantCulture);
+}

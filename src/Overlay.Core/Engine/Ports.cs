@@ -1,0 +1,39 @@
+using Overlay.Links;
+using Overlay.Switching;
+using Overlay.Switching.Flood;
+using Overlay.Tap;
+
+namespace Overlay.Engine;
+
+/// <summary>The switch's local port: the overlay's virtual NIC.</summary>
+internal sealed class DevicePort(IEthernetDevice device) : ISwitchPort
+{
+    public bool TrySendFrame(ReadOnlySpan<byte> frame) => device.TryWrite(frame);
+
+    public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame) => false;
+}
+
+/// <summary>Frames the NIC hands over go into the switch.</summary>
+internal sealed class DeviceInput(OverlaySwitch sw) : IFrameSink
+{
+    public void OnFrame(ReadOnlySpan<byte> frame) => sw.OnLocalFrame(frame);
+}
+
+/// <summary>A switch port that is one TinCan link: plain frames as they are, flood frames behind their header.</summary>
+internal sealed class LinkPort(TinCanLink link) : ISwitchPort
+{
+    [ThreadStatic] private static byte[]? t_flood;
+
+    public TinCanLink Link => link;
+
+    public bool TrySendFrame(ReadOnlySpan<byte> frame) => link.TrySend(frame);
+
+    public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame)
+    {
+        if (frame.Length > ushort.MaxValue) return false;
+        var buffer = t_flood ??= GC.AllocateUninitializedArray<byte>(FloodHeader.Length + ushort.MaxValue, pinned: true);
+        header.Write(buffer);
+        frame.CopyTo(buffer.AsSpan(FloodHeader.Length));
+        return link.TrySend(buffer.AsSpan(0, FloodHeader.Length + frame.Length), PacketKind.FloodFrame);
+    }
+}

@@ -1,0 +1,294 @@
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Overlay.Engine;
+using Overlay.Links;
+using Overlay.Nat.Ice;
+using Overlay.Signaling;
+using Overlay.Switching;
+using Overlay.Tap;
+using Overlay.Tap.InMemory;
+using Overlay.Tap.Linux;
+
+namespace Overlay;
+
+/// <summary>
+/// A member of one or more overlays: it signals its presence, forms a Symphony ring of encrypted TinCan links with
+/// the other members, and switches Ethernet frames between its virtual NIC and those links.
+/// <code>
+/// await using var node = OverlayNode.Create()
+///     .UseXmpp("xmpp.example.net", "node1@example.net", "secret")
+///     .UseStun("stun.example.net:3478")
+///     .JoinOverlay("ovl1", o => o.WithTap("ovl0").WithAddress("10.10.0.1/24"))
+///     .Build();
+/// await node.StartAsync();
+/// </code>
+/// </summary>
+public sealed partial class OverlayNode : IAsyncDisposable
+{
+    private const int WatcherCapacity = 1024;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly bool _ownsIdentity;
+    private readonly Lock _gate = new();
+    private readonly List<Channel<LinkEvent>> _linkWatchers = [];
+    private readonly CancellationTokenSource _lifetime = new();
+    private readonly Dictionary<string, OverlayEngine> _engines = new(StringComparer.Ordinal);
+    private OverlayNetwork[] _overlays = [];
+    private SignalingChannelBase? _signaling;
+    private Task? _reader;
+    private int _started;
+    private int _disposed;
+
+    private OverlayNode(OverlayNodeOptions options, ILoggerFactory? loggerFactory, TimeProvider? time, NodeIdentity? identity)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        Options = options;
+        NodeId = options.NodeId ?? Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+        _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
+        _logger = _loggerFactory.CreateLogger<OverlayNode>();
+        _time = time ?? TimeProvider.System;
+        _ownsIdentity = identity is null;
+        Identity = identity ?? (options.CertificateFile is { } file ? NodeIdentity.LoadOrCreate(file) : NodeIdentity.CreateEphemeral(NodeId));
+    }
+
+    /// <summary>Starts a fluent description of a node; finish with <see cref="OverlayNodeBuilder.Build"/>.</summary>
+    public static OverlayNodeBuilder Create() => new();
+
+    /// <summary>Creates a node from options (for example read by <see cref="OverlayConfiguration"/>); nothing runs until <see cref="StartAsync"/>.</summary>
+    /// <param name="options">The node's settings; validated here.</param>
+    /// <param name="loggerFactory">Where the node logs; nowhere when null.</param>
+    /// <param name="time">The clock (tests may supply their own).</param>
+    /// <param name="identity">The node's certificate and key; when null, loaded from (or created at) <see cref="OverlayNodeOptions.CertificateFile"/>, or ephemeral.</param>
+    /// <exception cref="OverlayConfigurationException">A setting is invalid; the exception names it.</exception>
+    public static OverlayNode Create(OverlayNodeOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? time = null, NodeIdentity? identity = null) =>
+        new(options, loggerFactory, time, identity);
+
+    /// <summary>The node's ID (32 lower-case hex characters).</summary>
+    public string NodeId { get; }
+
+    /// <summary>The settings the node runs with.</summary>
+    public OverlayNodeOptions Options { get; }
+
+    /// <summary>The node's long-lived identity; peers check its fingerprint during each link's handshake.</summary>
+    public NodeIdentity Identity { get; }
+
+    /// <summary>The overlays, once started.</summary>
+    public IReadOnlyList<OverlayNetwork> Overlays => Volatile.Read(ref _overlays);
+
+    /// <summary>The signaling connection's state.</summary>
+    public SignalingState SignalingState => _signaling?.State ?? SignalingState.Disconnected;
+
+    /// <summary>Raised when a member joins or leaves one of the node's overlays (from a signaling thread).</summary>
+    public event EventHandler<PeerEvent>? PeerChanged;
+
+    /// <summary>Raised on every link change (from the overlay's control thread; do not block it).</summary>
+    public event EventHandler<LinkEvent>? LinkChanged;
+
+    /// <summary>One overlay by ID.</summary>
+    /// <exception cref="KeyNotFoundException">The node does not serve it (or is not started).</exception>
+    public OverlayNetwork GetOverlay(string overlayId) =>
+        Overlays.FirstOrDefault(o => o.Id == overlayId) ?? throw new KeyNotFoundException($"this node does not serve overlay '{overlayId}' (or is not started)");
+
+    /// <summary>
+    /// Opens the virtual NICs, connects to signaling and starts forming links. Returns once the node is announced;
+    /// links come up in the background (watch <see cref="LinkChanged"/> or <see cref="WatchLinksAsync"/>).
+    /// </summary>
+    /// <exception cref="TapDeviceException">A TAP device could not be created (no CAP_NET_ADMIN, no /dev/net/tun, name in use).</exception>
+    /// <exception cref="SignalingException">The signaling server could not be reached or refused the credentials.</exception>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (Interlocked.Exchange(ref _started, 1) != 0) throw new InvalidOperationException("StartAsync was already called");
+        var devices = new List<IEthernetDevice>();
+        try
+        {
+            var ice = await BuildIceOptionsAsync(cancellationToken).ConfigureAwait(false);
+            foreach (var overlay in Options.Overlays) devices.Add(OpenDevice(overlay));
+
+            var signaling = SignalingChannels.Create(Options.Signal, NodeId, [.. Options.Overlays.Select(o => o.Id)], _loggerFactory, _time);
+            _signaling = signaling;
+            var context = new NodeContext
+            {
+                NodeId = NodeId, Self = NodeContext.ParseNodeId(NodeId), Identity = Identity, Signaling = signaling, Ice = ice,
+                Timings = Options.Links, Time = _time, LoggerFactory = _loggerFactory, RaiseLink = RaiseLink,
+            };
+            var networks = new List<OverlayNetwork>();
+            for (var i = 0; i < Options.Overlays.Count; i++)
+            {
+                var engine = new OverlayEngine(context, Options.Overlays[i], devices[i]);
+                _engines[engine.Id] = engine;
+                networks.Add(new OverlayNetwork(engine));
+            }
+            signaling.PeerChanged += OnPeerChanged;
+            await signaling.ConnectAsync(cancellationToken).ConfigureAwait(false);
+            _reader = Task.Run(() => ReadSignalsAsync(signaling, _lifetime.Token), CancellationToken.None);
+            foreach (var engine in _engines.Values) engine.Start(signaling.GetPeers(engine.Id).Keys);
+            Volatile.Write(ref _overlays, [.. networks]);
+            LogStarted(NodeId, string.Join(", ", Options.Overlays.Select(o => o.Id)), Identity.Fingerprint.ToString());
+        }
+        catch
+        {
+            if (_engines.Count == 0)
+                foreach (var device in devices) await device.DisposeAsync().ConfigureAwait(false);
+            await DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task<IceOptions> BuildIceOptionsAsync(CancellationToken cancellationToken)
+    {
+        var stun = new List<IPEndPoint>();
+        foreach (var server in Options.Stun) stun.AddRange(await ResolveAsync(server, cancellationToken).ConfigureAwait(false));
+        var turn = new List<Nat.Turn.TurnServer>();
+        foreach (var server in Options.Turn)
+            foreach (var endpoint in await ResolveAsync(server.Address, cancellationToken).ConfigureAwait(false))
+                turn.Add(new Nat.Turn.TurnServer(endpoint, server.User, server.Password));
+        return new IceOptions
+        {
+            StunServers = stun,
+            TurnServers = turn,
+            // Never offer the overlays' own NICs as paths: a link must not try to run through itself.
+            ExcludedInterfaces = [.. Options.IgnoredNetInterfaces, .. Options.Overlays.Select(o => o.NetDevice.Name).OfType<string>()],
+            ConnectTimeout = Options.Links.SetupTimeout,
+            LoggerFactory = _loggerFactory,
+        };
+    }
+
+    private async Task<IReadOnlyList<IPEndPoint>> ResolveAsync(string hostPort, CancellationToken cancellationToken)
+    {
+        if (IPEndPoint.TryParse(hostPort, out var literal)) return [literal];
+        var colon = hostPort.LastIndexOf(':');
+        var port = int.Parse(hostPort.AsSpan(colon + 1), System.Globalization.CultureInfo.InvariantCulture);
+        try
+        {
+            var addresses = await Dns.GetHostAddressesAsync(hostPort[..colon], cancellationToken).ConfigureAwait(false);
+            return [.. addresses.Select(a => new IPEndPoint(a, port))];
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            LogUnresolved(hostPort, e.Message);
+            return [];
+        }
+    }
+
+    private IEthernetDevice OpenDevice(OverlayOptions overlay)
+    {
+        var net = overlay.NetDevice;
+        var mac = net.MAC is { } text ? PhysicalAddress.Parse(text.Replace(':', '-')) : OverlayEngine.DeriveMac(NodeId, overlay.Id);
+        if (net.Name is null) return new InMemoryEthernetDevice($"mem-{overlay.Id}", mac, net.MTU);
+        var addresses = new List<InterfaceAddress>();
+        if (net.IP4 is { } ip4) addresses.Add(new InterfaceAddress(IPAddress.Parse(ip4), net.PrefixLen));
+        if (net.IP6 is { } ip6) addresses.Add(InterfaceAddress.Parse(ip6));
+        return TapDevice.Create(new TapDeviceOptions { Name = net.Name, MacAddress = mac, Mtu = net.MTU, Addresses = addresses });
+    }
+
+    private void OnPeerChanged(object? sender, PeerEvent e)
+    {
+        if (_engines.TryGetValue(e.OverlayId, out var engine)) engine.OnPeerEvent(e);
+        PeerChanged?.Invoke(this, e);
+    }
+
+    private async Task ReadSignalsAsync(ISignalingChannel signaling, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await foreach (var signal in signaling.ReadIncomingAsync(cancellationToken).ConfigureAwait(false))
+                if (_engines.TryGetValue(signal.Message.OverlayId, out var engine)) engine.OnSignal(signal);
+        }
+        catch (OperationCanceledException)
+        {
+            // shutting down
+        }
+    }
+
+    private void RaiseLink(LinkEvent e)
+    {
+        LinkChanged?.Invoke(this, e);
+        lock (_gate)
+            foreach (var watcher in _linkWatchers) watcher.Writer.TryWrite(e);
+    }
+
+    /// <summary>Streams link changes from now on (each call gets its own stream; a slow reader loses the oldest).</summary>
+    public async IAsyncEnumerable<LinkEvent> WatchLinksAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var channel = Channel.CreateBounded<LinkEvent>(new BoundedChannelOptions(WatcherCapacity) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true });
+        lock (_gate) _linkWatchers.Add(channel);
+        try
+        {
+            await foreach (var e in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false)) yield return e;
+        }
+        finally
+        {
+            lock (_gate) _linkWatchers.Remove(channel);
+        }
+    }
+
+    /// <summary>Streams membership changes from now on (see <see cref="ISignalingChannel.WatchPeersAsync"/>).</summary>
+    public IAsyncEnumerable<PeerEvent> WatchPeersAsync(CancellationToken cancellationToken = default) =>
+        (_signaling ?? throw new InvalidOperationException("the node is not started")).WatchPeersAsync(cancellationToken);
+
+    /// <summary>A snapshot: signaling state, members, links with their paths, RTT and counters, switch counters.</summary>
+    public async Task<OverlayNodeStatus> GetStatusAsync()
+    {
+        var overlays = new List<OverlayStatus>();
+        foreach (var network in Overlays) overlays.Add(await network.GetStatusAsync().ConfigureAwait(false));
+        return new OverlayNodeStatus(NodeId, "sha-256 " + Identity.Fingerprint, SignalingState, overlays);
+    }
+
+    /// <summary>Tears down every link (telling the peers), closes the NICs and leaves signaling.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        foreach (var engine in _engines.Values) await engine.DisposeAsync().ConfigureAwait(false);
+        await _lifetime.CancelAsync().ConfigureAwait(false);
+        if (_reader is not null) await _reader.ConfigureAwait(false);
+        if (_signaling is { } signaling)
+        {
+            signaling.PeerChanged -= OnPeerChanged;
+            await signaling.DisposeAsync().ConfigureAwait(false);
+        }
+        lock (_gate)
+            foreach (var watcher in _linkWatchers) watcher.Writer.TryComplete();
+        _lifetime.Dispose();
+        if (_ownsIdentity) Identity.Dispose();
+        LogStopped(NodeId);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "node {NodeId} started on {Overlays}; certificate sha-256 {Fingerprint}")]
+    private partial void LogStarted(string nodeId, string overlays, string fingerprint);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "node {NodeId} stopped")]
+    private partial void LogStopped(string nodeId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "cannot resolve {Server}: {Reason}; going on without it")]
+    private partial void LogUnresolved(string server, string reason);
+}
+
+/// <summary>One overlay of a running node: its virtual NIC, its switch and its status.</summary>
+public sealed class OverlayNetwork
+{
+    private readonly OverlayEngine _engine;
+
+    internal OverlayNetwork(OverlayEngine engine) => _engine = engine;
+
+    /// <summary>The overlay's ID.</summary>
+    public string Id => _engine.Id;
+
+    /// <summary>Its settings.</summary>
+    public OverlayOptions Options => _engine.Options;
+
+    /// <summary>The virtual NIC: a Linux TAP, or an <see cref="InMemoryEthernetDevice"/> to attach an in-process host to.</summary>
+    public IEthernetDevice Device => _engine.Device;
+
+    /// <summary>The overlay's switch (counters, neighbours).</summary>
+    public OverlaySwitch Switch => _engine.Switch;
+
+    /// <summary>A snapshot of members, links and counters.</summary>
+    public Task<OverlayStatus> GetStatusAsync() => _engine.GetStatusAsync();
+}

@@ -1,0 +1,84 @@
+using System.Net;
+using Overlay.Nat.Ice;
+using Overlay.Signaling;
+using Overlay.Topology;
+
+namespace Overlay;
+
+/// <summary>What happened to a link.</summary>
+public enum LinkChange
+{
+    /// <summary>Negotiation started (this node asked, or accepted a peer's offer).</summary>
+    Connecting,
+    /// <summary>ICE found a path and the DTLS handshake authenticated the peer: frames flow.</summary>
+    Up,
+    /// <summary>The path fell silent; the link is recovering (ICE restart) and is not used meanwhile.</summary>
+    Down,
+    /// <summary>Setup or recovery failed; the topology retries later with backoff.</summary>
+    Failed,
+    /// <summary>Closed on purpose (no longer wanted by either side, or the peer left).</summary>
+    Closed,
+}
+
+/// <summary>A change of one link of one overlay.</summary>
+/// <param name="OverlayId">The overlay.</param>
+/// <param name="PeerNodeId">The peer's node ID.</param>
+/// <param name="LinkId">The link's ID (chosen by the side that offered it).</param>
+/// <param name="Change">What happened.</param>
+/// <param name="Path">The selected candidate pair, once known.</param>
+/// <param name="Reason">Why it failed or closed, or empty.</param>
+/// <param name="Elapsed">For <see cref="LinkChange.Up"/>: time since negotiation or recovery started.</param>
+public sealed record LinkEvent(string OverlayId, string PeerNodeId, string LinkId, LinkChange Change, LinkPath? Path, string Reason, TimeSpan Elapsed);
+
+/// <summary>The path a link uses.</summary>
+/// <param name="LocalType">Type of the local candidate (host, srflx, prflx, relay).</param>
+/// <param name="Local">Local candidate address.</param>
+/// <param name="RemoteType">Type of the remote candidate.</param>
+/// <param name="Remote">Remote candidate address.</param>
+public sealed record LinkPath(IceCandidateType LocalType, IPEndPoint Local, IceCandidateType RemoteType, IPEndPoint Remote)
+{
+    /// <summary>True when the path goes through a TURN relay.</summary>
+    public bool Relayed => LocalType == IceCandidateType.Relayed || RemoteType == IceCandidateType.Relayed;
+
+    /// <inheritdoc />
+    public override string ToString() => $"{LocalType} {Local} -> {RemoteType} {Remote}";
+}
+
+/// <summary>A snapshot of a node.</summary>
+/// <param name="NodeId">The node's ID.</param>
+/// <param name="Fingerprint">Its certificate fingerprint (what peers check).</param>
+/// <param name="Signaling">The signaling connection's state.</param>
+/// <param name="Overlays">One entry per overlay.</param>
+public sealed record OverlayNodeStatus(string NodeId, string Fingerprint, SignalingState Signaling, IReadOnlyList<OverlayStatus> Overlays);
+
+/// <summary>A snapshot of one overlay on a node.</summary>
+/// <param name="OverlayId">The overlay.</param>
+/// <param name="Device">The virtual NIC's name.</param>
+/// <param name="Mac">Its MAC address.</param>
+/// <param name="Members">Members known (including this node).</param>
+/// <param name="Links">The links, up or being set up.</param>
+/// <param name="Switch">The switch's counters.</param>
+/// <param name="LearnedAddresses">MAC addresses the switch has learned.</param>
+public sealed record OverlayStatus(string OverlayId, string Device, string Mac, int Members, IReadOnlyList<LinkStatus> Links,
+    SwitchStatus Switch, int LearnedAddresses);
+
+/// <summary>A snapshot of one link.</summary>
+/// <param name="PeerNodeId">The peer.</param>
+/// <param name="LinkId">The link's ID.</param>
+/// <param name="Roles">Why this node wants the link (None: kept for the peer's sake).</param>
+/// <param name="State">Connecting, Up, Down (recovering).</param>
+/// <param name="Initiator">True when this node offered the link.</param>
+/// <param name="Path">The selected candidate pair, once known.</param>
+/// <param name="RoundTrip">Last keepalive round trip.</param>
+/// <param name="Statistics">Frames, bytes and drops, once the link carries frames.</param>
+/// <param name="Since">When the link entered its current state.</param>
+public sealed record LinkStatus(string PeerNodeId, string LinkId, LinkRoles Roles, LinkChange State, bool Initiator, LinkPath? Path,
+    TimeSpan? RoundTrip, Links.LinkStatistics? Statistics, DateTimeOffset Since);
+
+/// <summary>Counters of an overlay's switch.</summary>
+/// <param name="LocalIn">Frames from the local device.</param>
+/// <param name="LinkIn">Frames from links.</param>
+/// <param name="Delivered">Frames written to the local device.</param>
+/// <param name="Forwarded">Frame copies sent on links.</param>
+/// <param name="Dropped">Frames dropped for any reason (malformed, oversize, duplicate, no port...).</param>
+public sealed record SwitchStatus(long LocalIn, long LinkIn, long Delivered, long Forwarded, long Dropped);

@@ -1,0 +1,82 @@
+using NUnit.Framework;
+using System.Net;
+using Overlay.Signaling;
+
+namespace Overlay.Core.Tests.Node;
+
+/// <summary>
+/// Whole nodes in one process: in-process signaling, in-memory NICs, real links on this machine. The ring forms,
+/// every pair of hosts reaches each other through the overlay (ARP + ping), a broadcast reaches every host once,
+/// and a departed node's neighbours re-form the ring.
+/// </summary>
+[TestFixture]
+public class OverlayNodeTests
+{
+    private static readonly TimeSpan Formation = TimeSpan.FromSeconds(30);
+
+    [Test]
+    public async Task FiveNodesFormARingAndEveryPairPings()
+    {
+        await using var cluster = new OverlayCluster();
+        for (var i = 0; i < 5; i++) await cluster.AddAsync();
+        await cluster.WaitAsync(() => cluster.RingFormedAsync(perNode: 2), Formation, "every node to have two links up at both ends");
+
+        await cluster.PingAllPairsAsync();
+
+        await cluster.Hosts[0].BroadcastProbeAsync(7);
+        await cluster.WaitForProbesAsync(TimeSpan.FromSeconds(10));
+        await cluster.PingAllPairsAsync(); // duplicates of the broadcast, if any, would have arrived meanwhile
+        foreach (var host in cluster.Hosts.Skip(1))
+            Assert.That(host.ProbesReceived.Values.Sum(), Is.EqualTo(1), $"{host.Address} got the broadcast exactly once");
+
+        var status = await cluster.Nodes[0].GetStatusAsync();
+        var overlay = status.Overlays.Single();
+        Assert.Multiple(() =>
+        {
+            Assert.That(status.Signaling, Is.EqualTo(SignalingState.Connected));
+            Assert.That(overlay.Members, Is.EqualTo(5));
+            Assert.That(overlay.Links.Where(l => l.State == LinkChange.Up).Select(l => l.Path), Has.All.Not.Null);
+            Assert.That(overlay.Links.Where(l => l.State == LinkChange.Up).Sum(l => l.Statistics!.FramesReceived), Is.GreaterThan(0));
+            Assert.That(overlay.Switch.Delivered, Is.GreaterThan(0));
+        });
+        var ups = cluster.Events.Where(e => e.Change == LinkChange.Up).ToArray();
+        TestContext.Out.WriteLine($"{ups.Length} link-up events; setup time median {ups.Select(e => e.Elapsed.TotalMilliseconds).Order().ElementAt(ups.Length / 2):0} ms, max {ups.Max(e => e.Elapsed.TotalMilliseconds):0} ms");
+    }
+
+    [Test]
+    public async Task WhenANodeLeavesTheRestReformTheRing()
+    {
+        await using var cluster = new OverlayCluster();
+        for (var i = 0; i < 5; i++) await cluster.AddAsync();
+        await cluster.WaitAsync(() => cluster.RingFormedAsync(perNode: 2), Formation, "the ring of five");
+        var departed = cluster.Nodes[2].NodeId;
+
+        await cluster.RemoveAsync(2);
+        await cluster.WaitAsync(async () =>
+        {
+            foreach (var node in cluster.Nodes)
+                if ((await node.GetStatusAsync()).Overlays[0].Links.Any(l => l.PeerNodeId == departed)) return false;
+            return await cluster.RingFormedAsync(perNode: 2);
+        }, Formation, "the ring of four without the departed node");
+
+        await cluster.PingAllPairsAsync();
+        Assert.That(cluster.Events.Where(e => e.PeerNodeId == departed && e.Change == LinkChange.Closed), Is.Not.Empty,
+            "links to the departed node were closed");
+    }
+
+    [Test]
+    public async Task DisposeTearsDownLinksAndDevices()
+    {
+        await using var cluster = new OverlayCluster();
+        var a = await cluster.AddAsync();
+        var b = await cluster.AddAsync();
+        await cluster.WaitAsync(() => cluster.RingFormedAsync(perNode: 1), Formation, "the link between two nodes");
+
+        await cluster.RemoveAsync(0);
+        await cluster.WaitAsync(async () => (await b.GetStatusAsync()).Overlays[0].Links.Count == 0, Formation, "the survivor to drop the link");
+        // The survivor learned it from the departing node's teardown, not from keepalives falling silent.
+        Assert.That(cluster.Events.Where(e => e.PeerNodeId == a.NodeId && e.Change == LinkChange.Closed).Select(e => e.Reason),
+            Has.Some.Contains("closed by the peer"));
+        Assert.That(a.SignalingState, Is.EqualTo(SignalingState.Closed));
+    }
+}
