@@ -1,114 +1,125 @@
-// Overlay demo: what the engine does today, in one process, with no servers and no root.
-//   1. two ICE agents find a path on this machine (host candidates; add --stun host:port for a server-reflexive one)
-//   2. a TinCan link over it: DTLS authenticates both certificates, AES-GCM seals every frame
-//   3. a ring of 16 switches with in-memory hosts: ARP + ping between every pair, broadcast reaching each once
-// It exits non-zero if any step fails.
+// Overlay demo: a whole overlay in one process, with no servers and no root.
+//   - N nodes (default 8) find each other through an in-process signaling hub
+//   - each links to its Symphony neighbours with real links: ICE (host candidates) on this machine, a DTLS handshake
+//     that checks both certificates, AES-GCM sealed frames
+//   - an in-memory IP host sits behind each node's switch: ARP + ping between every pair, a broadcast reaching each once
+// usage: dotnet run --project samples/Overlay.Demo -c Release [-- --nodes N] ; exits non-zero if anything fails.
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
-using System.Net.NetworkInformation;
-using Overlay.Links;
-using Overlay.Nat.Ice;
-using Overlay.Switching;
-using Overlay.Switching.Flood;
-using Overlay.Tap;
+using Overlay;
 using Overlay.Tap.InMemory;
 
-var stun = args.Length == 2 && args[0] == "--stun" ? args[1] : null;
-var failures = 0;
-var total = Stopwatch.StartNew();
-
-Console.WriteLine("1. ICE: two agents on this machine");
-var iceOptions = new IceOptions { StunServers = stun is null ? [] : [IPEndPoint.Parse(stun)] };
-await using var agentA = IceAgent.Create(iceOptions, IceRole.Controlling);
-await using var agentB = IceAgent.Create(iceOptions, IceRole.Controlled);
-using (var gather = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
-    await Task.WhenAll(agentA.GatherAsync(gather.Token), agentB.GatherAsync(gather.Token));
-foreach (var c in agentA.LocalCandidates) Console.WriteLine($"   A {c}");
-agentA.SetRemoteCredentials(agentB.LocalCredentials);
-agentB.SetRemoteCredentials(agentA.LocalCredentials);
-foreach (var c in agentB.LocalCandidates) agentA.AddRemoteCandidate(c);
-foreach (var c in agentA.LocalCandidates) agentB.AddRemoteCandidate(c);
-var iceClock = Stopwatch.StartNew();
-agentA.Start();
-agentB.Start();
-using var iceTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-var pair = await agentA.WaitForSelectedPairAsync(iceTimeout.Token);
-await agentB.WaitForSelectedPairAsync(iceTimeout.Token);
-Console.WriteLine($"   selected {pair.Local.Type} {pair.Local.Address} -> {pair.Remote.Type} {pair.Remote.Address} in {iceClock.ElapsedMilliseconds} ms");
-
-Console.WriteLine("2. TinCan link: DTLS handshake, then AES-GCM frames");
-using var alice = NodeIdentity.CreateEphemeral("alice");
-using var bob = NodeIdentity.CreateEphemeral("bob");
-var inbox = new Inbox();
-await using var linkA = new TinCanLink(agentA.Channel, true, alice, bob.Fingerprint, new Inbox());
-await using var linkB = new TinCanLink(agentB.Channel, false, bob, alice.Fingerprint, inbox);
-var dtlsClock = Stopwatch.StartNew();
-await Task.WhenAll(linkA.ConnectAsync(), linkB.ConnectAsync());
-Console.WriteLine($"   both certificates checked against the signalled fingerprints in {dtlsClock.ElapsedMilliseconds} ms ({bob.Fingerprint.ToString()[..23]}...)");
-var frame = new byte[1400];
-for (var i = 0; i < 1000; i++) linkA.TrySend(frame);
-using (var wait = new CancellationTokenSource(TimeSpan.FromSeconds(5)))
-    while (Interlocked.Read(ref inbox.Frames) < 1000 && !wait.IsCancellationRequested) await Task.Delay(10, CancellationToken.None);
-Console.WriteLine($"   {inbox.Frames} of 1000 frames of 1400 bytes arrived sealed and intact");
-if (inbox.Frames < 950) failures++;
-
-Console.WriteLine("3. Switching: 16 switches on a ring with chords, an in-memory host behind each");
-var nodes = Enumerable.Range(1, 16).Select(i => new NodeId((UInt128)(ulong)Random.Shared.NextInt64() << 64 | (UInt128)(uint)i)).Order().ToArray();
-var devices = new InMemoryEthernetDevice[nodes.Length];
-var hosts = new InMemoryIpHost[nodes.Length];
-var switches = new OverlaySwitch[nodes.Length];
-for (var i = 0; i < nodes.Length; i++)
+var count = 8;
+for (var i = 0; i + 1 < args.Length; i += 2)
+    if (args[i] == "--nodes") count = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+if (count is < 2 or > 64)
 {
-    devices[i] = new InMemoryEthernetDevice($"mem{i}", PhysicalAddress.Parse($"02-00-00-00-00-{i + 1:X2}"));
-    switches[i] = new OverlaySwitch(nodes[i], new DevicePort(devices[i]));
-    devices[i].Start(new SwitchInput(switches[i]));
-    hosts[i] = new InMemoryIpHost(devices[i], IPAddress.Parse($"10.10.0.{i + 1}"));
+    Console.Error.WriteLine("--nodes must be 2..64");
+    return 2;
 }
-for (var i = 0; i < nodes.Length; i++)
-    foreach (var j in new[] { (i + 1) % nodes.Length, (i + 2) % nodes.Length, (i + nodes.Length / 2) % nodes.Length })
+
+var total = Stopwatch.StartNew();
+var failures = 0;
+var nodes = new List<OverlayNode>();
+var hosts = new List<InMemoryIpHost>();
+var ups = new List<LinkEvent>();
+var ringFormed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+var up = new Dictionary<string, HashSet<string>>();
+var gate = new Lock();
+
+Console.WriteLine($"Starting {count} nodes on overlay 'demo' (in-process signaling, in-memory NICs, real links on this machine)");
+try
+{
+    for (var i = 0; i < count; i++)
     {
-        switches[i].AddLink(nodes[j], new MemoryLink(nodes[i], switches[j]));
-        switches[j].AddLink(nodes[i], new MemoryLink(nodes[j], switches[i]));
+        var node = OverlayNode.Create()
+            .UseInProcessSignaling("demo")
+            .JoinOverlay("demo", o => o.WithInMemoryDevice().WithAddress($"10.77.0.{i + 1}/24"))
+            .Build();
+        node.LinkChanged += (_, e) => OnLink(node, e);
+        await node.StartAsync();
+        nodes.Add(node);
+        hosts.Add(new InMemoryIpHost((InMemoryEthernetDevice)node.GetOverlay("demo").Device, IPAddress.Parse($"10.77.0.{i + 1}")));
     }
-var pings = 0;
-var rtts = new List<double>();
-for (var i = 0; i < nodes.Length; i++)
-    for (var j = 0; j < nodes.Length; j++)
+
+    using (var wait = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
     {
-        if (i == j) continue;
-        try { rtts.Add((await hosts[i].PingAsync(hosts[j].Address, TimeSpan.FromSeconds(2))).TotalMilliseconds); pings++; }
-        catch (TimeoutException) { Console.WriteLine($"   ping {hosts[i].Address} -> {hosts[j].Address} timed out"); failures++; }
+        try { await ringFormed.Task.WaitAsync(wait.Token); }
+        catch (OperationCanceledException) { Console.WriteLine("the ring did not form within 60 s"); failures++; }
     }
-Console.WriteLine($"   {pings} of {nodes.Length * (nodes.Length - 1)} pings answered (ARP first), mean RTT {rtts.DefaultIfEmpty().Average():0.000} ms");
-await hosts[0].BroadcastProbeAsync(1);
-await hosts[0].PingAsync(hosts[1].Address, TimeSpan.FromSeconds(2));
-var once = hosts.Skip(1).Count(h => h.ProbesReceived.Values.SingleOrDefault() == 1);
-Console.WriteLine($"   a broadcast from {hosts[0].Address} reached {once} of {nodes.Length - 1} other hosts exactly once");
-if (once != nodes.Length - 1) failures++;
-foreach (var h in hosts) await h.DisposeAsync();
+    Console.WriteLine($"Ring formed in {total.Elapsed.TotalMilliseconds:0} ms: {ups.Count / 2} links; setup median {Median(ups.Select(e => e.Elapsed.TotalMilliseconds)):0} ms, max {ups.Max(e => e.Elapsed.TotalMilliseconds):0} ms");
+
+    Console.WriteLine("Broadcast from 10.77.0.1:");
+    await hosts[0].BroadcastProbeAsync(1);
+    var deadline = Stopwatch.StartNew();
+    while (hosts.Skip(1).Any(h => h.ProbesReceived.Count == 0) && deadline.Elapsed < TimeSpan.FromSeconds(5)) await Task.Delay(10);
+
+    Console.WriteLine("ARP + ping between every pair through the overlay:");
+    var rtts = new List<double>();
+    foreach (var from in hosts)
+        foreach (var to in hosts)
+        {
+            if (from == to) continue;
+            try { rtts.Add((await from.PingAsync(to.Address, TimeSpan.FromSeconds(3))).TotalMilliseconds); }
+            catch (TimeoutException) { Console.WriteLine($"   ping {from.Address} -> {to.Address} timed out"); failures++; }
+        }
+    Console.WriteLine($"   {rtts.Count} of {count * (count - 1)} answered; RTT median {Median(rtts):0.000} ms, max {rtts.DefaultIfEmpty().Max():0.000} ms");
+    var once = hosts.Skip(1).Count(h => h.ProbesReceived.Values.Sum() == 1);
+    Console.WriteLine($"   the broadcast reached {once} of {count - 1} other hosts exactly once");
+    if (once != count - 1) failures++;
+
+    Console.WriteLine("Links (node -> peer: path, RTT, frames sent/received):");
+    foreach (var node in nodes)
+    {
+        var overlay = (await node.GetStatusAsync()).Overlays[0];
+        foreach (var link in overlay.Links.Where(l => string.CompareOrdinal(node.NodeId, l.PeerNodeId) < 0))
+            Console.WriteLine($"   {node.NodeId[..8]} -> {link.PeerNodeId[..8]} {link.State,-3} {link.Roles,-24} {link.Path?.LocalType} {link.Path?.Local} -> {link.Path?.Remote}" +
+                $"  rtt {link.RoundTrip?.TotalMilliseconds ?? double.NaN:0.00} ms  frames {link.Statistics?.FramesSent}/{link.Statistics?.FramesReceived}");
+    }
+}
+finally
+{
+    foreach (var host in hosts) await host.DisposeAsync();
+    foreach (var node in nodes) await node.DisposeAsync();
+}
 
 Console.WriteLine(failures == 0 ? $"OK in {total.Elapsed.TotalSeconds:0.0} s" : $"{failures} failure(s)");
 return failures == 0 ? 0 : 1;
 
-sealed class Inbox : ILinkFrameReceiver
+void OnLink(OverlayNode node, LinkEvent e)
 {
-    public long Frames;
-    public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload) => Interlocked.Increment(ref Frames);
+    lock (gate)
+    {
+        var mine = up.TryGetValue(node.NodeId, out var set) ? set : up[node.NodeId] = [];
+        if (e.Change == LinkChange.Up)
+        {
+            mine.Add(e.PeerNodeId);
+            ups.Add(e);
+            if (string.CompareOrdinal(node.NodeId, e.PeerNodeId) < 0)
+                Console.WriteLine($"   link {node.NodeId[..8]} <-> {e.PeerNodeId[..8]} up in {e.Elapsed.TotalMilliseconds:0} ms over {e.Path}");
+        }
+        else if (e.Change is LinkChange.Down or LinkChange.Closed or LinkChange.Failed)
+        {
+            mine.Remove(e.PeerNodeId);
+        }
+        // Formed: all nodes started, and each node's ring successor (by node ID) is linked at both ends.
+        if (up.Count == count && !ringFormed.Task.IsCompleted)
+        {
+            var ring = up.Keys.Order(StringComparer.Ordinal).ToArray();
+            var formed = true;
+            for (var i = 0; i < ring.Length; i++)
+            {
+                var next = ring[(i + 1) % ring.Length];
+                if (!up[ring[i]].Contains(next) || !up[next].Contains(ring[i])) formed = false;
+            }
+            if (formed) ringFormed.TrySetResult();
+        }
+    }
 }
 
-sealed class SwitchInput(OverlaySwitch sw) : IFrameSink
+static double Median(IEnumerable<double> values)
 {
-    public void OnFrame(ReadOnlySpan<byte> frame) => sw.OnLocalFrame(frame);
-}
-
-sealed class DevicePort(InMemoryEthernetDevice device) : ISwitchPort
-{
-    public bool TrySendFrame(ReadOnlySpan<byte> frame) => device.TryWrite(frame);
-    public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame) => false;
-}
-
-sealed class MemoryLink(NodeId self, OverlaySwitch peer) : ISwitchPort
-{
-    public bool TrySendFrame(ReadOnlySpan<byte> frame) { peer.OnLinkFrame(self, frame); return true; }
-    public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame) { peer.OnLinkFlood(self, header, frame); return true; }
+    var sorted = values.Order().ToArray();
+    return sorted.Length == 0 ? double.NaN : sorted[sorted.Length / 2];
 }

@@ -91,7 +91,8 @@ public sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         Volatile.Write(ref _lastHeard, _time.GetTimestamp());
         _channel.SetReceiver(this);
         SetState(LinkState.Connected);
-        _keepalive = _time.CreateTimer(_ => OnKeepaliveTimer(), null, _options.KeepaliveInterval, _options.KeepaliveInterval);
+        // The first keepalive goes out at once: it gives the status an RTT as soon as the link is up.
+        _keepalive = _time.CreateTimer(_ => OnKeepaliveTimer(), null, TimeSpan.Zero, _options.KeepaliveInterval);
     }
 
     /// <summary>Sends one frame (or, with <see cref="PacketKind.FloodFrame"/>, flood header + frame). Never blocks.</summary>
