@@ -1,0 +1,200 @@
+using System.Diagnostics;
+using System.Text.Json;
+using NUnit.Framework;
+using Overlay.TestSupport;
+using Overlay.TestSupport.Lab;
+
+namespace Overlay.Core.Tests.Node;
+
+/// <summary>
+/// The product end to end: four <c>Overlay.Host</c> processes, each in its own network namespace with a real TAP —
+/// two behind different cone NATs, one behind a symmetric NAT, one public — meet through prosody, traverse the NATs
+/// with coturn's STUN/TURN, and the kernel's own ping works between every pair of overlay addresses. Then one node is
+/// killed and the others re-form the ring and ping again.
+/// </summary>
+[NonParallelizable]
+public class HostNatLabTests
+{
+    private const string OverlayId = "lab";
+
+    [Test]
+    public async Task Four_hosts_behind_cone_symmetric_and_no_nat_ping_each_other_and_heal_after_a_kill()
+    {
+        Prerequisites.RequireNetworkNamespaces();
+        Prerequisites.RequireCommand("turnserver", "coturn");
+        Prerequisites.RequireCommand("prosody", "prosody");
+        Prerequisites.RequireCommand("ping", "iputils-ping");
+        await using var lab = await NatLab.StartAsync([NatKind.Cone, NatKind.Cone, NatKind.Symmetric, NatKind.Public], xmpp: true);
+        var work = Directory.CreateTempSubdirectory("overlay-e2e-");
+        var hosts = new List<HostProcess>();
+        try
+        {
+            for (var i = 0; i < lab.Hosts.Count; i++) hosts.Add(HostProcess.Start(lab, i, work.FullName));
+            var started = Stopwatch.StartNew();
+            await WaitAsync(hosts, () => RingFormed(hosts), TimeSpan.FromSeconds(60), "the ring of four");
+            TestContext.Out.WriteLine($"ring of four formed {started.ElapsedMilliseconds} ms after the hosts were started");
+            foreach (var host in hosts)
+                foreach (var link in host.UpLinks())
+                    TestContext.Out.WriteLine($"  {lab.Hosts[host.Index].Kind} {host.Address} -> {hosts.Single(h => h.NodeId == link.Peer).Address}: {link.Path}");
+
+            PingAll(lab, hosts);
+            // Behind the symmetric NAT only a relay reaches the cone hosts (their routers filter the new mappings); the two
+            // cone hosts reach each other directly through their server-reflexive addresses.
+            var symmetricToCone = hosts[2].UpLinks().Where(l => l.Peer == hosts[0].NodeId || l.Peer == hosts[1].NodeId).ToArray();
+            Assert.That(symmetricToCone, Is.Not.Empty, "the symmetric host is linked to a cone host (it has two ring neighbours among three)");
+            Assert.That(symmetricToCone.Select(l => l.Relayed), Has.All.True, "symmetric <-> cone goes through the TURN relay");
+            Assert.That(hosts[0].UpLinks().Where(l => l.Peer == hosts[1].NodeId).Select(l => l.Relayed), Has.All.False, "cone <-> cone is direct");
+
+            var victim = hosts[1];
+            var killed = Stopwatch.StartNew();
+            victim.Kill();
+            hosts.Remove(victim);
+            await WaitAsync(hosts, () => RingFormed(hosts) && hosts.All(h => h.UpLinks().All(l => l.Peer != victim.NodeId)), TimeSpan.FromSeconds(60),
+                "the ring of three without the killed node");
+            var reformed = killed.ElapsedMilliseconds;
+            PingAll(lab, hosts);
+            TestContext.Out.WriteLine($"after killing {victim.Address}: ring re-formed in {reformed} ms, every pair pinging again {killed.ElapsedMilliseconds} ms after the kill");
+        }
+        finally
+        {
+            foreach (var host in hosts) await host.StopAsync();
+            foreach (var host in hosts) TestContext.Out.WriteLine($"--- host {host.Address} output (tail):\n{host.Tail()}");
+            work.Delete(recursive: true);
+        }
+    }
+
+    private static void PingAll(NatLab lab, List<HostProcess> hosts)
+    {
+        foreach (var from in hosts)
+            foreach (var to in hosts)
+            {
+                if (from == to) continue;
+                // -w: keep trying up to 10 s (the first packet waits for ARP through the overlay); exits 0 at the first reply.
+                var ns = lab.Hosts[from.Index].Namespace;
+                Assert.That(() => ns.Exec("ping", $"-c 1 -w 10 {to.Address}", TimeSpan.FromSeconds(15)), Throws.Nothing,
+                    $"kernel ping {from.Address} -> {to.Address} through the overlay");
+            }
+    }
+
+    /// <summary>Every host's ring successor is linked, at both ends.</summary>
+    private static bool RingFormed(List<HostProcess> hosts)
+    {
+        var up = hosts.ToDictionary(h => h.NodeId, h => h.UpLinks().Select(l => l.Peer).ToHashSet());
+        var ring = up.Keys.Order(StringComparer.Ordinal).ToArray();
+        for (var i = 0; i < ring.Length; i++)
+        {
+            var next = ring[(i + 1) % ring.Length];
+            if (!up[ring[i]].Contains(next) || !up[next].Contains(ring[i])) return false;
+        }
+        return true;
+    }
+
+    /// <summary>The hosts are other processes: their status files are polled (no event crosses the process boundary).</summary>
+    private static async Task WaitAsync(List<HostProcess> hosts, Func<bool> condition, TimeSpan timeout, string what)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (hosts.FirstOrDefault(h => h.HasExited) is { } dead)
+                Assert.Fail($"host {dead.Address} exited while waiting for {what}:\n{dead.Tail()}");
+            if (deadline.Elapsed > timeout)
+                Assert.Fail($"timed out after {timeout.TotalSeconds} s waiting for {what}\n{string.Join("\n", hosts.Select(h => $"--- {h.Address}\n{h.Tail()}"))}");
+            await Task.Delay(100);
+        }
+    }
+
+    private sealed class HostProcess
+    {
+        private readonly Process _process;
+        private readonly string _statusFile;
+        private readonly System.Text.StringBuilder _output = new();
+
+        private HostProcess(int index, string nodeId, string address, Process process, string statusFile)
+        {
+            Index = index;
+            NodeId = nodeId;
+            Address = address;
+            _process = process;
+            _statusFile = statusFile;
+            process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_output) _output.AppendLine(e.Data); };
+            process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_output) _output.AppendLine(e.Data); };
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+        }
+
+        public int Index { get; }
+        public string NodeId { get; }
+        public string Address { get; }
+        public bool HasExited => _process.HasExited;
+
+        public static HostProcess Start(NatLab lab, int index, string directory)
+        {
+            var nodeId = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+            var address = $"10.99.0.{index + 1}";
+            var config = Path.Combine(directory, $"node{index + 1}.json");
+            var status = Path.Combine(directory, $"node{index + 1}.status.json");
+            File.WriteAllText(config, JsonSerializer.Serialize(new
+            {
+                NodeId = nodeId,
+                Signal = new
+                {
+                    HostAddress = lab.ServerAddress.ToString(), Port = lab.Xmpp.Port, AuthenticationMethod = "password",
+                    Username = $"{ProsodyServer.GroupMembers[index]}@{lab.XmppDomain}", Password = ProsodyServer.Password, CaFile = lab.CaCertificatePath,
+                },
+                Stun = new[] { lab.StunTurn.ToString() },
+                Turn = new[] { new { Address = lab.StunTurn.ToString(), User = lab.Coturn.Username, Password = lab.Coturn.Password } },
+                CertificateFile = Path.Combine(directory, $"node{index + 1}.pem"),
+                Overlays = new Dictionary<string, object> { [OverlayId] = new { NetDevice = new { Name = "ovl0", IP4 = address, PrefixLen = 24 } } },
+            }));
+            var host = Path.Combine(AppContext.BaseDirectory, "Overlay.Host.dll");
+            var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : Prerequisites.FindOnPath("dotnet") ?? "dotnet";
+            var process = Process.Start(new ProcessStartInfo("ip", $"netns exec {lab.Hosts[index].Namespace.Name} {dotnet} {host} {config} --status-file {status}")
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                RedirectStandardInput = true,
+                UseShellExecute = false,
+            }) ?? throw new InvalidOperationException("cannot start Overlay.Host");
+            return new HostProcess(index, nodeId, address, process, status);
+        }
+
+        /// <summary>The links the host's last status file shows up: peer and path.</summary>
+        public IReadOnlyList<(string Peer, string Path, bool Relayed)> UpLinks()
+        {
+            try
+            {
+                using var json = JsonDocument.Parse(File.ReadAllText(_statusFile));
+                var links = json.RootElement.GetProperty("Overlays")[0].GetProperty("Links");
+                return [.. links.EnumerateArray()
+                    .Where(l => l.GetProperty("State").GetString() == "Up")
+                    .Select(l => (l.GetProperty("PeerNodeId").GetString()!, l.GetProperty("Path").ToString().ReplaceLineEndings(" "),
+                        l.GetProperty("Path").GetProperty("Relayed").GetBoolean()))];
+            }
+            catch (Exception e) when (e is FileNotFoundException or JsonException or IOException or KeyNotFoundException or IndexOutOfRangeException)
+            {
+                return [];
+            }
+        }
+
+        public string Tail()
+        {
+            lock (_output)
+            {
+                var lines = _output.ToString().Split('\n');
+                return string.Join('\n', lines.TakeLast(40));
+            }
+        }
+
+        /// <summary>SIGKILL: no teardown, no goodbye; the others must notice on their own.</summary>
+        public void Kill() => _process.Kill(); // `ip netns exec` execs the host: this is the host's own PID
+
+        public async Task StopAsync()
+        {
+            if (_process.HasExited) return;
+            Process.Start("kill", $"-TERM {_process.Id}")?.WaitForExit();
+            using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+            try { await _process.WaitForExitAsync(wait.Token); }
+            catch (OperationCanceledException) { _process.Kill(entireProcessTree: true); }
+        }
+    }
+}
