@@ -1,4 +1,6 @@
-// Runs the real Symphony topology code for many nodes on a virtual clock and prints what it builds.
+// Runs the real Symphony topology and the real switch code for many nodes on a virtual clock and prints what they build:
+// ring formation, links per node, shortest-path hops, broadcasts (exactly once? how deep?) and learned unicast paths,
+// before and after a fraction of the nodes crash at once.
 // usage: dotnet run -c Release --project samples/Overlay.Simulator -- [--nodes N] [--seed S] [--crash 0.1]
 using System.Diagnostics;
 using System.Globalization;
@@ -19,12 +21,14 @@ for (var i = 0; i + 1 < args.Length; i += 2)
 }
 
 var wall = Stopwatch.StartNew();
-var sim = new TopologySimulation(seed);
+var sim = new TopologySimulation(seed) { WithSwitches = true };
 sim.Join(nodes);
 Console.WriteLine($"{nodes} nodes joined (seed {seed}); forming the ring...");
 var formed = sim.RunUntilRingFormed(TimeSpan.FromMinutes(10));
 var before = TopologyMetrics.Measure(sim, pairs: 500_000, seed: seed);
 Print("formed", formed, before);
+var switchesBefore = SwitchMetrics.Measure(sim, broadcasts: 20, unicasts: 2000, seed: seed);
+PrintSwitches(switchesBefore);
 
 var changes = sim.LinkChanges;
 sim.Crash(crash);
@@ -32,9 +36,20 @@ Console.WriteLine($"{crash:P0} of the nodes crashed at once; healing...");
 var healed = sim.RunUntilRingFormed(TimeSpan.FromMinutes(10));
 var after = TopologyMetrics.Measure(sim, pairs: 500_000, seed: seed);
 Print("healed", healed, after);
+var switchesAfter = SwitchMetrics.Measure(sim, broadcasts: 20, unicasts: 2000, seed: seed + 1);
+PrintSwitches(switchesAfter);
 Console.WriteLine($"  link changes while healing: {sim.LinkChanges - changes}");
 Console.WriteLine($"wall time {wall.Elapsed.TotalSeconds:0.0} s");
-return formed is not null && healed is not null && before.Connected && after.Connected ? 0 : 1;
+return formed is not null && healed is not null && before.Connected && after.Connected && Good(switchesBefore) && Good(switchesAfter) ? 0 : 1;
+
+static bool Good(SwitchMetrics m) => m.DeliveredExactlyOnce == m.Broadcasts && m.UnicastDelivered == m.UnicastPairs;
+
+static void PrintSwitches(SwitchMetrics m)
+{
+    Console.WriteLine($"  broadcasts through the real switches: {m.DeliveredExactlyOnce} of {m.Broadcasts} reached every other node exactly once " +
+        $"(missed {m.Missed}, duplicates {m.Duplicates}); flood depth mean {m.MeanFloodDepth:0.0}, max {m.MaxFloodDepth} links");
+    Console.WriteLine($"  unicast on learned paths: {m.UnicastDelivered} of {m.UnicastPairs} delivered to exactly their destination; hops mean {m.MeanUnicastHops:0.00}, max {m.MaxUnicastHops}");
+}
 
 static void Print(string what, TimeSpan? took, TopologyMetrics m)
 {

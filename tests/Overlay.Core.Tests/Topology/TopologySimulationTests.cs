@@ -32,3 +32,38 @@ public class TopologySimulationTests
         Assert.That(after.MeanHops, Is.LessThanOrEqualTo(log2));
     }
 }
+
+/// <summary>The real topology and the real switches of a thousand nodes: broadcasts, learned unicast, before and after a crash.</summary>
+public class OverlaySimulationTests
+{
+    [Test]
+    public void A_thousand_switches_deliver_every_broadcast_once_and_unicast_on_short_paths_before_and_after_a_crash()
+    {
+        const int nodes = 1000;
+        var sim = new TopologySimulation(seed: 3) { WithSwitches = true };
+        sim.Join(nodes);
+        Assert.That(sim.RunUntilRingFormed(TimeSpan.FromMinutes(2)), Is.Not.Null, "ring formed");
+        var bound = 2 * Math.Log2(nodes); // Symphony: O(log N) depth; allow twice log2 N
+
+        var before = SwitchMetrics.Measure(sim, broadcasts: 40, unicasts: 400, seed: 1);
+        TestContext.Out.WriteLine($"before: {before}");
+        Assert.Multiple(() =>
+        {
+            Assert.That(before.DeliveredExactlyOnce, Is.EqualTo(before.Broadcasts), $"missed {before.Missed}, duplicates {before.Duplicates}");
+            Assert.That(before.MaxFloodDepth, Is.LessThanOrEqualTo(bound), "flood depth O(log N)");
+            Assert.That(before.UnicastDelivered, Is.EqualTo(before.UnicastPairs), "every unicast reached its destination and no one else");
+            Assert.That(before.MaxUnicastHops, Is.LessThanOrEqualTo(bound), "learned unicast paths follow the flood tree: O(log N)");
+        });
+
+        sim.Crash(0.10);
+        Assert.That(sim.RunUntilRingFormed(TimeSpan.FromMinutes(5)), Is.Not.Null, "ring healed");
+        var after = SwitchMetrics.Measure(sim, broadcasts: 40, unicasts: 400, seed: 2);
+        TestContext.Out.WriteLine($"after 10% crash and healing: {after}");
+        Assert.Multiple(() =>
+        {
+            Assert.That(after.DeliveredExactlyOnce, Is.EqualTo(after.Broadcasts), $"missed {after.Missed}, duplicates {after.Duplicates}");
+            Assert.That(after.MaxFloodDepth, Is.LessThanOrEqualTo(bound));
+            Assert.That(after.UnicastDelivered, Is.EqualTo(after.UnicastPairs));
+        });
+    }
+}

@@ -10,6 +10,7 @@ public sealed class TopologySimulation
     private readonly PriorityQueue<Action, (DateTimeOffset, long)> _events = new();
     private readonly Dictionary<UInt128, SymphonyTopology> _nodes = [];
     private readonly Dictionary<UInt128, HashSet<UInt128>> _edges = [];
+    private readonly Dictionary<UInt128, SimulatedSwitch> _switches = [];
     private readonly Random _random;
     private long _sequence;
 
@@ -41,6 +42,15 @@ public sealed class TopologySimulation
     /// <summary>Interval of each node's periodic <see cref="SymphonyTopology.Tick"/>.</summary>
     public TimeSpan TickInterval { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// When true, every node also runs a real <see cref="Switching.OverlaySwitch"/> whose link ports follow the node's up
+    /// links and pass frames synchronously to the neighbour's switch (see <see cref="SwitchMetrics"/>).
+    /// </summary>
+    public bool WithSwitches { get; init; }
+
+    /// <summary>The switches of the live nodes (empty unless <see cref="WithSwitches"/>).</summary>
+    internal IReadOnlyDictionary<UInt128, SimulatedSwitch> Switches => _switches;
+
     /// <summary>The live nodes.</summary>
     public IReadOnlyDictionary<UInt128, SymphonyTopology> Nodes => _nodes;
 
@@ -65,6 +75,7 @@ public sealed class TopologySimulation
             var controller = new Controller(this, id);
             _nodes[id] = new SymphonyTopology(id, Ring, Options, controller, Clock, new Random(_random.Next()));
             _edges[id] = [];
+            if (WithSwitches) _switches[id] = new SimulatedSwitch(id, Clock);
         }
         foreach (var id in added) _nodes[id].Rebalance();
         foreach (var (id, node) in _nodes)
@@ -85,9 +96,14 @@ public sealed class TopologySimulation
             {
                 var n = neighbour;
                 _edges[n].Remove(victim);
-                Schedule(LinkFailureDelay, () => { if (_nodes.TryGetValue(n, out var node)) node.OnLinkDown(victim, failed: true); });
+                Schedule(LinkFailureDelay, () =>
+                {
+                    if (_switches.TryGetValue(n, out var sw)) sw.Switch.RemoveLink(new Switching.NodeId(victim));
+                    if (_nodes.TryGetValue(n, out var node)) node.OnLinkDown(victim, failed: true);
+                });
             }
             _edges.Remove(victim);
+            if (_switches.Remove(victim, out var dead)) dead.Alive = false;
         }
         Schedule(PresenceDelay, () =>
         {
@@ -138,6 +154,7 @@ public sealed class TopologySimulation
     {
         _edges[a].Add(b);
         _edges[b].Add(a);
+        if (_switches.TryGetValue(a, out var sa) && _switches.TryGetValue(b, out var sb)) SimulatedSwitch.Connect(sa, sb);
         _nodes[a].OnLinkUp(b);
         _nodes[b].OnLinkUp(a);
     }
@@ -164,8 +181,12 @@ public sealed class TopologySimulation
 
         public void Disconnect(UInt128 peer) => sim.Schedule(TimeSpan.Zero, () =>
         {
+            // The link manager takes the port off the switch at once, also when the peer is already gone.
+            if (sim._switches.TryGetValue(self, out var own)) own.Switch.RemoveLink(new Switching.NodeId(peer));
             if (!sim._edges.TryGetValue(self, out var mine) || !mine.Remove(peer)) return;
             if (sim._edges.TryGetValue(peer, out var theirs)) theirs.Remove(self);
+            if (sim._switches.TryGetValue(self, out var mySwitch)) mySwitch.Switch.RemoveLink(new Switching.NodeId(peer));
+            if (sim._switches.TryGetValue(peer, out var theirSwitch)) theirSwitch.Switch.RemoveLink(new Switching.NodeId(self));
             if (sim._nodes.TryGetValue(peer, out var other)) other.OnLinkDown(self, failed: false);
         });
     }

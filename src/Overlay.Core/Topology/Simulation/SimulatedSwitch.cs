@@ -1,0 +1,85 @@
+using Overlay.Switching;
+using Overlay.Switching.Flood;
+
+namespace Overlay.Topology.Simulation;
+
+/// <summary>
+/// A node's real <see cref="OverlaySwitch"/> in a simulation: its local port records what reaches the node and at
+/// which depth, its link ports hand frames synchronously to the neighbour's switch (so the depth of the call chain
+/// is the number of links a frame crossed).
+/// </summary>
+internal sealed class SimulatedSwitch
+{
+    [ThreadStatic] private static int t_depth;
+
+    public SimulatedSwitch(UInt128 id, TimeProvider clock)
+    {
+        Id = id;
+        Mac = MacOf(id);
+        Switch = new OverlaySwitch(new NodeId(id), new LocalPort(this), new SwitchOptions(), clock, [Mac]);
+    }
+
+    public UInt128 Id { get; }
+
+    /// <summary>The MAC of the node's host (derived from the node ID, unicast, locally administered).</summary>
+    public ulong Mac { get; }
+
+    public OverlaySwitch Switch { get; }
+
+    /// <summary>False once the node crashed: frames sent to it vanish.</summary>
+    public bool Alive { get; set; } = true;
+
+    /// <summary>Frames delivered to the host since the last <see cref="TakeDeliveries"/>, and the link hops of the deepest one.</summary>
+    public int Deliveries { get; private set; }
+
+    public int LastDepth { get; private set; }
+
+    public (int Count, int Depth) TakeDeliveries()
+    {
+        var result = (Deliveries, LastDepth);
+        Deliveries = 0;
+        LastDepth = 0;
+        return result;
+    }
+
+    public static ulong MacOf(UInt128 id) => 0x0200_0000_0000UL | ((ulong)id & 0x00FF_FFFF_FFFFUL);
+
+    public static void Connect(SimulatedSwitch a, SimulatedSwitch b)
+    {
+        a.Switch.AddLink(new NodeId(b.Id), new LinkPort(a.Id, b));
+        b.Switch.AddLink(new NodeId(a.Id), new LinkPort(b.Id, a));
+    }
+
+    private sealed class LocalPort(SimulatedSwitch owner) : ISwitchPort
+    {
+        public bool TrySendFrame(ReadOnlySpan<byte> frame)
+        {
+            owner.Deliveries++;
+            owner.LastDepth = Math.Max(owner.LastDepth, t_depth);
+            return true;
+        }
+
+        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame) => false;
+    }
+
+    private sealed class LinkPort(UInt128 self, SimulatedSwitch peer) : ISwitchPort
+    {
+        public bool TrySendFrame(ReadOnlySpan<byte> frame)
+        {
+            if (!peer.Alive) return false;
+            t_depth++;
+            try { peer.Switch.OnLinkFrame(new NodeId(self), frame); }
+            finally { t_depth--; }
+            return true;
+        }
+
+        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame)
+        {
+            if (!peer.Alive) return false;
+            t_depth++;
+            try { peer.Switch.OnLinkFlood(new NodeId(self), header, frame); }
+            finally { t_depth--; }
+            return true;
+        }
+    }
+}
