@@ -51,7 +51,7 @@ public static class OverlayConfiguration
         using (document)
         {
             var root = new Node(document.RootElement, "");
-            root.Only("NodeId", "Signal", "Stun", "Turn", "CertificateFile", "IgnoredNetInterfaces", "Overlays");
+            root.Only("NodeId", "Signal", "Stun", "Turn", "CertificateFile", "IgnoredNetInterfaces", "Links", "Overlays");
             var options = new OverlayNodeOptions
             {
                 NodeId = root.String("NodeId"),
@@ -60,6 +60,7 @@ public static class OverlayConfiguration
                 Turn = root.Array("Turn")?.Select(ReadTurn).ToArray() ?? [],
                 CertificateFile = root.String("CertificateFile"),
                 IgnoredNetInterfaces = root.Strings("IgnoredNetInterfaces") ?? [],
+                Links = root.Child("Links") is { } links ? ReadLinks(links) : new LinkTimings(),
                 Overlays = root.Child("Overlays")?.Members().Select(ReadOverlay).ToArray()
                     ?? throw new OverlayConfigurationException("Overlays", "is required"),
             };
@@ -92,6 +93,24 @@ public static class OverlayConfiguration
             CaFile = signal.String("CaFile"),
             PinnedCertificateSha256 = signal.String("PinnedCertificateSha256"),
             ClientCertificateFile = signal.String("ClientCertificateFile"),
+        };
+    }
+
+    /// <summary>Link timings in seconds, e.g. <c>"Links": { "KeepaliveInterval": 2, "DeadPeerTimeout": 8 }</c>.</summary>
+    private static LinkTimings ReadLinks(Node links)
+    {
+        var d = new LinkTimings();
+        links.Only(nameof(d.RequestTimeout), nameof(d.SetupTimeout), nameof(d.KeepaliveInterval), nameof(d.DeadPeerTimeout),
+            nameof(d.RestartInterval), nameof(d.RecoveryTimeout), nameof(d.TickInterval));
+        return new LinkTimings
+        {
+            RequestTimeout = links.Seconds(nameof(d.RequestTimeout)) ?? d.RequestTimeout,
+            SetupTimeout = links.Seconds(nameof(d.SetupTimeout)) ?? d.SetupTimeout,
+            KeepaliveInterval = links.Seconds(nameof(d.KeepaliveInterval)) ?? d.KeepaliveInterval,
+            DeadPeerTimeout = links.Seconds(nameof(d.DeadPeerTimeout)) ?? d.DeadPeerTimeout,
+            RestartInterval = links.Seconds(nameof(d.RestartInterval)) ?? d.RestartInterval,
+            RecoveryTimeout = links.Seconds(nameof(d.RecoveryTimeout)) ?? d.RecoveryTimeout,
+            TickInterval = links.Seconds(nameof(d.TickInterval)) ?? d.TickInterval,
         };
     }
 
@@ -168,6 +187,14 @@ public static class OverlayConfiguration
             if (value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var n)) return n;
             if (value.ValueKind == JsonValueKind.String && int.TryParse(value.GetString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out n)) return n;
             throw new OverlayConfigurationException(KeyOf(member), $"must be an integer, not {value.GetRawText()}");
+        }
+
+        public TimeSpan? Seconds(string member)
+        {
+            if (!element.TryGetProperty(member, out var value) || value.ValueKind == JsonValueKind.Null) return null;
+            if (value.ValueKind == JsonValueKind.Number && value.TryGetDouble(out var seconds) && seconds is > 0 and <= 86_400)
+                return TimeSpan.FromSeconds(seconds);
+            throw new OverlayConfigurationException(KeyOf(member), $"must be a number of seconds in (0, 86400], not {value.GetRawText()}");
         }
 
         public IReadOnlyList<string>? Strings(string member)

@@ -63,6 +63,46 @@ public class HostNatLabTests
         }
     }
 
+    [Test]
+    public async Task A_link_whose_nat_mapping_changed_restarts_ice_and_recovers_with_the_same_identity()
+    {
+        Prerequisites.RequireNetworkNamespaces();
+        Prerequisites.RequireCommand("turnserver", "coturn");
+        Prerequisites.RequireCommand("prosody", "prosody");
+        Prerequisites.RequireCommand("conntrack", "conntrack");
+        await using var lab = await NatLab.StartAsync([NatKind.Cone, NatKind.Cone], xmpp: true);
+        var work = Directory.CreateTempSubdirectory("overlay-e2e-");
+        var hosts = new List<HostProcess>();
+        var timings = new { KeepaliveInterval = 0.5, DeadPeerTimeout = 3, RestartInterval = 2 };
+        try
+        {
+            for (var i = 0; i < 2; i++) hosts.Add(HostProcess.Start(lab, i, work.FullName, timings));
+            await WaitAsync(hosts, () => RingFormed(hosts), TimeSpan.FromSeconds(60), "the link between two cone hosts");
+            var before = hosts[0].Links().Single();
+            TestContext.Out.WriteLine($"link {before.LinkId} up over {before.Path}");
+            PingAll(lab, hosts);
+
+            // B's router reboots, in effect: its mappings are gone and new ones use other ports. Both peers keep running.
+            var broken = Stopwatch.StartNew();
+            lab.Hosts[1].RemapUdp();
+            await WaitAsync(hosts, () => hosts[0].Links().Any(l => l.State == "Down"), TimeSpan.FromSeconds(30), "the silent link to be declared down");
+            var down = broken.ElapsedMilliseconds;
+            await WaitAsync(hosts, () => hosts.All(h => h.Links().Any(l => l.State == "Up" && l.LinkId == before.LinkId)), TimeSpan.FromSeconds(60),
+                "the same link to come back up after an ICE restart");
+            var after = hosts[0].Links().Single();
+            TestContext.Out.WriteLine($"down after {down} ms; back up after {broken.ElapsedMilliseconds} ms over {after.Path}");
+            Assert.That(after.LinkId, Is.EqualTo(before.LinkId), "recovered without a new link (same identity, same keys)");
+            Assert.That(hosts[0].Tail() + hosts[1].Tail(), Does.Contain("restarting ICE"));
+            PingAll(lab, hosts);
+        }
+        finally
+        {
+            foreach (var host in hosts) await host.StopAsync();
+            foreach (var host in hosts) TestContext.Out.WriteLine($"--- host {host.Address} output (tail):\n{host.Tail()}");
+            work.Delete(recursive: true);
+        }
+    }
+
     private static void PingAll(NatLab lab, List<HostProcess> hosts)
     {
         foreach (var from in hosts)
@@ -127,7 +167,7 @@ public class HostNatLabTests
         public string Address { get; }
         public bool HasExited => _process.HasExited;
 
-        public static HostProcess Start(NatLab lab, int index, string directory)
+        public static HostProcess Start(NatLab lab, int index, string directory, object? links = null)
         {
             var nodeId = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
             var address = $"10.99.0.{index + 1}";
@@ -144,6 +184,7 @@ public class HostNatLabTests
                 Stun = new[] { lab.StunTurn.ToString() },
                 Turn = new[] { new { Address = lab.StunTurn.ToString(), User = lab.Coturn.Username, Password = lab.Coturn.Password } },
                 CertificateFile = Path.Combine(directory, $"node{index + 1}.pem"),
+                Links = links ?? new { },
                 Overlays = new Dictionary<string, object> { [OverlayId] = new { NetDevice = new { Name = "ovl0", IP4 = address, PrefixLen = 24 } } },
             }));
             var host = Path.Combine(AppContext.BaseDirectory, "Overlay.Host.dll");
@@ -159,16 +200,20 @@ public class HostNatLabTests
         }
 
         /// <summary>The links the host's last status file shows up: peer and path.</summary>
-        public IReadOnlyList<(string Peer, string Path, bool Relayed)> UpLinks()
+        public IReadOnlyList<(string Peer, string Path, bool Relayed)> UpLinks() =>
+            [.. Links().Where(l => l.State == "Up").Select(l => (l.Peer, l.Path, l.Relayed))];
+
+        /// <summary>Every link in the host's last status file.</summary>
+        public IReadOnlyList<(string Peer, string LinkId, string State, string Path, bool Relayed)> Links()
         {
             try
             {
                 using var json = JsonDocument.Parse(File.ReadAllText(_statusFile));
                 var links = json.RootElement.GetProperty("Overlays")[0].GetProperty("Links");
-                return [.. links.EnumerateArray()
-                    .Where(l => l.GetProperty("State").GetString() == "Up")
-                    .Select(l => (l.GetProperty("PeerNodeId").GetString()!, l.GetProperty("Path").ToString().ReplaceLineEndings(" "),
-                        l.GetProperty("Path").GetProperty("Relayed").GetBoolean()))];
+                return [.. links.EnumerateArray().Select(l => (
+                    l.GetProperty("PeerNodeId").GetString()!, l.GetProperty("LinkId").GetString()!, l.GetProperty("State").GetString()!,
+                    l.GetProperty("Path").ToString().ReplaceLineEndings(" "),
+                    l.GetProperty("Path").ValueKind == JsonValueKind.Object && l.GetProperty("Path").GetProperty("Relayed").GetBoolean()))];
             }
             catch (Exception e) when (e is FileNotFoundException or JsonException or IOException or KeyNotFoundException or IndexOutOfRangeException)
             {

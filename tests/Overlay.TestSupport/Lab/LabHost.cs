@@ -38,6 +38,17 @@ public sealed class LabHost
     /// <summary>Lifts <see cref="BlockUdp"/>.</summary>
     public void UnblockUdp() => Udp("-D");
 
+    /// <summary>
+    /// Makes the NAT router forget the host's UDP mappings and map its UDP flows to other ports from now on (as a home
+    /// router that rebooted or ran out of table space would): peers that knew the old mapping can no longer reach it.
+    /// </summary>
+    public void RemapUdp()
+    {
+        var router = Router ?? throw new InvalidOperationException("a public host has no NAT mapping");
+        router.Exec("iptables", $"-t nat -I POSTROUTING 1 -s {Address} -o {RouterPublicInterface} -p udp -j MASQUERADE --to-ports 61000-61999");
+        router.Exec("sh", "-c \"conntrack -D -p udp >/dev/null 2>&1 || true\""); // exits 1 when there was nothing to delete
+    }
+
     private void Udp(string op)
     {
         if (Router is { } router)
