@@ -38,6 +38,19 @@ public interface IFrameSink
     void OnFrame(ReadOnlySpan<byte> frame);
 }
 
+/// <summary>
+/// A sink that wants to know where a burst of frames begins and ends (frames the device read in one wake-up), for
+/// example to send what the frames produce with one system call. Devices that read in bursts call these around them.
+/// </summary>
+public interface IFrameBurstSink : IFrameSink
+{
+    /// <summary>Frames follow, on this thread.</summary>
+    void OnBurstStart();
+
+    /// <summary>No more frames of this burst.</summary>
+    void OnBurstEnd();
+}
+
 /// <summary>Counters of a device, safe to read from any thread.</summary>
 public sealed class EthernetDeviceCounters
 {

@@ -13,10 +13,14 @@ internal sealed class DevicePort(IEthernetDevice device) : ISwitchPort
     public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame) => false;
 }
 
-/// <summary>Frames the NIC hands over go into the switch.</summary>
-internal sealed class DeviceInput(OverlaySwitch sw) : IFrameSink
+/// <summary>Frames the NIC hands over go into the switch; what a burst of them sends on links leaves in one system call per socket.</summary>
+internal sealed class DeviceInput(OverlaySwitch sw) : IFrameBurstSink
 {
     public void OnFrame(ReadOnlySpan<byte> frame) => sw.OnLocalFrame(frame);
+
+    public void OnBurstStart() => Transport.SendBatch.Enter();
+
+    public void OnBurstEnd() => Transport.SendBatch.Exit();
 }
 
 /// <summary>A switch port that is one TinCan link: plain frames as they are, flood frames behind their header.</summary>

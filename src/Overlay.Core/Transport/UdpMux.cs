@@ -76,6 +76,7 @@ internal sealed class UdpMux : IDisposable
         }
         socket.ReceiveBufferSize = 1 << 20;
         socket.SendBufferSize = 1 << 20;
+        socket.ReceiveTimeout = 250; // the receive loop wakes up this often to notice Dispose
         return new UdpMux(socket);
     }
 
@@ -122,6 +123,7 @@ internal sealed class UdpMux : IDisposable
     public bool Send(ReadOnlySpan<byte> datagram, SocketAddress destination)
     {
         if (_closed) return false;
+        if (SendBatch.TryQueue(this, datagram, destination)) return true;
         try
         {
             _socket.SendTo(datagram, SocketFlags.None, destination);
@@ -138,7 +140,73 @@ internal sealed class UdpMux : IDisposable
         }
     }
 
+    /// <summary>Sends what a <see cref="SendBatch"/> queued for this socket (on the queuing thread).</summary>
+    internal void SendQueued(int count, SendBatch.Queue queue)
+    {
+        if (_closed) return;
+        var handle = _socket.SafeHandle;
+        var added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            var sent = queue.Send(handle.DangerousGetHandle(), count);
+            if (sent < count) Interlocked.Add(ref _sendFailures, count - sent);
+        }
+        catch (ObjectDisposedException)
+        {
+            // closed meanwhile: nothing to send on
+        }
+        finally
+        {
+            if (added) handle.DangerousRelease();
+        }
+    }
+
     private void ReceiveLoop()
+    {
+        if (MultiMessageReceiver.IsSupported && ReceiveBatches()) return;
+        ReceiveOneByOne();
+    }
+
+    /// <summary>recvmmsg: a burst per system call. False when the kernel lacks it (then the caller falls back).</summary>
+    private bool ReceiveBatches()
+    {
+        using var receiver = new MultiMessageReceiver();
+        var from = new SocketAddress(_socket.AddressFamily);
+        var handle = _socket.SafeHandle;
+        var added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added); // the descriptor stays ours until this loop ends, even if Dispose runs
+            var fd = handle.DangerousGetHandle();
+            while (!_closed)
+            {
+                var n = receiver.Receive(fd);
+                if (n == -1) return false;
+                if (n == -2) break;
+                Interlocked.Add(ref _received, n);
+                using var batch = SendBatch.Begin(); // what this burst makes us send (forwarding, echoes) goes out together
+                for (var i = 0; i < n; i++)
+                {
+                    var datagram = receiver.Datagram(i);
+                    if (datagram.IsEmpty) continue;
+                    receiver.Sender(i, from);
+                    Dispatch(datagram, from);
+                }
+            }
+            return true;
+        }
+        catch (ObjectDisposedException)
+        {
+            return true;
+        }
+        finally
+        {
+            if (added) handle.DangerousRelease();
+        }
+    }
+
+    private void ReceiveOneByOne()
     {
         var buffer = ArrayPool<byte>.Shared.Rent(ReceiveBufferSize);
         var from = new SocketAddress(_socket.AddressFamily);
@@ -151,7 +219,7 @@ internal sealed class UdpMux : IDisposable
                 {
                     n = _socket.ReceiveFrom(buffer, SocketFlags.None, from);
                 }
-                catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.MessageSize or SocketError.ConnectionRefused)
+                catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.MessageSize or SocketError.ConnectionRefused or SocketError.TimedOut or SocketError.WouldBlock)
                 {
                     continue; // ICMP errors surface here on Linux; a datagram socket keeps going.
                 }
@@ -225,7 +293,8 @@ internal sealed class UdpMux : IDisposable
     {
         if (_closed) return;
         _closed = true;
-        _socket.Dispose();
+        // Let the receive loop see _closed (it wakes up at least every ReceiveTimeout) before the descriptor goes.
         if (_thread.IsAlive && Thread.CurrentThread != _thread) _thread.Join(TimeSpan.FromSeconds(2));
+        _socket.Dispose();
     }
 }

@@ -144,6 +144,7 @@ public sealed unsafe class TapDevice : IEthernetDevice
     {
         var buffer = GC.AllocateUninitializedArray<byte>(MaxFrame, pinned: true);
         var sink = _sink!;
+        var burst = sink as IFrameBurstSink;
         var fds = stackalloc LibC.PollFd[2];
         fds[0] = new LibC.PollFd { Fd = fd, Events = LibC.POLLIN };
         fds[1] = new LibC.PollFd { Fd = _stopEvent, Events = LibC.POLLIN };
@@ -159,31 +160,43 @@ public sealed unsafe class TapDevice : IEthernetDevice
                 }
                 if (fds[1].Revents != 0) return;
                 // Drain everything that is ready before polling again: one wake-up, many frames.
-                while (true)
+                burst?.OnBurstStart();
+                try
                 {
-                    var n = LibC.Read(fd, p, buffer.Length);
-                    if (n <= 0)
-                    {
-                        var errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
-                        if (errno is not (LibC.EAGAIN or LibC.EINTR)) Interlocked.Increment(ref Counters.ReadErrorsValue);
-                        if (errno is LibC.EAGAIN or 0) break;
-                        if (errno == LibC.EINTR) continue;
-                        if (Volatile.Read(ref _disposed) != 0) return;
-                        break;
-                    }
-                    Interlocked.Increment(ref Counters.FramesReadValue);
-                    Interlocked.Add(ref Counters.BytesReadValue, n);
-                    try
-                    {
-                        sink.OnFrame(new ReadOnlySpan<byte>(p, (int)n));
-                    }
-#pragma warning disable CA1031 // the receive loop must survive a faulty sink; the fault is counted
-                    catch (Exception)
-#pragma warning restore CA1031
-                    {
-                        Interlocked.Increment(ref Counters.SinkErrorsValue);
-                    }
+                    DrainReady(fd, p, buffer.Length, sink);
                 }
+                finally
+                {
+                    burst?.OnBurstEnd();
+                }
+                if (Volatile.Read(ref _disposed) != 0) return;
+            }
+        }
+    }
+
+    private void DrainReady(int fd, byte* p, int length, IFrameSink sink)
+    {
+        while (true)
+        {
+            var n = LibC.Read(fd, p, length);
+            if (n <= 0)
+            {
+                var errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
+                if (errno == LibC.EINTR) continue;
+                if (errno != LibC.EAGAIN && errno != 0) Interlocked.Increment(ref Counters.ReadErrorsValue);
+                return;
+            }
+            Interlocked.Increment(ref Counters.FramesReadValue);
+            Interlocked.Add(ref Counters.BytesReadValue, n);
+            try
+            {
+                sink.OnFrame(new ReadOnlySpan<byte>(p, (int)n));
+            }
+#pragma warning disable CA1031 // the receive loop must survive a faulty sink; the fault is counted
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+                Interlocked.Increment(ref Counters.SinkErrorsValue);
             }
         }
     }
