@@ -293,7 +293,10 @@ internal sealed class UdpMux : IDisposable
     {
         if (_closed) return;
         _closed = true;
-        // Let the receive loop see _closed (it wakes up at least every ReceiveTimeout) before the descriptor goes.
+        // Wake the receive loop now (Linux wakes readers of a shut-down datagram socket, though it reports ENOTCONN);
+        // it also wakes every ReceiveTimeout. It must see _closed before the descriptor goes.
+        try { _socket.Shutdown(SocketShutdown.Both); }
+        catch (SocketException) { }
         if (_thread.IsAlive && Thread.CurrentThread != _thread) _thread.Join(TimeSpan.FromSeconds(2));
         _socket.Dispose();
     }
