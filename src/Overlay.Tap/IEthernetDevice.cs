@@ -29,6 +29,14 @@ public interface IEthernetDevice : IAsyncDisposable
 
     /// <summary>Hands one frame to the host. Never blocks; returns false (and counts) when it could not.</summary>
     bool TryWrite(ReadOnlySpan<byte> frame);
+
+    /// <summary>
+    /// Delivers, on the calling thread and without blocking, the frames the host has ready, as the receive loop would
+    /// (in order with it: one reader at a time); returns how many. The host often answers a written frame at once
+    /// (an echo reply, a TCP segment an ACK released), so the thread that wrote can carry the answer on without waking
+    /// the receive loop. 0 when another thread is reading or the device has no such path.
+    /// </summary>
+    int PollReady() => 0;
 }
 
 /// <summary>Receives frames from an <see cref="IEthernetDevice"/>.</summary>
@@ -47,7 +55,7 @@ public interface IFrameBurstSink : IFrameSink
     /// <summary>Frames follow, on this thread.</summary>
     void OnBurstStart();
 
-    /// <summary>No more frames of this burst.</summary>
+    /// <summary>No more frames of this burst: what they produced must be on its way when this returns.</summary>
     void OnBurstEnd();
 }
 

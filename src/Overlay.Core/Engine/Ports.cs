@@ -5,12 +5,22 @@ using Overlay.Tap;
 
 namespace Overlay.Engine;
 
-/// <summary>The switch's local port: the overlay's virtual NIC.</summary>
-internal sealed class DevicePort(IEthernetDevice device) : ISwitchPort
+/// <summary>
+/// The switch's local port: the overlay's virtual NIC. A thread that writes frames in a burst (a link's receive loop)
+/// reads what the host answered straight away when the burst ends, so a reply leaves without another thread's wake-up.
+/// </summary>
+internal sealed class DevicePort(IEthernetDevice device) : ISwitchPort, Transport.IBurstCompletion
 {
-    public bool TrySendFrame(ReadOnlySpan<byte> frame) => device.TryWrite(frame);
+    public bool TrySendFrame(ReadOnlySpan<byte> frame)
+    {
+        if (!device.TryWrite(frame)) return false;
+        Transport.SendBatch.Defer(this);
+        return true;
+    }
 
     public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame) => false;
+
+    public void OnBurstComplete() => device.PollReady();
 }
 
 /// <summary>Frames the NIC hands over go into the switch; what a burst of them sends on links leaves in one system call per socket.</summary>
@@ -20,7 +30,11 @@ internal sealed class DeviceInput(OverlaySwitch sw) : IFrameBurstSink
 
     public void OnBurstStart() => Transport.SendBatch.Enter();
 
-    public void OnBurstEnd() => Transport.SendBatch.Exit();
+    public void OnBurstEnd()
+    {
+        Transport.SendBatch.Exit();
+        Transport.SendBatch.Flush(); // nested in another burst (PollReady on a link's thread): send now, in order
+    }
 }
 
 /// <summary>A switch port that is one TinCan link: plain frames as they are, flood frames behind their header.</summary>

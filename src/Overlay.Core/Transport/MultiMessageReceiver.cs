@@ -10,11 +10,13 @@ namespace Overlay.Transport;
 /// the first, take what else is queued), into buffers and address slots allocated once and pinned. Under load one call
 /// brings a whole burst instead of one datagram; when idle it behaves like <c>recvfrom</c>.
 /// </summary>
-internal sealed unsafe class MultiMessageReceiver : IDisposable
+internal sealed unsafe partial class MultiMessageReceiver : IDisposable
 {
     public const int Batch = 32;
     private const int SlotSize = 65536;
     private const int NameSize = 128; // sockaddr_storage
+    private const int ControlSize = 64;
+    private const int SolUdp = 17, UdpGro = 104;
     private const int MsgWaitForOne = 0x10000;
     private const int EINTR = 4, EAGAIN = 11, ENOSYS = 38, EBADF = 9;
 
@@ -23,16 +25,31 @@ internal sealed unsafe class MultiMessageReceiver : IDisposable
     private readonly IoVec* _vectors;
     private readonly byte* _names;
     private readonly byte* _buffers;
+    private readonly byte* _controls;
 
     public MultiMessageReceiver()
     {
-        var size = (nuint)(Batch * (sizeof(MMsgHdr) + sizeof(IoVec) + NameSize + SlotSize));
+        var size = (nuint)(Batch * (sizeof(MMsgHdr) + sizeof(IoVec) + NameSize + ControlSize + SlotSize));
         _memory = (byte*)NativeMemory.AlignedAlloc(size, 64);
         _headers = (MMsgHdr*)_memory;
         _vectors = (IoVec*)(_memory + Batch * sizeof(MMsgHdr));
         _names = (byte*)(_vectors + Batch);
-        _buffers = _names + Batch * NameSize;
+        _controls = _names + Batch * NameSize;
+        _buffers = _controls + Batch * ControlSize;
     }
+
+    /// <summary>
+    /// Asks the kernel to hand over a run of equal-size datagrams from one sender (sent with UDP GSO, or merged by GRO)
+    /// as one buffer (UDP_GRO, Linux 5.0+); <see cref="SegmentSize"/> then tells how to cut it. False where unsupported.
+    /// </summary>
+    public static bool TryEnableCoalescing(nint fd)
+    {
+        var on = 1;
+        return SetSockOpt((int)fd, SolUdp, UdpGro, &on, sizeof(int)) == 0;
+    }
+
+    [LibraryImport("libc", EntryPoint = "setsockopt", SetLastError = true)]
+    private static partial int SetSockOpt(int fd, int level, int name, void* value, uint length);
 
     /// <summary>True on Linux x64/arm64, where the structures above match the kernel's.</summary>
     public static bool IsSupported => MultiMessage.IsSupported;
@@ -47,7 +64,11 @@ internal sealed unsafe class MultiMessageReceiver : IDisposable
         {
             _vectors[i].Base = _buffers + (long)i * SlotSize;
             _vectors[i].Length = SlotSize;
-            _headers[i].Header = new MsgHdr { Name = _names + i * NameSize, NameLength = NameSize, Iov = _vectors + i, IovLength = 1 };
+            _headers[i].Header = new MsgHdr
+            {
+                Name = _names + i * NameSize, NameLength = NameSize, Iov = _vectors + i, IovLength = 1,
+                Control = _controls + i * ControlSize, ControlLength = ControlSize,
+            };
             _headers[i].Length = 0;
         }
         var n = RecvMmsg((int)fd, _headers, Batch, MsgWaitForOne, null);
@@ -63,6 +84,27 @@ internal sealed unsafe class MultiMessageReceiver : IDisposable
 
     /// <summary>The payload of datagram <paramref name="index"/> of the last <see cref="Receive"/>.</summary>
     public ReadOnlySpan<byte> Datagram(int index) => new(_buffers + (long)index * SlotSize, (int)Math.Min(_headers[index].Length, SlotSize));
+
+    /// <summary>
+    /// The size of each datagram within buffer <paramref name="index"/> when the kernel coalesced a run (UDP_GRO), the
+    /// last one possibly shorter; 0 when the buffer is one datagram.
+    /// </summary>
+    public int SegmentSize(int index)
+    {
+        ref var header = ref _headers[index].Header;
+        var control = (byte*)header.Control;
+        var length = (long)header.ControlLength;
+        // struct cmsghdr { size_t len; int level; int type; } then the data, each aligned to 8 bytes.
+        for (long offset = 0; offset + 16 <= length;)
+        {
+            var cmsgLength = (long)*(nuint*)(control + offset);
+            if (cmsgLength < 16 || offset + cmsgLength > length) break;
+            if (*(int*)(control + offset + 8) == SolUdp && *(int*)(control + offset + 12) == UdpGro && cmsgLength >= 20)
+                return *(int*)(control + offset + 16);
+            offset += (cmsgLength + 7) & ~7L;
+        }
+        return 0;
+    }
 
     /// <summary>Copies the sender of datagram <paramref name="index"/> into <paramref name="address"/> (the socket's native form).</summary>
     public void Sender(int index, SocketAddress address)

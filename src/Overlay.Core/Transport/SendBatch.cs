@@ -5,6 +5,12 @@ using static Overlay.Transport.MultiMessage;
 
 namespace Overlay.Transport;
 
+/// <summary>Work to finish at the end of a thread's send batch (see <see cref="SendBatch.Defer"/>).</summary>
+internal interface IBurstCompletion
+{
+    void OnBurstComplete();
+}
+
 /// <summary>
 /// Collects the datagrams one thread sends during a burst and hands them to the kernel with one <c>sendmmsg(2)</c> per
 /// socket instead of one <c>sendto</c> each. A loop that moves a burst of frames (a TAP read loop, a socket receive
@@ -37,6 +43,20 @@ public static unsafe class SendBatch
         if (t_queue is { Depth: > 0 } queue) new Scope(queue).Dispose();
     }
 
+    /// <summary>Sends what the calling thread has queued now, even inside a scope (for a caller that must keep order with another thread).</summary>
+    public static void Flush() => t_queue?.Flush();
+
+    /// <summary>
+    /// Asks for <paramref name="completion"/> to run once when the calling thread's outermost scope ends, before it sends
+    /// (each completion once per scope, however often asked). False outside a scope: nothing will run.
+    /// </summary>
+    internal static bool Defer(IBurstCompletion completion)
+    {
+        if (t_queue is not { Depth: > 0 } queue) return false;
+        queue.Defer(completion);
+        return true;
+    }
+
     /// <summary>Queues one datagram for <paramref name="mux"/>; false when it must be sent at once instead.</summary>
     internal static bool TryQueue(UdpMux mux, ReadOnlySpan<byte> datagram, SocketAddress destination)
     {
@@ -58,6 +78,7 @@ public static unsafe class SendBatch
         public void Dispose()
         {
             if (_queue is null) return;
+            if (_queue.Depth == 1) _queue.RunDeferred(); // still inside the scope: what they send joins this batch
             if (--_queue.Depth == 0) _queue.Flush();
         }
     }
@@ -66,26 +87,68 @@ public static unsafe class SendBatch
     {
         public const int SlotSize = 2048;
         public const int NameSize = 128;
+        private const int ControlSize = 24; // CMSG_SPACE(sizeof(uint16_t)) on x64/arm64
+        private const int SolUdp = 17, UdpSegment = 103;
+        private const int EINTR = 4, EIO = 5, EINVAL = 22, EMSGSIZE = 90, ENOPROTOOPT = 92, EOPNOTSUPP = 95;
+        // UDP GSO: at most this many bytes (the IP length field is 16 bits) and segments (UDP_MAX_SEGMENTS) per message.
+        private const int MaxSegmentedBytes = 60000, MaxSegments = 64;
         private readonly byte* _memory;
         private readonly MMsgHdr* _headers;
         private readonly IoVec* _vectors;
         private readonly byte* _names;
         private readonly byte* _buffers;
+        private readonly MMsgHdr* _groups;
+        private readonly byte* _controls;
+        private readonly int* _groupStart;
+        private readonly int* _groupCount;
 
         public Queue()
         {
-            _memory = (byte*)NativeMemory.AlignedAlloc((nuint)(Capacity * (sizeof(MMsgHdr) + sizeof(IoVec) + NameSize + SlotSize)), 64);
+            var perSlot = sizeof(MMsgHdr) * 2 + sizeof(IoVec) + NameSize + SlotSize + ControlSize + sizeof(int) * 2;
+            _memory = (byte*)NativeMemory.AlignedAlloc((nuint)(Capacity * perSlot), 64);
             _headers = (MMsgHdr*)_memory;
-            _vectors = (IoVec*)(_memory + Capacity * sizeof(MMsgHdr));
+            _groups = _headers + Capacity;
+            _vectors = (IoVec*)(_groups + Capacity);
             _names = (byte*)(_vectors + Capacity);
-            _buffers = _names + Capacity * NameSize;
+            _controls = _names + Capacity * NameSize;
+            _groupStart = (int*)(_controls + Capacity * ControlSize);
+            _groupCount = _groupStart + Capacity;
+            _buffers = (byte*)(_groupCount + Capacity);
         }
 
         // One queue per thread for the thread's lifetime: the native block is never freed (a thread-static finalizer
-        // would race the thread's exit); 100 KiB per thread that ever batched.
+        // would race the thread's exit); about 100 KiB per thread that ever batched.
         public int Depth;
         public int Count;
         public UdpMux? Mux;
+        private readonly IBurstCompletion?[] _deferred = new IBurstCompletion?[4];
+        private int _deferredCount;
+
+        public void Defer(IBurstCompletion completion)
+        {
+            for (var i = 0; i < _deferredCount; i++)
+                if (ReferenceEquals(_deferred[i], completion)) return;
+            if (_deferredCount == _deferred.Length)
+            {
+                RunDeferred(); // more devices than slots in one burst: complete the ones so far now
+            }
+            _deferred[_deferredCount++] = completion;
+        }
+
+        public void RunDeferred()
+        {
+            // A completion may defer again (its frames produced more): run until none is left, bounded.
+            for (var round = 0; _deferredCount > 0 && round < 4; round++)
+            {
+                var count = _deferredCount;
+                Span<IBurstCompletion?> items = [_deferred[0], _deferred[1], _deferred[2], _deferred[3]];
+                _deferredCount = 0;
+                Array.Clear(_deferred);
+                for (var i = 0; i < count; i++) items[i]!.OnBurstComplete();
+            }
+            _deferredCount = 0;
+            Array.Clear(_deferred);
+        }
 
         public void Add(UdpMux mux, ReadOnlySpan<byte> datagram, SocketAddress destination)
         {
@@ -109,21 +172,105 @@ public static unsafe class SendBatch
             mux.SendQueued(count, this);
         }
 
-        /// <summary>sendmmsg until every datagram went or was refused (refused ones are skipped); returns how many went.</summary>
-        public int Send(nint fd, int count)
+        /// <summary>
+        /// Sends the queued datagrams; returns how many went. With <paramref name="segmentation"/> (UDP GSO, Linux 4.18+),
+        /// each run of datagrams to one destination whose sizes are equal (the last may be shorter) goes as one message
+        /// that the kernel cuts into those datagrams as late as it can: one trip through the stack for the run instead
+        /// of one per datagram. A kernel or route that refuses it turns <paramref name="segmentation"/> off and the run
+        /// goes datagram by datagram. <paramref name="segmented"/> counts the datagrams that went in runs.
+        /// </summary>
+        public int Send(nint fd, int count, ref bool segmentation, out int segmented)
         {
+            segmented = 0;
+            if (!segmentation) return SendEach(fd, 0, count);
+            var groups = Group(count);
             int next = 0, sent = 0;
-            while (next < count)
+            while (next < groups)
             {
-                var n = SendMmsg((int)fd, _headers + next, (uint)(count - next), 0);
+                var n = SendMmsg((int)fd, _groups + next, (uint)(groups - next), 0);
+                if (n > 0)
+                {
+                    for (var g = next; g < next + n; g++)
+                    {
+                        sent += _groupCount[g];
+                        if (_groupCount[g] > 1) segmented += _groupCount[g];
+                    }
+                    next += n;
+                    continue;
+                }
+                var errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
+                if (errno == EINTR) continue;
+                if (_groupCount[next] > 1 && errno is EIO or EINVAL or EMSGSIZE or ENOPROTOOPT or EOPNOTSUPP)
+                {
+                    // No GSO here (no checksum offload on the route, an old kernel): from now on, one by one.
+                    segmentation = false;
+                    sent += SendEach(fd, _groupStart[next], _groupCount[next]);
+                    for (var g = next + 1; g < groups; g++) sent += SendEach(fd, _groupStart[g], _groupCount[g]);
+                    return sent;
+                }
+                next++; // the kernel refused this one (a pending ICMP error, a full buffer): drop it, go on
+            }
+            return sent;
+        }
+
+        /// <summary>Builds the messages for <see cref="Send"/>: runs of equal-size datagrams to one destination.</summary>
+        private int Group(int count)
+        {
+            var groups = 0;
+            var i = 0;
+            while (i < count)
+            {
+                var size = (int)_vectors[i].Length;
+                var name = _names + i * NameSize;
+                var nameLength = _headers[i].Header.NameLength;
+                var j = i + 1;
+                var total = size;
+                while (j < count && j - i < MaxSegments && total + (int)_vectors[j].Length <= MaxSegmentedBytes
+                       && (int)_vectors[j].Length <= size && _headers[j].Header.NameLength == nameLength
+                       && new ReadOnlySpan<byte>(_names + j * NameSize, (int)nameLength).SequenceEqual(new ReadOnlySpan<byte>(name, (int)nameLength)))
+                {
+                    var shorter = (int)_vectors[j].Length < size;
+                    total += (int)_vectors[j].Length;
+                    j++;
+                    if (shorter) break; // a shorter datagram can only end a run
+                }
+                var header = _headers[i].Header;
+                header.IovLength = (nuint)(j - i);
+                if (j - i > 1)
+                {
+                    var control = _controls + groups * ControlSize;
+                    new Span<byte>(control, ControlSize).Clear();
+                    *(nuint*)control = 18;                 // cmsg_len = CMSG_LEN(2)
+                    *(int*)(control + 8) = SolUdp;         // cmsg_level
+                    *(int*)(control + 12) = UdpSegment;    // cmsg_type
+                    *(ushort*)(control + 16) = (ushort)size;
+                    header.Control = control;
+                    header.ControlLength = ControlSize;
+                }
+                _groups[groups] = new MMsgHdr { Header = header };
+                _groupStart[groups] = i;
+                _groupCount[groups] = j - i;
+                groups++;
+                i = j;
+            }
+            return groups;
+        }
+
+        /// <summary>sendmmsg datagram by datagram until each went or was refused (refused ones are skipped).</summary>
+        private int SendEach(nint fd, int start, int count)
+        {
+            int next = start, end = start + count, sent = 0;
+            while (next < end)
+            {
+                var n = SendMmsg((int)fd, _headers + next, (uint)(end - next), 0);
                 if (n > 0)
                 {
                     next += n;
                     sent += n;
                 }
-                else if (n < 0 && Marshal.GetLastPInvokeError() == 4)
+                else if (n < 0 && Marshal.GetLastPInvokeError() == EINTR)
                 {
-                    continue; // EINTR
+                    continue;
                 }
                 else
                 {

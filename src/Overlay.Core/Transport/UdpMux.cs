@@ -34,7 +34,8 @@ internal sealed class UdpMux : IDisposable
     private IStunPacketHandler? _stun;
     private IChannelDataHandler? _channelData;
     private volatile bool _closed;
-    private long _received, _dropped, _sendFailures;
+    private bool _segmentation = Segmentation.Enabled;
+    private long _received, _dropped, _sendFailures, _segmentedSent, _coalescedReceived;
 
     private readonly record struct Route(SocketAddress Address, IDatagramReceiver Receiver);
 
@@ -57,6 +58,12 @@ internal sealed class UdpMux : IDisposable
     public long Dropped => Interlocked.Read(ref _dropped);
 
     public long SendFailures => Interlocked.Read(ref _sendFailures);
+
+    /// <summary>Datagrams that left in runs the kernel segmented (UDP GSO).</summary>
+    public long SegmentedSent => Interlocked.Read(ref _segmentedSent);
+
+    /// <summary>Datagrams that arrived coalesced with others of their run (UDP GRO).</summary>
+    public long CoalescedReceived => Interlocked.Read(ref _coalescedReceived);
 
     internal bool ReceiverAlive => _thread.IsAlive;
 
@@ -149,8 +156,9 @@ internal sealed class UdpMux : IDisposable
         try
         {
             handle.DangerousAddRef(ref added);
-            var sent = queue.Send(handle.DangerousGetHandle(), count);
+            var sent = queue.Send(handle.DangerousGetHandle(), count, ref _segmentation, out var segmented);
             if (sent < count) Interlocked.Add(ref _sendFailures, count - sent);
+            if (segmented > 0) Interlocked.Add(ref _segmentedSent, segmented);
         }
         catch (ObjectDisposedException)
         {
@@ -179,20 +187,35 @@ internal sealed class UdpMux : IDisposable
         {
             handle.DangerousAddRef(ref added); // the descriptor stays ours until this loop ends, even if Dispose runs
             var fd = handle.DangerousGetHandle();
+            // UDP GRO: runs a peer sent with GSO stay one buffer up to here; we cut them (each datagram keeps its length).
+            if (Segmentation.Enabled) MultiMessageReceiver.TryEnableCoalescing(fd);
             while (!_closed)
             {
                 var n = receiver.Receive(fd);
                 if (n == -1) return false;
                 if (n == -2) break;
-                Interlocked.Add(ref _received, n);
                 using var batch = SendBatch.Begin(); // what this burst makes us send (forwarding, echoes) goes out together
+                int received = 0, coalesced = 0;
                 for (var i = 0; i < n; i++)
                 {
-                    var datagram = receiver.Datagram(i);
-                    if (datagram.IsEmpty) continue;
+                    var buffer = receiver.Datagram(i);
+                    if (buffer.IsEmpty) continue;
                     receiver.Sender(i, from);
-                    Dispatch(datagram, from);
+                    var segment = receiver.SegmentSize(i);
+                    if (segment <= 0 || segment >= buffer.Length)
+                    {
+                        received++;
+                        Dispatch(buffer, from);
+                        continue;
+                    }
+                    var pieces = (buffer.Length + segment - 1) / segment;
+                    received += pieces;
+                    coalesced += pieces;
+                    for (var offset = 0; offset < buffer.Length; offset += segment)
+                        Dispatch(buffer.Slice(offset, Math.Min(segment, buffer.Length - offset)), from);
                 }
+                Interlocked.Add(ref _received, received);
+                if (coalesced > 0) Interlocked.Add(ref _coalescedReceived, coalesced);
             }
             return true;
         }
@@ -288,6 +311,12 @@ internal sealed class UdpMux : IDisposable
 
     /// <summary>Counts a datagram a handler dropped.</summary>
     internal void CountDrop() => Interlocked.Increment(ref _dropped);
+
+    /// <summary>Whether sockets use UDP segmentation offload and receive coalescing (Linux; OVERLAY_UDP_GSO=0 turns both off).</summary>
+    internal static class Segmentation
+    {
+        public static readonly bool Enabled = MultiMessage.IsSupported && Environment.GetEnvironmentVariable("OVERLAY_UDP_GSO") != "0";
+    }
 
     public void Dispose()
     {

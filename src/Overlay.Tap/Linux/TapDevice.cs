@@ -23,6 +23,7 @@ public sealed unsafe class TapDevice : IEthernetDevice
     private const int MaxFrame = 65535 + 18;
 
     private readonly int[] _queues;
+    private readonly Lock[] _readGates;
     private readonly int _stopEvent;
     private readonly Thread[] _threads;
     private readonly TapDeviceOptions _options;
@@ -38,6 +39,7 @@ public sealed unsafe class TapDevice : IEthernetDevice
         MacAddress = mac;
         Mtu = options.Mtu;
         _threads = new Thread[queues.Length];
+        _readGates = [.. queues.Select(_ => new Lock())];
     }
 
     /// <inheritdoc />
@@ -114,8 +116,8 @@ public sealed unsafe class TapDevice : IEthernetDevice
             throw new InvalidOperationException($"{Name} is already started");
         for (var q = 0; q < _queues.Length; q++)
         {
-            var fd = _queues[q];
-            _threads[q] = new Thread(() => ReceiveLoop(fd)) { IsBackground = true, Name = $"tap {Name} rx{q}" };
+            var queue = q;
+            _threads[q] = new Thread(() => ReceiveLoop(queue)) { IsBackground = true, Name = $"tap {Name} rx{q}" };
             _threads[q].Start();
         }
     }
@@ -140,11 +142,46 @@ public sealed unsafe class TapDevice : IEthernetDevice
         return true;
     }
 
-    private void ReceiveLoop(int fd)
+    /// <inheritdoc />
+    public int PollReady()
     {
+        if (_sink is not { } sink || Volatile.Read(ref _disposed) != 0) return 0;
+        var gate = _readGates[0];
+        if (!gate.TryEnter()) return 0; // the receive loop is at it: it will take these frames too
+        try
+        {
+            var buffer = t_pollBuffer ??= GC.AllocateUninitializedArray<byte>(MaxFrame, pinned: true);
+            fixed (byte* p = buffer) return ReadBurst(_queues[0], p, buffer.Length, sink);
+        }
+        finally
+        {
+            gate.Exit();
+        }
+    }
+
+    [ThreadStatic] private static byte[]? t_pollBuffer;
+
+    /// <summary>Reads and delivers what is ready as one burst; the caller holds the queue's read gate.</summary>
+    private int ReadBurst(int fd, byte* p, int length, IFrameSink sink)
+    {
+        var burst = sink as IFrameBurstSink;
+        burst?.OnBurstStart();
+        try
+        {
+            return DrainReady(fd, p, length, sink);
+        }
+        finally
+        {
+            burst?.OnBurstEnd();
+        }
+    }
+
+    private void ReceiveLoop(int queue)
+    {
+        var fd = _queues[queue];
+        var gate = _readGates[queue];
         var buffer = GC.AllocateUninitializedArray<byte>(MaxFrame, pinned: true);
         var sink = _sink!;
-        var burst = sink as IFrameBurstSink;
         var fds = stackalloc LibC.PollFd[2];
         fds[0] = new LibC.PollFd { Fd = fd, Events = LibC.POLLIN };
         fds[1] = new LibC.PollFd { Fd = _stopEvent, Events = LibC.POLLIN };
@@ -159,23 +196,17 @@ public sealed unsafe class TapDevice : IEthernetDevice
                     return;
                 }
                 if (fds[1].Revents != 0) return;
-                // Drain everything that is ready before polling again: one wake-up, many frames.
-                burst?.OnBurstStart();
-                try
-                {
-                    DrainReady(fd, p, buffer.Length, sink);
-                }
-                finally
-                {
-                    burst?.OnBurstEnd();
-                }
+                // Drain everything that is ready before polling again: one wake-up, many frames. The gate keeps frames
+                // in order when a writer's thread drains too (PollReady): a burst is read and sent before the next.
+                lock (gate) ReadBurst(fd, p, buffer.Length, sink);
                 if (Volatile.Read(ref _disposed) != 0) return;
             }
         }
     }
 
-    private void DrainReady(int fd, byte* p, int length, IFrameSink sink)
+    private int DrainReady(int fd, byte* p, int length, IFrameSink sink)
     {
+        var frames = 0;
         while (true)
         {
             var n = LibC.Read(fd, p, length);
@@ -184,8 +215,9 @@ public sealed unsafe class TapDevice : IEthernetDevice
                 var errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
                 if (errno == LibC.EINTR) continue;
                 if (errno != LibC.EAGAIN && errno != 0) Interlocked.Increment(ref Counters.ReadErrorsValue);
-                return;
+                return frames;
             }
+            frames++;
             Interlocked.Increment(ref Counters.FramesReadValue);
             Interlocked.Add(ref Counters.BytesReadValue, n);
             try

@@ -52,6 +52,49 @@ public class BatchingTests
     }
 
     [Test]
+    public void Runs_of_equal_datagrams_leave_segmented_and_arrive_cut_back_into_the_datagrams()
+    {
+        Assume.That(OperatingSystem.IsLinux(), "UDP GSO/GRO is Linux's");
+        using var sender = UdpMux.Bind();
+        using var receiver = UdpMux.Bind();
+        var collector = new Collector();
+        receiver.AddRoute(receiver.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, sender.LocalEndPoint.Port)), collector);
+        receiver.Start();
+        var destination = sender.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, receiver.LocalEndPoint.Port));
+        // Bursts as a TCP stream makes them: full-size frames, then a shorter one that ends the run, then an odd one out.
+        var expected = new List<byte[]>();
+        for (var burst = 0; burst < 50; burst++)
+        {
+            using (SendBatch.Begin())
+            {
+                for (var i = 0; i < 20; i++) expected.Add(Sized(expected.Count, 1466));
+                expected.Add(Sized(expected.Count, 300 + burst));
+                expected.Add(Sized(expected.Count, 1466));
+                foreach (var datagram in expected.Skip(expected.Count - 22)) Assert.That(sender.Send(datagram, destination), Is.True);
+            }
+            while (collector.Datagrams.Count < expected.Count - 200) Thread.Yield();
+        }
+        foreach (var (want, n) in expected.Select((d, n) => (d, n)))
+        {
+            Assert.That(collector.Datagrams.TryTake(out var got, TimeSpan.FromSeconds(5)), Is.True, $"datagram {n} arrived");
+            Assert.That(got, Is.EqualTo(want), $"datagram {n} intact, in order and of its own length");
+        }
+        Assert.That(sender.SendFailures, Is.Zero);
+        Assert.That(sender.SegmentedSent, Is.GreaterThanOrEqualTo(50 * 21), "each run of equal datagrams left as one segmented send");
+        Assert.That(receiver.CoalescedReceived, Is.GreaterThan(0), "the kernel handed runs over coalesced (UDP GRO)");
+        Assert.That(receiver.Received, Is.EqualTo(expected.Count), "counted per datagram, not per buffer");
+    }
+
+    private static byte[] Sized(int number, int length)
+    {
+        var data = new byte[length];
+        data[0] = 0xC1;
+        BinaryPrimitives.WriteInt32BigEndian(data.AsSpan(1), number);
+        for (var i = 5; i < data.Length; i++) data[i] = (byte)(number * 7 + i);
+        return data;
+    }
+
+    [Test]
     public void Outside_a_batch_a_send_goes_at_once()
     {
         using var sender = UdpMux.Bind();
