@@ -44,6 +44,20 @@ public class FrameSealingTests
     }
 
     [Test]
+    public void A_changed_kind_fails_the_tag_though_the_header_is_not_associated_data()
+    {
+        using var sealer = new FrameSealer(Key, Salt, epoch: 0);
+        var original = Seal(sealer, new byte[64]); // a plain frame
+        foreach (var other in new[] { PacketKind.FloodFrame, PacketKind.Keepalive, PacketKind.KeepaliveEcho })
+        {
+            using var opener = new FrameOpener(Key, Salt, epoch: 0);
+            var relabelled = (byte[])original.Clone();
+            relabelled[0] = (byte)(FrameSealer.KindBase | (byte)other);
+            Assert.That(opener.TryOpen(relabelled, out _, out _), Is.EqualTo(OpenResult.Forged), $"frame relabelled {other}");
+        }
+    }
+
+    [Test]
     public void A_wrong_key_is_a_forgery_and_a_wrong_epoch_is_unknown()
     {
         using var sealer = new FrameSealer(Key, Salt, epoch: 1);
