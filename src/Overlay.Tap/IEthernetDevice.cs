@@ -37,6 +37,17 @@ public interface IEthernetDevice : IAsyncDisposable
     /// the receive loop. 0 when another thread is reading or the device has no such path.
     /// </summary>
     int PollReady() => 0;
+
+    /// <summary>
+    /// Like <see cref="TryWrite"/>, but the device may hold the frame (copied) to merge it with the ones that follow on
+    /// this thread into one write, until <see cref="FlushWrites"/> on this thread; frames stay in order.
+    /// </summary>
+    bool TryWriteDeferred(ReadOnlySpan<byte> frame) => TryWrite(frame);
+
+    /// <summary>Writes what <see cref="TryWriteDeferred"/> holds for the calling thread.</summary>
+    void FlushWrites()
+    {
+    }
 }
 
 /// <summary>Receives frames from an <see cref="IEthernetDevice"/>.</summary>
@@ -69,6 +80,8 @@ public sealed class EthernetDeviceCounters
     internal long WriteDropsValue;
     internal long ReadErrorsValue;
     internal long SinkErrorsValue;
+    internal long SegmentedReadsValue;
+    internal long CoalescedWritesValue;
 
     /// <summary>Frames the host sent (read from the device).</summary>
     public long FramesRead => Volatile.Read(ref FramesReadValue);
@@ -90,4 +103,10 @@ public sealed class EthernetDeviceCounters
 
     /// <summary>Exceptions thrown by the sink (caught so the receive loop survives).</summary>
     public long SinkErrors => Volatile.Read(ref SinkErrorsValue);
+
+    /// <summary>Packets the host handed over for segmentation (TSO), each cut into several frames.</summary>
+    public long SegmentedReads => Volatile.Read(ref SegmentedReadsValue);
+
+    /// <summary>Frames handed to the host merged with others into one packet (the receive side of offload).</summary>
+    public long CoalescedWrites => Volatile.Read(ref CoalescedWritesValue);
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compares Overlay with OpenVPN (tap, static key) and tinc 1.0 (switch mode) on this machine:
 # two network namespaces joined by one veth; TCP throughput (iperf3, one stream, 10 s) and ping RTT
-# (20 pings) through the raw veth and through each VPN's TAP devices. Prints one table.
+# (100 pings) through the raw veth and through each VPN's TAP devices. Prints one table.
 # usage: sudo tests/bench/compare.sh [seconds]     (installs openvpn, tinc, iperf3 when missing)
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)"; exit 1; }
@@ -34,7 +34,7 @@ measure() {
   for _ in $(seq 100); do ip netns exec $B ss -ltn | grep -q "$addr:5201" && break; sleep 0.05; done
   local bps; bps=$(ip netns exec $A iperf3 -c $addr -t $secs -J 2>/dev/null | grep -o '"bits_per_second":[^,]*' | tail -1 | cut -d: -f2)
   kill $srv 2>/dev/null; wait $srv 2>/dev/null || true
-  local rtt; rtt=$(ip netns exec $A ping -c 20 -i 0.05 -q $addr | awk -F/ '/rtt|round-trip/ {print $5}')
+  local rtt; rtt=$(ip netns exec $A ping -c 100 -i 0.02 -q $addr | awk -F/ '/rtt|round-trip/ {print $5}')
   results+=("$(printf '%-28s %12.0f %10.3f' "$name" "$(echo "${bps:-0} / 1000000" | bc -l)" "${rtt:-0}")")
 }
 

@@ -7,20 +7,22 @@ namespace Overlay.Engine;
 
 /// <summary>
 /// The switch's local port: the overlay's virtual NIC. A thread that writes frames in a burst (a link's receive loop)
-/// reads what the host answered straight away when the burst ends, so a reply leaves without another thread's wake-up.
+/// lets the device merge them (TCP segments of one stream become one write) and, when the burst ends, reads what the
+/// host answered straight away, so a reply leaves without another thread's wake-up.
 /// </summary>
 internal sealed class DevicePort(IEthernetDevice device) : ISwitchPort, Transport.IBurstCompletion
 {
-    public bool TrySendFrame(ReadOnlySpan<byte> frame)
-    {
-        if (!device.TryWrite(frame)) return false;
-        Transport.SendBatch.Defer(this);
-        return true;
-    }
+    public bool TrySendFrame(ReadOnlySpan<byte> frame) =>
+        Transport.SendBatch.Defer(this) ? device.TryWriteDeferred(frame) : device.TryWrite(frame);
 
     public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame) => false;
 
-    public void OnBurstComplete() => device.PollReady();
+    /// <summary>End of the burst: merged frames go to the host, and what the host answered comes back on this thread.</summary>
+    public void OnBurstComplete()
+    {
+        device.FlushWrites();
+        device.PollReady();
+    }
 }
 
 /// <summary>Frames the NIC hands over go into the switch; what a burst of them sends on links leaves in one system call per socket.</summary>

@@ -81,7 +81,7 @@ internal sealed class UdpMux : IDisposable
             socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
             socket.Bind(new IPEndPoint(IPAddress.Any, port));
         }
-        socket.ReceiveBufferSize = 1 << 20;
+        socket.ReceiveBufferSize = 4 << 20; // the kernel caps it at net.core.rmem_max; bursts of 64 KiB runs need room
         socket.SendBufferSize = 1 << 20;
         socket.ReceiveTimeout = 250; // the receive loop wakes up this often to notice Dispose
         return new UdpMux(socket);

@@ -1,6 +1,7 @@
 using System.Net.NetworkInformation;
 using System.Runtime.InteropServices;
 using Overlay.Tap.Netlink;
+using Overlay.Tap.Offload;
 
 namespace Overlay.Tap.Linux;
 
@@ -16,11 +17,26 @@ public sealed unsafe class TapDevice : IEthernetDevice
     private const nuint TUNSETIFF = 0x400454ca;
     private const nuint TUNSETPERSIST = 0x400454cb;
     private const nuint SIOCGIFHWADDR = 0x8927;
+    private const nuint TUNSETOFFLOAD = 0x400454d0;
+    private const short IFF_VNET_HDR = 0x4000;
+    private const uint TUN_F_CSUM = 0x01, TUN_F_TSO4 = 0x02, TUN_F_TSO6 = 0x04, TUN_F_TSO_ECN = 0x08;
     private const short IFF_TAP = 0x0002;
     private const short IFF_NO_PI = 0x1000;
     private const short IFF_MULTI_QUEUE = 0x0100;
     private const int IfReqSize = 40; // struct ifreq
     private const int MaxFrame = 65535 + 18;
+    private const int ReadSize = VirtioNetHeader.Size + MaxFrame;
+    private static readonly byte[] s_plainHeader = GC.AllocateArray<byte>(VirtioNetHeader.Size, pinned: true);
+
+    /// <summary>Per thread: the read buffer and one segment's worth of scratch (a thread reads one device at a time).</summary>
+    private sealed class ReadBuffers
+    {
+        public readonly byte[] Read = GC.AllocateUninitializedArray<byte>(ReadSize, pinned: true);
+        public readonly byte[] Scratch = GC.AllocateUninitializedArray<byte>(MaxFrame, pinned: true);
+    }
+
+    [ThreadStatic] private static ReadBuffers? t_readBuffers;
+    [ThreadStatic] private static TcpCoalescer? t_coalescer;
 
     private readonly int[] _queues;
     private readonly Lock[] _readGates;
@@ -30,8 +46,11 @@ public sealed unsafe class TapDevice : IEthernetDevice
     private IFrameSink? _sink;
     private int _disposed;
 
-    private TapDevice(string name, int[] queues, int stopEvent, TapDeviceOptions options, PhysicalAddress mac)
+    private readonly bool _offload;
+
+    private TapDevice(string name, int[] queues, int stopEvent, TapDeviceOptions options, PhysicalAddress mac, bool offload)
     {
+        _offload = offload;
         Name = name;
         _queues = queues;
         _stopEvent = stopEvent;
@@ -82,8 +101,12 @@ public sealed unsafe class TapDevice : IEthernetDevice
         var stop = -1;
         try
         {
-            var flags = (short)(IFF_TAP | IFF_NO_PI | (options.Queues > 1 ? IFF_MULTI_QUEUE : 0));
+            var flags = (short)(IFF_TAP | IFF_NO_PI | (options.Queues > 1 ? IFF_MULTI_QUEUE : 0) | (options.Offload ? IFF_VNET_HDR : 0));
             for (var q = 0; q < options.Queues; q++) queues.Add(OpenQueue(options, flags));
+            // The virtio_net_hdr stays on (writes of merged runs need it) even where the kernel refuses the offloads.
+            if (options.Offload && LibC.Ioctl(queues[0], TUNSETOFFLOAD, (void*)(nint)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)) != 0
+                && LibC.Ioctl(queues[0], TUNSETOFFLOAD, (void*)(nint)TUN_F_CSUM) != 0)
+                LibC.Ioctl(queues[0], TUNSETOFFLOAD, null);
             if (options.Persist) Ioctl(queues[0], TUNSETPERSIST, 1, options.Name, "make persistent");
 
             stop = LibC.EventFd(0, LibC.EFD_CLOEXEC | LibC.EFD_NONBLOCK);
@@ -98,7 +121,7 @@ public sealed unsafe class TapDevice : IEthernetDevice
             if (options.Up) netlink.SetUp(index, true, options.Name);
 
             var actualMac = ReadMac(queues[0], options.Name);
-            return new TapDevice(options.Name, [.. queues], stop, options, actualMac) { Index = index };
+            return new TapDevice(options.Name, [.. queues], stop, options, actualMac, options.Offload) { Index = index };
         }
         catch
         {
@@ -125,13 +148,61 @@ public sealed unsafe class TapDevice : IEthernetDevice
     /// <inheritdoc />
     public bool TryWrite(ReadOnlySpan<byte> frame)
     {
-        if (Volatile.Read(ref _disposed) != 0 || frame.Length < 14 || frame.Length > Mtu + 18)
+        if (t_coalescer is { Segments: > 0 } held && held.Owner == this) WriteHeld(held); // keep the order of this thread's frames
+        return WriteOne(frame);
+    }
+
+    /// <inheritdoc />
+    public bool TryWriteDeferred(ReadOnlySpan<byte> frame)
+    {
+        if (!_offload || !Acceptable(frame)) return TryWrite(frame);
+        var coalescer = t_coalescer ??= new TcpCoalescer();
+        if (coalescer.Segments > 0)
+        {
+            if (coalescer.Owner == this && coalescer.TryAppend(frame)) return true;
+            ((TapDevice)coalescer.Owner!).WriteHeld(coalescer);
+        }
+        if (coalescer.TryStart(frame))
+        {
+            coalescer.Owner = this;
+            return true;
+        }
+        return WriteOne(frame);
+    }
+
+    /// <inheritdoc />
+    public void FlushWrites()
+    {
+        if (t_coalescer is { Segments: > 0 } held && held.Owner == this) WriteHeld(held);
+    }
+
+    private bool Acceptable(ReadOnlySpan<byte> frame) => frame.Length >= 14 && frame.Length <= Mtu + 18;
+
+    private bool WriteOne(ReadOnlySpan<byte> frame)
+    {
+        if (Volatile.Read(ref _disposed) != 0 || !Acceptable(frame))
         {
             Interlocked.Increment(ref Counters.WriteDropsValue);
             return false;
         }
         nint written;
-        fixed (byte* p = frame) written = LibC.Write(_queues[0], p, frame.Length);
+        fixed (byte* p = frame)
+        {
+            if (_offload)
+            {
+                fixed (byte* h = s_plainHeader)
+                {
+                    var vectors = stackalloc LibC.IoVec[2];
+                    vectors[0] = new LibC.IoVec { Base = h, Length = VirtioNetHeader.Size };
+                    vectors[1] = new LibC.IoVec { Base = p, Length = (nuint)frame.Length };
+                    written = LibC.Writev(_queues[0], vectors, 2) - VirtioNetHeader.Size;
+                }
+            }
+            else
+            {
+                written = LibC.Write(_queues[0], p, frame.Length);
+            }
+        }
         if (written != frame.Length)
         {
             Interlocked.Increment(ref Counters.WriteDropsValue);
@@ -142,6 +213,25 @@ public sealed unsafe class TapDevice : IEthernetDevice
         return true;
     }
 
+    /// <summary>Writes the run the coalescer holds for this device as one packet.</summary>
+    private void WriteHeld(TcpCoalescer held)
+    {
+        var segments = held.Segments;
+        var bytes = held.FrameBytes;
+        var packet = held.Finish();
+        nint written = -1;
+        if (Volatile.Read(ref _disposed) == 0)
+            fixed (byte* p = packet) written = LibC.Write(_queues[0], p, packet.Length);
+        if (written != packet.Length)
+        {
+            Interlocked.Add(ref Counters.WriteDropsValue, segments);
+            return;
+        }
+        Interlocked.Add(ref Counters.FramesWrittenValue, segments);
+        Interlocked.Add(ref Counters.BytesWrittenValue, bytes);
+        if (segments > 1) Interlocked.Add(ref Counters.CoalescedWritesValue, segments);
+    }
+
     /// <inheritdoc />
     public int PollReady()
     {
@@ -150,8 +240,8 @@ public sealed unsafe class TapDevice : IEthernetDevice
         if (!gate.TryEnter()) return 0; // the receive loop is at it: it will take these frames too
         try
         {
-            var buffer = t_pollBuffer ??= GC.AllocateUninitializedArray<byte>(MaxFrame, pinned: true);
-            fixed (byte* p = buffer) return ReadBurst(_queues[0], p, buffer.Length, sink);
+            var buffers = t_readBuffers ??= new ReadBuffers();
+            fixed (byte* p = buffers.Read) return ReadBurst(_queues[0], p, buffers, sink);
         }
         finally
         {
@@ -159,16 +249,14 @@ public sealed unsafe class TapDevice : IEthernetDevice
         }
     }
 
-    [ThreadStatic] private static byte[]? t_pollBuffer;
-
     /// <summary>Reads and delivers what is ready as one burst; the caller holds the queue's read gate.</summary>
-    private int ReadBurst(int fd, byte* p, int length, IFrameSink sink)
+    private int ReadBurst(int fd, byte* p, ReadBuffers buffers, IFrameSink sink)
     {
         var burst = sink as IFrameBurstSink;
         burst?.OnBurstStart();
         try
         {
-            return DrainReady(fd, p, length, sink);
+            return DrainReady(fd, p, buffers, sink);
         }
         finally
         {
@@ -180,7 +268,8 @@ public sealed unsafe class TapDevice : IEthernetDevice
     {
         var fd = _queues[queue];
         var gate = _readGates[queue];
-        var buffer = GC.AllocateUninitializedArray<byte>(MaxFrame, pinned: true);
+        var buffers = t_readBuffers ??= new ReadBuffers();
+        var buffer = buffers.Read;
         var sink = _sink!;
         var fds = stackalloc LibC.PollFd[2];
         fds[0] = new LibC.PollFd { Fd = fd, Events = LibC.POLLIN };
@@ -198,18 +287,18 @@ public sealed unsafe class TapDevice : IEthernetDevice
                 if (fds[1].Revents != 0) return;
                 // Drain everything that is ready before polling again: one wake-up, many frames. The gate keeps frames
                 // in order when a writer's thread drains too (PollReady): a burst is read and sent before the next.
-                lock (gate) ReadBurst(fd, p, buffer.Length, sink);
+                lock (gate) ReadBurst(fd, p, buffers, sink);
                 if (Volatile.Read(ref _disposed) != 0) return;
             }
         }
     }
 
-    private int DrainReady(int fd, byte* p, int length, IFrameSink sink)
+    private int DrainReady(int fd, byte* p, ReadBuffers buffers, IFrameSink sink)
     {
         var frames = 0;
         while (true)
         {
-            var n = LibC.Read(fd, p, length);
+            var n = LibC.Read(fd, p, ReadSize);
             if (n <= 0)
             {
                 var errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
@@ -217,12 +306,9 @@ public sealed unsafe class TapDevice : IEthernetDevice
                 if (errno != LibC.EAGAIN && errno != 0) Interlocked.Increment(ref Counters.ReadErrorsValue);
                 return frames;
             }
-            frames++;
-            Interlocked.Increment(ref Counters.FramesReadValue);
-            Interlocked.Add(ref Counters.BytesReadValue, n);
             try
             {
-                sink.OnFrame(new ReadOnlySpan<byte>(p, (int)n));
+                frames += _offload ? DeliverOffloaded(p, (int)n, buffers, sink) : Deliver(p, (int)n, sink);
             }
 #pragma warning disable CA1031 // the receive loop must survive a faulty sink; the fault is counted
             catch (Exception)
@@ -231,6 +317,38 @@ public sealed unsafe class TapDevice : IEthernetDevice
                 Interlocked.Increment(ref Counters.SinkErrorsValue);
             }
         }
+    }
+
+    private int Deliver(byte* p, int n, IFrameSink sink)
+    {
+        Interlocked.Increment(ref Counters.FramesReadValue);
+        Interlocked.Add(ref Counters.BytesReadValue, n);
+        sink.OnFrame(new ReadOnlySpan<byte>(p, n));
+        return 1;
+    }
+
+    /// <summary>A read with its virtio_net_hdr: plain frames go as they are; the rest is finished (checksum, TSO) first.</summary>
+    private int DeliverOffloaded(byte* p, int n, ReadBuffers buffers, IFrameSink sink)
+    {
+        if (n <= VirtioNetHeader.Size)
+        {
+            Interlocked.Increment(ref Counters.ReadErrorsValue);
+            return 0;
+        }
+        var header = VirtioNetHeader.Read(new ReadOnlySpan<byte>(p, VirtioNetHeader.Size));
+        var packet = new Span<byte>(p + VirtioNetHeader.Size, n - VirtioNetHeader.Size);
+        if (header.GsoType == VirtioNetHeader.GsoNone && (header.Flags & VirtioNetHeader.FlagNeedsChecksum) == 0)
+            return Deliver(p + VirtioNetHeader.Size, packet.Length, sink);
+        var frames = FrameOffload.Deliver(header, packet, buffers.Scratch, sink);
+        if (frames < 0)
+        {
+            Interlocked.Increment(ref Counters.ReadErrorsValue);
+            return 0;
+        }
+        Interlocked.Add(ref Counters.FramesReadValue, frames);
+        Interlocked.Add(ref Counters.BytesReadValue, packet.Length);
+        if (header.GsoType != VirtioNetHeader.GsoNone) Interlocked.Increment(ref Counters.SegmentedReadsValue);
+        return frames;
     }
 
     /// <summary>Stops the receive loops and closes the device (which deletes it unless persistent).</summary>
