@@ -237,7 +237,8 @@ public sealed unsafe class TapDevice : IEthernetDevice
     {
         if (_sink is not { } sink || Volatile.Read(ref _disposed) != 0) return 0;
         var gate = _readGates[0];
-        if (!gate.TryEnter()) return 0; // the receive loop is at it: it will take these frames too
+        // Not when this thread is reading the device already (a sink's burst end polling back): frames stay in order.
+        if (gate.IsHeldByCurrentThread || !gate.TryEnter()) return 0; // or the receive loop is at it: it takes these too
         try
         {
             var buffers = t_readBuffers ??= new ReadBuffers();
