@@ -39,12 +39,16 @@ results="$root/TestResults"
 rm -rf "$results"; mkdir -p "$results"
 projects=(tests/*.Tests/*.Tests.csproj)
 status=0
+aborted=()
 for proj in "${projects[@]}"; do
   name=$(basename "$proj" .csproj)
   echo "=== $name"
-  dotnet test "$proj" -c Release --no-build --nologo \
+  if ! dotnet test "$proj" -c Release --no-build --nologo \
     --logger "trx;LogFileName=$name.trx" --logger "console;verbosity=normal" \
-    --results-directory "$results" --blame-hang-timeout 10m || status=1
+    --results-directory "$results" --blame-hang-timeout 10m; then
+    status=1
+    aborted+=("$name")
+  fi
 done
 
 passed=0; failed=0; skipped=0
@@ -57,6 +61,11 @@ for trx in "$results"/*.trx; do
   failed=$((failed + ${f:-0} + ${e:-0} + ${t:-0} + ${a:-0}))
   skipped=$((skipped + ${total:-0} - ${executed:-0}))
 done
+# A project whose run failed without a failed test in its results crashed or was aborted: count it as a failure.
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  echo "test run aborted in: ${aborted[*]}"
+  failed=${#aborted[@]}
+fi
 [ "$failed" -gt 0 ] && status=1
 [ "$passed" -eq 0 ] && status=1
 echo "$passed passed, $failed failed, $skipped skipped"

@@ -204,7 +204,15 @@ internal static class DtlsHandshake
 
         public void OnDatagram(ReadOnlySpan<byte> datagram)
         {
-            if (datagram.Length > 0 && datagram[0] is >= 20 and <= 63 && !_closed) _received.TryAdd(datagram.ToArray());
+            if (datagram.Length == 0 || datagram[0] is < 20 or > 63 || _closed) return;
+            try
+            {
+                _received.TryAdd(datagram.ToArray());
+            }
+            catch (Exception e) when (e is InvalidOperationException or ObjectDisposedException)
+            {
+                // The handshake closed between the check and the add (a late retransmission): the datagram has no reader.
+            }
         }
 
         public int GetReceiveLimit() => Mtu;

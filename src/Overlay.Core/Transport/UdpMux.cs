@@ -35,7 +35,7 @@ internal sealed class UdpMux : IDisposable
     private IChannelDataHandler? _channelData;
     private volatile bool _closed;
     private bool _segmentation = Segmentation.Enabled;
-    private long _received, _dropped, _sendFailures, _segmentedSent, _coalescedReceived;
+    private long _received, _dropped, _sendFailures, _segmentedSent, _coalescedReceived, _receiverFaults;
 
     private readonly record struct Route(SocketAddress Address, IDatagramReceiver Receiver);
 
@@ -58,6 +58,9 @@ internal sealed class UdpMux : IDisposable
     public long Dropped => Interlocked.Read(ref _dropped);
 
     public long SendFailures => Interlocked.Read(ref _sendFailures);
+
+    /// <summary>Datagrams whose receiver threw (caught and counted: the receive loop carries on).</summary>
+    public long ReceiverFaults => Interlocked.Read(ref _receiverFaults);
 
     /// <summary>Datagrams that left in runs the kernel segmented (UDP GSO).</summary>
     public long SegmentedSent => Interlocked.Read(ref _segmentedSent);
@@ -302,7 +305,16 @@ internal sealed class UdpMux : IDisposable
         {
             if (route.Address.Equals(from))
             {
-                route.Receiver.OnDatagram(datagram);
+                try
+                {
+                    route.Receiver.OnDatagram(datagram);
+                }
+#pragma warning disable CA1031 // one receiver's fault must not end the socket's receive loop (and with it every link on it)
+                catch (Exception)
+#pragma warning restore CA1031
+                {
+                    Interlocked.Increment(ref _receiverFaults);
+                }
                 return;
             }
         }

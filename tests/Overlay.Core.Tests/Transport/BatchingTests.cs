@@ -94,6 +94,36 @@ public class BatchingTests
         return data;
     }
 
+    private sealed class Thrower : IDatagramReceiver
+    {
+        public ManualResetEventSlim Called { get; } = new();
+
+        public void OnDatagram(ReadOnlySpan<byte> datagram)
+        {
+            Called.Set();
+            throw new InvalidOperationException("a faulty receiver");
+        }
+    }
+
+    [Test]
+    public void A_receiver_that_throws_is_counted_and_the_socket_keeps_receiving_for_the_others()
+    {
+        using var faulty = UdpMux.Bind();
+        using var healthy = UdpMux.Bind();
+        using var receiver = UdpMux.Bind();
+        var thrower = new Thrower();
+        var collector = new Collector();
+        receiver.AddRoute(receiver.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, faulty.LocalEndPoint.Port)), thrower);
+        receiver.AddRoute(receiver.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, healthy.LocalEndPoint.Port)), collector);
+        receiver.Start();
+        var destination = faulty.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, receiver.LocalEndPoint.Port));
+        Assert.That(faulty.Send(Datagram(1), destination), Is.True);
+        Assert.That(thrower.Called.Wait(TimeSpan.FromSeconds(5)), Is.True);
+        Assert.That(healthy.Send(Datagram(2), destination), Is.True);
+        Assert.That(collector.Datagrams.TryTake(out var got, TimeSpan.FromSeconds(5)) ? got : null, Is.EqualTo(Datagram(2)), "the receive loop lives on");
+        Assert.That(receiver.ReceiverFaults, Is.EqualTo(1));
+    }
+
     [Test]
     public void Outside_a_batch_a_send_goes_at_once()
     {
