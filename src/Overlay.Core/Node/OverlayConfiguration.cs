@@ -128,7 +128,7 @@ public static class OverlayConfiguration
         overlay.Only("NetDevice", "MinSuccessors", "MaxLongDistEdges", "MaxOnDemandEdges", "MaxIncomingEdges", "StaticEdges");
         var defaults = new OverlayOptions { Id = overlay.Name };
         var device = overlay.Child("NetDevice");
-        device?.Only("Name", "IP4", "PrefixLen", "IP6", "MTU", "MAC");
+        device?.Only("Name", "IP4", "PrefixLen", "IP6", "MTU", "MAC", "Offload");
         var netDefaults = new NetDeviceOptions();
         return defaults with
         {
@@ -140,6 +140,7 @@ public static class OverlayConfiguration
                 IP6 = device.String("IP6"),
                 MTU = device.Int("MTU") ?? netDefaults.MTU,
                 MAC = device.String("MAC"),
+                Offload = device.Bool("Offload") ?? netDefaults.Offload,
             },
             MinSuccessors = overlay.Int("MinSuccessors") ?? defaults.MinSuccessors,
             MaxLongDistEdges = overlay.Int("MaxLongDistEdges"),
@@ -187,6 +188,17 @@ public static class OverlayConfiguration
             if (value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var n)) return n;
             if (value.ValueKind == JsonValueKind.String && int.TryParse(value.GetString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out n)) return n;
             throw new OverlayConfigurationException(KeyOf(member), $"must be an integer, not {value.GetRawText()}");
+        }
+
+        public bool? Bool(string member)
+        {
+            if (!element.TryGetProperty(member, out var value) || value.ValueKind == JsonValueKind.Null) return null;
+            return value.ValueKind switch
+            {
+                JsonValueKind.True => true,
+                JsonValueKind.False => false,
+                _ => throw new OverlayConfigurationException(KeyOf(member), $"must be true or false, not {value.GetRawText()}"),
+            };
         }
 
         public TimeSpan? Seconds(string member)

@@ -185,7 +185,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
         var addresses = new List<InterfaceAddress>();
         if (net.IP4 is { } ip4) addresses.Add(new InterfaceAddress(IPAddress.Parse(ip4), net.PrefixLen));
         if (net.IP6 is { } ip6) addresses.Add(InterfaceAddress.Parse(ip6));
-        return TapDevice.Create(new TapDeviceOptions { Name = net.Name, MacAddress = mac, Mtu = net.MTU, Addresses = addresses });
+        return TapDevice.Create(new TapDeviceOptions { Name = net.Name, MacAddress = mac, Mtu = net.MTU, Addresses = addresses, Offload = net.Offload });
     }
 
     private void OnPeerChanged(object? sender, PeerEvent e)

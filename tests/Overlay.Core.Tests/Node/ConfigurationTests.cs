@@ -15,7 +15,7 @@ public class ConfigurationTests
           "Overlays": {
             "A0FB389": { "NetDevice": { "Name": "ovl0", "IP4": "10.10.0.1", "PrefixLen": 16, "IP6": "fd00:10::1/64", "MTU": 1410 },
                          "MinSuccessors": 3, "MaxLongDistEdges": 4, "StaticEdges": [ "ffffffffffffffffffffffffffffffff" ] },
-            "B1": {}
+            "B1": { "NetDevice": { "Offload": false } }
           }
         }
         """;
@@ -36,7 +36,8 @@ public class ConfigurationTests
         Assert.That((a.MinSuccessors, a.MaxLongDistEdges, a.MaxOnDemandEdges), Is.EqualTo((3, (int?)4, 2)));
         Assert.That(a.StaticEdges, Is.EqualTo(new[] { "ffffffffffffffffffffffffffffffff" }));
         var b = options.Overlays[1];
-        Assert.That((b.NetDevice, b.MinSuccessors, b.MaxLongDistEdges), Is.EqualTo((new NetDeviceOptions(), 2, (int?)null)));
+        Assert.That((b.NetDevice, b.MinSuccessors, b.MaxLongDistEdges), Is.EqualTo((new NetDeviceOptions { Offload = false }, 2, (int?)null)));
+        Assert.That(a.NetDevice.Offload, Is.True, "offload is on unless turned off");
     }
 
     [Test]
@@ -63,6 +64,7 @@ public class ConfigurationTests
     [TestCase("""{ "Overlays": { "a": {} }, "Stunn": [] }""", "Stunn")]
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "PrefixLen": 33 } } } }""", "Overlays.a.NetDevice.PrefixLen")]
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "MTU": "big" } } } }""", "Overlays.a.NetDevice.MTU")]
+    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Offload": "yes" } } } }""", "Overlays.a.NetDevice.Offload")]
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "IP4": "10.0.0.300" } } } }""", "Overlays.a.NetDevice.IP4")]
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Name": "a-name-longer-than-15" } } } }""", "Overlays.a.NetDevice.Name")]
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "MAC": "01:00:5e:00:00:01" } } } }""", "Overlays.a.NetDevice.MAC")]
