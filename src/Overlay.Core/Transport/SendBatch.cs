@@ -137,6 +137,7 @@ public static unsafe class SendBatch
 
         public void RunDeferred()
         {
+            if (_deferredCount == 0) return; // most bursts: nothing to complete
             // A completion may defer again (its frames produced more): run until none is left, bounded.
             for (var round = 0; _deferredCount > 0 && round < 4; round++)
             {

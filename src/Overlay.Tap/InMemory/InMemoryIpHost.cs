@@ -6,6 +6,8 @@ using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using System.Threading.Channels;
 
+using Overlay.Tap.Offload;
+
 namespace Overlay.Tap.InMemory;
 
 /// <summary>
@@ -194,24 +196,14 @@ public sealed class InMemoryIpHost : IFrameSink, IAsyncDisposable
         ip[9] = 1;   // ICMP
         source.TryWriteBytes(ip[12..], out _);
         destination.TryWriteBytes(ip[16..], out _);
-        BinaryPrimitives.WriteUInt16BigEndian(ip[10..], Checksum(ip[..20]));
+        InternetChecksum.SetIPv4HeaderChecksum(ip[..20]);
         var icmp = ip.Slice(20, 8 + data.Length);
         icmp.Clear();
         icmp[0] = type;
         BinaryPrimitives.WriteUInt16BigEndian(icmp[4..], identifier);
         BinaryPrimitives.WriteUInt16BigEndian(icmp[6..], sequence);
         data.CopyTo(icmp[8..]);
-        BinaryPrimitives.WriteUInt16BigEndian(icmp[2..], Checksum(icmp));
-    }
-
-    /// <summary>The Internet checksum (RFC 1071).</summary>
-    private static ushort Checksum(ReadOnlySpan<byte> data)
-    {
-        uint sum = 0;
-        for (var i = 0; i + 1 < data.Length; i += 2) sum += BinaryPrimitives.ReadUInt16BigEndian(data[i..]);
-        if ((data.Length & 1) != 0) sum += (uint)data[^1] << 8;
-        while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
-        return (ushort)~sum;
+        InternetChecksum.Store(icmp[2..], (ushort)~InternetChecksum.Fold(InternetChecksum.Add(icmp)));
     }
 
     private static uint Key(IPAddress address)

@@ -48,9 +48,9 @@ public sealed unsafe class TapDevice : IEthernetDevice
 
     private readonly bool _offload;
 
-    private TapDevice(string name, int[] queues, int stopEvent, TapDeviceOptions options, PhysicalAddress mac, bool offload)
+    private TapDevice(string name, int[] queues, int stopEvent, TapDeviceOptions options, PhysicalAddress mac)
     {
-        _offload = offload;
+        _offload = options.Offload;
         Name = name;
         _queues = queues;
         _stopEvent = stopEvent;
@@ -121,7 +121,7 @@ public sealed unsafe class TapDevice : IEthernetDevice
             if (options.Up) netlink.SetUp(index, true, options.Name);
 
             var actualMac = ReadMac(queues[0], options.Name);
-            return new TapDevice(options.Name, [.. queues], stop, options, actualMac, options.Offload) { Index = index };
+            return new TapDevice(options.Name, [.. queues], stop, options, actualMac) { Index = index };
         }
         catch
         {
@@ -338,8 +338,6 @@ public sealed unsafe class TapDevice : IEthernetDevice
         }
         var header = VirtioNetHeader.Read(new ReadOnlySpan<byte>(p, VirtioNetHeader.Size));
         var packet = new Span<byte>(p + VirtioNetHeader.Size, n - VirtioNetHeader.Size);
-        if (header.GsoType == VirtioNetHeader.GsoNone && (header.Flags & VirtioNetHeader.FlagNeedsChecksum) == 0)
-            return Deliver(p + VirtioNetHeader.Size, packet.Length, sink);
         var frames = FrameOffload.Deliver(header, packet, buffers.Scratch, sink);
         if (frames < 0)
         {
