@@ -76,37 +76,56 @@ public sealed class TapWireTests
         Assert.That(Interlocked.Read(ref _toB.Polled) - before, Is.GreaterThan(0));
     }
 
-    [Test]
-    public void Kernel_tcp_crosses_the_taps_in_offloaded_runs()
+    [TestCase(true)]
+    [TestCase(false)]
+    public void Kernel_tcp_crosses_the_taps_in_offloaded_runs(bool merge)
     {
-        _b.Exec("nstat", "-n"); // reset the namespace's counters history
-        using var server = _b.Start("iperf3", "-s -1 -B 10.77.0.2");
-        string output = "";
-        for (var attempt = 0; attempt < 50; attempt++)
+        // Unmerged, every segment cut from a TSO read reaches B's kernel as it is, and is checked there.
+        _toB.Merge = merge;
+        try
         {
-            output = _a.Exec("sh", "-c \"iperf3 -c 10.77.0.2 -n 200M -J || true\"", TimeSpan.FromSeconds(60));
-            if (!output.Contains("Connection refused", StringComparison.Ordinal)) break;
-            Thread.Sleep(100); // the server is not listening yet: nothing to await from another process but its port
+            var segmentedBefore = _tapA.Counters.SegmentedReads;
+            var coalescedBefore = _tapB.Counters.CoalescedWrites;
+            _b.Exec("nstat", "-n"); // reset the namespace's counters history
+            using var server = _b.Start("iperf3", "-s -1 -B 10.77.0.2");
+            string output = "";
+            for (var attempt = 0; attempt < 50; attempt++)
+            {
+                output = _a.Exec("sh", "-c \"iperf3 -c 10.77.0.2 -n 200M -J || true\"", TimeSpan.FromSeconds(60));
+                if (!output.Contains("Connection refused", StringComparison.Ordinal)) break;
+                Thread.Sleep(100); // the server is not listening yet: nothing to await from another process but its port
+            }
+            using var result = System.Text.Json.JsonDocument.Parse(output);
+            var end = result.RootElement.GetProperty("end");
+            var sent = end.GetProperty("sum_sent").GetProperty("bytes").GetInt64();
+            var received = end.GetProperty("sum_received").GetProperty("bytes").GetInt64();
+            Assert.That(sent, Is.GreaterThanOrEqualTo(200L << 20), "the whole transfer was sent");
+            // The server reports what it had read when the client ended; the last window may still be in flight.
+            Assert.That(received, Is.GreaterThan(sent * 95 / 100), "and arrived");
+            Assert.That(_tapA.Counters.SegmentedReads, Is.GreaterThan(segmentedBefore), "the sender's kernel handed over TSO segments");
+            if (merge) Assert.That(_tapB.Counters.CoalescedWrites, Is.GreaterThan(coalescedBefore), "the receiver's kernel took merged runs");
+            else Assert.That(_tapB.Counters.CoalescedWrites, Is.EqualTo(coalescedBefore), "nothing merged");
+            var counters = _b.Exec("nstat", "-az TcpInCsumErrors TcpExtTCPCsumErrors");
+            Assert.That(counters.Split('\n').Where(l => l.StartsWith("Tcp", StringComparison.Ordinal))
+                .Select(l => long.Parse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture)), Is.All.Zero,
+                "no segment with a bad checksum reached the receiver: " + counters);
         }
-        using var result = System.Text.Json.JsonDocument.Parse(output);
-        var end = result.RootElement.GetProperty("end");
-        var sent = end.GetProperty("sum_sent").GetProperty("bytes").GetInt64();
-        var received = end.GetProperty("sum_received").GetProperty("bytes").GetInt64();
-        Assert.That(sent, Is.GreaterThanOrEqualTo(200L << 20), "the whole transfer was sent");
-        // The server reports what it had read when the client ended; the last window may still be in flight.
-        Assert.That(received, Is.GreaterThan(sent * 95 / 100), "and arrived");
-        Assert.That(_tapA.Counters.SegmentedReads, Is.GreaterThan(0), "the sender's kernel handed over TSO segments");
-        Assert.That(_tapB.Counters.CoalescedWrites, Is.GreaterThan(0), "the receiver's kernel took merged runs");
-        var counters = _b.Exec("nstat", "-az TcpInCsumErrors TcpExtTCPCsumErrors");
-        Assert.That(counters.Split('\n').Where(l => l.StartsWith("Tcp", StringComparison.Ordinal))
-            .Select(l => long.Parse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture)), Is.All.Zero,
-            "no segment with a bad checksum reached the receiver: " + counters);
+        finally
+        {
+            _toB.Merge = true;
+        }
     }
 
     /// <summary>Copies frames to the other device; a burst's frames may be merged there, and go when the burst ends.</summary>
     private sealed class Cable(TapDevice other) : IFrameBurstSink
     {
-        public void OnFrame(ReadOnlySpan<byte> frame) => other.TryWriteDeferred(frame);
+        public volatile bool Merge = true;
+
+        public void OnFrame(ReadOnlySpan<byte> frame)
+        {
+            if (Merge) other.TryWriteDeferred(frame);
+            else other.TryWrite(frame);
+        }
 
         public void OnBurstStart()
         {
