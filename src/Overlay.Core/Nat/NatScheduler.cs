@@ -15,10 +15,11 @@ internal interface IScheduled
 internal sealed class NatScheduler : IDisposable
 {
     private readonly PriorityQueue<IScheduled, long> _queue = new();
-    private readonly List<IScheduled> _due = [];
+    private readonly List<(IScheduled Work, long Due)> _due = [];
     private readonly Lock _gate = new();
     private readonly ITimer _timer;
     private long _armedFor = long.MaxValue;
+    private long _firings;
     private bool _disposed;
 
     public NatScheduler(TimeProvider time)
@@ -31,6 +32,9 @@ internal sealed class NatScheduler : IDisposable
 
     /// <summary>Current timestamp in <see cref="TimeProvider.TimestampFrequency"/> units.</summary>
     public long Now => Time.GetTimestamp();
+
+    /// <summary>How often the timer has fired (each a wake-up of a thread-pool thread).</summary>
+    public long Firings => Interlocked.Read(ref _firings);
 
     public long After(TimeSpan delay) => Now + (long)(delay.TotalSeconds * Time.TimestampFrequency);
 
@@ -47,36 +51,44 @@ internal sealed class NatScheduler : IDisposable
 
     public void In(TimeSpan delay, IScheduled work) => At(After(delay), work);
 
+    /// <summary>
+    /// Arms the timer for <paramref name="due"/>, rounded up to whole milliseconds: system timers count milliseconds, and
+    /// one that fires a fraction early would find nothing due and re-arm for a fraction again, a wake-up per millisecond.
+    /// </summary>
     private void Arm(long due)
     {
         _armedFor = due;
         var ticks = Math.Max(0, due - Now);
-        _timer.Change(TimeSpan.FromSeconds((double)ticks / Time.TimestampFrequency), Timeout.InfiniteTimeSpan);
+        var milliseconds = Math.Ceiling(ticks * 1000.0 / Time.TimestampFrequency);
+        _timer.Change(TimeSpan.FromMilliseconds(milliseconds), Timeout.InfiniteTimeSpan);
     }
 
     private void Fire()
     {
+        Interlocked.Increment(ref _firings);
         long now;
         lock (_gate)
         {
             if (_disposed) return;
             now = Now;
             _armedFor = long.MaxValue;
-            while (_queue.TryPeek(out var work, out var due) && due <= now)
+            // What falls due within the timer's granularity runs now rather than after one more wake-up.
+            var horizon = now + Time.TimestampFrequency / 1000;
+            while (_queue.TryPeek(out var work, out var due) && due <= horizon)
             {
                 _queue.Dequeue();
-                _due.Add(work);
+                _due.Add((work, Math.Max(due, now))); // work sees its own due time even when run a fraction early
             }
             if (_queue.TryPeek(out _, out var next)) Arm(next);
         }
         // Only the timer thread touches _due; ITimer callbacks for one timer may overlap, so copy under the lock.
-        IScheduled[] batch;
+        (IScheduled Work, long Due)[] batch;
         lock (_gate)
         {
             batch = [.. _due];
             _due.Clear();
         }
-        foreach (var work in batch) work.OnDue(now);
+        foreach (var (work, due) in batch) work.OnDue(due);
     }
 
     public void Dispose()

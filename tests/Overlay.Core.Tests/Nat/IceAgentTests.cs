@@ -108,10 +108,31 @@ public class IceAgentTests
     }
 
     [Test]
+    public async Task A_connected_idle_agent_wakes_only_for_consent()
+    {
+        var options = Fast with { ConsentInterval = TimeSpan.FromMilliseconds(500), ConsentTimeout = TimeSpan.FromSeconds(5) };
+        await using var a = IceAgent.Create(options, IceRole.Controlling);
+        await using var b = IceAgent.Create(options, IceRole.Controlled);
+        RequireHostCandidates(a);
+        await IcePeers.ConnectAsync(a, b, TimeSpan.FromSeconds(15));
+        var before = a.Endpoint.Scheduler.Firings;
+        var consentBefore = a.Selected!.LastConsent;
+        // Two seconds idle: four consent checks are due (each ~0.4-0.6 s) and their transactions; checking at every
+        // pacing interval (50 ms) as while connecting would be 40 firings.
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        var firings = a.Endpoint.Scheduler.Firings - before;
+        Assert.That(firings, Is.InRange(2, 16), "timer firings in 2 s of idle");
+        Assert.That(a.State, Is.EqualTo(IceState.Connected));
+        Assert.That(a.Selected!.LastConsent, Is.GreaterThan(consentBefore), "consent was refreshed meanwhile");
+    }
+
+    [Test]
     public async Task Restart_recovers_with_new_credentials_on_the_same_agents()
     {
-        await using var a = IceAgent.Create(Fast, IceRole.Controlling);
-        await using var b = IceAgent.Create(Fast, IceRole.Controlled);
+        // Consent far apart: once connected the agents' next tick is half a minute away, and a restart must not wait for it.
+        var options = Fast with { ConsentInterval = TimeSpan.FromSeconds(30), ConsentTimeout = TimeSpan.FromSeconds(60) };
+        await using var a = IceAgent.Create(options, IceRole.Controlling);
+        await using var b = IceAgent.Create(options, IceRole.Controlled);
         RequireHostCandidates(a);
         await IcePeers.ConnectAsync(a, b, TimeSpan.FromSeconds(15));
         var before = a.LocalCredentials;
@@ -121,7 +142,7 @@ public class IceAgentTests
         Assert.That(ca, Is.Not.EqualTo(before));
         Assert.That(a.LocalPort, Is.EqualTo(port));
         Assert.That(a.State, Is.EqualTo(IceState.New));
-        await IcePeers.ConnectAsync(a, b, TimeSpan.FromSeconds(15));
+        await IcePeers.ConnectAsync(a, b, TimeSpan.FromSeconds(10));
         Assert.That(a.State, Is.EqualTo(IceState.Connected));
         Assert.That(cb, Is.EqualTo(b.LocalCredentials));
         await IcePeers.ExchangeDatagramsAsync(a, b, 3);

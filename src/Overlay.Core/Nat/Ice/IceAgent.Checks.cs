@@ -17,9 +17,10 @@ public sealed partial class IceAgent
         public bool NonSymmetric { get; set; }
     }
 
+    /// <summary>One chain of pacing ticks; a chain superseded by a sooner one (<see cref="TickSoon"/>) ends at its next call.</summary>
     private sealed class Ticker(IceAgent agent) : IScheduled
     {
-        public void OnDue(long now) => agent.Tick(now);
+        public void OnDue(long now) => agent.Tick(this, now);
     }
 
     private sealed class CheckOwner(IceAgent agent) : IStunTransactionOwner
@@ -43,14 +44,19 @@ public sealed partial class IceAgent
 
     private long Ticks(TimeSpan span) => (long)(span.TotalSeconds * _options.TimeProvider.TimestampFrequency);
 
-    /// <summary>One pacing interval (Ta, RFC 8445 §6.1.4.2): at most one check, nomination, failure and consent decisions.</summary>
-    private void Tick(long now)
+    /// <summary>
+    /// One pacing interval (Ta, RFC 8445 §6.1.4.2): at most one check, nomination, failure and consent decisions. While
+    /// checking it runs every <see cref="IceOptions.Pacing"/>; once connected only when consent is next due, so an idle
+    /// link costs a timer every few seconds rather than twenty a second.
+    /// </summary>
+    private void Tick(Ticker ticker, long now)
     {
         lock (_gate)
         {
-            if (State is IceState.Closed or IceState.Failed || !_ticking)
+            if (!ReferenceEquals(ticker, _ticker)) return; // superseded by a sooner chain
+            if (State is IceState.Closed or IceState.Failed)
             {
-                _ticking = false;
+                _ticker = null;
                 return;
             }
             if (_started && State == IceState.Checking)
@@ -61,7 +67,7 @@ public sealed partial class IceAgent
                 if (now - _checkingSince > Ticks(_options.ConnectTimeout) || (_endOfRemoteCandidates && allFailed && _nominating is null))
                 {
                     SetState(IceState.Failed);
-                    _ticking = false;
+                    _ticker = null;
                     return;
                 }
             }
@@ -69,12 +75,30 @@ public sealed partial class IceAgent
             {
                 if (!Consent(now, selected))
                 {
-                    _ticking = false;
+                    _ticker = null;
                     return;
                 }
+                // Nothing to do until the next consent check, or the deadline of the one outstanding (never sooner than Ta).
+                var due = Math.Min(_nextConsentAt, selected.LastConsent + Ticks(_options.ConsentTimeout) + 1);
+                ScheduleTick(ticker, Math.Max(due, now + Ticks(_options.Pacing)));
+                return;
             }
-            _endpoint.Scheduler.In(_options.Pacing, _ticker ??= new Ticker(this));
+            ScheduleTick(ticker, now + Ticks(_options.Pacing));
         }
+    }
+
+    private void ScheduleTick(Ticker ticker, long due)
+    {
+        _tickDue = due;
+        _endpoint.Scheduler.At(due, ticker);
+    }
+
+    /// <summary>Ticks within one pacing interval from now: starts the chain, or replaces one that waits longer (connected).</summary>
+    private void TickSoon()
+    {
+        var due = _endpoint.Scheduler.After(_options.Pacing);
+        if (_ticker is not null && _tickDue <= due) return;
+        ScheduleTick(_ticker = new Ticker(this), due);
     }
 
     private void SendNextCheck()

@@ -44,7 +44,8 @@ public sealed partial class IceAgent : IAsyncDisposable
     private byte[] _checkUsername = [];
     private ulong _tieBreaker;
     private int _generation;
-    private bool _started, _endOfRemoteCandidates, _ticking;
+    private bool _started, _endOfRemoteCandidates;
+    private long _tickDue;
     private long _checkingSince, _firstValidAt, _nextConsentAt;
     private CandidatePair? _nominating;
     private volatile CandidatePair? _selected;
@@ -73,7 +74,8 @@ public sealed partial class IceAgent : IAsyncDisposable
         var endpoint = new StunEndpoint(mux, options.TimeProvider, options.LoggerFactory?.CreateLogger<StunEndpoint>());
         var agent = new IceAgent(options, role, endpoint);
         agent.GatherHostCandidates();
-        mux.Start();
+        if (loop is not null) mux.Attach(loop);
+        else mux.Start();
         return agent;
     }
 
