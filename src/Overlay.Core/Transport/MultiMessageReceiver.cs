@@ -17,7 +17,7 @@ internal sealed unsafe partial class MultiMessageReceiver : IDisposable
     private const int NameSize = 128; // sockaddr_storage
     private const int ControlSize = 64;
     private const int SolUdp = 17, UdpGro = 104;
-    private const int MsgWaitForOne = 0x10000;
+    private const int MsgWaitForOne = 0x10000, MsgDontWait = 0x40;
     private const int EINTR = 4, EAGAIN = 11, ENOSYS = 38, EBADF = 9;
 
     private readonly byte* _memory;
@@ -36,7 +36,20 @@ internal sealed unsafe partial class MultiMessageReceiver : IDisposable
         _names = (byte*)(_vectors + Batch);
         _controls = _names + Batch * NameSize;
         _buffers = _controls + Batch * ControlSize;
+        for (var i = 0; i < Batch; i++)
+        {
+            _vectors[i].Base = _buffers + (long)i * SlotSize;
+            _vectors[i].Length = SlotSize;
+            _headers[i].Header = new MsgHdr
+            {
+                Name = _names + i * NameSize, NameLength = NameSize, Iov = _vectors + i, IovLength = 1,
+                Control = _controls + i * ControlSize, ControlLength = ControlSize,
+            };
+            _headers[i].Length = 0;
+        }
     }
+
+    private int _dirty;
 
     /// <summary>
     /// Asks the kernel to hand over a run of equal-size datagrams from one sender (sent with UDP GSO, or merged by GRO)
@@ -55,23 +68,24 @@ internal sealed unsafe partial class MultiMessageReceiver : IDisposable
     public static bool IsSupported => MultiMessage.IsSupported;
 
     /// <summary>
-    /// Waits for at least one datagram on <paramref name="fd"/> and returns how many arrived (0 on a timeout or
-    /// interruption). -1 means the call is not available here (use recvfrom); -2 means the socket was closed.
+    /// Takes the datagrams queued on <paramref name="fd"/> (when <paramref name="wait"/>, waiting for the first) and returns
+    /// how many arrived: 0 when none did (nothing queued, a timeout or an interruption). -1 means the call is not
+    /// available here (use recvfrom); -2 means the socket was closed.
     /// </summary>
-    public int Receive(nint fd)
+    public int Receive(nint fd, bool wait)
     {
-        for (var i = 0; i < Batch; i++)
+        // The kernel rewrites the lengths and flags of the slots a call fills (and perhaps of the one it failed on); the
+        // rest still hold what was set, so only those are reset: a call that brings one datagram touches little memory.
+        for (var i = 0; i < _dirty; i++)
         {
-            _vectors[i].Base = _buffers + (long)i * SlotSize;
-            _vectors[i].Length = SlotSize;
-            _headers[i].Header = new MsgHdr
-            {
-                Name = _names + i * NameSize, NameLength = NameSize, Iov = _vectors + i, IovLength = 1,
-                Control = _controls + i * ControlSize, ControlLength = ControlSize,
-            };
+            _headers[i].Header.NameLength = NameSize;
+            _headers[i].Header.ControlLength = ControlSize;
+            _headers[i].Header.Flags = 0;
             _headers[i].Length = 0;
         }
-        var n = RecvMmsg((int)fd, _headers, Batch, MsgWaitForOne, null);
+        _dirty = 0;
+        var n = RecvMmsg((int)fd, _headers, Batch, wait ? MsgWaitForOne : MsgDontWait, null);
+        _dirty = n >= 0 ? Math.Min(n + 1, Batch) : 1;
         if (n >= 0) return n;
         return Marshal.GetLastPInvokeError() switch
         {

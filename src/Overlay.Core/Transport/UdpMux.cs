@@ -24,7 +24,7 @@ internal interface IChannelDataHandler
 /// the receive buffer (no copy). The socket is dual-stack when IPv6 is available; addresses are kept in the socket's
 /// own <see cref="SocketAddress"/> form so the steady state allocates nothing.
 /// </summary>
-internal sealed class UdpMux : IDisposable
+internal sealed class UdpMux : IReadableSource, IDisposable
 {
     private const int ReceiveBufferSize = 65536;
     private readonly Socket _socket;
@@ -33,6 +33,9 @@ internal sealed class UdpMux : IDisposable
     private Route[] _routes = [];
     private IStunPacketHandler? _stun;
     private IChannelDataHandler? _channelData;
+    private readonly SocketAddress _from;
+    private EventLoop? _loop;
+    private int _registration = -1;
     private volatile bool _closed;
     private bool _segmentation = Segmentation.Enabled;
     private long _received, _dropped, _sendFailures, _segmentedSent, _coalescedReceived, _receiverFaults;
@@ -43,6 +46,7 @@ internal sealed class UdpMux : IDisposable
     {
         _socket = socket;
         LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
+        _from = new SocketAddress(socket.AddressFamily);
         _thread = new Thread(ReceiveLoop) { IsBackground = true, Name = $"udp-mux {LocalEndPoint.Port}" };
     }
 
@@ -68,7 +72,7 @@ internal sealed class UdpMux : IDisposable
     /// <summary>Datagrams that arrived coalesced with others of their run (UDP GRO).</summary>
     public long CoalescedReceived => Interlocked.Read(ref _coalescedReceived);
 
-    internal bool ReceiverAlive => _thread.IsAlive;
+    internal bool ReceiverAlive => _loop is not null ? !_closed : _thread.IsAlive;
 
     /// <summary>Binds a socket in the calling thread's network namespace (port 0: any free port).</summary>
     public static UdpMux Bind(int port = 0)
@@ -183,7 +187,6 @@ internal sealed class UdpMux : IDisposable
     private bool ReceiveBatches()
     {
         using var receiver = new MultiMessageReceiver();
-        var from = new SocketAddress(_socket.AddressFamily);
         var handle = _socket.SafeHandle;
         var added = false;
         try
@@ -194,31 +197,10 @@ internal sealed class UdpMux : IDisposable
             if (Segmentation.Enabled) MultiMessageReceiver.TryEnableCoalescing(fd);
             while (!_closed)
             {
-                var n = receiver.Receive(fd);
+                var n = receiver.Receive(fd, wait: true);
                 if (n == -1) return false;
                 if (n == -2) break;
-                using var batch = SendBatch.Begin(); // what this burst makes us send (forwarding, echoes) goes out together
-                int received = 0, coalesced = 0;
-                for (var i = 0; i < n; i++)
-                {
-                    var buffer = receiver.Datagram(i);
-                    if (buffer.IsEmpty) continue;
-                    receiver.Sender(i, from);
-                    var segment = receiver.SegmentSize(i);
-                    if (segment <= 0 || segment >= buffer.Length)
-                    {
-                        received++;
-                        Dispatch(buffer, from);
-                        continue;
-                    }
-                    var pieces = (buffer.Length + segment - 1) / segment;
-                    received += pieces;
-                    coalesced += pieces;
-                    for (var offset = 0; offset < buffer.Length; offset += segment)
-                        Dispatch(buffer.Slice(offset, Math.Min(segment, buffer.Length - offset)), from);
-                }
-                Interlocked.Add(ref _received, received);
-                if (coalesced > 0) Interlocked.Add(ref _coalescedReceived, coalesced);
+                HandleBatch(receiver, n);
             }
             return true;
         }
@@ -232,10 +214,66 @@ internal sealed class UdpMux : IDisposable
         }
     }
 
+    /// <summary>
+    /// Serves this socket from <paramref name="loop"/> instead of a thread of its own (call instead of <see cref="Start"/>):
+    /// the loop's thread reads it when readable, with the loop's one receive block.
+    /// </summary>
+    public void Attach(EventLoop loop)
+    {
+        ArgumentNullException.ThrowIfNull(loop);
+        var fd = (int)_socket.SafeHandle.DangerousGetHandle();
+        if (Segmentation.Enabled) MultiMessageReceiver.TryEnableCoalescing(fd);
+        _loop = loop;
+        _registration = loop.Register(fd, this);
+    }
+
+    /// <summary>The loop says the socket is readable: up to a few bursts, then the other descriptors get their turn.</summary>
+    void IReadableSource.OnReadable()
+    {
+        if (_closed || _loop is not { } loop) return;
+        var receiver = loop.Receiver;
+        var fd = _socket.SafeHandle.DangerousGetHandle(); // Dispose unregisters (and waits for this call) before closing
+        for (var round = 0; round < 4 && !_closed; round++)
+        {
+            var n = receiver.Receive(fd, wait: false);
+            if (n <= 0) return;
+            HandleBatch(receiver, n);
+            if (n < MultiMessageReceiver.Batch) return;
+        }
+    }
+
+    /// <summary>Dispatches one receive's datagrams, cutting coalesced runs; what they make us send goes out together.</summary>
+    private void HandleBatch(MultiMessageReceiver receiver, int n)
+    {
+        var from = _from;
+        using var batch = SendBatch.Begin(); // what this burst makes us send (forwarding, echoes) goes out together
+        int received = 0, coalesced = 0;
+        for (var i = 0; i < n; i++)
+        {
+            var buffer = receiver.Datagram(i);
+            if (buffer.IsEmpty) continue;
+            receiver.Sender(i, from);
+            var segment = receiver.SegmentSize(i);
+            if (segment <= 0 || segment >= buffer.Length)
+            {
+                received++;
+                Dispatch(buffer, from);
+                continue;
+            }
+            var pieces = (buffer.Length + segment - 1) / segment;
+            received += pieces;
+            coalesced += pieces;
+            for (var offset = 0; offset < buffer.Length; offset += segment)
+                Dispatch(buffer.Slice(offset, Math.Min(segment, buffer.Length - offset)), from);
+        }
+        Interlocked.Add(ref _received, received);
+        if (coalesced > 0) Interlocked.Add(ref _coalescedReceived, coalesced);
+    }
+
     private void ReceiveOneByOne()
     {
         var buffer = ArrayPool<byte>.Shared.Rent(ReceiveBufferSize);
-        var from = new SocketAddress(_socket.AddressFamily);
+        var from = _from;
         try
         {
             while (!_closed)
@@ -336,6 +374,7 @@ internal sealed class UdpMux : IDisposable
         _closed = true;
         // Wake the receive loop now (Linux wakes readers of a shut-down datagram socket, though it reports ENOTCONN);
         // it also wakes every ReceiveTimeout. It must see _closed before the descriptor goes.
+        if (_loop is { } loop) loop.Unregister(_registration); // returns once the loop is not reading the socket
         try { _socket.Shutdown(SocketShutdown.Both); }
         catch (SocketException) { }
         if (_thread.IsAlive && Thread.CurrentThread != _thread) _thread.Join(TimeSpan.FromSeconds(2));

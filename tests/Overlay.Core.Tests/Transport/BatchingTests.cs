@@ -15,14 +15,29 @@ public class BatchingTests
         public void OnDatagram(ReadOnlySpan<byte> datagram) => Datagrams.Add(datagram.ToArray());
     }
 
-    [Test]
-    public void Batched_sends_arrive_complete_in_order_and_intact()
+    /// <summary>An event loop for the receiving socket, or none (it runs a receive thread of its own).</summary>
+    private static EventLoop? LoopFor(bool onEventLoop)
     {
+        if (!onEventLoop) return null;
+        Assume.That(EventLoop.IsSupported, "the event loop is Linux epoll's");
+        return EventLoop.Start("test io");
+    }
+
+    private static void Serve(UdpMux mux, EventLoop? loop)
+    {
+        if (loop is null) mux.Start();
+        else mux.Attach(loop);
+    }
+
+    [Test]
+    public void Batched_sends_arrive_complete_in_order_and_intact([Values] bool onEventLoop)
+    {
+        using var loop = LoopFor(onEventLoop);
         using var sender = UdpMux.Bind();
         using var receiver = UdpMux.Bind();
         var collector = new Collector();
         receiver.AddRoute(receiver.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, sender.LocalEndPoint.Port)), collector);
-        receiver.Start();
+        Serve(receiver, loop);
         sender.Start();
         var destination = sender.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, receiver.LocalEndPoint.Port));
         var random = new Random(7);
@@ -52,14 +67,15 @@ public class BatchingTests
     }
 
     [Test]
-    public void Runs_of_equal_datagrams_leave_segmented_and_arrive_cut_back_into_the_datagrams()
+    public void Runs_of_equal_datagrams_leave_segmented_and_arrive_cut_back_into_the_datagrams([Values] bool onEventLoop)
     {
         Assume.That(OperatingSystem.IsLinux(), "UDP GSO/GRO is Linux's");
+        using var loop = LoopFor(onEventLoop);
         using var sender = UdpMux.Bind();
         using var receiver = UdpMux.Bind();
         var collector = new Collector();
         receiver.AddRoute(receiver.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, sender.LocalEndPoint.Port)), collector);
-        receiver.Start();
+        Serve(receiver, loop);
         var destination = sender.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, receiver.LocalEndPoint.Port));
         // Bursts as a TCP stream makes them: full-size frames, then a shorter one that ends the run, then an odd one out.
         var expected = new List<byte[]>();
@@ -106,8 +122,9 @@ public class BatchingTests
     }
 
     [Test]
-    public void A_receiver_that_throws_is_counted_and_the_socket_keeps_receiving_for_the_others()
+    public void A_receiver_that_throws_is_counted_and_the_socket_keeps_receiving_for_the_others([Values] bool onEventLoop)
     {
+        using var loop = LoopFor(onEventLoop);
         using var faulty = UdpMux.Bind();
         using var healthy = UdpMux.Bind();
         using var receiver = UdpMux.Bind();
@@ -115,7 +132,7 @@ public class BatchingTests
         var collector = new Collector();
         receiver.AddRoute(receiver.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, faulty.LocalEndPoint.Port)), thrower);
         receiver.AddRoute(receiver.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, healthy.LocalEndPoint.Port)), collector);
-        receiver.Start();
+        Serve(receiver, loop);
         var destination = faulty.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, receiver.LocalEndPoint.Port));
         Assert.That(faulty.Send(Datagram(1), destination), Is.True);
         Assert.That(thrower.Called.Wait(TimeSpan.FromSeconds(5)), Is.True);

@@ -1,0 +1,241 @@
+using System.Runtime.InteropServices;
+
+namespace Overlay.Transport;
+
+/// <summary>Something an <see cref="EventLoop"/> watches: called on the loop's thread when its descriptor is readable.</summary>
+internal interface IReadableSource
+{
+    /// <summary>
+    /// Reads and handles some of what is ready without blocking. It may leave the rest (the descriptor is watched
+    /// level-triggered, so the loop comes back after serving the others); it should not throw.
+    /// </summary>
+    void OnReadable();
+}
+
+/// <summary>
+/// One thread per node that waits on every descriptor of the data path at once (Linux <c>epoll(7)</c>): the TAP device
+/// and each link's UDP socket. A frame that arrives on a socket is decrypted, switched and written into the TAP, and
+/// the host's immediate answer read back and sent, all on this thread; and writing into the TAP wakes nobody else, since
+/// the only thread waiting on it is the one writing. With a thread per descriptor each of those hand-overs costs a
+/// wake-up, which on a virtual machine is the larger part of a round trip. As in tinc, one loop serves every link;
+/// handlers run one at a time and must not block.
+/// </summary>
+internal sealed unsafe partial class EventLoop : IDisposable
+{
+    private const int EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2;
+    private const uint EPOLLIN = 0x001;
+    private const int EINTR = 4;
+    private const int MaxEvents = 64;
+    private const ulong StopToken = ulong.MaxValue;
+    // struct epoll_event is packed on x86-64 (12 bytes) and naturally aligned elsewhere (16 bytes).
+    private static readonly int s_eventSize = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 12 : 16;
+    private static readonly int s_dataOffset = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 4 : 8;
+
+    private readonly int _epoll;
+    private readonly int _stop;
+    private readonly Thread _thread;
+    private readonly Lock _gate = new();
+    private Slot[] _slots = new Slot[16];
+    private long _dispatchRound; // non-zero while the loop hands out one epoll_wait's events
+    private long _rounds;
+    private long _handlerFaults;
+    private volatile bool _stopping;
+    private MultiMessageReceiver? _receiver;
+
+    private sealed class Slot(int fd, IReadableSource source, uint generation)
+    {
+        public readonly int Fd = fd;
+        public readonly IReadableSource Source = source;
+        public readonly uint Generation = generation;
+    }
+
+    private uint _generation;
+
+    private EventLoop(int epoll, int stop, string name)
+    {
+        _epoll = epoll;
+        _stop = stop;
+        _thread = new Thread(Run) { IsBackground = true, Name = name };
+    }
+
+    /// <summary>True where the loop can run (Linux, 64-bit).</summary>
+    public static bool IsSupported => MultiMessage.IsSupported;
+
+    /// <summary>Handlers that threw (caught and counted; the loop carries on).</summary>
+    public long HandlerFaults => Interlocked.Read(ref _handlerFaults);
+
+    /// <summary>True on the loop's own thread.</summary>
+    public bool IsLoopThread => Thread.CurrentThread == _thread;
+
+    /// <summary>
+    /// One receive block for every socket the loop serves (they are read one at a time), instead of one per socket.
+    /// Only for use on the loop's thread.
+    /// </summary>
+    internal MultiMessageReceiver Receiver => _receiver ??= new MultiMessageReceiver();
+
+    /// <summary>Creates and starts a loop; throws <see cref="PlatformNotSupportedException"/> where <see cref="IsSupported"/> is false.</summary>
+    public static EventLoop Start(string name)
+    {
+        if (!IsSupported) throw new PlatformNotSupportedException("the event loop needs Linux epoll on a 64-bit process");
+        var epoll = EpollCreate1(O_CLOEXEC);
+        if (epoll < 0) throw new InvalidOperationException($"epoll_create1 failed (errno {Marshal.GetLastPInvokeError()})");
+        var stop = EventFd(0, O_CLOEXEC | O_NONBLOCK);
+        if (stop < 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            Close(epoll);
+            throw new InvalidOperationException($"eventfd failed (errno {errno})");
+        }
+        var loop = new EventLoop(epoll, stop, name);
+        if (loop.Control(EPOLL_CTL_ADD, stop, StopToken) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            Close(epoll);
+            Close(stop);
+            throw new InvalidOperationException($"epoll_ctl failed for the stop event (errno {errno})");
+        }
+        loop._thread.Start();
+        return loop;
+    }
+
+    /// <summary>
+    /// Watches <paramref name="fd"/> for reading and calls <paramref name="source"/> on the loop thread when it is.
+    /// Returns a registration for <see cref="Unregister"/>; throws when the kernel refuses the descriptor.
+    /// </summary>
+    public int Register(int fd, IReadableSource source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_stopping, this);
+            var index = Array.IndexOf(_slots, null);
+            if (index < 0)
+            {
+                index = _slots.Length;
+                var grown = new Slot[_slots.Length * 2];
+                _slots.CopyTo(grown, 0);
+                Volatile.Write(ref _slots, grown);
+            }
+            var slot = new Slot(fd, source, ++_generation);
+            Volatile.Write(ref _slots[index], slot);
+            if (Control(EPOLL_CTL_ADD, fd, Token(index, slot.Generation)) != 0)
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                _slots[index] = null!;
+                throw new InvalidOperationException($"epoll_ctl refused descriptor {fd} (errno {errno})");
+            }
+            return index;
+        }
+    }
+
+    /// <summary>
+    /// Stops watching a registration. When this returns the source is not running and will not be called again, so
+    /// the descriptor may be closed (on the loop's own thread the current call simply is the last one).
+    /// </summary>
+    public void Unregister(int registration)
+    {
+        lock (_gate)
+        {
+            var slots = _slots;
+            if ((uint)registration >= (uint)slots.Length || slots[registration] is not { } slot) return;
+            Control(EPOLL_CTL_DEL, slot.Fd, 0); // may fail once stopping closed epoll: harmless
+            Volatile.Write(ref slots[registration], null!);
+        }
+        Interlocked.MemoryBarrier();
+        if (IsLoopThread) return;
+        // The loop may be inside a round that read the slot before it was cleared: wait for that round to end.
+        var round = Interlocked.Read(ref _dispatchRound);
+        if (round == 0) return;
+        var spin = new SpinWait();
+        while (Interlocked.Read(ref _dispatchRound) == round && _thread.IsAlive) spin.SpinOnce(sleep1Threshold: -1);
+    }
+
+    private static ulong Token(int index, uint generation) => ((ulong)generation << 32) | (uint)index;
+
+    private int Control(int op, int fd, ulong token)
+    {
+        var ev = stackalloc byte[16];
+        *(uint*)ev = EPOLLIN;
+        *(ulong*)(ev + s_dataOffset) = token;
+        return EpollCtl(_epoll, op, fd, ev);
+    }
+
+    private void Run()
+    {
+        var events = (byte*)NativeMemory.Alloc((nuint)(MaxEvents * s_eventSize));
+        try
+        {
+            while (!_stopping)
+            {
+                var n = EpollWait(_epoll, events, MaxEvents, -1);
+                if (n < 0)
+                {
+                    if (Marshal.GetLastPInvokeError() == EINTR) continue;
+                    return;
+                }
+                Interlocked.Exchange(ref _dispatchRound, ++_rounds);
+                for (var i = 0; i < n && !_stopping; i++)
+                {
+                    var token = *(ulong*)(events + i * s_eventSize + s_dataOffset);
+                    if (token == StopToken) return;
+                    var slots = Volatile.Read(ref _slots);
+                    var index = (int)(uint)token;
+                    if (index >= slots.Length || Volatile.Read(ref slots[index]) is not { } slot || slot.Generation != (uint)(token >> 32)) continue;
+                    try
+                    {
+                        slot.Source.OnReadable();
+                    }
+#pragma warning disable CA1031 // one faulty source must not stop the loop that serves every link
+                    catch (Exception)
+#pragma warning restore CA1031
+                    {
+                        Interlocked.Increment(ref _handlerFaults);
+                    }
+                }
+                Interlocked.Exchange(ref _dispatchRound, 0);
+            }
+        }
+        finally
+        {
+            Interlocked.Exchange(ref _dispatchRound, 0);
+            NativeMemory.Free(events);
+            _receiver?.Dispose();
+            _receiver = null;
+        }
+    }
+
+    /// <summary>Stops the loop and closes its descriptors (not the registered ones: their owners close those).</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_stopping) return;
+            _stopping = true;
+        }
+        ulong one = 1;
+        Write(_stop, &one, sizeof(ulong));
+        if (!IsLoopThread) _thread.Join();
+        Close(_stop);
+        Close(_epoll);
+    }
+
+    private const int O_CLOEXEC = 0x80000, O_NONBLOCK = 0x800;
+
+    [LibraryImport("libc", EntryPoint = "epoll_create1", SetLastError = true)]
+    private static partial int EpollCreate1(int flags);
+
+    [LibraryImport("libc", EntryPoint = "epoll_ctl", SetLastError = true)]
+    private static partial int EpollCtl(int epfd, int op, int fd, void* ev);
+
+    [LibraryImport("libc", EntryPoint = "epoll_wait", SetLastError = true)]
+    private static partial int EpollWait(int epfd, void* events, int maxEvents, int timeout);
+
+    [LibraryImport("libc", EntryPoint = "eventfd", SetLastError = true)]
+    private static partial int EventFd(uint initial, int flags);
+
+    [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
+    private static partial nint Write(int fd, void* buffer, nint count);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    private static partial int Close(int fd);
+}
