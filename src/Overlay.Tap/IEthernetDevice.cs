@@ -27,6 +27,20 @@ public interface IEthernetDevice : IAsyncDisposable
     /// </summary>
     void Start(IFrameSink sink);
 
+    /// <summary>
+    /// A Linux descriptor that polls readable whenever <see cref="PollReady"/> has frames to deliver, for a caller that
+    /// serves the device from its own event loop (<see cref="StartPolled"/>); -1 when the device has none.
+    /// </summary>
+    int ReadinessDescriptor => -1;
+
+    /// <summary>
+    /// Like <see cref="Start"/>, but without a receive loop of the device's own: frames reach <paramref name="sink"/>
+    /// only from <see cref="PollReady"/>, which the caller invokes when <see cref="ReadinessDescriptor"/> is readable.
+    /// Throws <see cref="NotSupportedException"/> when <see cref="ReadinessDescriptor"/> is -1. Call once, instead of
+    /// <see cref="Start"/>.
+    /// </summary>
+    void StartPolled(IFrameSink sink) => throw new NotSupportedException($"{Name} cannot be served by an external event loop");
+
     /// <summary>Hands one frame to the host. Never blocks; returns false (and counts) when it could not.</summary>
     bool TryWrite(ReadOnlySpan<byte> frame);
 

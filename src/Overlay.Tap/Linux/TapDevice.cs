@@ -26,6 +26,7 @@ public sealed unsafe class TapDevice : IEthernetDevice
     private const int IfReqSize = 40; // struct ifreq
     private const int MaxFrame = 65535 + 18;
     private const int ReadSize = VirtioNetHeader.Size + MaxFrame;
+    private const int MaxReadsPerBurst = 64;
     private static readonly byte[] s_plainHeader = GC.AllocateArray<byte>(VirtioNetHeader.Size, pinned: true);
 
     /// <summary>Per thread: the read buffer and one segment's worth of scratch (a thread reads one device at a time).</summary>
@@ -146,6 +147,19 @@ public sealed unsafe class TapDevice : IEthernetDevice
     }
 
     /// <inheritdoc />
+    /// <remarks>The first queue's descriptor; a multi-queue device has no single one (-1) and runs its own loops.</remarks>
+    public int ReadinessDescriptor => _queues.Length == 1 ? _queues[0] : -1;
+
+    /// <inheritdoc />
+    public void StartPolled(IFrameSink sink)
+    {
+        ArgumentNullException.ThrowIfNull(sink);
+        if (ReadinessDescriptor < 0) throw new NotSupportedException($"{Name} has {_queues.Length} queues: it runs a receive loop per queue (use Start)");
+        if (Interlocked.CompareExchange(ref _sink, sink, null) is not null)
+            throw new InvalidOperationException($"{Name} is already started");
+    }
+
+    /// <inheritdoc />
     public bool TryWrite(ReadOnlySpan<byte> frame)
     {
         if (t_coalescer is { Segments: > 0 } held && held.Owner == this) WriteHeld(held); // keep the order of this thread's frames
@@ -250,14 +264,25 @@ public sealed unsafe class TapDevice : IEthernetDevice
         }
     }
 
-    /// <summary>Reads and delivers what is ready as one burst; the caller holds the queue's read gate.</summary>
+    /// <summary>
+    /// Reads and delivers what is ready; the caller holds the queue's read gate. The first read is a burst of its own, so
+    /// a lone frame (a ping, a request) is on its way before the read that finds the queue empty; what follows it is
+    /// one burst.
+    /// </summary>
     private int ReadBurst(int fd, byte* p, ReadBuffers buffers, IFrameSink sink)
+    {
+        var frames = ReadBurst(fd, p, buffers, sink, 1, out var reads);
+        if (reads == 1) frames += ReadBurst(fd, p, buffers, sink, MaxReadsPerBurst - 1, out _);
+        return frames;
+    }
+
+    private int ReadBurst(int fd, byte* p, ReadBuffers buffers, IFrameSink sink, int limit, out int reads)
     {
         var burst = sink as IFrameBurstSink;
         burst?.OnBurstStart();
         try
         {
-            return DrainReady(fd, p, buffers, sink);
+            return DrainReady(fd, p, buffers, sink, limit, out reads);
         }
         finally
         {
@@ -294,10 +319,15 @@ public sealed unsafe class TapDevice : IEthernetDevice
         }
     }
 
-    private int DrainReady(int fd, byte* p, ReadBuffers buffers, IFrameSink sink)
+    /// <summary>
+    /// Reads what the host has ready, up to <paramref name="limit"/> packets (<paramref name="reads"/> tells how many
+    /// there were): a host that sends without pause must not keep an event loop from its other descriptors (the rest is
+    /// still ready when the caller polls again).
+    /// </summary>
+    private int DrainReady(int fd, byte* p, ReadBuffers buffers, IFrameSink sink, int limit, out int reads)
     {
         var frames = 0;
-        while (true)
+        for (reads = 0; reads < limit; reads++)
         {
             var n = LibC.Read(fd, p, ReadSize);
             if (n <= 0)
@@ -318,6 +348,7 @@ public sealed unsafe class TapDevice : IEthernetDevice
                 Interlocked.Increment(ref Counters.SinkErrorsValue);
             }
         }
+        return frames;
     }
 
     private int Deliver(byte* p, int n, IFrameSink sink)

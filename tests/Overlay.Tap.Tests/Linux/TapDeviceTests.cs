@@ -57,9 +57,44 @@ public sealed partial class TapDeviceTests
     public async Task A_multi_queue_device_has_its_queues()
     {
         await using var device = _ns.Run(() => TapDevice.Create(new TapDeviceOptions { Name = "ovtq", Queues = 2 }));
+        Assert.That(device.ReadinessDescriptor, Is.EqualTo(-1), "several queues, no single descriptor to watch");
+        Assert.That(() => device.StartPolled(new NullSink()), Throws.TypeOf<NotSupportedException>());
         device.Start(new NullSink());
         var queues = _ns.Exec("ls", "/sys/class/net/ovtq/queues");
         Assert.That(queues, Does.Contain("rx-1").And.Contain("tx-1"));
+    }
+
+    private sealed class FrameList : IFrameSink
+    {
+        public List<byte[]> Frames { get; } = [];
+        public void OnFrame(ReadOnlySpan<byte> frame) => Frames.Add(frame.ToArray());
+    }
+
+    [Test]
+    public async Task A_polled_device_delivers_only_when_its_caller_polls()
+    {
+        await using var device = _ns.Run(() => TapDevice.Create(new TapDeviceOptions
+        {
+            Name = "ovtpl", MacAddress = PhysicalAddress.Parse("02-00-5E-10-00-09"), Addresses = [InterfaceAddress.Parse("10.78.0.1/24")],
+        }));
+        var sink = new FrameList();
+        device.StartPolled(sink);
+        Assert.That(() => device.StartPolled(sink), Throws.InvalidOperationException, "started once");
+        // The kernel asks for 10.78.0.2's MAC on the device: an ARP request to read.
+        using var ping = _ns.Start("ping", "-c 1 -W 2 10.78.0.2");
+        Assert.That(WaitReadable(device.ReadinessDescriptor, TimeSpan.FromSeconds(5)), Is.True, "the descriptor polls readable");
+        Assert.That(sink.Frames, Is.Empty, "nothing is read behind the caller's back");
+        Assert.That(device.PollReady(), Is.GreaterThanOrEqualTo(1));
+        Assert.That(sink.Frames.Any(f => f.Length >= 42 && f[12] == 0x08 && f[13] == 0x06 && f.AsSpan(38, 4).SequenceEqual(new byte[] { 10, 78, 0, 2 })),
+            Is.True, "the ARP request for 10.78.0.2");
+        var threads = Directory.GetDirectories("/proc/self/task").Select(t => File.ReadAllText(Path.Combine(t, "comm")).Trim());
+        Assert.That(threads, Has.None.StartsWith("tap ovtpl"), "no receive thread of the device's own");
+    }
+
+    private static unsafe bool WaitReadable(int fd, TimeSpan timeout)
+    {
+        var pollFd = new LibC.PollFd { Fd = fd, Events = LibC.POLLIN };
+        return LibC.Poll(&pollFd, 1, (int)timeout.TotalMilliseconds) == 1 && (pollFd.Revents & LibC.POLLIN) != 0;
     }
 
     private sealed class NullSink : IFrameSink
