@@ -18,6 +18,9 @@ internal sealed class NodeContext
     public required ILoggerFactory LoggerFactory { get; init; }
     public required Action<LinkEvent> RaiseLink { get; init; }
 
+    /// <summary>The node's data-path thread (TAP devices and link sockets); null where it cannot run (then each has its own).</summary>
+    public Transport.EventLoop? Loop { get; init; }
+
     /// <summary>The fingerprint as it travels in offers and answers.</summary>
     public string FingerprintText => "sha-256 " + Identity.Fingerprint;
 

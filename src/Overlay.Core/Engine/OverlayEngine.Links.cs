@@ -156,7 +156,7 @@ internal sealed partial class OverlayEngine
 
     private IceAgent CreateAgent(PeerLink link, IceRole role)
     {
-        var agent = IceAgent.Create(_node.Ice, role);
+        var agent = IceAgent.Create(_node.Ice, role, _node.Loop);
         link.Agent = agent;
         agent.CandidateGathered += candidate => Trickle(link, candidate);
         _ = GatherAsync(link, agent);

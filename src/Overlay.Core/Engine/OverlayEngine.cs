@@ -26,6 +26,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     private readonly ILogger _logger;
     private readonly Links.TinCanLinkOptions _linkOptions;
     private ITimer? _ticker;
+    private int _deviceRegistration = -1;
     private long _ticks;
     private long _badSignals;
     private bool _closed;
@@ -71,7 +72,15 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     /// <summary>Starts the NIC, learns the members signaling already knows and starts housekeeping.</summary>
     public void Start(IEnumerable<string> knownPeers)
     {
-        Device.Start(new DeviceInput(Switch));
+        if (_node.Loop is { } loop && Device.ReadinessDescriptor >= 0)
+        {
+            Device.StartPolled(new DeviceInput(Switch));
+            _deviceRegistration = loop.Register(Device.ReadinessDescriptor, new DeviceReadiness(Device));
+        }
+        else
+        {
+            Device.Start(new DeviceInput(Switch));
+        }
         var peers = knownPeers.ToArray();
         _queue.Post(() =>
         {
@@ -100,6 +109,13 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     public void OnSignal(IncomingSignal signal) => _queue.Post(() => HandleSignal(signal));
 
     /// <summary>A snapshot, taken on the control queue.</summary>
+    /// <summary>How many of the links' sockets the node's event loop serves, of how many sockets (diagnostics, tests).</summary>
+    internal Task<(int OnLoop, int Sockets)> CountLoopSocketsAsync() => _queue.InvokeAsync(() =>
+    {
+        var muxes = _links.Values.Select(l => l.Agent?.Endpoint.Mux).OfType<Transport.UdpMux>().ToArray();
+        return (muxes.Count(m => m.OnEventLoop), muxes.Length);
+    });
+
     public Task<OverlayStatus> GetStatusAsync() => _queue.InvokeAsync(() =>
     {
         var roles = _topology.Links.ToDictionary(l => l.Peer, l => l.Roles);
@@ -179,6 +195,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         }).ConfigureAwait(false);
         await Task.WhenAll(closing).ConfigureAwait(false);
         await _queue.DisposeAsync().ConfigureAwait(false);
+        if (_deviceRegistration >= 0) _node.Loop!.Unregister(_deviceRegistration); // before the descriptor closes
         await Device.DisposeAsync().ConfigureAwait(false);
     }
 

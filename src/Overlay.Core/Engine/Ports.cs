@@ -39,6 +39,12 @@ internal sealed class DeviceInput(OverlaySwitch sw) : IFrameBurstSink
     }
 }
 
+/// <summary>The node's event loop found the NIC readable: read what the host sent, on the loop's thread.</summary>
+internal sealed class DeviceReadiness(IEthernetDevice device) : Transport.IReadableSource
+{
+    public void OnReadable() => device.PollReady();
+}
+
 /// <summary>A switch port that is one TinCan link: plain frames as they are, flood frames behind their header.</summary>
 internal sealed class LinkPort(TinCanLink link) : ISwitchPort
 {

@@ -37,6 +37,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
     private readonly Lock _gate = new();
     private readonly List<Channel<LinkEvent>> _linkWatchers = [];
     private readonly CancellationTokenSource _lifetime = new();
+    private Transport.EventLoop? _loop;
     private readonly Dictionary<string, OverlayEngine> _engines = new(StringComparer.Ordinal);
     private OverlayNetwork[] _overlays = [];
     private SignalingChannelBase? _signaling;
@@ -113,10 +114,13 @@ public sealed partial class OverlayNode : IAsyncDisposable
 
             var signaling = SignalingChannels.Create(Options.Signal, NodeId, [.. Options.Overlays.Select(o => o.Id)], _loggerFactory, _time);
             _signaling = signaling;
+            _loop = Transport.EventLoop.IsSupported && Environment.GetEnvironmentVariable("OVERLAY_EVENT_LOOP") != "0"
+                ? Transport.EventLoop.Start("overlay io " + NodeId[..8])
+                : null;
             var context = new NodeContext
             {
                 NodeId = NodeId, Self = NodeContext.ParseNodeId(NodeId), Identity = Identity, Signaling = signaling, Ice = ice,
-                Timings = Options.Links, Time = _time, LoggerFactory = _loggerFactory, RaiseLink = RaiseLink,
+                Timings = Options.Links, Time = _time, LoggerFactory = _loggerFactory, RaiseLink = RaiseLink, Loop = _loop,
             };
             var networks = new List<OverlayNetwork>();
             for (var i = 0; i < Options.Overlays.Count; i++)
@@ -246,6 +250,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         foreach (var engine in _engines.Values) await engine.DisposeAsync().ConfigureAwait(false);
+        _loop?.Dispose(); // after the engines: their NICs and link sockets have left it
         await _lifetime.CancelAsync().ConfigureAwait(false);
         if (_reader is not null) await _reader.ConfigureAwait(false);
         if (_signaling is { } signaling)
@@ -276,6 +281,8 @@ public sealed class OverlayNetwork
     private readonly OverlayEngine _engine;
 
     internal OverlayNetwork(OverlayEngine engine) => _engine = engine;
+
+    internal OverlayEngine Engine => _engine;
 
     /// <summary>The overlay's ID.</summary>
     public string Id => _engine.Id;

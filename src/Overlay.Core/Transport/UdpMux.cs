@@ -72,6 +72,9 @@ internal sealed class UdpMux : IReadableSource, IDisposable
     /// <summary>Datagrams that arrived coalesced with others of their run (UDP GRO).</summary>
     public long CoalescedReceived => Interlocked.Read(ref _coalescedReceived);
 
+    /// <summary>True when an <see cref="EventLoop"/> serves the socket (<see cref="Attach"/>), false with a thread of its own.</summary>
+    internal bool OnEventLoop => _loop is not null;
+
     internal bool ReceiverAlive => _loop is not null ? !_closed : _thread.IsAlive;
 
     /// <summary>Binds a socket in the calling thread's network namespace (port 0: any free port).</summary>

@@ -39,6 +39,12 @@ public class OverlayNodeTests
             Assert.That(overlay.Links.Where(l => l.State == LinkChange.Up).Sum(l => l.Statistics!.FramesReceived), Is.GreaterThan(0));
             Assert.That(overlay.Switch.Delivered, Is.GreaterThan(0));
         });
+        if (Overlay.Transport.EventLoop.IsSupported)
+        {
+            var (onLoop, sockets) = await cluster.Nodes[0].Overlays[0].Engine.CountLoopSocketsAsync();
+            Assert.That(sockets, Is.GreaterThanOrEqualTo(2));
+            Assert.That(onLoop, Is.EqualTo(sockets), "every link socket is served by the node's event loop");
+        }
         var ups = cluster.Events.Where(e => e.Change == LinkChange.Up).ToArray();
         TestContext.Out.WriteLine($"{ups.Length} link-up events; setup time median {ups.Select(e => e.Elapsed.TotalMilliseconds).Order().ElementAt(ups.Length / 2):0} ms, max {ups.Max(e => e.Elapsed.TotalMilliseconds):0} ms");
     }

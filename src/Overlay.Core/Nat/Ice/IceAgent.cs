@@ -13,7 +13,7 @@ namespace Overlay.Nat.Ice;
 /// <summary>
 /// An ICE agent (RFC 8445) for one component over one UDP socket that also carries TURN, DTLS and data (RFC 7983).
 /// <list type="number">
-/// <item><see cref="Create"/> binds the socket and gathers host candidates in the calling thread's network namespace.</item>
+/// <item><see cref="Create(IceOptions, IceRole)"/> binds the socket and gathers host candidates in the calling thread's network namespace.</item>
 /// <item><see cref="GatherAsync"/> adds server-reflexive and relayed candidates (also announced by <see cref="CandidateGathered"/> for trickling).</item>
 /// <item>Exchange <see cref="LocalCredentials"/> and candidates with the peer; call <see cref="SetRemoteCredentials"/>,
 /// <see cref="AddRemoteCandidate"/> (any time, also after start) and <see cref="Start"/>.</item>
@@ -66,7 +66,10 @@ public sealed partial class IceAgent : IAsyncDisposable
     }
 
     /// <summary>Creates an agent: binds its UDP socket and gathers host candidates in the calling thread's network namespace.</summary>
-    public static IceAgent Create(IceOptions options, IceRole role)
+    public static IceAgent Create(IceOptions options, IceRole role) => Create(options, role, loop: null);
+
+    /// <summary>Creates an agent whose socket is served by <paramref name="loop"/> (null: by a receive thread of its own).</summary>
+    internal static IceAgent Create(IceOptions options, IceRole role, EventLoop? loop)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -182,11 +185,7 @@ public sealed partial class IceAgent : IAsyncDisposable
             _started = true;
             _checkingSince = _endpoint.Scheduler.Now;
             SetState(IceState.Checking);
-            if (!_ticking)
-            {
-                _ticking = true;
-                _endpoint.Scheduler.In(_options.Pacing, new Ticker(this));
-            }
+            TickSoon();
         }
     }
 
