@@ -29,8 +29,10 @@ var before = TopologyMetrics.Measure(sim, pairs: 500_000, seed: seed);
 Print("formed", formed, before);
 var switchesBefore = SwitchMetrics.Measure(sim, broadcasts: 20, unicasts: 2000, seed: seed);
 PrintSwitches(switchesBefore);
+Console.WriteLine($"  link changes while forming: {sim.LinkChanges} ({sim.RefusedRequests} requests refused)");
 
 var changes = sim.LinkChanges;
+var refused = sim.RefusedRequests;
 sim.Crash(crash);
 Console.WriteLine($"{crash:P0} of the nodes crashed at once; healing...");
 var healed = sim.RunUntilRingFormed(TimeSpan.FromMinutes(10));
@@ -38,7 +40,7 @@ var after = TopologyMetrics.Measure(sim, pairs: 500_000, seed: seed);
 Print("healed", healed, after);
 var switchesAfter = SwitchMetrics.Measure(sim, broadcasts: 20, unicasts: 2000, seed: seed + 1);
 PrintSwitches(switchesAfter);
-Console.WriteLine($"  link changes while healing: {sim.LinkChanges - changes}");
+Console.WriteLine($"  link changes while healing: {sim.LinkChanges - changes} ({sim.RefusedRequests - refused} requests refused)");
 Console.WriteLine($"wall time {wall.Elapsed.TotalSeconds:0.0} s");
 return formed is not null && healed is not null && before.Connected && after.Connected && Good(switchesBefore) && Good(switchesAfter) ? 0 : 1;
 

@@ -21,8 +21,11 @@ public sealed record OverlayOptions
     /// <summary>On-demand links between nodes that exchange much traffic (EdgeVPN key <c>MaxOnDemandEdges</c>).</summary>
     public int MaxOnDemandEdges { get; init; } = 2;
 
-    /// <summary>Incoming links accepted beyond the node's own choices; further requests are refused.</summary>
-    public int MaxIncomingEdges { get; init; } = 16;
+    /// <summary>
+    /// Incoming links accepted beyond the node's own choices; further requests are refused. Null means twice the
+    /// long-distance links, at least 16 (EdgeVPN key <c>MaxIncomingEdges</c>).
+    /// </summary>
+    public int? MaxIncomingEdges { get; init; }
 
     /// <summary>Node IDs this node always links to (EdgeVPN key <c>StaticEdges</c>).</summary>
     public IReadOnlyList<string> StaticEdges { get; init; } = [];

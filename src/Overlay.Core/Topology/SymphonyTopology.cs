@@ -54,6 +54,9 @@ public sealed class SymphonyTopology
     /// <summary>True when a link to <paramref name="peer"/> is up.</summary>
     public bool IsLinked(UInt128 peer) => _links.TryGetValue(peer, out var l) && l.Up;
 
+    /// <summary>Incoming-only links accepted at most (<see cref="TopologyOptions.MaxIncomingEdges"/>, or 2k for the current ring size).</summary>
+    public int IncomingBound => _options.MaxIncomingEdges ?? Math.Max(16, 2 * WantedLongDistance);
+
     /// <summary>Number of long-distance links wanted for the current ring size.</summary>
     public int WantedLongDistance => _options.MaxLongDistEdges ?? (_peers.Count > 1 ? (int)Math.Floor(Math.Log2(_peers.Count)) : 0);
 
@@ -106,7 +109,7 @@ public sealed class SymphonyTopology
 
     /// <summary>
     /// A peer asks for a link. Successor requests are always accepted (the ring depends on them); others
-    /// only while the links kept purely for other nodes stay under <see cref="TopologyOptions.MaxIncomingEdges"/>.
+    /// only while the links kept purely for other nodes stay under <see cref="IncomingBound"/>.
     /// When both sides asked at once the request of the higher node ID wins.
     /// </summary>
     public LinkDecision OnLinkRequested(UInt128 peer, LinkRoles requestedRoles)
@@ -120,8 +123,8 @@ public sealed class SymphonyTopology
             existing.Incoming = true; // ours loses the collision: the link manager abandons its own attempt
             return LinkDecision.Accept;
         }
-        if ((requestedRoles & LinkRoles.Successor) == 0 && CountIncomingOnly() >= _options.MaxIncomingEdges)
-            return LinkDecision.Reject($"incoming degree bound {_options.MaxIncomingEdges} reached");
+        if ((requestedRoles & LinkRoles.Successor) == 0 && CountIncomingOnly() >= IncomingBound)
+            return LinkDecision.Reject($"incoming degree bound {IncomingBound} reached");
         _links[peer] = new Link { Incoming = true };
         return LinkDecision.Accept;
     }

@@ -12,8 +12,12 @@ public sealed record TopologyOptions
     /// <summary>On-demand links at most (EdgeVPN MaxOnDemandEdges).</summary>
     public int MaxOnDemandEdges { get; init; } = 2;
 
-    /// <summary>Links accepted only for other nodes' sake (not successor requests, which are always accepted).</summary>
-    public int MaxIncomingEdges { get; init; } = 16;
+    /// <summary>
+    /// Links accepted only for other nodes' sake (not successor requests, which are always accepted). Null means twice
+    /// the long-distance links, at least 16: Symphony's bound of 2k incoming for k outgoing, which leaves room for the
+    /// spread of incoming draws (a node after a wide gap in the ring is drawn more often) as the overlay grows.
+    /// </summary>
+    public int? MaxIncomingEdges { get; init; }
 
     /// <summary>Peers always linked when present.</summary>
     public IReadOnlyList<UInt128> StaticEdges { get; init; } = [];

@@ -100,6 +100,22 @@ public class SymphonyTopologyTests
     }
 
     [Test]
+    public void By_default_the_incoming_bound_is_twice_the_long_distance_links_and_at_least_16()
+    {
+        var (small, _, _, _) = Make(self: 0, members: 10, new TopologyOptions());
+        Assert.That(small.IncomingBound, Is.EqualTo(16), "3 long-distance links at 10 members: the floor");
+        var ring = new PeerRing();
+        for (var i = 0; i < 4096; i++) ring.Add((UInt128)i << 100);
+        var large = new SymphonyTopology(0, ring, new TopologyOptions(), new Recorder(), new VirtualClock(), new Random(7));
+        Assert.That(large.WantedLongDistance, Is.EqualTo(12));
+        Assert.That(large.IncomingBound, Is.EqualTo(24), "Symphony's 2k");
+        for (var i = 1; i <= 24; i++) Assert.That(large.OnLinkRequested((UInt128)(2000 + i) << 100, LinkRoles.LongDistance).Accepted, Is.True, $"request {i}");
+        Assert.That(large.OnLinkRequested((UInt128)3000 << 100, LinkRoles.LongDistance).Reason, Is.EqualTo("incoming degree bound 24 reached"));
+        var (bounded, _, _, _) = Make(self: 0, members: 10, new TopologyOptions { MaxIncomingEdges = 40 });
+        Assert.That(bounded.IncomingBound, Is.EqualTo(40), "a configured bound is kept");
+    }
+
+    [Test]
     public void A_failed_peer_is_retried_only_after_its_backoff()
     {
         var (topology, links, _, clock) = Make(self: 0, members: 4);

@@ -57,6 +57,9 @@ public sealed class TopologySimulation
     /// <summary>Link changes asked for by all nodes so far.</summary>
     public long LinkChanges => _nodes.Values.Sum(n => n.Changes) + _departedChanges;
 
+    /// <summary>Link requests the peer refused (incoming bound, collision), a part of <see cref="LinkChanges"/>: each cost one signaling round trip.</summary>
+    public long RefusedRequests { get; private set; }
+
     private long _departedChanges;
 
     /// <summary>The up links of <paramref name="node"/> (the neighbour set the switch would have).</summary>
@@ -176,7 +179,11 @@ public sealed class TopologySimulation
             }
             var decision = other.OnLinkRequested(self, roles);
             if (decision.Accepted) sim.LinkUp(self, peer);
-            else me.OnLinkDown(peer, failed: true);
+            else
+            {
+                sim.RefusedRequests++;
+                me.OnLinkDown(peer, failed: true);
+            }
         });
 
         public void Disconnect(UInt128 peer) => sim.Schedule(TimeSpan.Zero, () =>
