@@ -48,9 +48,16 @@ public interface IEthernetDevice : IAsyncDisposable
     /// Delivers, on the calling thread and without blocking, the frames the host has ready, as the receive loop would
     /// (in order with it: one reader at a time); returns how many. The host often answers a written frame at once
     /// (an echo reply, a TCP segment an ACK released), so the thread that wrote can carry the answer on without waking
-    /// the receive loop. 0 when another thread is reading or the device has no such path.
+    /// the receive loop. 0 when another thread is reading or the device has no such path; -1 once the device has
+    /// failed (<see cref="Fault"/>) and will deliver nothing more, so a caller's event loop can stop watching it.
     /// </summary>
     int PollReady() => 0;
+
+    /// <summary>
+    /// Why the device stopped delivering frames (for example, the interface was deleted under it); null while it
+    /// works. Its receive loop, if it has one, has ended; writes are dropped and counted.
+    /// </summary>
+    string? Fault => null;
 
     /// <summary>
     /// Like <see cref="TryWrite"/>, but the device may hold the frame (copied) to merge it with the ones that follow on

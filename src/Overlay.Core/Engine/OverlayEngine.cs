@@ -26,7 +26,8 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     private readonly ILogger _logger;
     private readonly Links.TinCanLinkOptions _linkOptions;
     private ITimer? _ticker;
-    private int _deviceRegistration = -1;
+    private long _deviceRegistration = -1;
+    private bool _deviceFaultReported;
     private long _ticks;
     private long _badSignals;
     private bool _closed;
@@ -75,7 +76,8 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         if (_node.Loop is { } loop && Device.ReadinessDescriptor >= 0)
         {
             Device.StartPolled(new DeviceInput(Switch));
-            _deviceRegistration = loop.Register(Device.ReadinessDescriptor, new DeviceReadiness(Device));
+            var readiness = new DeviceReadiness(Device, loop);
+            _deviceRegistration = readiness.Registration = loop.Register(Device.ReadinessDescriptor, readiness);
         }
         else
         {
@@ -160,6 +162,11 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     {
         if (_closed) return;
         _ticks++;
+        if (!_deviceFaultReported && Device.Fault is { } fault)
+        {
+            _deviceFaultReported = true;
+            LogDeviceFailed(fault);
+        }
         Switch.Tick();
         foreach (var (node, bytes) in Switch.TakeTrafficByNode()) _topology.OnTraffic(node.Value, bytes);
         _topology.Tick();
@@ -198,6 +205,9 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         if (_deviceRegistration >= 0) _node.Loop!.Unregister(_deviceRegistration); // before the descriptor closes
         await Device.DisposeAsync().ConfigureAwait(false);
     }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "the overlay's NIC failed: {Fault}; frames for this host are dropped until the node restarts")]
+    private partial void LogDeviceFailed(string fault);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "member {Peer} joined ({Members} known)")]
     private partial void LogJoined(string peer, int members);

@@ -39,10 +39,18 @@ internal sealed class DeviceInput(OverlaySwitch sw) : IFrameBurstSink
     }
 }
 
-/// <summary>The node's event loop found the NIC readable: read what the host sent, on the loop's thread.</summary>
-internal sealed class DeviceReadiness(IEthernetDevice device) : Transport.IReadableSource
+/// <summary>
+/// The node's event loop found the NIC readable: read what the host sent, on the loop's thread. A device that failed
+/// (its interface deleted) would poll readable for ever; the loop stops watching it.
+/// </summary>
+internal sealed class DeviceReadiness(IEthernetDevice device, Transport.EventLoop loop) : Transport.IReadableSource
 {
-    public void OnReadable() => device.PollReady();
+    public long Registration { get; set; } = -1;
+
+    public void OnReadable()
+    {
+        if (device.PollReady() < 0) loop.Unregister(Registration);
+    }
 }
 
 /// <summary>A switch port that is one TinCan link: plain frames as they are, flood frames behind their header.</summary>

@@ -100,9 +100,10 @@ internal sealed unsafe partial class EventLoop : IDisposable
 
     /// <summary>
     /// Watches <paramref name="fd"/> for reading and calls <paramref name="source"/> on the loop thread when it is.
-    /// Returns a registration for <see cref="Unregister"/>; throws when the kernel refuses the descriptor.
+    /// Returns a registration for <see cref="Unregister"/> (never reused by a later one); throws when the kernel
+    /// refuses the descriptor.
     /// </summary>
-    public int Register(int fd, IReadableSource source)
+    public long Register(int fd, IReadableSource source)
     {
         ArgumentNullException.ThrowIfNull(source);
         lock (_gate)
@@ -124,22 +125,24 @@ internal sealed unsafe partial class EventLoop : IDisposable
                 _slots[index] = null!;
                 throw new InvalidOperationException($"epoll_ctl refused descriptor {fd} (errno {errno})");
             }
-            return index;
+            return (long)Token(index, slot.Generation);
         }
     }
 
     /// <summary>
     /// Stops watching a registration. When this returns the source is not running and will not be called again, so
-    /// the descriptor may be closed (on the loop's own thread the current call simply is the last one).
+    /// the descriptor may be closed (on the loop's own thread the current call simply is the last one). Unregistering
+    /// twice is harmless.
     /// </summary>
-    public void Unregister(int registration)
+    public void Unregister(long registration)
     {
+        var index = (int)(uint)registration;
         lock (_gate)
         {
             var slots = _slots;
-            if ((uint)registration >= (uint)slots.Length || slots[registration] is not { } slot) return;
+            if ((uint)index >= (uint)slots.Length || slots[index] is not { } slot || slot.Generation != (uint)((ulong)registration >> 32)) return;
             Control(EPOLL_CTL_DEL, slot.Fd, 0); // may fail once stopping closed epoll: harmless
-            Volatile.Write(ref slots[registration], null!);
+            Volatile.Write(ref slots[index], null!);
         }
         Interlocked.MemoryBarrier();
         if (IsLoopThread) return;

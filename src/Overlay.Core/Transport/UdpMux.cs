@@ -35,7 +35,7 @@ internal sealed class UdpMux : IReadableSource, IDisposable
     private IChannelDataHandler? _channelData;
     private readonly SocketAddress _from;
     private EventLoop? _loop;
-    private int _registration = -1;
+    private long _registration = -1;
     private volatile bool _closed;
     private bool _segmentation = Segmentation.Enabled;
     private long _received, _dropped, _sendFailures, _segmentedSent, _coalescedReceived, _receiverFaults;

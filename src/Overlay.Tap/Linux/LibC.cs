@@ -17,6 +17,8 @@ internal static unsafe partial class LibC
     public const int EBUSY = 16;
     public const int EEXIST = 17;
     public const int ENODEV = 19;
+    public const int EBADF = 9;
+    public const int EBADFD = 77;
     public const int EINVAL = 22;
     public const int ERANGE = 34;
     public const int EADDRNOTAVAIL = 99;

@@ -46,6 +46,7 @@ public sealed unsafe class TapDevice : IEthernetDevice
     private readonly TapDeviceOptions _options;
     private IFrameSink? _sink;
     private int _disposed;
+    private volatile string? _fault;
 
     private readonly bool _offload;
 
@@ -247,8 +248,12 @@ public sealed unsafe class TapDevice : IEthernetDevice
     }
 
     /// <inheritdoc />
+    public string? Fault => _fault;
+
+    /// <inheritdoc />
     public int PollReady()
     {
+        if (_fault is not null) return -1;
         if (_sink is not { } sink || Volatile.Read(ref _disposed) != 0) return 0;
         var gate = _readGates[0];
         // Not when this thread is reading the device already (a sink's burst end polling back): frames stay in order.
@@ -256,7 +261,9 @@ public sealed unsafe class TapDevice : IEthernetDevice
         try
         {
             var buffers = t_readBuffers ??= new ReadBuffers();
-            fixed (byte* p = buffers.Read) return ReadBurst(_queues[0], p, buffers, sink);
+            int frames;
+            fixed (byte* p = buffers.Read) frames = ReadBurst(_queues[0], p, buffers, sink);
+            return _fault is null ? frames : -1;
         }
         finally
         {
@@ -314,7 +321,7 @@ public sealed unsafe class TapDevice : IEthernetDevice
                 // Drain everything that is ready before polling again: one wake-up, many frames. The gate keeps frames
                 // in order when a writer's thread drains too (PollReady): a burst is read and sent before the next.
                 lock (gate) ReadBurst(fd, p, buffers, sink);
-                if (Volatile.Read(ref _disposed) != 0) return;
+                if (Volatile.Read(ref _disposed) != 0 || _fault is not null) return;
             }
         }
     }
@@ -335,6 +342,10 @@ public sealed unsafe class TapDevice : IEthernetDevice
                 var errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
                 if (errno == LibC.EINTR) continue;
                 if (errno != LibC.EAGAIN && errno != 0) Interlocked.Increment(ref Counters.ReadErrorsValue);
+                // The interface is gone (deleted under us) or the descriptor is: it will never read again, and
+                // polling it would report the error at once, for ever.
+                if (errno is LibC.EBADFD or LibC.EBADF or LibC.ENODEV && Volatile.Read(ref _disposed) == 0)
+                    _fault ??= $"{Name} can no longer be read ({LibC.Describe(errno)}): the interface was deleted or detached";
                 return frames;
             }
             try

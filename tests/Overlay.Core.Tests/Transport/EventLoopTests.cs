@@ -106,7 +106,7 @@ public class EventLoopTests
     public void Unregistering_from_inside_the_handler_and_stopping_are_clean()
     {
         var loop = EventLoop.Start("test io");
-        var registration = -1;
+        var registration = -1L;
         using var once = new Source { OnEach = _ => loop.Unregister(registration) };
         registration = loop.Register(once.Fd, once);
         once.Send(1);
@@ -115,6 +115,20 @@ public class EventLoopTests
         loop.Dispose();
         using var late = new Source();
         Assert.That(() => loop.Register(late.Fd, late), Throws.TypeOf<ObjectDisposedException>());
+    }
+
+    [Test]
+    public void A_stale_registration_does_not_unregister_the_source_that_took_its_place()
+    {
+        using var loop = EventLoop.Start("test io");
+        using var first = new Source();
+        using var second = new Source();
+        var old = loop.Register(first.Fd, first);
+        loop.Unregister(old);
+        loop.Register(second.Fd, second); // takes the freed place
+        loop.Unregister(old);             // twice, by its old owner
+        second.Send(5);
+        Assert.That(second.Handled.TryTake(out var got, TimeSpan.FromSeconds(5)) ? got.Value : 0, Is.EqualTo(5));
     }
 
     [Test]

@@ -87,14 +87,47 @@ public sealed partial class TapDeviceTests
         Assert.That(device.PollReady(), Is.GreaterThanOrEqualTo(1));
         Assert.That(sink.Frames.Any(f => f.Length >= 42 && f[12] == 0x08 && f[13] == 0x06 && f.AsSpan(38, 4).SequenceEqual(new byte[] { 10, 78, 0, 2 })),
             Is.True, "the ARP request for 10.78.0.2");
-        var threads = Directory.GetDirectories("/proc/self/task").Select(t => File.ReadAllText(Path.Combine(t, "comm")).Trim());
-        Assert.That(threads, Has.None.StartsWith("tap ovtpl"), "no receive thread of the device's own");
+        Assert.That(Threads(), Has.None.StartsWith("tap ovtpl"), "no receive thread of the device's own");
     }
+
+    [Test]
+    public async Task An_interface_deleted_under_the_device_is_a_fault_and_reading_stops([Values] bool polled)
+    {
+        await using var device = _ns.Run(() => TapDevice.Create(new TapDeviceOptions { Name = "ovtdel", Addresses = [InterfaceAddress.Parse("10.79.0.1/24")] }));
+        var sink = new FrameList();
+        if (polled) device.StartPolled(sink);
+        else device.Start(sink);
+        Assert.That(device.Fault, Is.Null);
+        _ns.Exec("ip", "link del ovtdel");
+        if (polled)
+        {
+            // The error polls (POLLERR) for ever: the caller learns from PollReady that it should stop watching.
+            Assert.That(WaitReadable(device.ReadinessDescriptor, TimeSpan.FromSeconds(5)), Is.True);
+            Assert.That(device.PollReady(), Is.EqualTo(-1));
+        }
+        else
+        {
+            Assert.That(SpinWait.SpinUntil(() => device.Fault is not null, TimeSpan.FromSeconds(5)), Is.True, "the receive thread noticed");
+            Assert.That(SpinWait.SpinUntil(() => !Threads().Any(t => t.StartsWith("tap ovtdel", StringComparison.Ordinal)), TimeSpan.FromSeconds(5)),
+                Is.True, "and ended instead of polling the error in a loop");
+        }
+        Assert.That(device.Fault, Does.Contain("ovtdel can no longer be read").And.Contain("deleted"));
+        Assert.That(device.PollReady(), Is.EqualTo(-1));
+        Assert.That(device.Counters.ReadErrors, Is.EqualTo(1), "counted once, not once per wake-up");
+        var frame = new byte[60];
+        frame[0] = 0xff;
+        Assert.That(device.TryWrite(frame), Is.False, "writes are dropped");
+        Assert.That(device.Counters.WriteDrops, Is.EqualTo(1), "and counted");
+    }
+
+    private static IEnumerable<string> Threads() =>
+        Directory.GetDirectories("/proc/self/task").Select(t => File.ReadAllText(Path.Combine(t, "comm")).Trim());
 
     private static unsafe bool WaitReadable(int fd, TimeSpan timeout)
     {
         var pollFd = new LibC.PollFd { Fd = fd, Events = LibC.POLLIN };
-        return LibC.Poll(&pollFd, 1, (int)timeout.TotalMilliseconds) == 1 && (pollFd.Revents & LibC.POLLIN) != 0;
+        return LibC.Poll(&pollFd, 1, (int)timeout.TotalMilliseconds) == 1 && pollFd.Revents != 0; // readable, or an error to read
+
     }
 
     private sealed class NullSink : IFrameSink
