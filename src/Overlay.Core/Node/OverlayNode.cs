@@ -38,6 +38,12 @@ public sealed partial class OverlayNode : IAsyncDisposable
     private readonly List<Channel<LinkEvent>> _linkWatchers = [];
     private readonly CancellationTokenSource _lifetime = new();
     private Transport.EventLoop? _loop;
+
+    /// <summary>
+    /// Whether the data path runs on one event loop (Linux) rather than a receive thread per socket and TAP queue; set
+    /// before <see cref="StartAsync"/>. Defaults to true unless the environment says OVERLAY_EVENT_LOOP=0.
+    /// </summary>
+    internal bool UseEventLoop { get; set; } = Environment.GetEnvironmentVariable("OVERLAY_EVENT_LOOP") != "0";
     private readonly Dictionary<string, OverlayEngine> _engines = new(StringComparer.Ordinal);
     private OverlayNetwork[] _overlays = [];
     private SignalingChannelBase? _signaling;
@@ -114,9 +120,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
 
             var signaling = SignalingChannels.Create(Options.Signal, NodeId, [.. Options.Overlays.Select(o => o.Id)], _loggerFactory, _time);
             _signaling = signaling;
-            _loop = Transport.EventLoop.IsSupported && Environment.GetEnvironmentVariable("OVERLAY_EVENT_LOOP") != "0"
-                ? Transport.EventLoop.Start("overlay io " + NodeId[..8])
-                : null;
+            _loop = UseEventLoop && Transport.EventLoop.IsSupported ? Transport.EventLoop.Start("overlay io " + NodeId[..8]) : null;
             var context = new NodeContext
             {
                 NodeId = NodeId, Self = NodeContext.ParseNodeId(NodeId), Identity = Identity, Signaling = signaling, Ice = ice,

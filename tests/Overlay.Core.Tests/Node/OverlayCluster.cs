@@ -14,7 +14,13 @@ internal sealed class OverlayCluster : IAsyncDisposable
     private readonly string _hub = "cluster-" + Guid.NewGuid().ToString("N");
     private readonly LinkTimings _timings;
 
-    public OverlayCluster(LinkTimings? timings = null) => _timings = timings ?? new LinkTimings();
+    public OverlayCluster(LinkTimings? timings = null, bool eventLoop = true)
+    {
+        _timings = timings ?? new LinkTimings();
+        _eventLoop = eventLoop;
+    }
+
+    private readonly bool _eventLoop;
 
     public List<OverlayNode> Nodes { get; } = [];
 
@@ -38,6 +44,7 @@ internal sealed class OverlayCluster : IAsyncDisposable
                 configure?.Invoke(o);
             })
             .Build(new MemoryLoggerProvider($"n{index}"));
+        node.UseEventLoop = _eventLoop;
         node.LinkChanged += (_, e) =>
         {
             lock (_gate)
