@@ -30,11 +30,13 @@ public class DataPathAllocationTests
     }
 
     [Test]
-    public async Task Sending_and_receiving_datagrams_allocates_nothing()
+    public async Task Sending_and_receiving_datagrams_allocates_nothing([Values] bool onEventLoop)
     {
+        if (onEventLoop) Assume.That(EventLoop.IsSupported, "the event loop is Linux epoll's");
+        using var loop = onEventLoop ? EventLoop.Start("test io") : null;
         var options = new IceOptions { NominationDelay = TimeSpan.FromMilliseconds(50), CheckRetransmission = new StunRetransmissionOptions(TimeSpan.FromMilliseconds(100), 4, 2) };
-        await using var a = IceAgent.Create(options, IceRole.Controlling);
-        await using var b = IceAgent.Create(options, IceRole.Controlled);
+        await using var a = IceAgent.Create(options, IceRole.Controlling, loop);
+        await using var b = IceAgent.Create(options, IceRole.Controlled, loop);
         if (!a.LocalCandidates.Any(c => c.Address.AddressFamily == AddressFamily.InterNetwork))
             Assert.Ignore("skipped: this machine has no non-loopback IPv4 interface");
         await IcePeers.ConnectAsync(a, b, TimeSpan.FromSeconds(15));
