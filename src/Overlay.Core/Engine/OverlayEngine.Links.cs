@@ -330,7 +330,9 @@ internal sealed partial class OverlayEngine
 
     /// <summary>
     /// The path broke but the peer may live (a NAT dropped its mapping, an address changed): new ICE credentials and
-    /// checks on the same agent, signalled as a new offer for the same link. Keys and identity stay.
+    /// checks on the same agent, signalled as a new offer for the same link. Keys and identity stay. Both ends ask
+    /// their STUN servers again, so a NAT that now maps the socket elsewhere yields a server-reflexive candidate the
+    /// peer can check directly (without it, a peer behind a filtering NAT is reachable only through a relay).
     /// </summary>
     private void StartIceRestart(PeerLink link)
     {
@@ -341,6 +343,7 @@ internal sealed partial class OverlayEngine
         var offer = (LinkOffer)Describe(link, answer: false);
         LogRestart(link.PeerNodeId);
         _ = RestartAsync(link, agent, offer);
+        _ = GatherAsync(link, agent); // a changed mapping is a new server-reflexive candidate, trickled after the offer
     }
 
     private async Task RestartAsync(PeerLink link, IceAgent agent, LinkOffer offer)
@@ -363,6 +366,7 @@ internal sealed partial class OverlayEngine
                 agent.SetRemoteCredentials(new IceCredentials(answer.IceUfrag, answer.IcePassword));
                 AddCandidates(agent, answer.Candidates);
                 agent.Start();
+                _ = FollowPathAsync(link, agent);
             }
             else if (reply is LinkReject reject)
             {
@@ -371,6 +375,30 @@ internal sealed partial class OverlayEngine
                 _topology.OnLinkDown(link.Peer, failed: true);
             }
         });
+    }
+
+    /// <summary>
+    /// After a restart the link may carry frames again (the peer's checks brought it back) before this end's ICE
+    /// selects the new pair; the pair it then selects is the link's path in status and events.
+    /// </summary>
+    private async Task FollowPathAsync(PeerLink link, IceAgent agent)
+    {
+        try
+        {
+            var pair = await agent.WaitForSelectedPairAsync(link.Lifetime.Token).ConfigureAwait(false);
+            _queue.Post(() =>
+            {
+                if (!IsCurrent(link) || link.Agent != agent) return;
+                var path = PeerLink.PathOf(pair);
+                if (path == link.Path) return;
+                link.Path = path;
+                LogPathChanged(link.PeerNodeId, path.ToString());
+            });
+        }
+        catch (Exception e) when (e is OperationCanceledException or IceFailedException or ObjectDisposedException)
+        {
+            // closed, failed or restarted again: whoever goes on follows the path
+        }
     }
 
     /// <summary>The initiator restarts ICE on a link we answer: follow with new credentials of our own.</summary>
@@ -386,6 +414,8 @@ internal sealed partial class OverlayEngine
         AddCandidates(agent, offer.Candidates);
         Respond(signal, Describe(link, answer: true));
         agent.Start();
+        _ = GatherAsync(link, agent); // our mapping may be the one that changed: ask the STUN servers again
+        _ = FollowPathAsync(link, agent);
     }
 
     private void Fail(PeerLink link, string reason)
@@ -483,6 +513,9 @@ internal sealed partial class OverlayEngine
 
     [LoggerMessage(Level = LogLevel.Information, Message = "link to {Peer} is silent: restarting ICE")]
     private partial void LogRestart(string peer);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "link to {Peer} now goes over {Path}")]
+    private partial void LogPathChanged(string peer, string path);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "ICE restart offer to {Peer} failed: {Reason}")]
     private partial void LogRestartFailed(string peer, string reason);
