@@ -27,6 +27,17 @@ public sealed record SwitchOptions
     /// <summary>How long a multicast subscription lives without a new report (IGMP's group membership interval, RFC 2236 §8.4).</summary>
     public TimeSpan GroupAgeing { get; init; } = TimeSpan.FromSeconds(260);
 
+    /// <summary>
+    /// How often the switch asks its own host, with IGMP and MLD general queries, to report the groups it is in (RFC 3376's
+    /// query interval): hosts report only when they join, so without a querier a subscription would age out after
+    /// <see cref="GroupAgeing"/> and the group fall back to being flooded everywhere. The first query goes at the first
+    /// <see cref="OverlaySwitch.Tick"/>, a second a quarter interval later. Zero turns the querier off.
+    /// </summary>
+    public TimeSpan MembershipQueryInterval { get; init; } = TimeSpan.FromSeconds(125);
+
+    /// <summary>How long the host may take to answer a query (RFC 3376's query response interval).</summary>
+    public TimeSpan MembershipQueryResponse { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Floods remembered for duplicate suppression.</summary>
     public int DuplicateCacheSize { get; init; } = 4096;
 

@@ -32,6 +32,8 @@ public sealed class OverlaySwitch
     private volatile HashSet<ulong> _localMacSnapshot = [];
     private long _now;
     private int _sequence;
+    private long _nextQuery = long.MinValue;
+    private int _queriesSent;
 
     /// <summary>Creates a switch for the node <paramref name="self"/> whose local device is <paramref name="localPort"/>.</summary>
     public OverlaySwitch(NodeId self, ISwitchPort localPort, SwitchOptions? options = null, TimeProvider? time = null, IEnumerable<ulong>? localMacs = null)
@@ -95,6 +97,28 @@ public sealed class OverlaySwitch
         Volatile.Write(ref _now, now);
         _tables.Expire(now - (long)_options.Ageing.TotalSeconds);
         _groups.Expire(now);
+        if (_options.MembershipQueryInterval > TimeSpan.Zero && now >= _nextQuery)
+        {
+            QueryLocalHost();
+            var interval = (long)Math.Max(1, _options.MembershipQueryInterval.TotalSeconds);
+            _nextQuery = now + (_queriesSent++ == 0 ? Math.Max(1, interval / 4) : interval); // RFC 3376 §8.6-8.7: startup queries
+        }
+    }
+
+    /// <summary>
+    /// The MAC this switch's queries come from: locally administered and derived from the node ID, so it is stable and
+    /// differs between switches (the host's own MAC is another).
+    /// </summary>
+    public ulong QuerierMac => 0x0200_0000_0000UL | (ulong)(Self.Value & 0xFF_FFFF_FFFF);
+
+    /// <summary>Sends the local host an IGMP and an MLD general query (not into the overlay: each switch asks its own host).</summary>
+    private void QueryLocalHost()
+    {
+        Span<byte> frame = stackalloc byte[Math.Max(MembershipQuery.IgmpFrameLength, MembershipQuery.MldFrameLength)];
+        var length = MembershipQuery.WriteIgmp(frame, QuerierMac, _options.MembershipQueryResponse);
+        if (_local.Port.TrySendFrame(frame[..length])) Interlocked.Increment(ref Counters.MembershipQueriesValue);
+        length = MembershipQuery.WriteMld(frame, QuerierMac, _options.MembershipQueryResponse);
+        if (_local.Port.TrySendFrame(frame[..length])) Interlocked.Increment(ref Counters.MembershipQueriesValue);
     }
 
     /// <summary>Bytes sent towards each destination switch since the last call (for on-demand links).</summary>

@@ -4,6 +4,7 @@ namespace Overlay.Switching;
 public sealed class SwitchCounters
 {
     internal long LocalInValue, LinkInValue, FloodInValue, UnicastForwardedValue, FloodsOriginatedValue, FloodCopiesSentValue, DeliveredLocalValue;
+    internal long MembershipQueriesValue;
     internal long RuntValue, OversizeValue, OwnRootValue, OutsideArcValue, HopLimitValue, DuplicateValue, LoopValue, SendFailedValue, UnknownPortValue;
 
     /// <summary>Frames from the local device.</summary>
@@ -18,6 +19,8 @@ public sealed class SwitchCounters
     public long FloodsOriginated => Volatile.Read(ref FloodsOriginatedValue);
     /// <summary>Flood copies sent on links (originated or forwarded).</summary>
     public long FloodCopiesSent => Volatile.Read(ref FloodCopiesSentValue);
+    /// <summary>IGMP and MLD general queries sent to the local device.</summary>
+    public long MembershipQueries => Volatile.Read(ref MembershipQueriesValue);
     /// <summary>Frames handed to the local device.</summary>
     public long DeliveredLocal => Volatile.Read(ref DeliveredLocalValue);
     /// <summary>Dropped: shorter than an Ethernet header.</summary>

@@ -39,14 +39,6 @@ public class LearningTests
         Assert.That((link.Frames, link.Floods), Is.EqualTo((1, 1)), "aged out: flooded as unknown unicast");
     }
 
-    private sealed class ManualClock : TimeProvider
-    {
-        public DateTimeOffset Now { get; set; } = DateTimeOffset.UnixEpoch;
-        public override DateTimeOffset GetUtcNow() => Now;
-        public override long GetTimestamp() => Now.UtcTicks;
-        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
-    }
-
     private sealed class RecordingPort : ISwitchPort
     {
         public int Frames, Floods;
