@@ -26,7 +26,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     private readonly ILogger _logger;
     private readonly Links.TinCanLinkOptions _linkOptions;
     private ITimer? _ticker;
-    private long _deviceRegistration = -1;
+    private DeviceReadiness? _deviceReadiness; // the NIC's watch on the node's event loop, when it has one
     private bool _deviceFaultReported;
     private long _ticks;
     private long _badSignals;
@@ -76,8 +76,8 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         if (_node.Loop is { } loop && Device.ReadinessDescriptor >= 0)
         {
             Device.StartPolled(new DeviceInput(Switch));
-            var readiness = new DeviceReadiness(Device, loop);
-            _deviceRegistration = readiness.Registration = loop.Register(Device.ReadinessDescriptor, readiness);
+            _deviceReadiness = new DeviceReadiness(Device, loop);
+            _deviceReadiness.Registration = loop.Register(Device.ReadinessDescriptor, _deviceReadiness);
         }
         else
         {
@@ -110,7 +110,6 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     /// <summary>An inbound request or notification for this overlay (from the node's signaling reader).</summary>
     public void OnSignal(IncomingSignal signal) => _queue.Post(() => HandleSignal(signal));
 
-    /// <summary>A snapshot, taken on the control queue.</summary>
     /// <summary>How many of the links' sockets the node's event loop serves, of how many sockets (diagnostics, tests).</summary>
     internal Task<(int OnLoop, int Sockets)> CountLoopSocketsAsync() => _queue.InvokeAsync(() =>
     {
@@ -118,6 +117,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         return (muxes.Count(m => m.OnEventLoop), muxes.Length);
     });
 
+    /// <summary>A snapshot, taken on the control queue.</summary>
     public Task<OverlayStatus> GetStatusAsync() => _queue.InvokeAsync(() =>
     {
         var roles = _topology.Links.ToDictionary(l => l.Peer, l => l.Roles);
@@ -202,7 +202,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         }).ConfigureAwait(false);
         await Task.WhenAll(closing).ConfigureAwait(false);
         await _queue.DisposeAsync().ConfigureAwait(false);
-        if (_deviceRegistration >= 0) _node.Loop!.Unregister(_deviceRegistration); // before the descriptor closes
+        if (_deviceReadiness is { } readiness) _node.Loop!.Unregister(readiness.Registration); // before the descriptor closes
         await Device.DisposeAsync().ConfigureAwait(false);
     }
 

@@ -37,6 +37,12 @@ public sealed partial class OverlayNode : IAsyncDisposable
     private readonly Lock _gate = new();
     private readonly List<Channel<LinkEvent>> _linkWatchers = [];
     private readonly CancellationTokenSource _lifetime = new();
+    private readonly Dictionary<string, OverlayEngine> _engines = new(StringComparer.Ordinal);
+    private OverlayNetwork[] _overlays = [];
+    private SignalingChannelBase? _signaling;
+    private Task? _reader;
+    private int _started;
+    private int _disposed;
     private Transport.EventLoop? _loop;
 
     /// <summary>
@@ -44,12 +50,6 @@ public sealed partial class OverlayNode : IAsyncDisposable
     /// before <see cref="StartAsync"/>. Defaults to true unless the environment says OVERLAY_EVENT_LOOP=0.
     /// </summary>
     internal bool UseEventLoop { get; set; } = Environment.GetEnvironmentVariable("OVERLAY_EVENT_LOOP") != "0";
-    private readonly Dictionary<string, OverlayEngine> _engines = new(StringComparer.Ordinal);
-    private OverlayNetwork[] _overlays = [];
-    private SignalingChannelBase? _signaling;
-    private Task? _reader;
-    private int _started;
-    private int _disposed;
 
     private OverlayNode(OverlayNodeOptions options, ILoggerFactory? loggerFactory, TimeProvider? time, NodeIdentity? identity)
     {

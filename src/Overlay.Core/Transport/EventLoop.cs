@@ -40,6 +40,7 @@ internal sealed unsafe partial class EventLoop : IDisposable
     private long _rounds;
     private long _handlerFaults;
     private volatile bool _stopping;
+    private uint _generation;
     private MultiMessageReceiver? _receiver;
 
     private sealed class Slot(int fd, IReadableSource source, uint generation)
@@ -48,8 +49,6 @@ internal sealed unsafe partial class EventLoop : IDisposable
         public readonly IReadableSource Source = source;
         public readonly uint Generation = generation;
     }
-
-    private uint _generation;
 
     private EventLoop(int epoll, int stop, string name)
     {
@@ -140,7 +139,7 @@ internal sealed unsafe partial class EventLoop : IDisposable
         lock (_gate)
         {
             var slots = _slots;
-            if ((uint)index >= (uint)slots.Length || slots[index] is not { } slot || slot.Generation != (uint)((ulong)registration >> 32)) return;
+            if (SlotFor(slots, (ulong)registration) is not { } slot) return;
             Control(EPOLL_CTL_DEL, slot.Fd, 0); // may fail once stopping closed epoll: harmless
             Volatile.Write(ref slots[index], null!);
         }
@@ -154,6 +153,13 @@ internal sealed unsafe partial class EventLoop : IDisposable
     }
 
     private static ulong Token(int index, uint generation) => ((ulong)generation << 32) | (uint)index;
+
+    /// <summary>The slot a token names, if it still holds the registration the token was made for.</summary>
+    private static Slot? SlotFor(Slot[] slots, ulong token)
+    {
+        var index = (int)(uint)token;
+        return (uint)index < (uint)slots.Length && Volatile.Read(ref slots[index]) is { } slot && slot.Generation == (uint)(token >> 32) ? slot : null;
+    }
 
     private int Control(int op, int fd, ulong token)
     {
@@ -181,9 +187,7 @@ internal sealed unsafe partial class EventLoop : IDisposable
                 {
                     var token = *(ulong*)(events + i * s_eventSize + s_dataOffset);
                     if (token == StopToken) return;
-                    var slots = Volatile.Read(ref _slots);
-                    var index = (int)(uint)token;
-                    if (index >= slots.Length || Volatile.Read(ref slots[index]) is not { } slot || slot.Generation != (uint)(token >> 32)) continue;
+                    if (SlotFor(Volatile.Read(ref _slots), token) is not { } slot) continue;
                     try
                     {
                         slot.Source.OnReadable();

@@ -163,7 +163,7 @@ public sealed unsafe class TapDevice : IEthernetDevice
     /// <inheritdoc />
     public bool TryWrite(ReadOnlySpan<byte> frame)
     {
-        if (t_coalescer is { Segments: > 0 } held && held.Owner == this) WriteHeld(held); // keep the order of this thread's frames
+        FlushWrites(); // what this thread holds for the device goes first: frames keep their order
         return WriteOne(frame);
     }
 
