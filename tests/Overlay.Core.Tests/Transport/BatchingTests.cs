@@ -29,17 +29,26 @@ public class BatchingTests
         else mux.Attach(loop);
     }
 
+    /// <summary>
+    /// Routes <paramref name="sender"/>'s datagrams at <paramref name="receiver"/> to a new collector, starts the receiver
+    /// (on <paramref name="loop"/> when given) and returns the collector and the receiver's address in the sender's form.
+    /// </summary>
+    private static (Collector Collector, System.Net.SocketAddress Destination) Connect(UdpMux sender, UdpMux receiver, EventLoop? loop = null)
+    {
+        var collector = new Collector();
+        receiver.AddRoute(receiver.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, sender.LocalEndPoint.Port)), collector);
+        Serve(receiver, loop);
+        return (collector, sender.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, receiver.LocalEndPoint.Port)));
+    }
+
     [Test]
     public void Batched_sends_arrive_complete_in_order_and_intact([Values] bool onEventLoop)
     {
         using var loop = LoopFor(onEventLoop);
         using var sender = UdpMux.Bind();
         using var receiver = UdpMux.Bind();
-        var collector = new Collector();
-        receiver.AddRoute(receiver.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, sender.LocalEndPoint.Port)), collector);
-        Serve(receiver, loop);
+        var (collector, destination) = Connect(sender, receiver, loop);
         sender.Start();
-        var destination = sender.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, receiver.LocalEndPoint.Port));
         var random = new Random(7);
         const int total = 3000;
         var sent = 0;
@@ -73,10 +82,7 @@ public class BatchingTests
         using var loop = LoopFor(onEventLoop);
         using var sender = UdpMux.Bind();
         using var receiver = UdpMux.Bind();
-        var collector = new Collector();
-        receiver.AddRoute(receiver.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, sender.LocalEndPoint.Port)), collector);
-        Serve(receiver, loop);
-        var destination = sender.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, receiver.LocalEndPoint.Port));
+        var (collector, destination) = Connect(sender, receiver, loop);
         // Bursts as a TCP stream makes them: full-size frames, then a shorter one that ends the run, then an odd one out.
         var expected = new List<byte[]>();
         for (var burst = 0; burst < 50; burst++)
@@ -146,10 +152,8 @@ public class BatchingTests
     {
         using var sender = UdpMux.Bind();
         using var receiver = UdpMux.Bind();
-        var collector = new Collector();
-        receiver.AddRoute(receiver.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, sender.LocalEndPoint.Port)), collector);
-        receiver.Start();
-        Assert.That(sender.Send(Datagram(1), sender.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, receiver.LocalEndPoint.Port))), Is.True);
+        var (collector, destination) = Connect(sender, receiver);
+        Assert.That(sender.Send(Datagram(1), destination), Is.True);
         Assert.That(collector.Datagrams.TryTake(out var got, TimeSpan.FromSeconds(5)) ? got : null, Is.EqualTo(Datagram(1)));
     }
 
