@@ -45,6 +45,41 @@ public class IceNatLabTests
             Assert.That(b.IsRelayed, Is.True, $"{b}");
         });
 
+    /// <summary>
+    /// Only A has a TURN server and both NATs are symmetric, so A's relay is the one path. A's router then maps its
+    /// socket to a new port: coturn knows the allocation only by the old 5-tuple, so a restart that kept it would never
+    /// connect. Gathering again after the restart must notice (the refresh is refused) and allocate anew.
+    /// </summary>
+    [Test]
+    public async Task A_relay_lost_with_a_changed_mapping_is_allocated_again_after_a_restart()
+    {
+        Prerequisites.RequireNetworkNamespaces();
+        Prerequisites.RequireCommand("turnserver", "coturn");
+        Prerequisites.RequireCommand("conntrack", "conntrack");
+        await using var lab = await NatLab.StartAsync([NatKind.Symmetric, NatKind.Symmetric]);
+        var stunOnly = new IceOptions { StunServers = [lab.StunTurn] };
+        var logA = new ListLoggerFactory("A");
+        await using var a = lab.Hosts[0].Namespace.Run(() => IceAgent.Create(stunOnly with
+        {
+            TurnServers = [new TurnServer(lab.StunTurn, lab.Coturn.Username, lab.Coturn.Password)], LoggerFactory = logA,
+        }, IceRole.Controlling));
+        await using var b = lab.Hosts[1].Namespace.Run(() => IceAgent.Create(stunOnly, IceRole.Controlled));
+        var (before, _) = await IcePeers.ConnectAsync(a, b, TimeSpan.FromSeconds(20));
+        Assert.That(before.Local.Type, Is.EqualTo(IceCandidateType.Relayed), $"{before}");
+        await IcePeers.ExchangeDatagramsAsync(a, b, 5);
+
+        lab.Hosts[0].RemapUdp();
+        a.Restart();
+        b.Restart();
+        var (after, _) = await IcePeers.ConnectAsync(a, b, TimeSpan.FromSeconds(20));
+        TestContext.Out.WriteLine($"before {before}\nafter  {after}");
+        Assert.That(after.Local.Type, Is.EqualTo(IceCandidateType.Relayed), $"{after}");
+        Assert.That(after.Local.Address, Is.Not.EqualTo(before.Local.Address), "a new allocation, not the lost one");
+        Assert.That(a.LocalCandidates.Count(c => c.Type == IceCandidateType.Relayed), Is.EqualTo(1), "the lost relay is withdrawn");
+        Assert.That(logA.Lines, Has.Some.Contains("no longer refreshes"));
+        await IcePeers.ExchangeDatagramsAsync(a, b, 5);
+    }
+
     private static async Task RunAsync(NatKind[] kinds, bool useTurn, string label, Action<IceSelectedPair, IceSelectedPair> assertTypes)
     {
         Prerequisites.RequireNetworkNamespaces();

@@ -17,8 +17,7 @@ public sealed partial class IceAgent
     {
         var work = new List<Task>();
         foreach (var server in _options.StunServers) work.Add(GatherServerReflexiveAsync(server, cancellationToken));
-        // Gathering again (for example after a restart) keeps the existing relay allocation.
-        if (_options.TurnServers.Count > 0 && _endpoint.Turn is null) work.Add(GatherRelayedAsync(_options.TurnServers[0], cancellationToken));
+        if (_options.TurnServers.Count > 0) work.Add(GatherRelayOnceAsync(cancellationToken));
         await Task.WhenAll(work).ConfigureAwait(false);
         return LocalCandidates;
     }
@@ -77,6 +76,45 @@ public sealed partial class IceAgent
             foreach (var remote in _remote) PairWithLocals(remote);
         }
         CandidateGathered?.Invoke(candidate);
+    }
+
+    /// <summary>One relay gathering at a time, so overlapping gatherings (restarts in quick succession) make one allocation.</summary>
+    private async Task GatherRelayOnceAsync(CancellationToken ct)
+    {
+        await _relayGathering.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            if (_endpoint.Turn is { } turn) await KeepOrReplaceRelayAsync(turn, ct).ConfigureAwait(false);
+            else await GatherRelayedAsync(_options.TurnServers[0], ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            _relayGathering.Release();
+        }
+    }
+
+    /// <summary>
+    /// Gathering again (after a restart) keeps a relay allocation the server still refreshes. When this socket's NAT
+    /// mapping has changed, the server knows the allocation only by the old 5-tuple and refuses the refresh (437
+    /// Allocation Mismatch, RFC 8656 §7.3), so nothing relayed would reach this agent: the old relayed candidate is
+    /// withdrawn and a new allocation made from the current mapping.
+    /// </summary>
+    private async Task KeepOrReplaceRelayAsync(TurnClient turn, CancellationToken ct)
+    {
+        if (await turn.RefreshAsync(turn.Options.Lifetime, ct).ConfigureAwait(false)) return;
+        lock (_gate)
+        {
+            if (_relay is { } old)
+            {
+                _local.Remove(old);
+                _pairs.RemoveAll(p => ReferenceEquals(p.Local, old));
+                _relay = null;
+            }
+            _permissions.Clear();
+        }
+        LogRelayLost(turn.RelayedAddress);
+        _ = turn.DisposeAsync().AsTask(); // asks the server to delete it; the server expires it otherwise
+        await GatherRelayedAsync(turn.Options, ct).ConfigureAwait(false);
     }
 
     /// <summary>RFC 8445 §5.1.1.3: same type, base address and server give the same foundation.</summary>

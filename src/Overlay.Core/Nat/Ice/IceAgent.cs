@@ -18,7 +18,8 @@ namespace Overlay.Nat.Ice;
 /// <item>Exchange <see cref="LocalCredentials"/> and candidates with the peer; call <see cref="SetRemoteCredentials"/>,
 /// <see cref="AddRemoteCandidate"/> (any time, also after start) and <see cref="Start"/>.</item>
 /// <item>Await <see cref="WaitForSelectedPairAsync"/>; send and receive over <see cref="Channel"/>.</item>
-/// <item><see cref="Restart"/> recovers a broken path with new credentials on the same agent, socket and relay.</item>
+/// <item><see cref="Restart"/> recovers a broken path with new credentials on the same agent, socket and relay; gathering
+/// again then renews the relay if its allocation was lost with a changed NAT mapping.</item>
 /// </list>
 /// </summary>
 public sealed partial class IceAgent : IAsyncDisposable
@@ -33,6 +34,7 @@ public sealed partial class IceAgent : IAsyncDisposable
     private readonly Queue<CandidatePair> _triggered = new();
     private readonly Dictionary<AddressFamily, IceCandidate> _hostBase = [];
     private readonly HashSet<IPAddress> _permissions = [];
+    private readonly SemaphoreSlim _relayGathering = new(1, 1);
     private readonly Channel<IceState> _stateChanges = System.Threading.Channels.Channel.CreateUnbounded<IceState>();
     private readonly IceDatagramChannel _channel;
     private IceCandidate? _relay;
@@ -199,7 +201,8 @@ public sealed partial class IceAgent : IAsyncDisposable
 
     /// <summary>
     /// ICE restart (RFC 8445 §2.4): new local credentials, remote credentials and candidates forgotten, checks stopped
-    /// until <see cref="Start"/>. The socket, the relay allocation and local candidates stay; data keeps flowing over
+    /// until <see cref="Start"/>. The socket, the relay allocation and local candidates stay (call <see cref="GatherAsync"/> to
+    /// learn a changed mapping and to replace a relay allocation the server no longer refreshes); data keeps flowing over
     /// the previously selected pair until a new one is selected. Returns the new credentials to signal.
     /// </summary>
     public IceCredentials Restart()
@@ -271,6 +274,9 @@ public sealed partial class IceAgent : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "ICE restart, new ufrag {Ufrag}")]
     private partial void LogRestart(string ufrag);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "TURN allocation {Relayed} no longer refreshes (the mapping towards the server changed?): allocating again")]
+    private partial void LogRelayLost(StunAddress? relayed);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "ICE selected {Pair}")]
     private partial void LogSelected(CandidatePair pair);
