@@ -34,6 +34,23 @@ public class IceHostileInputTests
     }
 
     [Test]
+    public async Task A_peer_that_signals_thousands_of_candidates_gets_a_bounded_check_list()
+    {
+        await using var agent = NewAgent(out _);
+        for (var i = 0; i < 1000; i++)
+            agent.AddRemoteCandidate(new IceCandidate($"f{i}", 2130706431, new IPEndPoint(new IPAddress([203, 0, (byte)(i >> 8), (byte)i]), 4000 + i), IceCandidateType.Host));
+        Assert.That(agent.RemoteCandidates, Has.Count.EqualTo(IceAgent.MaxRemoteCandidates));
+        Assert.That(agent.PairCount, Is.LessThanOrEqualTo(100), "RFC 8445 §6.1.2.5: at most 100 checks");
+        Assert.That(agent.Counters.CandidatesRefused, Is.EqualTo(1000 - IceAgent.MaxRemoteCandidates));
+
+        // Nor can checks from ever new source addresses grow it: each is answered (the peer knows the password) but learns nothing.
+        var check = Check(agent.LocalCredentials, agent.LocalCredentials.Password);
+        for (var port = 1; port <= 100; port++) agent.Receive(check, new IPEndPoint(IPAddress.Loopback, port));
+        Assert.That(agent.RemoteCandidates, Has.Count.EqualTo(IceAgent.MaxRemoteCandidates));
+        Assert.That(agent.Counters.CandidatesRefused, Is.EqualTo(1100 - IceAgent.MaxRemoteCandidates));
+    }
+
+    [Test]
     public async Task Over_100000_mutated_datagrams_are_dropped_counted_and_change_nothing()
     {
         await using var agent = NewAgent(out _);

@@ -371,6 +371,7 @@ public sealed partial class IceAgent
         var remote = _remote.Find(c => c.Address.Equals(address));
         if (remote is null)
         {
+            if (!RoomForRemote()) return;
             // RFC 8445 §7.3.1.3: a peer-reflexive remote candidate with the request's PRIORITY.
             request.TryGetUInt32(StunAttributeType.Priority, out var priority);
             remote = new IceCandidate(Foundation(IceCandidateType.PeerReflexive, address.Address, null),

@@ -52,7 +52,7 @@ public sealed partial class IceAgent : IAsyncDisposable
     private CandidatePair? _nominating;
     private volatile CandidatePair? _selected;
     private TaskCompletionSource<IceSelectedPair> _selectedPair = NewSelectedPairSource();
-    private long _unauthorized, _badRequests, _unknownAttributes, _roleConflicts;
+    private long _unauthorized, _badRequests, _unknownAttributes, _roleConflicts, _candidatesRefused;
 
     private IceAgent(IceOptions options, IceRole role, StunEndpoint endpoint)
     {
@@ -127,7 +127,7 @@ public sealed partial class IceAgent : IAsyncDisposable
     public IceAgentCounters Counters => new(
         _endpoint.Malformed, _endpoint.Unsolicited, Interlocked.Read(ref _unauthorized), Interlocked.Read(ref _badRequests),
         Interlocked.Read(ref _unknownAttributes), Interlocked.Read(ref _roleConflicts), _endpoint.Keepalives,
-        _endpoint.Mux.Dropped + (_endpoint.Turn?.Dropped ?? 0) + _channel.Dropped);
+        _endpoint.Mux.Dropped + (_endpoint.Turn?.Dropped ?? 0) + _channel.Dropped, Interlocked.Read(ref _candidatesRefused));
 
     private static TaskCompletionSource<IceSelectedPair> NewSelectedPairSource() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -166,10 +166,26 @@ public sealed partial class IceAgent : IAsyncDisposable
         {
             if (State is IceState.Closed) return;
             if (_remote.Exists(c => c.Address.Equals(candidate.Address))) return;
+            if (!RoomForRemote()) return;
             _remote.Add(candidate);
             PairWithLocals(candidate);
         }
     }
+
+    /// <summary>
+    /// RFC 8445 §6.1.2.5 bounds the checks an agent performs (100 by default): every remote candidate is checked from the
+    /// socket and the relay, at most two pairs each, so a peer that signals thousands of addresses cannot aim this agent's
+    /// checks at them. Beyond the bound, candidates are refused and counted (caller holds the lock).
+    /// </summary>
+    private bool RoomForRemote()
+    {
+        if (_remote.Count < MaxRemoteCandidates) return true;
+        Interlocked.Increment(ref _candidatesRefused);
+        return false;
+    }
+
+    /// <summary>Remote candidates kept per ICE session: two pairs each stay within RFC 8445's default of 100 checks.</summary>
+    public const int MaxRemoteCandidates = 50;
 
     /// <summary>Signals that the peer will send no more candidates: the agent may fail early once every pair failed.</summary>
     public void EndOfRemoteCandidates()
@@ -307,8 +323,9 @@ public sealed class IceFailedException : Exception
 /// <param name="RoleConflicts">Role conflicts seen (487 sent or received).</param>
 /// <param name="Keepalives">Binding indications received (RFC 8445 §11 keepalives).</param>
 /// <param name="DatagramsDropped">Non-STUN datagrams dropped: unknown first byte, unknown sender, no receiver.</param>
+/// <param name="CandidatesRefused">Remote candidates (signalled or peer-reflexive) beyond <see cref="IceAgent.MaxRemoteCandidates"/>.</param>
 public sealed record IceAgentCounters(long Malformed, long Unsolicited, long Unauthorized, long BadRequests, long UnknownAttributes,
-    long RoleConflicts, long Keepalives, long DatagramsDropped)
+    long RoleConflicts, long Keepalives, long DatagramsDropped, long CandidatesRefused)
 {
     /// <summary>Every STUN message that was refused or ignored.</summary>
     public long StunRefused => Malformed + Unsolicited + Unauthorized + BadRequests + UnknownAttributes + Keepalives;
