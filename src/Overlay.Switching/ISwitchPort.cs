@@ -41,6 +41,18 @@ public sealed record SwitchOptions
     /// <summary>Floods remembered for duplicate suppression.</summary>
     public int DuplicateCacheSize { get; init; } = 4096;
 
+    /// <summary>
+    /// Addresses learned from the overlay at most. Any member can send frames from made-up addresses; past the bound
+    /// nothing new is learned (frames to unlearned addresses are flooded, so they still arrive) until entries age out.
+    /// </summary>
+    public int MaxLearnedAddresses { get; init; } = 65_536;
+
+    /// <summary>Learned (source, destination) paths at most; past the bound, frames follow the destination's address entry.</summary>
+    public int MaxLearnedPaths { get; init; } = 131_072;
+
+    /// <summary>Addresses of the local host (its own MACs, and those of VMs or containers bridged behind it) at most.</summary>
+    public int MaxLocalAddresses { get; init; } = 1_024;
+
     /// <summary>Hops after which a flood frame is dropped, whatever its arc says.</summary>
     public int MaxHops { get; init; } = 64;
 }

@@ -23,7 +23,7 @@ public sealed class OverlaySwitch
     private readonly TimeProvider _time;
     private readonly long _started;
     private readonly PortEntry _local;
-    private readonly ForwardingTables _tables = new();
+    private readonly ForwardingTables _tables;
     private readonly GroupTable _groups = new();
     private readonly DuplicateCache _duplicates;
     private readonly HashSet<ulong> _localMacs = [];
@@ -44,7 +44,11 @@ public sealed class OverlaySwitch
         _time = time ?? TimeProvider.System;
         _started = _time.GetTimestamp();
         _local = new PortEntry(self, localPort, isLocal: true);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(_options.MaxLearnedAddresses, "options.MaxLearnedAddresses");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(_options.MaxLearnedPaths, "options.MaxLearnedPaths");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(_options.MaxLocalAddresses, "options.MaxLocalAddresses");
         _duplicates = new DuplicateCache(_options.DuplicateCacheSize);
+        _tables = new ForwardingTables(_options.MaxLearnedAddresses, _options.MaxLearnedPaths);
         if (localMacs is not null)
             foreach (var mac in localMacs) _localMacs.Add(mac);
         _localMacSnapshot = [.. _localMacs];
@@ -61,6 +65,9 @@ public sealed class OverlaySwitch
 
     /// <summary>Learned addresses (for status and tests).</summary>
     public int LearnedAddresses => _tables.MacCount;
+
+    /// <summary>Learned (source, destination) paths (for status and tests).</summary>
+    public int LearnedPaths => _tables.FlowCount;
 
     /// <summary>Adds (or replaces) the port of the link to <paramref name="neighbour"/>.</summary>
     public void AddLink(NodeId neighbour, ISwitchPort port)
@@ -173,7 +180,11 @@ public sealed class OverlaySwitch
         }
         // The reply path installs the forward path: (destination → source) leaves by the port this came in on.
         if (!_tables.TryGetFlow(destination, source, out var reverse) || !reverse.Valid)
-            _tables.SetFlow(destination, source, new FlowEntry(port, null, _tables.TryGetMac(source, out var m) ? m.Owner : from, now));
+        {
+            if (_tables.HasRoomForFlow(destination, source))
+                _tables.SetFlow(destination, source, new FlowEntry(port, null, _tables.TryGetMac(source, out var m) ? m.Owner : from, now));
+            else Interlocked.Increment(ref Counters.NotLearnedValue);
+        }
 
         if (_localMacSnapshot.Contains(destination))
         {
@@ -219,7 +230,8 @@ public sealed class OverlaySwitch
         var now = Volatile.Read(ref _now);
         var source = EthernetFrame.Source(frame);
         var destination = EthernetFrame.Destination(frame);
-        if (!EthernetFrame.IsGroup(source) && !_localMacSnapshot.Contains(source)) _tables.Learn(source, port, header.Root, now);
+        if (!EthernetFrame.IsGroup(source) && !_localMacSnapshot.Contains(source) && !_tables.Learn(source, port, header.Root, now))
+            Interlocked.Increment(ref Counters.NotLearnedValue);
 
         var report = header.Type == FloodType.Multicast && SnoopReports(frame, header.Root, now);
         var deliver = header.Type switch
@@ -241,22 +253,34 @@ public sealed class OverlaySwitch
             if (!_tables.TryGetMac(destination, out var mac) || mac.Stale || !mac.Port.Alive) return false;
             // A directly linked owner switch is the shortest path there is.
             var port = mac.Owner != Self && FindPort(mac.Owner) is { } direct ? direct : mac.Port;
+            if (!_tables.HasRoomForFlow(source, destination))
+            {
+                Interlocked.Increment(ref Counters.NotLearnedValue);
+                SendUnicast(port, frame, ingress);
+                return true;
+            }
             flow = new FlowEntry(port, mac, mac.Owner, now);
             _tables.SetFlow(source, destination, flow);
         }
         flow.LastSeen = now;
-        if (flow.Port.IsLocal)
+        if (SendUnicast(flow.Port, frame, ingress)) Interlocked.Add(ref flow.Bytes, frame.Length);
+        return true;
+    }
+
+    /// <summary>Delivers or sends a unicast frame on its path; false when it was not sent on a link.</summary>
+    private bool SendUnicast(PortEntry port, ReadOnlySpan<byte> frame, PortEntry ingress)
+    {
+        if (port.IsLocal)
         {
             Deliver(frame);
-            return true;
+            return false;
         }
-        if (ReferenceEquals(flow.Port, ingress))
+        if (ReferenceEquals(port, ingress))
         {
             Interlocked.Increment(ref Counters.LoopValue);
-            return true;
+            return false;
         }
-        Interlocked.Add(ref flow.Bytes, frame.Length);
-        if (flow.Port.Port.TrySendFrame(frame)) Interlocked.Increment(ref Counters.UnicastForwardedValue);
+        if (port.Port.TrySendFrame(frame)) Interlocked.Increment(ref Counters.UnicastForwardedValue);
         else Interlocked.Increment(ref Counters.SendFailedValue);
         return true;
     }
@@ -334,6 +358,11 @@ public sealed class OverlaySwitch
     {
         lock (_portsLock)
         {
+            if (_localMacs.Count >= _options.MaxLocalAddresses && !_localMacs.Contains(mac))
+            {
+                Interlocked.Increment(ref Counters.NotLearnedValue);
+                return;
+            }
             if (!_localMacs.Add(mac)) return;
             _localMacSnapshot = [.. _localMacs];
             _tables.Learn(mac, _local, Self, Volatile.Read(ref _now));

@@ -4,7 +4,7 @@ namespace Overlay.Switching;
 public sealed class SwitchCounters
 {
     internal long LocalInValue, LinkInValue, FloodInValue, UnicastForwardedValue, FloodsOriginatedValue, FloodCopiesSentValue, DeliveredLocalValue;
-    internal long MembershipQueriesValue;
+    internal long MembershipQueriesValue, NotLearnedValue;
     internal long RuntValue, OversizeValue, OwnRootValue, OutsideArcValue, HopLimitValue, DuplicateValue, LoopValue, SendFailedValue, UnknownPortValue;
 
     /// <summary>Frames from the local device.</summary>
@@ -21,6 +21,12 @@ public sealed class SwitchCounters
     public long FloodCopiesSent => Volatile.Read(ref FloodCopiesSentValue);
     /// <summary>IGMP and MLD general queries sent to the local device.</summary>
     public long MembershipQueries => Volatile.Read(ref MembershipQueriesValue);
+    /// <summary>
+    /// Frames whose address or path was not learned because its table was full (<see cref="SwitchOptions.MaxLearnedAddresses"/>
+    /// and the like): they were still forwarded or flooded, so this is not a drop, but a large count means a member is
+    /// sending from made-up addresses.
+    /// </summary>
+    public long NotLearned => Volatile.Read(ref NotLearnedValue);
     /// <summary>Frames handed to the local device.</summary>
     public long DeliveredLocal => Volatile.Read(ref DeliveredLocalValue);
     /// <summary>Dropped: shorter than an Ethernet header.</summary>

@@ -100,6 +100,54 @@ public class HostileFrameTests
         AssertBroadcastStillWorks(fabric, ids);
     }
 
+    [Test]
+    public void A_host_sending_from_made_up_addresses_fills_no_table_past_its_bound_and_other_traffic_still_arrives()
+    {
+        var options = new SwitchOptions { MaxLearnedAddresses = 100, MaxLearnedPaths = 200, MaxLocalAddresses = 10 };
+        var (fabric, ids) = SwitchFabric.Ring(12, successors: 2, new Random(5), SwitchFabric.Harmonic, options);
+        var random = new Random(6);
+        var hostile = fabric.Switches[ids[0]];
+        // A host behind one TAP sends broadcasts and unicasts from 5,000 made-up addresses (macof, in effect).
+        for (var i = 0; i < 5_000; i++)
+        {
+            var source = 0x0200_0000_0000UL | (ulong)random.NextInt64(1, 1L << 40);
+            hostile.OnLocalFrame(SwitchFabric.Frame(i % 2 == 0 ? EthernetFrame.Broadcast : source ^ 1, source, 7));
+        }
+        fabric.Pump();
+        Assert.That(fabric.Switches.Values.Max(s => s.LearnedAddresses), Is.LessThanOrEqualTo(100));
+        Assert.That(fabric.Switches.Values.Max(s => s.LearnedPaths), Is.LessThanOrEqualTo(200));
+        Assert.That(fabric.Switches.Values.Sum(s => s.Counters.NotLearned), Is.GreaterThan(0));
+        Assert.That(hostile.Counters.NotLearned, Is.GreaterThanOrEqualTo(5_000 - 10), "its own host's addresses are bounded too");
+
+        // The tables are full, but other hosts still reach each other (flooded when unlearned), each frame once.
+        fabric.ResetCounts();
+        fabric.Switches[ids[3]].OnLocalFrame(SwitchFabric.Frame(SwitchFabric.MacOf(ids[7]), SwitchFabric.MacOf(ids[3]), 31));
+        fabric.Switches[ids[7]].OnLocalFrame(SwitchFabric.Frame(SwitchFabric.MacOf(ids[3]), SwitchFabric.MacOf(ids[7]), 32));
+        fabric.Pump();
+        Assert.That(fabric.Hosts.Values.Sum(h => h.Count(31)), Is.EqualTo(1));
+        Assert.That(fabric.Hosts[ids[7]].Count(31), Is.EqualTo(1));
+        Assert.That(fabric.Hosts.Values.Sum(h => h.Count(32)), Is.EqualTo(1));
+        Assert.That(fabric.Hosts[ids[3]].Count(32), Is.EqualTo(1));
+        AssertBroadcastStillWorks(fabric, ids);
+    }
+
+    [Test]
+    public void Addresses_forgotten_with_a_link_make_room_to_learn_again()
+    {
+        var (fabric, ids) = SwitchFabric.Ring(12, successors: 2, new Random(5), SwitchFabric.Harmonic, new SwitchOptions { MaxLearnedAddresses = 100 });
+        var sw = fabric.Switches[ids[1]];
+        var random = new Random(8);
+        void Flood(uint sequence) => sw.OnLinkFlood(ids[0], new FloodHeader(ids[0], ids[0], sequence, 1, FloodType.Broadcast),
+            SwitchFabric.Frame(EthernetFrame.Broadcast, 0x0200_0000_0000UL | (ulong)random.NextInt64(1, 1L << 40), 9));
+        for (var i = 0u; i < 500; i++) Flood(1_000 + i);
+        Assert.That((sw.LearnedAddresses, sw.Counters.NotLearned), Is.EqualTo((100, 400L)));
+        fabric.Disconnect(ids[0], ids[1]);
+        Assert.That(sw.LearnedAddresses, Is.Zero, "everything was learned through that link");
+        fabric.Connect(ids[0], ids[1]);
+        for (var i = 0u; i < 50; i++) Flood(2_000 + i);
+        Assert.That((sw.LearnedAddresses, sw.Counters.NotLearned), Is.EqualTo((50, 400L)));
+    }
+
     private static byte[] Broadcast(NodeId from, int tag) => SwitchFabric.Frame(EthernetFrame.Broadcast, SwitchFabric.MacOf(from), tag);
 
     private static void AssertBroadcastStillWorks(SwitchFabric fabric, NodeId[] ids)

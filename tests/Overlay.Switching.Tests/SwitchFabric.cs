@@ -17,13 +17,14 @@ internal sealed class SwitchFabric
     public HashSet<(NodeId, NodeId)> Links { get; } = [];
     public long LinkTransmissions { get; private set; }
     public int MaxFloodHop { get; private set; }
+    public SwitchOptions? Options { get; init; }
 
     public static ulong MacOf(NodeId id) => 0x0200_0000_0000UL | ((ulong)(id.Value >> 96) & 0xFFFF_FFFF); // locally administered, unique for our IDs
 
     public OverlaySwitch Add(NodeId id)
     {
         var host = new LocalHost(id);
-        var sw = new OverlaySwitch(id, host, localMacs: [MacOf(id)]);
+        var sw = new OverlaySwitch(id, host, Options, localMacs: [MacOf(id)]);
         Switches[id] = sw;
         Hosts[id] = host;
         return sw;
@@ -112,9 +113,10 @@ internal sealed class SwitchFabric
     }
 
     /// <summary>Builds a ring of <paramref name="n"/> switches with random IDs and <paramref name="successors"/> successor links, plus extra links.</summary>
-    public static (SwitchFabric Fabric, NodeId[] Ids) Ring(int n, int successors, Random random, Func<NodeId[], int, Random, IEnumerable<int>>? extra = null)
+    public static (SwitchFabric Fabric, NodeId[] Ids) Ring(int n, int successors, Random random, Func<NodeId[], int, Random, IEnumerable<int>>? extra = null,
+        SwitchOptions? options = null)
     {
-        var fabric = new SwitchFabric();
+        var fabric = new SwitchFabric { Options = options };
         var ids = new HashSet<NodeId>();
         while (ids.Count < n) ids.Add(new NodeId(new UInt128(((ulong)random.NextInt64() << 1) | (uint)random.Next(2), (ulong)random.NextInt64())));
         var sorted = ids.Order().ToArray();

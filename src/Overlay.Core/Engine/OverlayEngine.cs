@@ -126,7 +126,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
             l.Link?.Statistics.RoundTrip, l.Link?.Statistics, l.Since)).ToArray();
         var c = Switch.Counters;
         return new OverlayStatus(Id, Device.Name, MacText, _ring.Count, links,
-            new SwitchStatus(c.LocalIn, c.LinkIn, c.DeliveredLocal, c.UnicastForwarded + c.FloodCopiesSent, c.Dropped), Switch.LearnedAddresses);
+            new SwitchStatus(c.LocalIn, c.LinkIn, c.DeliveredLocal, c.UnicastForwarded + c.FloodCopiesSent, c.Dropped, c.NotLearned), Switch.LearnedAddresses);
     });
 
     private static LinkChange ToChange(LinkPhase phase) => phase switch

@@ -81,4 +81,5 @@ public sealed record LinkStatus(string PeerNodeId, string LinkId, LinkRoles Role
 /// <param name="Delivered">Frames written to the local device.</param>
 /// <param name="Forwarded">Frame copies sent on links.</param>
 /// <param name="Dropped">Frames dropped for any reason (malformed, oversize, duplicate, no port...).</param>
-public sealed record SwitchStatus(long LocalIn, long LinkIn, long Delivered, long Forwarded, long Dropped);
+/// <param name="NotLearned">Frames whose address or path went unlearned because the switch's table was full (still forwarded).</param>
+public sealed record SwitchStatus(long LocalIn, long LinkIn, long Delivered, long Forwarded, long Dropped, long NotLearned);

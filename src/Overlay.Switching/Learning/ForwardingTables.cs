@@ -36,51 +36,84 @@ internal sealed class FlowEntry(PortEntry port, MacEntry? target, NodeId owner, 
 /// The switch's learned state: MAC → (port, owner switch) from flood frames and local frames, and
 /// (source, destination) → port paths so both directions of a conversation share one loop-free path.
 /// Lookups are lock-free and allocation-free; an entry is allocated only when something is learned anew.
+/// Both tables are bounded: any member can send frames from made-up addresses, and a full table learns nothing new
+/// (frames to what it does not know are flooded, as before they were learned) until entries age out.
 /// </summary>
-internal sealed class ForwardingTables
+internal sealed class ForwardingTables(int maxAddresses, int maxPaths)
 {
     private readonly ConcurrentDictionary<ulong, MacEntry> _macs = new();
     private readonly ConcurrentDictionary<(ulong Source, ulong Destination), FlowEntry> _flows = new();
+    private int _macCount, _flowCount;
 
-    public int MacCount => _macs.Count;
+    public int MacCount => Volatile.Read(ref _macCount);
 
-    public int FlowCount => _flows.Count;
+    public int FlowCount => Volatile.Read(ref _flowCount);
 
     public bool TryGetMac(ulong mac, out MacEntry entry) => _macs.TryGetValue(mac, out entry!);
 
     public bool TryGetFlow(ulong source, ulong destination, out FlowEntry flow) => _flows.TryGetValue((source, destination), out flow!);
 
-    public void SetFlow(ulong source, ulong destination, FlowEntry flow) => _flows[(source, destination)] = flow;
+    /// <summary>Whether a path for the pair may be stored: it replaces one, or the table has room (checked before allocating one).</summary>
+    public bool HasRoomForFlow(ulong source, ulong destination) =>
+        Volatile.Read(ref _flowCount) < maxPaths || _flows.ContainsKey((source, destination));
 
-    /// <summary>Learns that <paramref name="mac"/> is reached through <paramref name="port"/> and owned by <paramref name="owner"/>.</summary>
-    public void Learn(ulong mac, PortEntry port, NodeId owner, long now)
+    public void SetFlow(ulong source, ulong destination, FlowEntry flow)
     {
-        if (_macs.TryGetValue(mac, out var known) && ReferenceEquals(known.Port, port) && known.Owner == owner && !known.Stale)
+        var key = (source, destination);
+        if (_flows.TryAdd(key, flow)) Interlocked.Increment(ref _flowCount);
+        else _flows[key] = flow;
+    }
+
+    /// <summary>
+    /// Learns that <paramref name="mac"/> is reached through <paramref name="port"/> and owned by <paramref name="owner"/>;
+    /// false when the address is new and the table is full.
+    /// </summary>
+    public bool Learn(ulong mac, PortEntry port, NodeId owner, long now)
+    {
+        if (_macs.TryGetValue(mac, out var known))
         {
-            known.LastSeen = now;
-            return;
+            if (ReferenceEquals(known.Port, port) && known.Owner == owner && !known.Stale)
+            {
+                known.LastSeen = now;
+                return true;
+            }
+            // Moved: paths built on the old location are recomputed. Losing a race to another thread learning it is fine.
+            if (_macs.TryUpdate(mac, new MacEntry(port, owner, now), known)) known.Stale = true;
+            return true;
         }
-        var entry = new MacEntry(port, owner, now);
-        _macs[mac] = entry;
-        if (known is not null) known.Stale = true; // paths built on the old location are recomputed
+        if (Volatile.Read(ref _macCount) >= maxAddresses) return false;
+        if (_macs.TryAdd(mac, new MacEntry(port, owner, now))) Interlocked.Increment(ref _macCount);
+        return true;
     }
 
     /// <summary>Forgets everything that goes through <paramref name="port"/>.</summary>
     public void Purge(PortEntry port)
     {
         foreach (var (mac, entry) in _macs)
-            if (ReferenceEquals(entry.Port, port) && _macs.TryRemove(new KeyValuePair<ulong, MacEntry>(mac, entry))) entry.Stale = true;
+            if (ReferenceEquals(entry.Port, port)) RemoveMac(mac, entry);
         foreach (var (key, flow) in _flows)
-            if (ReferenceEquals(flow.Port, port)) _flows.TryRemove(new KeyValuePair<(ulong, ulong), FlowEntry>(key, flow));
+            if (ReferenceEquals(flow.Port, port)) RemoveFlow(key, flow);
     }
 
     /// <summary>Removes entries not seen since <paramref name="oldest"/>, and flows that became invalid.</summary>
     public void Expire(long oldest)
     {
         foreach (var (mac, entry) in _macs)
-            if (entry.LastSeen < oldest && _macs.TryRemove(new KeyValuePair<ulong, MacEntry>(mac, entry))) entry.Stale = true;
+            if (entry.LastSeen < oldest) RemoveMac(mac, entry);
         foreach (var (key, flow) in _flows)
-            if ((flow.LastSeen < oldest || !flow.Valid)) _flows.TryRemove(new KeyValuePair<(ulong, ulong), FlowEntry>(key, flow));
+            if (flow.LastSeen < oldest || !flow.Valid) RemoveFlow(key, flow);
+    }
+
+    private void RemoveMac(ulong mac, MacEntry entry)
+    {
+        if (!_macs.TryRemove(new KeyValuePair<ulong, MacEntry>(mac, entry))) return;
+        entry.Stale = true;
+        Interlocked.Decrement(ref _macCount);
+    }
+
+    private void RemoveFlow((ulong, ulong) key, FlowEntry flow)
+    {
+        if (_flows.TryRemove(new KeyValuePair<(ulong, ulong), FlowEntry>(key, flow))) Interlocked.Decrement(ref _flowCount);
     }
 
     /// <summary>Bytes sent per destination switch since the last call.</summary>
