@@ -30,6 +30,7 @@ public sealed class OverlaySwitch
     private readonly Lock _portsLock = new();
     private volatile PortEntry[] _neighbours = []; // sorted by clockwise distance from Self
     private volatile HashSet<ulong> _localMacSnapshot = [];
+    private volatile bool _localFull; // the host has addresses this switch did not learn: unknown unicast may be for it
     private long _now;
     private int _sequence;
     private long _nextQuery = long.MinValue;
@@ -192,7 +193,10 @@ public sealed class OverlaySwitch
             return;
         }
         if (!TryForwardUnicast(source, destination, frame, port, now))
+        {
+            if (_localFull) Deliver(frame);
             Originate(FloodType.UnknownUnicast, destination, frame);
+        }
     }
 
     /// <summary>A bounded-flood frame from the link to <paramref name="from"/>.</summary>
@@ -237,7 +241,7 @@ public sealed class OverlaySwitch
         var deliver = header.Type switch
         {
             FloodType.Broadcast => true,
-            FloodType.UnknownUnicast => _localMacSnapshot.Count == 0 || _localMacSnapshot.Contains(destination),
+            FloodType.UnknownUnicast => _localMacSnapshot.Count == 0 || _localFull || _localMacSnapshot.Contains(destination),
             // Other hosts' reports are kept from the local host: hearing one, an IGMPv2/MLDv1 host would
             // suppress its own report (RFC 2236 §3) and this switch would never learn it subscribed.
             _ => !report && (AlwaysFlooded(destination) || !_groups.IsKnown(destination, now) || _groups.HasLocal(destination, now)),
@@ -360,6 +364,7 @@ public sealed class OverlaySwitch
         {
             if (_localMacs.Count >= _options.MaxLocalAddresses && !_localMacs.Contains(mac))
             {
+                _localFull = true;
                 Interlocked.Increment(ref Counters.NotLearnedValue);
                 return;
             }

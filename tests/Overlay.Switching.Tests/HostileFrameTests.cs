@@ -119,16 +119,35 @@ public class HostileFrameTests
         Assert.That(fabric.Switches.Values.Sum(s => s.Counters.NotLearned), Is.GreaterThan(0));
         Assert.That(hostile.Counters.NotLearned, Is.GreaterThanOrEqualTo(5_000 - 10), "its own host's addresses are bounded too");
 
-        // The tables are full, but other hosts still reach each other (flooded when unlearned), each frame once.
+        // The tables are full, but other hosts still reach each other (flooded when unlearned), each frame once. The
+        // hostile host may see them too: its switch cannot tell which addresses are its host's, as on a hub.
         fabric.ResetCounts();
         fabric.Switches[ids[3]].OnLocalFrame(SwitchFabric.Frame(SwitchFabric.MacOf(ids[7]), SwitchFabric.MacOf(ids[3]), 31));
         fabric.Switches[ids[7]].OnLocalFrame(SwitchFabric.Frame(SwitchFabric.MacOf(ids[3]), SwitchFabric.MacOf(ids[7]), 32));
         fabric.Pump();
-        Assert.That(fabric.Hosts.Values.Sum(h => h.Count(31)), Is.EqualTo(1));
         Assert.That(fabric.Hosts[ids[7]].Count(31), Is.EqualTo(1));
-        Assert.That(fabric.Hosts.Values.Sum(h => h.Count(32)), Is.EqualTo(1));
         Assert.That(fabric.Hosts[ids[3]].Count(32), Is.EqualTo(1));
+        foreach (var id in ids.Except([ids[0], ids[3], ids[7]]))
+            Assert.That(fabric.Hosts[id].Count(31) + fabric.Hosts[id].Count(32), Is.Zero, "no other host gets them");
         AssertBroadcastStillWorks(fabric, ids);
+    }
+
+    [Test]
+    public void A_local_address_the_full_table_did_not_learn_is_still_reached()
+    {
+        var (fabric, ids) = SwitchFabric.Ring(12, successors: 2, new Random(5), SwitchFabric.Harmonic, new SwitchOptions { MaxLocalAddresses = 2 });
+        const ulong vm1 = 0x0200_00AA_0001, vm2 = 0x0200_00AA_0002; // two guests bridged behind ids[3]'s TAP; only one fits
+        fabric.Switches[ids[3]].OnLocalFrame(SwitchFabric.Frame(EthernetFrame.Broadcast, vm1, 40));
+        fabric.Switches[ids[3]].OnLocalFrame(SwitchFabric.Frame(EthernetFrame.Broadcast, vm2, 41));
+        fabric.Pump();
+        Assert.That(fabric.Switches[ids[3]].Counters.NotLearned, Is.EqualTo(1));
+        fabric.ResetCounts();
+        // Both are answered by unicast from ids[7]: to vm1 along the learned path, to vm2 through a flood that ids[3] delivers too.
+        fabric.Switches[ids[7]].OnLocalFrame(SwitchFabric.Frame(vm1, SwitchFabric.MacOf(ids[7]), 42));
+        fabric.Switches[ids[7]].OnLocalFrame(SwitchFabric.Frame(vm2, SwitchFabric.MacOf(ids[7]), 43));
+        fabric.Pump();
+        Assert.That(fabric.Hosts[ids[3]].Count(42), Is.EqualTo(1));
+        Assert.That(fabric.Hosts[ids[3]].Count(43), Is.EqualTo(1), "delivered exactly once");
     }
 
     [Test]
