@@ -47,7 +47,7 @@ internal sealed partial class OverlayEngine
                     && IceCandidate.TryParse(candidate.Candidate, out var parsed) && parsed is not null)
                     agent.AddRemoteCandidate(parsed);
                 else
-                    Interlocked.Increment(ref _badSignals);
+                    Interlocked.Increment(ref _refusedSignals);
                 break;
             case LinkTeardown teardown:
                 if (_links.TryGetValue(peer, out var torn) && torn.LinkId == teardown.LinkId)
@@ -62,7 +62,7 @@ internal sealed partial class OverlayEngine
                 }
                 break;
             default:
-                Interlocked.Increment(ref _badSignals);
+                Interlocked.Increment(ref _refusedSignals);
                 Respond(signal, null);
                 break;
         }
@@ -103,17 +103,27 @@ internal sealed partial class OverlayEngine
     {
         if (!TryReadFingerprint(offer.Fingerprint, out var fingerprint) || !new IceCredentials(offer.IceUfrag, offer.IcePassword).IsValid())
         {
-            Interlocked.Increment(ref _badSignals);
+            Interlocked.Increment(ref _refusedSignals);
             Respond(signal, new LinkReject(Id, offer.LinkId, "malformed offer (fingerprint or ICE credentials)"));
             return;
         }
-        if (_links.TryGetValue(peer, out var existing))
+        _links.TryGetValue(peer, out var existing);
+        if (existing is not null && existing.LinkId == offer.LinkId && !existing.Initiator)
         {
-            if (existing.LinkId == offer.LinkId && !existing.Initiator)
-            {
-                OnRestartOffer(signal, existing, offer);
-                return;
-            }
+            OnRestartOffer(signal, existing, offer);
+            return;
+        }
+        // Each new link costs a socket, maybe a TURN allocation and a DTLS handshake: a member offering one after another
+        // (each replacing the last) is answered at most once a second. A peer that truly started over retries after its backoff.
+        var now = _node.Time.GetUtcNow();
+        if (_lastOfferTaken.TryGetValue(peer, out var taken) && now - taken < MinNewLinkInterval)
+        {
+            Interlocked.Increment(ref _refusedSignals);
+            Respond(signal, new LinkReject(Id, offer.LinkId, "new links from this peer come too fast; retry later"));
+            return;
+        }
+        if (existing is not null)
+        {
             if (existing.LinkId == offer.LinkId || (existing.Initiator && existing.Phase != LinkPhase.Up && _node.Self > peer))
             {
                 Respond(signal, new LinkReject(Id, offer.LinkId, "collision: the higher node ID's link wins"));
@@ -133,7 +143,8 @@ internal sealed partial class OverlayEngine
             }
         }
 
-        var link = new PeerLink(peer, offer.LinkId, initiator: false, Switch, _node.Time.GetUtcNow()) { PeerFingerprint = fingerprint };
+        _lastOfferTaken[peer] = now;
+        var link = new PeerLink(peer, offer.LinkId, initiator: false, Switch, now) { PeerFingerprint = fingerprint };
         IceAgent agent;
         try
         {
@@ -461,7 +472,7 @@ internal sealed partial class OverlayEngine
         foreach (var text in candidates)
         {
             if (IceCandidate.TryParse(text, out var candidate) && candidate is not null) agent.AddRemoteCandidate(candidate);
-            else Interlocked.Increment(ref _badSignals);
+            else Interlocked.Increment(ref _refusedSignals);
         }
     }
 

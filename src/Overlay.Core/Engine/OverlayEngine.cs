@@ -23,13 +23,17 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     private readonly SymphonyTopology _topology;
     private readonly Dictionary<UInt128, PeerLink> _links = [];
     private readonly Dictionary<UInt128, DateTimeOffset> _acceptedEdges = [];
+    private readonly Dictionary<UInt128, DateTimeOffset> _lastOfferTaken = []; // when each peer's last new link was answered
     private readonly ILogger _logger;
     private readonly Links.TinCanLinkOptions _linkOptions;
     private ITimer? _ticker;
     private DeviceReadiness? _deviceReadiness; // the NIC's watch on the node's event loop, when it has one
     private bool _deviceFaultReported;
     private long _ticks;
-    private long _badSignals;
+    private long _refusedSignals;
+
+    /// <summary>New links (offers) taken from one peer at most this often.</summary>
+    internal static readonly TimeSpan MinNewLinkInterval = TimeSpan.FromSeconds(1);
     private bool _closed;
 
     public OverlayEngine(NodeContext node, OverlayOptions options, IEthernetDevice device)
@@ -126,7 +130,8 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
             l.Link?.Statistics.RoundTrip, l.Link?.Statistics, l.Since)).ToArray();
         var c = Switch.Counters;
         return new OverlayStatus(Id, Device.Name, MacText, _ring.Count, links,
-            new SwitchStatus(c.LocalIn, c.LinkIn, c.DeliveredLocal, c.UnicastForwarded + c.FloodCopiesSent, c.Dropped, c.NotLearned), Switch.LearnedAddresses);
+            new SwitchStatus(c.LocalIn, c.LinkIn, c.DeliveredLocal, c.UnicastForwarded + c.FloodCopiesSent, c.Dropped, c.NotLearned), Switch.LearnedAddresses,
+            Interlocked.Read(ref _refusedSignals));
     });
 
     private static LinkChange ToChange(LinkPhase phase) => phase switch
@@ -172,6 +177,8 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         _topology.Tick();
         var now = _node.Time.GetUtcNow();
         ExpireAcceptedEdges(now);
+        foreach (var (peer, at) in _lastOfferTaken.ToArray())
+            if (now - at >= MinNewLinkInterval) _lastOfferTaken.Remove(peer);
         foreach (var link in _links.Values.ToArray())
         {
             if (link.Phase != LinkPhase.Down) continue;

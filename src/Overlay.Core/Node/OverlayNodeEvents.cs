@@ -59,8 +59,10 @@ public sealed record OverlayNodeStatus(string NodeId, string Fingerprint, Signal
 /// <param name="Links">The links, up or being set up.</param>
 /// <param name="Switch">The switch's counters.</param>
 /// <param name="LearnedAddresses">MAC addresses the switch has learned.</param>
+/// <param name="RefusedSignals">Signals from members this overlay refused: malformed offers, candidates or actions, and
+/// new links offered faster than one a second by the same peer.</param>
 public sealed record OverlayStatus(string OverlayId, string Device, string Mac, int Members, IReadOnlyList<LinkStatus> Links,
-    SwitchStatus Switch, int LearnedAddresses);
+    SwitchStatus Switch, int LearnedAddresses, long RefusedSignals);
 
 /// <summary>A snapshot of one link.</summary>
 /// <param name="PeerNodeId">The peer.</param>

@@ -12,6 +12,9 @@ internal sealed class OverlayCluster : IAsyncDisposable
 {
     public const string OverlayId = "test";
     private readonly string _hub = "cluster-" + Guid.NewGuid().ToString("N");
+
+    /// <summary>The in-process signaling hub the nodes meet in (other members may join it).</summary>
+    public string HubName => _hub;
     private readonly LinkTimings _timings;
 
     public OverlayCluster(LinkTimings? timings = null, bool eventLoop = true)

@@ -47,6 +47,42 @@ public class OverlayNodeTests
         TestContext.Out.WriteLine($"{ups.Length} link-up events; setup time median {ups.Select(e => e.Elapsed.TotalMilliseconds).Order().ElementAt(ups.Length / 2):0} ms, max {ups.Max(e => e.Elapsed.TotalMilliseconds):0} ms");
     }
 
+    /// <summary>
+    /// A member that offers link after link (each would replace the last, each costs a socket and a handshake) gets one
+    /// answered per second; the rest are refused with a reason and counted, and the node keeps one link to it at most.
+    /// </summary>
+    [Test]
+    public async Task A_member_offering_link_after_link_is_answered_once_a_second()
+    {
+        await using var cluster = new OverlayCluster();
+        var node = await cluster.AddAsync();
+        // The node links to every member it sees, so its own attempt and the offers meet: above the node's ID, they win.
+        var hostileId = NodeIds.NewRandom();
+        while (string.CompareOrdinal(hostileId, node.NodeId) <= 0) hostileId = NodeIds.NewRandom();
+        await using var hostile = SignalingChannels.Create(new InProcessSignalingOptions { HubName = cluster.HubName }, hostileId, [OverlayCluster.OverlayId]);
+        await hostile.ConnectAsync();
+        await Overlay.Core.Tests.Signaling.SignalingBehaviourTests.WaitForPeerAsync(hostile, OverlayCluster.OverlayId, node.NodeId);
+        var fingerprint = "sha-256 " + string.Join(':', Enumerable.Range(0, 32).Select(i => i.ToString("X2", System.Globalization.CultureInfo.InvariantCulture)));
+        async Task<SignalMessage> OfferAsync()
+        {
+            var ice = Overlay.Nat.Ice.IceCredentials.NewRandom();
+            return await hostile.RequestAsync(node.NodeId,
+                new LinkOffer(OverlayCluster.OverlayId, Guid.NewGuid().ToString("N"), ice.Ufrag, ice.Password, [], fingerprint, "02:00:00:00:00:99"));
+        }
+
+        var replies = new List<SignalMessage>();
+        for (var i = 0; i < 20; i++) replies.Add(await OfferAsync());
+        Assert.That(replies[0], Is.TypeOf<LinkAnswer>(), (replies[0] as LinkReject)?.Reason);
+        Assert.That(replies.Skip(1), Has.All.TypeOf<LinkReject>().And.All.Property(nameof(LinkReject.Reason)).Contains("too fast"));
+        var overlay = (await node.GetStatusAsync()).Overlays[0];
+        Assert.That(overlay.RefusedSignals, Is.EqualTo(19));
+        Assert.That(overlay.Links.Count(l => l.PeerNodeId == hostileId), Is.EqualTo(1));
+
+        // The bound is a rate, not a ban: a second later the next offer is answered (and replaces the first link).
+        await Task.Delay(Overlay.Engine.OverlayEngine.MinNewLinkInterval + TimeSpan.FromMilliseconds(100));
+        Assert.That(await OfferAsync(), Is.TypeOf<LinkAnswer>());
+    }
+
     [Test]
     public async Task WhenANodeLeavesTheRestReformTheRing()
     {
