@@ -44,7 +44,13 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         _logger = node.LoggerFactory.CreateLogger($"Overlay.Engine.{options.Id}");
         _queue = new SerialQueue(_logger);
         Switch = new OverlaySwitch(new NodeId(node.Self), new DevicePort(device),
-            new SwitchOptions { MaxFrameLength = options.NetDevice.MTU + 18 }, node.Time, [EthernetFrame.MacKey(device.MacAddress.GetAddressBytes())]);
+            new SwitchOptions
+            {
+                MaxFrameLength = options.NetDevice.MTU + 18,
+                MaxLearnedAddresses = options.MaxLearnedAddresses,
+                MaxLearnedPaths = 2 * options.MaxLearnedAddresses,
+                MaxLocalAddresses = options.MaxLocalAddresses,
+            }, node.Time, [EthernetFrame.MacKey(device.MacAddress.GetAddressBytes())]);
         var topology = new TopologyOptions
         {
             MinSuccessors = options.MinSuccessors,

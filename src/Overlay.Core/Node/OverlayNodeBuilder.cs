@@ -164,6 +164,17 @@ public sealed class OverlayBuilder
         return this;
     }
 
+    /// <summary>Sets how many addresses the overlay's switch learns from other members and from its own host at most.</summary>
+    public OverlayBuilder WithSwitchLimits(int? maxLearnedAddresses = null, int? maxLocalAddresses = null)
+    {
+        Options = Options with
+        {
+            MaxLearnedAddresses = maxLearnedAddresses ?? Options.MaxLearnedAddresses,
+            MaxLocalAddresses = maxLocalAddresses ?? Options.MaxLocalAddresses,
+        };
+        return this;
+    }
+
     /// <summary>Always links to the node <paramref name="nodeId"/>.</summary>
     public OverlayBuilder WithStaticEdge(string nodeId)
     {

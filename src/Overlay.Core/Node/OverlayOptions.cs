@@ -27,6 +27,16 @@ public sealed record OverlayOptions
     /// </summary>
     public int? MaxIncomingEdges { get; init; }
 
+    /// <summary>
+    /// Addresses the overlay's switch learns from other members at most (and twice as many unicast paths). Any member can
+    /// send frames from made-up addresses; past the bound nothing new is learned and frames to unlearned addresses are
+    /// flooded, so they still arrive. Raise it for overlays with more than this many MACs.
+    /// </summary>
+    public int MaxLearnedAddresses { get; init; } = 65_536;
+
+    /// <summary>Addresses of this node's own host (its MAC, and those of guests bridged behind the TAP) at most.</summary>
+    public int MaxLocalAddresses { get; init; } = 1_024;
+
     /// <summary>Node IDs this node always links to (EdgeVPN key <c>StaticEdges</c>).</summary>
     public IReadOnlyList<string> StaticEdges { get; init; } = [];
 
@@ -39,6 +49,10 @@ public sealed record OverlayOptions
         if (MaxLongDistEdges is < 0 or > 64) throw new OverlayConfigurationException($"{key}.MaxLongDistEdges", $"{MaxLongDistEdges} is outside 0..64");
         if (MaxOnDemandEdges is < 0 or > 64) throw new OverlayConfigurationException($"{key}.MaxOnDemandEdges", $"{MaxOnDemandEdges} is outside 0..64");
         if (MaxIncomingEdges is < 1 or > 1024) throw new OverlayConfigurationException($"{key}.MaxIncomingEdges", $"{MaxIncomingEdges} is outside 1..1024");
+        if (MaxLearnedAddresses is < 16 or > 16_777_216)
+            throw new OverlayConfigurationException($"{key}.MaxLearnedAddresses", $"{MaxLearnedAddresses} is outside 16..16777216");
+        if (MaxLocalAddresses is < 1 or > 65_536)
+            throw new OverlayConfigurationException($"{key}.MaxLocalAddresses", $"{MaxLocalAddresses} is outside 1..65536");
         for (var i = 0; i < StaticEdges.Count; i++)
             if (!OptionChecks.IsNodeId(StaticEdges[i]))
                 throw new OverlayConfigurationException($"{key}.StaticEdges[{i}]", $"'{StaticEdges[i]}' is not a node ID (32 lower-case hex characters)");

@@ -14,7 +14,8 @@ public class ConfigurationTests
           "Turn": [ { "Address": "198.51.100.10:3478", "User": "node", "Password": "secret" } ],
           "Overlays": {
             "A0FB389": { "NetDevice": { "Name": "ovl0", "IP4": "10.10.0.1", "PrefixLen": 16, "IP6": "fd00:10::1/64", "MTU": 1410 },
-                         "MinSuccessors": 3, "MaxLongDistEdges": 4, "StaticEdges": [ "ffffffffffffffffffffffffffffffff" ] },
+                         "MinSuccessors": 3, "MaxLongDistEdges": 4, "StaticEdges": [ "ffffffffffffffffffffffffffffffff" ],
+                         "MaxLearnedAddresses": 200000, "MaxLocalAddresses": 64 },
             "B1": { "NetDevice": { "Offload": false } }
           }
         }
@@ -35,8 +36,10 @@ public class ConfigurationTests
         Assert.That(a.NetDevice, Is.EqualTo(new NetDeviceOptions { Name = "ovl0", IP4 = "10.10.0.1", PrefixLen = 16, IP6 = "fd00:10::1/64", MTU = 1410 }));
         Assert.That((a.MinSuccessors, a.MaxLongDistEdges, a.MaxOnDemandEdges), Is.EqualTo((3, (int?)4, 2)));
         Assert.That(a.StaticEdges, Is.EqualTo(new[] { "ffffffffffffffffffffffffffffffff" }));
+        Assert.That((a.MaxLearnedAddresses, a.MaxLocalAddresses), Is.EqualTo((200_000, 64)));
         var b = options.Overlays[1];
         Assert.That((b.NetDevice, b.MinSuccessors, b.MaxLongDistEdges), Is.EqualTo((new NetDeviceOptions { Offload = false }, 2, (int?)null)));
+        Assert.That((b.MaxLearnedAddresses, b.MaxLocalAddresses), Is.EqualTo((65_536, 1_024)), "the switch's bounds by default");
         Assert.That(a.NetDevice.Offload, Is.True, "offload is on unless turned off");
     }
 
@@ -49,7 +52,8 @@ public class ConfigurationTests
             .UseStun("stun.example.org:3478").UseStun("[2001:db8::1]:3478")
             .UseTurn("198.51.100.10:3478", "node", "secret")
             .JoinOverlay("A0FB389", o => o.WithTap("ovl0").WithAddress("10.10.0.1/16").WithAddress("fd00:10::1/64").WithMtu(1410)
-                .WithTopology(minSuccessors: 3, maxLongDistEdges: 4).WithStaticEdge("ffffffffffffffffffffffffffffffff"))
+                .WithTopology(minSuccessors: 3, maxLongDistEdges: 4).WithStaticEdge("ffffffffffffffffffffffffffffffff")
+                .WithSwitchLimits(maxLearnedAddresses: 200_000, maxLocalAddresses: 64))
             .JoinOverlay("B1")
             .BuildOptions();
         var read = OverlayConfiguration.Parse(Full);
@@ -70,6 +74,8 @@ public class ConfigurationTests
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "MAC": "01:00:5e:00:00:01" } } } }""", "Overlays.a.NetDevice.MAC")]
     [TestCase("""{ "Overlays": { "a": { "StaticEdges": [ "nope" ] } } }""", "Overlays.a.StaticEdges[0]")]
     [TestCase("""{ "Overlays": { "a": { "MinSuccessors": 0 } } }""", "Overlays.a.MinSuccessors")]
+    [TestCase("""{ "Overlays": { "a": { "MaxLearnedAddresses": 0 } } }""", "Overlays.a.MaxLearnedAddresses")]
+    [TestCase("""{ "Overlays": { "a": { "MaxLocalAddresses": -1 } } }""", "Overlays.a.MaxLocalAddresses")]
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Name": "t0" } }, "b": { "NetDevice": { "Name": "t0" } } } }""", "Overlays.b.NetDevice.Name")]
     [TestCase("""{ "Overlays": {} }""", "Overlays")]
     [TestCase("""{ }""", "Overlays")]
