@@ -3,8 +3,9 @@
 # two network namespaces joined by one veth, all three VPNs up at once; TCP throughput (iperf3, one stream,
 # one path at a time) and ping RTT through the raw veth and through each VPN's TAP devices. The pings go in
 # rounds that take turns between the paths (5 rounds of 40 per path), so a virtual machine's drift in wake-up
-# latency falls on every path alike. Prints one table: throughput, mean and median RTT.
+# latency falls on every path alike. Prints one table: throughput, and RTT mean, median, 90th percentile and maximum.
 # usage: sudo tests/bench/compare.sh [seconds]     (installs openvpn, tinc, iperf3 when missing)
+#        KEEP_RTT=DIR keeps every reply's time, one file per path (rtt-0 is the raw veth), for a closer look.
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)"; exit 1; }
 secs=${1:-10}
@@ -15,7 +16,8 @@ need=(); for p in openvpn tinc iperf3 iproute2 iputils-ping; do dpkg -s $p >/dev
 P=bcmp$$; A=$P-a; B=$P-b; work=$(mktemp -d)
 cleanup() {
   for n in $A $B; do for pid in $(ip netns pids $n 2>/dev/null); do kill $pid 2>/dev/null || true; done; done
-  sleep 0.2; ip netns del $A 2>/dev/null || true; ip netns del $B 2>/dev/null || true; rm -rf "$work"
+  sleep 0.2; ip netns del $A 2>/dev/null || true; ip netns del $B 2>/dev/null || true
+  [ -n "${KEEP_RTT:-}" ] && cp $work/rtt-* "$KEEP_RTT"/ 2>/dev/null; rm -rf "$work"
 }
 trap cleanup EXIT
 ip netns add $A; ip netns add $B
@@ -86,8 +88,8 @@ done
 [ $overlay = 1 ] && "$here/overlay-pair.sh" stop $A $B 192.0.2.1 192.0.2.2 10.203.0.1 10.203.0.2 "$work"
 
 echo "date: $(date -u +%F), machine: $(nproc) cores, $(uname -r), iperf3 -t $secs one TCP stream"
-printf '%-28s %10s %12s %12s\n' "path" "Mbit/s" "RTT mean ms" "RTT p50 ms"
+printf '%-28s %10s %12s %12s %12s %12s\n' "path" "Mbit/s" "RTT mean ms" "RTT p50 ms" "RTT p90 ms" "RTT max ms"
 for i in "${!names[@]}"; do
-  stats=$(sort -n $work/rtt-$i | awk '{a[NR]=$1; s+=$1} END {if (NR) printf "%12.3f %12.3f", s/NR, a[int((NR+1)/2)]; else printf "%12s %12s", "-", "-"}')
+  stats=$(sort -n $work/rtt-$i | awk '{a[NR]=$1; s+=$1} END {if (NR) printf "%12.3f %12.3f %12.3f %12.3f", s/NR, a[int((NR+1)/2)], a[int(NR*0.9+0.5)], a[NR]; else printf "%12s %12s %12s %12s", "-", "-", "-", "-"}')
   printf '%-28s %10s %s\n' "${names[$i]}" "${rates[$i]}" "$stats"
 done
