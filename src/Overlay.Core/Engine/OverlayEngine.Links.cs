@@ -114,9 +114,13 @@ internal sealed partial class OverlayEngine
             return;
         }
         // Each new link costs a socket, maybe a TURN allocation and a DTLS handshake: a member offering one after another
-        // (each replacing the last) is answered at most once a second. A peer that truly started over retries after its backoff.
+        // (each replacing the last) gets a few at once and then one a second. A peer that truly started over retries after
+        // its backoff.
         var now = _node.Time.GetUtcNow();
-        if (_lastOfferTaken.TryGetValue(peer, out var taken) && now - taken < MinNewLinkInterval)
+        var budget = _offerBudgets.TryGetValue(peer, out var b) ? b : OfferBudget.Full(now);
+        var allowed = budget.TryTake(now, out budget);
+        _offerBudgets[peer] = budget;
+        if (!allowed)
         {
             Interlocked.Increment(ref _refusedSignals);
             Respond(signal, new LinkReject(Id, offer.LinkId, "new links from this peer come too fast; retry later"));
@@ -143,7 +147,6 @@ internal sealed partial class OverlayEngine
             }
         }
 
-        _lastOfferTaken[peer] = now;
         var link = new PeerLink(peer, offer.LinkId, initiator: false, Switch, now) { PeerFingerprint = fingerprint };
         IceAgent agent;
         try

@@ -23,7 +23,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     private readonly SymphonyTopology _topology;
     private readonly Dictionary<UInt128, PeerLink> _links = [];
     private readonly Dictionary<UInt128, DateTimeOffset> _acceptedEdges = [];
-    private readonly Dictionary<UInt128, DateTimeOffset> _lastOfferTaken = []; // when each peer's last new link was answered
+    private readonly Dictionary<UInt128, OfferBudget> _offerBudgets = []; // new links each peer may still open
     private readonly ILogger _logger;
     private readonly Links.TinCanLinkOptions _linkOptions;
     private ITimer? _ticker;
@@ -32,8 +32,11 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     private long _ticks;
     private long _refusedSignals;
 
-    /// <summary>New links (offers) taken from one peer at most this often.</summary>
-    internal static readonly TimeSpan MinNewLinkInterval = TimeSpan.FromSeconds(1);
+    /// <summary>New links (offers) taken from one peer: a burst of <see cref="NewLinkBurst"/>, then one per this interval.</summary>
+    internal static readonly TimeSpan NewLinkInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>New links one peer may open at once (a retry or two after a failure need not wait).</summary>
+    internal const int NewLinkBurst = 3;
     private bool _closed;
 
     public OverlayEngine(NodeContext node, OverlayOptions options, IEthernetDevice device)
@@ -183,8 +186,8 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         _topology.Tick();
         var now = _node.Time.GetUtcNow();
         ExpireAcceptedEdges(now);
-        foreach (var (peer, at) in _lastOfferTaken.ToArray())
-            if (now - at >= MinNewLinkInterval) _lastOfferTaken.Remove(peer);
+        foreach (var (peer, budget) in _offerBudgets.ToArray())
+            if (budget.IsFull(now)) _offerBudgets.Remove(peer);
         foreach (var link in _links.Values.ToArray())
         {
             if (link.Phase != LinkPhase.Down) continue;
@@ -234,5 +237,25 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         var hash = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(nodeId + "/" + overlayId));
         hash[0] = (byte)((hash[0] & 0xFC) | 0x02); // unicast, locally administered
         return new PhysicalAddress(hash[..6]);
+    }
+}
+
+/// <summary>A token bucket for one peer's new links: <see cref="OverlayEngine.NewLinkBurst"/> at once, refilled one per <see cref="OverlayEngine.NewLinkInterval"/>.</summary>
+internal readonly record struct OfferBudget(double Tokens, DateTimeOffset At)
+{
+    public static OfferBudget Full(DateTimeOffset now) => new(OverlayEngine.NewLinkBurst, now);
+
+    private double TokensAt(DateTimeOffset now) =>
+        Math.Min(OverlayEngine.NewLinkBurst, Tokens + (now - At) / OverlayEngine.NewLinkInterval);
+
+    public bool IsFull(DateTimeOffset now) => TokensAt(now) >= OverlayEngine.NewLinkBurst;
+
+    /// <summary>Takes one new link if the budget allows; the budget after the attempt either way.</summary>
+    public bool TryTake(DateTimeOffset now, out OfferBudget after)
+    {
+        var tokens = TokensAt(now);
+        var taken = tokens >= 1;
+        after = new OfferBudget(taken ? tokens - 1 : tokens, now);
+        return taken;
     }
 }

@@ -60,7 +60,7 @@ public sealed record OverlayNodeStatus(string NodeId, string Fingerprint, Signal
 /// <param name="Switch">The switch's counters.</param>
 /// <param name="LearnedAddresses">MAC addresses the switch has learned.</param>
 /// <param name="RefusedSignals">Signals from members this overlay refused: malformed offers, candidates or actions, and
-/// new links offered faster than one a second by the same peer.</param>
+/// new links offered by the same peer beyond a burst of three and one a second after it.</param>
 public sealed record OverlayStatus(string OverlayId, string Device, string Mac, int Members, IReadOnlyList<LinkStatus> Links,
     SwitchStatus Switch, int LearnedAddresses, long RefusedSignals);
 
