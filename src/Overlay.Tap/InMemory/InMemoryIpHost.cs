@@ -20,6 +20,7 @@ public sealed class InMemoryIpHost : IFrameSink, IAsyncDisposable
 {
     private const ushort EtherTypeIPv4 = 0x0800;
     private const ushort EtherTypeArp = 0x0806;
+    private static readonly TimeSpan ArpRetransmit = TimeSpan.FromSeconds(1);
 
     /// <summary>An IEEE local experimental EtherType used for test broadcasts.</summary>
     public const ushort EtherTypeProbe = 0x88B5;
@@ -63,9 +64,23 @@ public sealed class InMemoryIpHost : IFrameSink, IAsyncDisposable
         var request = new byte[42];
         WriteEthernet(request, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], EtherTypeArp);
         WriteArp(request.AsSpan(14), operation: 1, _mac, Address, new byte[6], target);
-        await _outgoing.Writer.WriteAsync(request, cancellationToken).ConfigureAwait(false);
-        var mac = await waiter.Task.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
-        return new PhysicalAddress(mac);
+        // As the kernel does (RFC 1122 §2.3.2.1 leaves the rate to the host; Linux sends up to 3 probes a second apart), the
+        // request is sent again each second until it is answered: one request lost on the way is not a failure.
+        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        while (true)
+        {
+            await _outgoing.Writer.WriteAsync(request, cancellationToken).ConfigureAwait(false);
+            var left = TimeSpan.FromSeconds((double)(deadline - Stopwatch.GetTimestamp()) / Stopwatch.Frequency);
+            if (left <= TimeSpan.Zero) throw new TimeoutException($"no ARP reply from {target} within {timeout}");
+            try
+            {
+                var mac = await waiter.Task.WaitAsync(left < ArpRetransmit ? left : ArpRetransmit, cancellationToken).ConfigureAwait(false);
+                return new PhysicalAddress(mac);
+            }
+            catch (TimeoutException) when (Stopwatch.GetTimestamp() < deadline)
+            {
+            }
+        }
     }
 
     /// <summary>Sends one ICMP echo request (after ARP) and returns the round-trip time.</summary>
