@@ -360,6 +360,11 @@ public sealed class OverlaySwitch
 
     private void AddLocalMac(ulong mac)
     {
+        if (_localFull) // local addresses are never forgotten, so a full table stays full: no lock per frame from then on
+        {
+            Interlocked.Increment(ref Counters.NotLearnedValue);
+            return;
+        }
         lock (_portsLock)
         {
             if (_localMacs.Count >= _options.MaxLocalAddresses && !_localMacs.Contains(mac))

@@ -31,13 +31,13 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     private bool _deviceFaultReported;
     private long _ticks;
     private long _refusedSignals;
+    private bool _closed;
 
     /// <summary>New links (offers) taken from one peer: a burst of <see cref="NewLinkBurst"/>, then one per this interval.</summary>
     internal static readonly TimeSpan NewLinkInterval = TimeSpan.FromSeconds(1);
 
     /// <summary>New links one peer may open at once (a retry or two after a failure need not wait).</summary>
     internal const int NewLinkBurst = 3;
-    private bool _closed;
 
     public OverlayEngine(NodeContext node, OverlayOptions options, IEthernetDevice device)
     {
