@@ -77,7 +77,8 @@ public sealed class InMemoryIpHost : IFrameSink, IAsyncDisposable
                 var mac = await waiter.Task.WaitAsync(left < ArpRetransmit ? left : ArpRetransmit, cancellationToken).ConfigureAwait(false);
                 return new PhysicalAddress(mac);
             }
-            catch (TimeoutException) when (Stopwatch.GetTimestamp() < deadline)
+            // Timers may fire a little early against the stopwatch: a wait that ends within 50 ms of the deadline is the last.
+            catch (TimeoutException) when (Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline) > TimeSpan.FromMilliseconds(50))
             {
             }
         }

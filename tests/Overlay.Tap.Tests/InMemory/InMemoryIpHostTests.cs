@@ -35,9 +35,10 @@ public class InMemoryIpHostTests
         await using var hostB = new InMemoryIpHost(b, IPAddress.Parse("10.0.0.2"));
 
         Assert.That(await hostA.ResolveAsync(IPAddress.Parse("10.0.0.2"), TimeSpan.FromSeconds(5)), Is.EqualTo(b.MacAddress));
-        Assert.That(cable.Carried, Is.EqualTo(2), "the first request was lost, the second answered");
+        Assert.That(cable.Carried, Is.GreaterThanOrEqualTo(2), "the first request was lost, a later one answered");
+        var before = cable.Carried;
         Assert.That(async () => await hostA.ResolveAsync(IPAddress.Parse("10.0.0.9"), TimeSpan.FromMilliseconds(1500)), Throws.InstanceOf<TimeoutException>());
-        Assert.That(cable.Carried, Is.InRange(3, 4), "a request nobody answers goes at 0 and 1 s (unless the machine stalls), then gives up at 1.5 s");
+        Assert.That(cable.Carried - before, Is.InRange(1, 2), "a request nobody answers goes at 0 and 1 s (once if the machine stalls), then gives up at 1.5 s");
     }
 
     [Test]
