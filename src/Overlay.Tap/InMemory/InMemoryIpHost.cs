@@ -66,11 +66,11 @@ public sealed class InMemoryIpHost : IFrameSink, IAsyncDisposable
         WriteArp(request.AsSpan(14), operation: 1, _mac, Address, new byte[6], target);
         // As the kernel does (RFC 1122 §2.3.2.1 leaves the rate to the host; Linux sends up to 3 probes a second apart), the
         // request is sent again each second until it is answered: one request lost on the way is not a failure.
-        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        var started = Stopwatch.GetTimestamp();
         while (true)
         {
             await _outgoing.Writer.WriteAsync(request, cancellationToken).ConfigureAwait(false);
-            var left = TimeSpan.FromSeconds((double)(deadline - Stopwatch.GetTimestamp()) / Stopwatch.Frequency);
+            var left = timeout - Stopwatch.GetElapsedTime(started);
             if (left <= TimeSpan.Zero) throw new TimeoutException($"no ARP reply from {target} within {timeout}");
             try
             {
@@ -78,7 +78,7 @@ public sealed class InMemoryIpHost : IFrameSink, IAsyncDisposable
                 return new PhysicalAddress(mac);
             }
             // Timers may fire a little early against the stopwatch: a wait that ends within 50 ms of the deadline is the last.
-            catch (TimeoutException) when (Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline) > TimeSpan.FromMilliseconds(50))
+            catch (TimeoutException) when (timeout - Stopwatch.GetElapsedTime(started) > TimeSpan.FromMilliseconds(50))
             {
             }
         }

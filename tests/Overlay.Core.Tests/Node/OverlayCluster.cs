@@ -11,11 +11,10 @@ namespace Overlay.Core.Tests.Node;
 internal sealed class OverlayCluster : IAsyncDisposable
 {
     public const string OverlayId = "test";
-    private readonly string _hub = "cluster-" + Guid.NewGuid().ToString("N");
+    private readonly LinkTimings _timings;
 
     /// <summary>The in-process signaling hub the nodes meet in (other members may join it).</summary>
-    public string HubName => _hub;
-    private readonly LinkTimings _timings;
+    public string HubName { get; } = "cluster-" + Guid.NewGuid().ToString("N");
 
     public OverlayCluster(LinkTimings? timings = null, bool eventLoop = true)
     {
@@ -39,7 +38,7 @@ internal sealed class OverlayCluster : IAsyncDisposable
     {
         var index = Nodes.Count;
         var node = OverlayNode.Create()
-            .UseInProcessSignaling(_hub)
+            .UseInProcessSignaling(HubName)
             .WithLinkTimings(_timings)
             .JoinOverlay(OverlayId, o =>
             {

@@ -1,5 +1,8 @@
 using NUnit.Framework;
 using System.Net;
+using Overlay.Core.Tests.Signaling;
+using Overlay.Engine;
+using Overlay.Nat.Ice;
 using Overlay.Signaling;
 
 namespace Overlay.Core.Tests.Node;
@@ -62,11 +65,11 @@ public class OverlayNodeTests
         while (string.CompareOrdinal(hostileId, node.NodeId) <= 0) hostileId = NodeIds.NewRandom();
         await using var hostile = SignalingChannels.Create(new InProcessSignalingOptions { HubName = cluster.HubName }, hostileId, [OverlayCluster.OverlayId]);
         await hostile.ConnectAsync();
-        await Overlay.Core.Tests.Signaling.SignalingBehaviourTests.WaitForPeerAsync(hostile, OverlayCluster.OverlayId, node.NodeId);
+        await SignalingBehaviourTests.WaitForPeerAsync(hostile, OverlayCluster.OverlayId, node.NodeId);
         var fingerprint = "sha-256 " + string.Join(':', Enumerable.Range(0, 32).Select(i => i.ToString("X2", System.Globalization.CultureInfo.InvariantCulture)));
         async Task<SignalMessage> OfferAsync()
         {
-            var ice = Overlay.Nat.Ice.IceCredentials.NewRandom();
+            var ice = IceCredentials.NewRandom();
             return await hostile.RequestAsync(node.NodeId,
                 new LinkOffer(OverlayCluster.OverlayId, Guid.NewGuid().ToString("N"), ice.Ufrag, ice.Password, [], fingerprint, "02:00:00:00:00:99"));
         }
@@ -74,8 +77,8 @@ public class OverlayNodeTests
         var replies = new List<SignalMessage>();
         var clock = System.Diagnostics.Stopwatch.StartNew();
         for (var i = 0; i < 20; i++) replies.Add(await OfferAsync());
-        var refilled = (int)(clock.Elapsed / Overlay.Engine.OverlayEngine.NewLinkInterval); // a slow machine earns one more per second taken
-        var burst = Overlay.Engine.OverlayEngine.NewLinkBurst;
+        var refilled = (int)(clock.Elapsed / OverlayEngine.NewLinkInterval); // a slow machine earns one more per second taken
+        var burst = OverlayEngine.NewLinkBurst;
         Assert.That(replies.Take(burst), Has.All.TypeOf<LinkAnswer>(), string.Join("; ", replies.OfType<LinkReject>().Select(r => r.Reason)));
         var answered = replies.Count(r => r is LinkAnswer);
         Assert.That(answered, Is.InRange(burst, burst + refilled));
@@ -85,7 +88,7 @@ public class OverlayNodeTests
         Assert.That(overlay.Links.Count(l => l.PeerNodeId == hostileId), Is.EqualTo(1));
 
         // The bound is a rate, not a ban: a second later the next offer is answered (and replaces the first link).
-        await Task.Delay(Overlay.Engine.OverlayEngine.NewLinkInterval + TimeSpan.FromMilliseconds(100));
+        await Task.Delay(OverlayEngine.NewLinkInterval + TimeSpan.FromMilliseconds(100));
         Assert.That(await OfferAsync(), Is.TypeOf<LinkAnswer>());
     }
 
