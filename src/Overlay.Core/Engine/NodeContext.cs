@@ -21,6 +21,15 @@ internal sealed class NodeContext
     /// <summary>The node's data-path thread (TAP devices and link sockets); null where it cannot run (then each has its own).</summary>
     public Transport.EventLoop? Loop { get; init; }
 
+    /// <summary>Creates each link's path; ICE over UDP sockets (on <see cref="Loop"/>) unless a test supplies its own.</summary>
+    public ILinkPathFactory Paths
+    {
+        get => _paths ??= new IcePathFactory(Ice, Loop);
+        init => _paths = value;
+    }
+
+    private ILinkPathFactory? _paths;
+
     /// <summary>The fingerprint as it travels in offers and answers.</summary>
     public string FingerprintText => "sha-256 " + Identity.Fingerprint;
 

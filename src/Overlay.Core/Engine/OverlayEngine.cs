@@ -9,10 +9,11 @@ using Overlay.Topology;
 namespace Overlay.Engine;
 
 /// <summary>
-/// One overlay on one node: its virtual NIC, its switch, its Symphony topology and the link manager that turns the
-/// topology's wishes into TinCan links. Membership, signaling and link events are posted to one
-/// <see cref="SerialQueue"/>, so the topology and the link table are only ever touched by one thread at a time;
-/// frames never pass through that queue (device → switch → link and back run on the I/O threads).
+/// One overlay on one node, for its lifetime: its virtual NIC, its switch, membership from presence, its Symphony
+/// topology, housekeeping ticks and status; the <see cref="LinkManager"/> turns the topology's wishes and the peers'
+/// signals into TinCan links. Membership, signaling and link events are posted to one <see cref="SerialQueue"/>, so
+/// the topology and the link table are only ever touched by one thread at a time; frames never pass through that
+/// queue (device → switch → link and back run on the I/O threads).
 /// </summary>
 internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
 {
@@ -21,23 +22,14 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     private readonly SerialQueue _queue;
     private readonly PeerRing _ring = new();
     private readonly SymphonyTopology _topology;
-    private readonly Dictionary<UInt128, PeerLink> _links = [];
-    private readonly Dictionary<UInt128, DateTimeOffset> _acceptedEdges = [];
-    private readonly Dictionary<UInt128, OfferBudget> _offerBudgets = []; // new links each peer may still open
+    private readonly LinkManager _links;
+    private readonly BackgroundWork _work;
     private readonly ILogger _logger;
-    private readonly Links.TinCanLinkOptions _linkOptions;
     private ITimer? _ticker;
     private DeviceReadiness? _deviceReadiness; // the NIC's watch on the node's event loop, when it has one
     private bool _deviceFaultReported;
     private long _ticks;
-    private long _refusedSignals;
     private bool _closed;
-
-    /// <summary>New links (offers) taken from one peer: a burst of <see cref="NewLinkBurst"/>, then one per this interval.</summary>
-    internal static readonly TimeSpan NewLinkInterval = TimeSpan.FromSeconds(1);
-
-    /// <summary>New links one peer may open at once (a retry or two after a failure need not wait).</summary>
-    internal const int NewLinkBurst = 3;
 
     public OverlayEngine(NodeContext node, OverlayOptions options, IEthernetDevice device)
     {
@@ -46,6 +38,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         Device = device;
         _logger = node.LoggerFactory.CreateLogger($"Overlay.Engine.{options.Id}");
         _queue = new SerialQueue(_logger);
+        _work = new BackgroundWork(_logger);
         Switch = new OverlaySwitch(new NodeId(node.Self), new DevicePort(device),
             new SwitchOptions
             {
@@ -64,13 +57,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         };
         _ring.Add(node.Self);
         _topology = new SymphonyTopology(node.Self, _ring, topology, this, node.Time, new Random());
-        _linkOptions = new Links.TinCanLinkOptions
-        {
-            Mtu = options.NetDevice.MTU,
-            KeepaliveInterval = node.Timings.KeepaliveInterval,
-            DeadPeerTimeout = node.Timings.DeadPeerTimeout,
-            HandshakeTimeout = node.Timings.SetupTimeout,
-        };
+        _links = new LinkManager(node, options, MacText, Switch, _topology, _queue, _work, _logger);
     }
 
     public string Id => _options.Id;
@@ -86,6 +73,19 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     /// <summary>Starts the NIC, learns the members signaling already knows and starts housekeeping.</summary>
     public void Start(IEnumerable<string> knownPeers)
     {
+        StartDevice();
+        var peers = knownPeers.ToArray();
+        _queue.Post(() =>
+        {
+            foreach (var peer in peers) Joined(peer);
+            _topology.Rebalance();
+        });
+        _ticker = _node.Time.CreateTimer(_ => _queue.Post(Tick), null, _node.Timings.TickInterval, _node.Timings.TickInterval);
+    }
+
+    /// <summary>The NIC feeds the switch: polled on the node's event loop when there is one, else on its own threads.</summary>
+    private void StartDevice()
+    {
         if (_node.Loop is { } loop && Device.ReadinessDescriptor >= 0)
         {
             Device.StartPolled(new DeviceInput(Switch));
@@ -96,14 +96,13 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         {
             Device.Start(new DeviceInput(Switch));
         }
-        var peers = knownPeers.ToArray();
-        _queue.Post(() =>
-        {
-            foreach (var peer in peers) Joined(peer);
-            _topology.Rebalance();
-        });
-        _ticker = _node.Time.CreateTimer(_ => _queue.Post(Tick), null, _node.Timings.TickInterval, _node.Timings.TickInterval);
     }
+
+    /// <summary>The topology wants a link to <paramref name="peer"/> (on the control queue).</summary>
+    public void Connect(UInt128 peer, LinkRoles roles) => _links.Connect(peer, roles);
+
+    /// <summary>The topology no longer wants the link to <paramref name="peer"/> (on the control queue).</summary>
+    public void Disconnect(UInt128 peer) => _links.Disconnect(peer);
 
     /// <summary>A presence change from signaling (any thread).</summary>
     public void OnPeerEvent(PeerEvent e)
@@ -123,33 +122,30 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     /// <summary>An inbound request or notification for this overlay (from the node's signaling reader).</summary>
     public void OnSignal(IncomingSignal signal) => _queue.Post(() => HandleSignal(signal));
 
-    /// <summary>How many of the links' sockets the node's event loop serves, of how many sockets (diagnostics, tests).</summary>
-    internal Task<(int OnLoop, int Sockets)> CountLoopSocketsAsync() => _queue.InvokeAsync(() =>
+    private void HandleSignal(IncomingSignal signal)
     {
-        var muxes = _links.Values.Select(l => l.Agent?.Endpoint.Mux).OfType<Transport.UdpMux>().ToArray();
-        return (muxes.Count(m => m.OnEventLoop), muxes.Length);
-    });
+        if (_closed || !NodeIds.IsValid(signal.SenderNodeId)) return;
+        var peer = NodeContext.ParseNodeId(signal.SenderNodeId);
+        if (!_ring.Contains(peer)) Joined(signal.SenderNodeId); // signaling vouched for it; its presence may still be queued
+        _links.OnSignal(signal, peer);
+    }
+
+    /// <summary>How many of the links' sockets the node's event loop serves, of how many sockets (diagnostics, tests).</summary>
+    internal Task<(int OnLoop, int Sockets)> CountLoopSocketsAsync() => _queue.InvokeAsync(_links.CountLoopSockets);
+
+    /// <summary>Tasks started beside the control queue and still running (tests).</summary>
+    internal BackgroundWork Work => _work;
 
     /// <summary>A snapshot, taken on the control queue.</summary>
     public Task<OverlayStatus> GetStatusAsync() => _queue.InvokeAsync(() =>
     {
         var roles = _topology.Links.ToDictionary(l => l.Peer, l => l.Roles);
-        var links = _links.Values.OrderBy(l => l.Peer).Select(l => new LinkStatus(
-            l.PeerNodeId, l.LinkId, roles.GetValueOrDefault(l.Peer), ToChange(l.Phase), l.Initiator, l.Path,
-            l.Link?.Statistics.RoundTrip, l.Link?.Statistics, l.Since)).ToArray();
+        var links = _links.Status(roles);
         var c = Switch.Counters;
         return new OverlayStatus(Id, Device.Name, MacText, _ring.Count, links,
             new SwitchStatus(c.LocalIn, c.LinkIn, c.DeliveredLocal, c.UnicastForwarded + c.FloodCopiesSent, c.Dropped, c.NotLearned), Switch.LearnedAddresses,
-            Interlocked.Read(ref _refusedSignals));
+            _links.RefusedSignals);
     });
-
-    private static LinkChange ToChange(LinkPhase phase) => phase switch
-    {
-        LinkPhase.Up => LinkChange.Up,
-        LinkPhase.Down => LinkChange.Down,
-        LinkPhase.Closed => LinkChange.Closed,
-        _ => LinkChange.Connecting,
-    };
 
     private void Joined(string nodeId)
     {
@@ -167,9 +163,9 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         if (peer == _node.Self || !_ring.Remove(peer)) return;
         LogLeft(nodeId, _ring.Count);
         Switch.ForgetSwitch(new NodeId(peer));
-        _acceptedEdges.Remove(peer);
+        _links.ForgetAcceptedEdge(peer);
         _topology.OnPeerLeft(peer); // disconnects through the controller when linked
-        if (_links.Remove(peer, out var stray)) Close(stray, LinkChange.Closed, "the peer left the overlay", notifyPeer: false);
+        _links.OnPeerLeft(peer);
     }
 
     private void Tick()
@@ -184,39 +180,30 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         Switch.Tick();
         foreach (var (node, bytes) in Switch.TakeTrafficByNode()) _topology.OnTraffic(node.Value, bytes);
         _topology.Tick();
-        var now = _node.Time.GetUtcNow();
-        ExpireAcceptedEdges(now);
-        foreach (var (peer, budget) in _offerBudgets.ToArray())
-            if (budget.IsFull(now)) _offerBudgets.Remove(peer);
-        foreach (var link in _links.Values.ToArray())
-        {
-            if (link.Phase != LinkPhase.Down) continue;
-            if (now - link.Since >= _node.Timings.RecoveryTimeout) Fail(link, $"no path back to the peer within {_node.Timings.RecoveryTimeout.TotalSeconds:0} s");
-            else if (link.Initiator && !link.Restarting && now - link.LastRestart >= _node.Timings.RestartInterval) StartIceRestart(link);
-        }
+        _links.Tick(_node.Time.GetUtcNow());
         // Every 10 ticks: members signaling no longer lists and that we cannot reach are gone (their departure may
         // have happened while our signaling connection was down, so no presence told us).
         if (_ticks % 10 == 0 && _node.Signaling.State == SignalingState.Connected)
         {
             var listed = _node.Signaling.GetPeers(Id);
             foreach (var member in _ring.ToArray())
-                if (member != _node.Self && !listed.ContainsKey(NodeContext.FormatNodeId(member)) && !_links.ContainsKey(member))
+                if (member != _node.Self && !listed.ContainsKey(NodeContext.FormatNodeId(member)) && !_links.HasLink(member))
                     Left(NodeContext.FormatNodeId(member));
         }
     }
 
-    /// <summary>Closes every link and the NIC.</summary>
+    /// <summary>Closes every link and the NIC, once the work started beside the control queue has ended.</summary>
     public async ValueTask DisposeAsync()
     {
         if (_ticker is not null) await _ticker.DisposeAsync().ConfigureAwait(false);
         var closing = await _queue.InvokeAsync(() =>
         {
             _closed = true;
-            var all = _links.Values.ToArray();
-            _links.Clear();
-            return all.Select(l => CloseAsync(l, LinkChange.Closed, "the node is shutting down", notifyPeer: true)).ToArray();
+            return _links.CloseAll();
         }).ConfigureAwait(false);
         await Task.WhenAll(closing).ConfigureAwait(false);
+        // Negotiations see their links' lifetimes cancelled and end; a signal stuck in a dead connection is not waited for long.
+        await _work.WhenIdleAsync(_node.Timings.RequestTimeout, _node.Time).ConfigureAwait(false);
         await _queue.DisposeAsync().ConfigureAwait(false);
         if (_deviceReadiness is { } readiness) _node.Loop!.Unregister(readiness.Registration); // before the descriptor closes
         await Device.DisposeAsync().ConfigureAwait(false);
@@ -237,25 +224,5 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         var hash = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(nodeId + "/" + overlayId));
         hash[0] = (byte)((hash[0] & 0xFC) | 0x02); // unicast, locally administered
         return new PhysicalAddress(hash[..6]);
-    }
-}
-
-/// <summary>A token bucket for one peer's new links: <see cref="OverlayEngine.NewLinkBurst"/> at once, refilled one per <see cref="OverlayEngine.NewLinkInterval"/>.</summary>
-internal readonly record struct OfferBudget(double Tokens, DateTimeOffset At)
-{
-    public static OfferBudget Full(DateTimeOffset now) => new(OverlayEngine.NewLinkBurst, now);
-
-    private double TokensAt(DateTimeOffset now) =>
-        Math.Min(OverlayEngine.NewLinkBurst, Tokens + (now - At) / OverlayEngine.NewLinkInterval);
-
-    public bool IsFull(DateTimeOffset now) => TokensAt(now) >= OverlayEngine.NewLinkBurst;
-
-    /// <summary>Takes one new link if the budget allows; the budget after the attempt either way.</summary>
-    public bool TryTake(DateTimeOffset now, out OfferBudget after)
-    {
-        var tokens = TokensAt(now);
-        var taken = tokens >= 1;
-        after = new OfferBudget(taken ? tokens - 1 : tokens, now);
-        return taken;
     }
 }

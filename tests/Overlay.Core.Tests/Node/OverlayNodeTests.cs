@@ -77,8 +77,8 @@ public class OverlayNodeTests
         var replies = new List<SignalMessage>();
         var clock = System.Diagnostics.Stopwatch.StartNew();
         for (var i = 0; i < 20; i++) replies.Add(await OfferAsync());
-        var refilled = (int)(clock.Elapsed / OverlayEngine.NewLinkInterval); // a slow machine earns one more per second taken
-        var burst = OverlayEngine.NewLinkBurst;
+        var refilled = (int)(clock.Elapsed / LinkManager.NewLinkInterval); // a slow machine earns one more per second taken
+        var burst = LinkManager.NewLinkBurst;
         Assert.That(replies.Take(burst), Has.All.TypeOf<LinkAnswer>(), string.Join("; ", replies.OfType<LinkReject>().Select(r => r.Reason)));
         var answered = replies.Count(r => r is LinkAnswer);
         Assert.That(answered, Is.InRange(burst, burst + refilled));
@@ -88,7 +88,7 @@ public class OverlayNodeTests
         Assert.That(overlay.Links.Count(l => l.PeerNodeId == hostileId), Is.EqualTo(1));
 
         // The bound is a rate, not a ban: a second later the next offer is answered (and replaces the first link).
-        await Task.Delay(OverlayEngine.NewLinkInterval + TimeSpan.FromMilliseconds(100));
+        await Task.Delay(LinkManager.NewLinkInterval + TimeSpan.FromMilliseconds(100));
         Assert.That(await OfferAsync(), Is.TypeOf<LinkAnswer>());
     }
 
