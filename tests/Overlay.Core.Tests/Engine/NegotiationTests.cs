@@ -215,6 +215,19 @@ public class NegotiationTests
     }
 
     [Test]
+    public async Task A_peer_ends_only_the_link_it_names()
+    {
+        var (lowId, highId) = TwoIds();
+        var (node, peer, mine) = await AttemptToRawPeerAsync(lowId, highId);
+
+        await peer.SendAsync(lowId, new LinkTeardown(EngineNode.OverlayId, "another-link", "not this one"));
+        await peer.SendAsync(lowId, new LinkTeardown(EngineNode.OverlayId, mine.LinkId, "bye"));
+
+        var closed = await node.WaitForAsync(e => e.Change is LinkChange.Closed or LinkChange.Failed, "the named link to end");
+        Assert.That((closed.LinkId, closed.Reason), Is.EqualTo((mine.LinkId, "closed by the peer: bye")));
+    }
+
+    [Test]
     public async Task A_link_whose_paths_never_meet_fails_at_the_setup_timeout()
     {
         _paths.Unreachable = true;
