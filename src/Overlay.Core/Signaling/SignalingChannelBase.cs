@@ -291,6 +291,9 @@ public abstract class SignalingChannelBase : ISignalingChannel
         ForgetPeers(_ => true, PeerChange.SignalingLost);
     }
 
+    /// <summary>A response of the transport itself (an XMPP IQ result) that answers nothing we asked, or came from the wrong sender.</summary>
+    private protected void DropUnmatchedResponse(string reason) => Drop(ref _unmatched, reason);
+
     private void Drop(ref long counter, string reason)
     {
         Interlocked.Increment(ref counter);

@@ -257,14 +257,17 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
     {
         var type = iq.Attribute("type");
         var id = iq.Attribute("id") ?? "";
+        // Our requests all go to the server (no 'to'), so only the server, or our own account, answers them (RFC 6120
+        // §8.1.2.1); another user who guessed an id must not answer for it (a forged roster result would make it a member).
+        var fromServer = from is null || string.Equals(from, _options.Domain, StringComparison.OrdinalIgnoreCase)
+            || string.Equals(Bare(from), _ownBareJid, StringComparison.Ordinal);
         if (type is "result" or "error")
         {
-            if (_iqs.TryRemove(id, out var pending)) pending.TrySetResult(iq);
+            if (fromServer && _iqs.TryRemove(id, out var pending)) pending.TrySetResult(iq);
+            else DropUnmatchedResponse(fromServer ? "IQ result answering no request" : "IQ result from another user");
             return;
         }
         if (type is not ("get" or "set")) return;
-        var fromServer = from is null || string.Equals(from, _options.Domain, StringComparison.OrdinalIgnoreCase)
-            || string.Equals(Bare(from), _ownBareJid, StringComparison.Ordinal);
         var reply = new XmppElement("iq", XmppConnection.ClientNamespace).SetAttribute("type", "result").SetAttribute("id", id).SetAttribute("to", from);
         if (type == "get" && iq.Child("ping", PingNamespace) is not null)
         {
@@ -310,7 +313,8 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
 
     private async Task<XmppElement> IqAsync(Session session, XmppElement iq, CancellationToken ct, bool errorIsAnswer = false)
     {
-        var id = "iq-" + Interlocked.Increment(ref _iqCounter).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var id = "iq-" + Interlocked.Increment(ref _iqCounter).ToString(System.Globalization.CultureInfo.InvariantCulture)
+            + "-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6)); // not guessable by others
         iq.SetAttribute("id", id);
         var pending = new TaskCompletionSource<XmppElement>(TaskCreationOptions.RunContinuationsAsynchronously);
         _iqs[id] = pending;
