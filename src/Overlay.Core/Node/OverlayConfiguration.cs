@@ -33,7 +33,7 @@ public static class OverlayConfiguration
         {
             throw new OverlayConfigurationException("(file)", $"cannot read '{path}': {e.Message}", e);
         }
-        return Parse(text);
+        return Parse(text) with { SourceFile = path };
     }
 
     /// <summary>Parses and validates configuration JSON.</summary>

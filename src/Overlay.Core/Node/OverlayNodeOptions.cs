@@ -33,6 +33,9 @@ public sealed record OverlayNodeOptions
     /// <summary>The overlays the node joins, at least one (EdgeVPN key <c>Overlays</c>).</summary>
     public IReadOnlyList<OverlayOptions> Overlays { get; init; } = [];
 
+    /// <summary>The file these options were read from (<see cref="OverlayConfiguration.Load"/>), checked for exposed secrets at start.</summary>
+    internal string? SourceFile { get; init; }
+
     /// <summary>Checks every setting; throws <see cref="OverlayConfigurationException"/> naming the first bad key.</summary>
     public void Validate()
     {

@@ -109,4 +109,31 @@ public class ConfigurationTests
         var e = Assert.Throws<OverlayConfigurationException>(() => builder.BuildOptions())!;
         Assert.That(e.Key, Is.EqualTo("Overlays.a.NetDevice.PrefixLen"));
     }
+
+    [TestCase(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead, true)]
+    [TestCase(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead, true)]
+    [TestCase(UnixFileMode.UserRead | UnixFileMode.UserWrite, false)]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_configuration_with_passwords_that_others_can_read_gets_a_warning(UnixFileMode mode, bool warned)
+    {
+        var directory = Directory.CreateTempSubdirectory("overlay-config-");
+        try
+        {
+            var config = Path.Combine(directory.FullName, "node.json");
+            var key = Path.Combine(directory.FullName, "node.pem");
+            await File.WriteAllTextAsync(config, Full.Replace("\"Overlays\"", $"\"CertificateFile\": \"{key}\", \"Overlays\""));
+            File.SetUnixFileMode(config, mode);
+            var logs = new Nat.ListLoggerFactory("node");
+
+            await using var node = OverlayNode.Create(OverlayConfiguration.Load(config), logs);
+
+            var warnings = logs.Lines.Where(l => l.Contains("can be read by its group or others", StringComparison.Ordinal)).ToArray();
+            Assert.That(warnings.Any(l => l.Contains(config, StringComparison.Ordinal)), Is.EqualTo(warned), string.Join("\n", logs.Lines));
+            Assert.That(warnings.Any(l => l.Contains(key, StringComparison.Ordinal)), Is.False, "the key file the node created is the owner's alone");
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
 }
