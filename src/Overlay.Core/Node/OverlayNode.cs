@@ -142,7 +142,8 @@ public sealed partial class OverlayNode : IAsyncDisposable
             var ice = await BuildIceOptionsAsync(cancellationToken).ConfigureAwait(false);
             foreach (var overlay in Options.Overlays) devices.Add(OpenDevice(overlay));
 
-            var signaling = SignalingChannels.Create(Options.Signal, NodeId, [.. Options.Overlays.Select(o => o.Id)], _loggerFactory, _time);
+            var signaling = SignalingChannels.Create(Options.Signal, NodeId, [.. Options.Overlays.Select(o => o.Id)], _loggerFactory, _time,
+                Options.Overlays.ToDictionary(o => o.Id, o => o.Groups, StringComparer.Ordinal));
             _signaling = signaling;
             _loop = UseEventLoop && Transport.EventLoop.IsSupported ? Transport.EventLoop.Start("overlay io " + NodeId[..8]) : null;
             var context = new NodeContext

@@ -27,8 +27,11 @@ internal sealed class PeerTable
     public IReadOnlyDictionary<string, string> Snapshot(string overlayId)
         => _byOverlay.TryGetValue(overlayId, out var t) ? new Dictionary<string, string>(t, StringComparer.Ordinal) : new Dictionary<string, string>();
 
-    /// <summary>An address announced <paramref name="nodeId"/> serving <paramref name="overlays"/>.</summary>
-    public List<PeerEvent> Announce(string address, string nodeId, IReadOnlyList<string> overlays)
+    /// <summary>
+    /// An address announced <paramref name="nodeId"/> serving <paramref name="overlays"/>; it is listed in those of them
+    /// that <paramref name="member"/> allows (the rest are remembered, for when its roster groups change).
+    /// </summary>
+    public List<PeerEvent> Announce(string address, string nodeId, IReadOnlyList<string> overlays, Func<string, bool> member)
     {
         var events = new List<PeerEvent>();
         var shared = overlays.Where(_served.Contains).Distinct(StringComparer.Ordinal).ToArray();
@@ -36,23 +39,45 @@ internal sealed class PeerTable
         {
             foreach (var o in old.Overlays)
             {
-                if (old.NodeId != nodeId || Array.IndexOf(shared, o) < 0) RemoveEntry(o, old.NodeId, address, PeerChange.Left, events);
+                if (old.NodeId != nodeId || Array.IndexOf(shared, o) < 0 || !member(o)) RemoveEntry(o, old.NodeId, address, PeerChange.Left, events);
             }
         }
         _byAddress[address] = (nodeId, shared);
         foreach (var o in shared)
         {
-            var table = _byOverlay[o];
-            if (table.TryGetValue(nodeId, out var existing) && existing == address) continue;
-            if (existing is not null && _byAddress.TryGetValue(existing, out var other) && other.NodeId == nodeId)
-            {
-                // The node moved to a new address (e.g. reconnected with a new resource): the old one no longer serves it.
-                _byAddress[existing] = (other.NodeId, other.Overlays.Where(x => x != o).ToArray());
-            }
-            table[nodeId] = address;
-            events.Add(new PeerEvent(o, nodeId, address, PeerChange.Joined));
+            if (member(o)) List(o, nodeId, address, events);
         }
         return events;
+    }
+
+    /// <summary>Lists or unlists every announced (address, overlay) as <paramref name="member"/> now says.</summary>
+    public List<PeerEvent> Reevaluate(Func<string, string, bool> member)
+    {
+        var events = new List<PeerEvent>();
+        foreach (var (address, (nodeId, overlays)) in _byAddress.ToArray())
+        {
+            foreach (var o in overlays)
+            {
+                var listed = _byOverlay[o].TryGetValue(nodeId, out var a) && a == address;
+                var allowed = member(address, o);
+                if (listed && !allowed) RemoveEntry(o, nodeId, address, PeerChange.Left, events);
+                else if (!listed && allowed) List(o, nodeId, address, events);
+            }
+        }
+        return events;
+    }
+
+    private void List(string overlay, string nodeId, string address, List<PeerEvent> events)
+    {
+        var table = _byOverlay[overlay];
+        if (table.TryGetValue(nodeId, out var existing) && existing == address) return;
+        if (existing is not null && _byAddress.TryGetValue(existing, out var other) && other.NodeId == nodeId)
+        {
+            // The node moved to a new address (e.g. reconnected with a new resource): the old one no longer serves it.
+            _byAddress[existing] = (other.NodeId, other.Overlays.Where(x => x != overlay).ToArray());
+        }
+        table[nodeId] = address;
+        events.Add(new PeerEvent(overlay, nodeId, address, PeerChange.Joined));
     }
 
     /// <summary>An address went unavailable.</summary>
