@@ -25,7 +25,7 @@ public abstract class SignalingChannelBase : ISignalingChannel
     private readonly TimeSpan _defaultTimeout;
     private SignalingState _state = SignalingState.Disconnected;
     private int _disposed;
-    private long _accepted, _responsesMatched, _notInRoster, _unservedOverlay, _unknownType, _malformed, _spoofed, _unknownPeer, _unmatched, _queueFull, _timedOut, _notInGroup;
+    private long _accepted, _responsesMatched, _notInRoster, _unservedOverlay, _unknownType, _malformed, _spoofed, _unknownPeer, _unmatched, _queueFull, _timedOut, _notInGroup, _claimRefused;
     private readonly IReadOnlyDictionary<string, IReadOnlyList<string>> _overlayGroups;
 
     private sealed record PendingRequest(TaskCompletionSource<SignalMessage> Completion, string PeerNodeId, string Address, SignalMessage Request);
@@ -41,7 +41,7 @@ public abstract class SignalingChannelBase : ISignalingChannel
             throw new ArgumentException("Overlays must name at least one overlay, none empty", nameof(overlays));
         if (defaultRequestTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(defaultRequestTimeout), "RequestTimeout must be positive");
         NodeId = nodeId;
-        _peers = new PeerTable(_overlays);
+        _peers = new PeerTable(_overlays, AccountOf, IsMemberOf);
         _defaultTimeout = defaultRequestTimeout;
         TimeProvider = timeProvider ?? TimeProvider.System;
         Logger = logger ?? NullLogger.Instance;
@@ -74,7 +74,7 @@ public abstract class SignalingChannelBase : ISignalingChannel
         Interlocked.Read(ref _accepted), Interlocked.Read(ref _responsesMatched), Interlocked.Read(ref _notInRoster),
         Interlocked.Read(ref _unservedOverlay), Interlocked.Read(ref _unknownType), Interlocked.Read(ref _malformed),
         Interlocked.Read(ref _spoofed), Interlocked.Read(ref _unknownPeer), Interlocked.Read(ref _unmatched), Interlocked.Read(ref _queueFull), Interlocked.Read(ref _timedOut),
-        Interlocked.Read(ref _notInGroup));
+        Interlocked.Read(ref _notInGroup), Interlocked.Read(ref _claimRefused));
 
     /// <inheritdoc />
     public abstract Task ConnectAsync(CancellationToken cancellationToken = default);
@@ -173,6 +173,9 @@ public abstract class SignalingChannelBase : ISignalingChannel
     /// <summary>True when the address (its account) is in this node's roster.</summary>
     private protected abstract bool IsRosterMember(string address);
 
+    /// <summary>The account an address belongs to (the bare JID of an XMPP full JID).</summary>
+    private protected abstract string AccountOf(string address);
+
     /// <summary>The roster groups the address's account is in, as this node's roster shows them.</summary>
     private protected abstract IReadOnlyCollection<string> RosterGroupsOf(string address);
 
@@ -192,7 +195,7 @@ public abstract class SignalingChannelBase : ISignalingChannel
     private protected void OnRosterChanged()
     {
         List<PeerEvent> events;
-        lock (_gate) events = _peers.Reevaluate(IsMemberOf);
+        lock (_gate) events = _peers.Reevaluate();
         Raise(events);
     }
 
@@ -228,7 +231,19 @@ public abstract class SignalingChannelBase : ISignalingChannel
         var refused = env.AnnouncedOverlays.Count(o => _peers.Serves(o) && !IsMemberOf(address, o));
         for (var i = 0; i < refused; i++) Drop(ref _notInGroup, "not-in-overlay-group");
         List<PeerEvent> events;
-        lock (_gate) events = _peers.Announce(address, env.NodeId, env.AnnouncedOverlays, o => IsMemberOf(address, o));
+        long refusedClaims;
+        lock (_gate)
+        {
+            var before = _peers.RefusedClaims;
+            events = _peers.Announce(address, env.NodeId, env.AnnouncedOverlays);
+            refusedClaims = _peers.RefusedClaims - before;
+        }
+        if (refusedClaims > 0)
+        {
+            Drop(ref _claimRefused, "node-id-claimed");
+            Logger.LogWarning("{Address} claims node {NodeId}, which another account holds (or its account already has another node in the overlay): refused",
+                address, env.NodeId);
+        }
         Raise(events);
     }
 

@@ -135,6 +135,56 @@ public abstract class SignalingBehaviourTests
     }
 
     [Test]
+    public async Task A_node_id_another_account_holds_is_refused_until_that_account_goes()
+    {
+        string id = NodeIds.NewRandom(), observerId = NodeIds.NewRandom();
+        var observer = Track(await CreateMemberAsync(3, observerId, ["ovl1"]));
+        var owner = await CreateMemberAsync(1, id, ["ovl1"]);
+        await WaitForPeerAsync(observer, "ovl1", id);
+        var ownerAddress = observer.GetPeers("ovl1")[id];
+
+        // Another member's node claims the same ID (a copied configuration file, or an impostor).
+        var claimant = Track(await CreateMemberAsync(2, id, ["ovl1"]));
+        await WaitUntilAsync(() => observer.Counters.DroppedNodeIdClaimed == 1, "the claim to be refused");
+        Assert.That(observer.GetPeers("ovl1")[id], Is.EqualTo(ownerAddress), "the owner keeps its node ID");
+
+        // Once the owner is gone, the remembered claim is listed.
+        await owner.DisposeAsync();
+        await WaitForAddressAsync(observer, "ovl1", id, claimant.LocalAddress!);
+    }
+
+    [Test]
+    public async Task An_account_has_one_node_per_overlay()
+    {
+        string first = NodeIds.NewRandom(), second = NodeIds.NewRandom();
+        var observer = Track(await CreateMemberAsync(3, NodeIds.NewRandom(), ["ovl1"]));
+        Track(await CreateMemberAsync(1, first, ["ovl1"]));
+        await WaitForPeerAsync(observer, "ovl1", first);
+
+        Track(await CreateMemberAsync(1, second, ["ovl1"])); // the same account, another resource, another node ID
+        await WaitUntilAsync(() => observer.Counters.DroppedNodeIdClaimed == 1, "the second node to be refused");
+
+        Assert.That(observer.GetPeers("ovl1").Keys, Does.Contain(first).And.Not.Contain(second));
+    }
+
+    private static async Task WaitForAddressAsync(ISignalingChannel channel, string overlay, string nodeId, string address)
+    {
+        using var cts = new CancellationTokenSource(Wait);
+        await using var watch = channel.WatchPeersAsync(cts.Token).GetAsyncEnumerator(cts.Token);
+        while (!(channel.GetPeers(overlay).TryGetValue(nodeId, out var current) && current == address))
+        {
+            try
+            {
+                if (!await watch.MoveNextAsync()) Assert.Fail("peer stream ended");
+            }
+            catch (OperationCanceledException)
+            {
+                Assert.Fail($"{nodeId} was not listed at {address} within {Wait}");
+            }
+        }
+    }
+
+    [Test]
     public async Task Two_members_discover_each_other_and_complete_an_offer_answer_round()
     {
         string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();

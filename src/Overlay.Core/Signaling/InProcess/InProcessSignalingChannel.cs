@@ -65,6 +65,8 @@ public sealed class InProcessSignalingChannel : SignalingChannelBase
     private protected override bool IsRosterMember(string address)
         => _hub.AreRosterMembers(Account, InProcessSignalingHub.AccountOf(address));
 
+    private protected override string AccountOf(string address) => InProcessSignalingHub.AccountOf(address);
+
     private protected override IReadOnlyCollection<string> RosterGroupsOf(string address)
         => _hub.SharedGroups(Account, InProcessSignalingHub.AccountOf(address));
 

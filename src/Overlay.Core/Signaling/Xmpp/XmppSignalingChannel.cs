@@ -408,6 +408,8 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
     /// <summary>Groups kept per roster contact (the server feeds them; a contact in more is cut there).</summary>
     private const int MaxGroupsPerContact = 64;
 
+    private protected override string AccountOf(string address) => Bare(address);
+
     private protected override IReadOnlyCollection<string> RosterGroupsOf(string address)
     {
         var bare = Bare(address);
