@@ -112,9 +112,7 @@ async Task ReportPeriodicallyAsync()
             if (statusInterval > TimeSpan.Zero) Console.Write(Describe(status));
             if (statusFile is not null)
             {
-                var temporary = statusFile + ".tmp";
-                await File.WriteAllTextAsync(temporary, JsonSerializer.Serialize(status, StatusJson), CancellationToken.None);
-                File.Move(temporary, statusFile, overwrite: true);
+                await Overlay.Host.StatusFile.WriteAsync(statusFile, JsonSerializer.Serialize(status, StatusJson));
             }
         }
     }

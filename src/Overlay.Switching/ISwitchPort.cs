@@ -50,6 +50,18 @@ public sealed record SwitchOptions
     /// <summary>Learned (source, destination) paths at most; past the bound, frames follow the destination's address entry.</summary>
     public int MaxLearnedPaths { get; init; } = 131_072;
 
+    /// <summary>
+    /// Addresses learned from one member switch at most (its host and the guests bridged behind it), so one member cannot
+    /// fill the table that every member shares; past it, that member's new addresses are flooded to, not learned.
+    /// </summary>
+    public int MaxLearnedAddressesPerMember { get; init; } = 1_024;
+
+    /// <summary>Multicast groups known at most, and groups one member switch may subscribe to at most.</summary>
+    public int MaxMulticastGroups { get; init; } = 4_096;
+
+    /// <inheritdoc cref="MaxMulticastGroups"/>
+    public int MaxMulticastGroupsPerMember { get; init; } = 256;
+
     /// <summary>Addresses of the local host (its own MACs, and those of VMs or containers bridged behind it) at most.</summary>
     public int MaxLocalAddresses { get; init; } = 1_024;
 

@@ -24,7 +24,7 @@ public sealed class OverlaySwitch
     private readonly long _started;
     private readonly PortEntry _local;
     private readonly ForwardingTables _tables;
-    private readonly GroupTable _groups = new();
+    private readonly GroupTable _groups;
     private readonly DuplicateCache _duplicates;
     private readonly HashSet<ulong> _localMacs = [];
     private readonly Lock _portsLock = new();
@@ -32,7 +32,6 @@ public sealed class OverlaySwitch
     private volatile HashSet<ulong> _localMacSnapshot = [];
     private volatile bool _localFull; // the host has addresses this switch did not learn: unknown unicast may be for it
     private long _now;
-    private int _sequence;
     private long _nextQuery = long.MinValue;
     private int _queriesSent;
 
@@ -49,7 +48,11 @@ public sealed class OverlaySwitch
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(_options.MaxLearnedPaths, "options.MaxLearnedPaths");
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(_options.MaxLocalAddresses, "options.MaxLocalAddresses");
         _duplicates = new DuplicateCache(_options.DuplicateCacheSize);
-        _tables = new ForwardingTables(_options.MaxLearnedAddresses, _options.MaxLearnedPaths);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(_options.MaxLearnedAddressesPerMember, "options.MaxLearnedAddressesPerMember");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(_options.MaxMulticastGroups, "options.MaxMulticastGroups");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(_options.MaxMulticastGroupsPerMember, "options.MaxMulticastGroupsPerMember");
+        _tables = new ForwardingTables(_options.MaxLearnedAddresses, _options.MaxLearnedPaths, _options.MaxLearnedAddressesPerMember);
+        _groups = new GroupTable(_options.MaxMulticastGroups, _options.MaxMulticastGroupsPerMember);
         if (localMacs is not null)
             foreach (var mac in localMacs) _localMacs.Add(mac);
         _localMacSnapshot = [.. _localMacs];
@@ -95,8 +98,27 @@ public sealed class OverlaySwitch
         }
     }
 
-    /// <summary>Forgets a switch that left the overlay (its multicast subscriptions).</summary>
-    public void ForgetSwitch(NodeId node) => _groups.Forget(node);
+    /// <summary>Forgets a switch that left the overlay (its multicast subscriptions and the addresses it advertised).</summary>
+    public void ForgetSwitch(NodeId node)
+    {
+        _groups.Forget(node);
+        _tables.Unbind(node);
+    }
+
+    /// <summary>
+    /// <paramref name="owner"/> advertised <paramref name="mac"/> as its host's (in its link offer or answer): floods from
+    /// that address are accepted only with that switch as their root, whichever came first.
+    /// </summary>
+    public void BindAddress(NodeId owner, ulong mac)
+    {
+        if (owner != Self) _tables.Bind(mac, owner);
+    }
+
+    /// <summary>Multicast groups known (for status and tests).</summary>
+    public int MulticastGroups => _groups.Count;
+
+    /// <summary>Addresses learned with <paramref name="owner"/> as their switch (for status and tests).</summary>
+    public int AddressesOwnedBy(NodeId owner) => _tables.CountOwnedBy(owner);
 
     /// <summary>Advances the switch's clock and ages out learned addresses, paths and subscriptions.</summary>
     public void Tick()
@@ -140,7 +162,16 @@ public sealed class OverlaySwitch
         var now = Volatile.Read(ref _now);
         var source = EthernetFrame.Source(frame);
         var destination = EthernetFrame.Destination(frame);
-        if (!EthernetFrame.IsGroup(source) && !_localMacSnapshot.Contains(source)) AddLocalMac(source);
+        if (!EthernetFrame.IsGroup(source) && !_localMacSnapshot.Contains(source))
+        {
+            // The host sends from an address another member advertised or is known by: refused here, at its source.
+            if (_tables.IsOwnedByOther(source, Self))
+            {
+                Interlocked.Increment(ref Counters.AddressNotOwnedValue);
+                return;
+            }
+            AddLocalMac(source);
+        }
 
         if (!EthernetFrame.IsGroup(destination))
         {
@@ -226,6 +257,19 @@ public sealed class OverlaySwitch
             Interlocked.Increment(ref Counters.UnknownPortValue);
             return;
         }
+        // A sender forwards only into (itself, bound): so a member can send floods in another root's name only into its
+        // own stretch of the ring, where it forwards that root's floods anyway.
+        if (!from.ArcContains(Self, header.Bound))
+        {
+            Interlocked.Increment(ref Counters.OutsideArcValue);
+            return;
+        }
+        // The first hop comes from the root itself, and only the root's own copies are first hops.
+        if ((header.Hop <= 1) != (from == header.Root))
+        {
+            Interlocked.Increment(ref Counters.NotFromRootValue);
+            return;
+        }
         if (!_duplicates.TryAdd(header.Root, header.Sequence))
         {
             Interlocked.Increment(ref Counters.DuplicateValue);
@@ -234,8 +278,20 @@ public sealed class OverlaySwitch
         var now = Volatile.Read(ref _now);
         var source = EthernetFrame.Source(frame);
         var destination = EthernetFrame.Destination(frame);
-        if (!EthernetFrame.IsGroup(source) && !_localMacSnapshot.Contains(source) && !_tables.Learn(source, port, header.Root, now))
-            Interlocked.Increment(ref Counters.NotLearnedValue);
+        if (!EthernetFrame.IsGroup(source))
+        {
+            // An address of this switch's own host, coming back from the overlay, is another member's forgery.
+            var result = _localMacSnapshot.Contains(source) ? LearnResult.NotOwner : _tables.Learn(source, port, header.Root, now);
+            switch (result)
+            {
+                case LearnResult.NotOwner:
+                    Interlocked.Increment(ref Counters.AddressNotOwnedValue);
+                    return;
+                case LearnResult.TableFull or LearnResult.OwnerFull:
+                    Interlocked.Increment(ref Counters.NotLearnedValue);
+                    break;
+            }
+        }
 
         var report = header.Type == FloodType.Multicast && SnoopReports(frame, header.Root, now);
         var deliver = header.Type switch
@@ -292,7 +348,12 @@ public sealed class OverlaySwitch
     /// <summary>Starts a flood: neighbour p_i gets the arc up to p_{i+1}; the farthest gets the arc back to this switch.</summary>
     private void Originate(FloodType type, ulong destination, ReadOnlySpan<byte> frame, bool prune = true)
     {
-        var sequence = (uint)Interlocked.Increment(ref _sequence);
+        // Random, not counted: a member that sees this switch's floods cannot send the next sequence numbers first and
+        // make every switch drop the real ones as duplicates. Duplicate suppression needs only (root, sequence) to be
+        // unique among recent floods (a chance collision, 4,096 / 2^32, drops one flood at one switch).
+        Span<byte> random = stackalloc byte[sizeof(uint)];
+        System.Security.Cryptography.RandomNumberGenerator.Fill(random);
+        var sequence = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(random);
         _duplicates.TryAdd(Self, sequence);
         Interlocked.Increment(ref Counters.FloodsOriginatedValue);
         Forward(new FloodHeader(Self, Self, sequence, 1, type), destination, frame, Volatile.Read(ref _now), prune);
@@ -320,7 +381,8 @@ public sealed class OverlaySwitch
         Span<GroupChange> changes = stackalloc GroupChange[8];
         var count = MulticastReport.Read(frame, changes);
         var expires = now + (long)_options.GroupAgeing.TotalSeconds;
-        for (var i = 0; i < count; i++) _groups.Update(changes[i].GroupMac, member, Self, changes[i].Join, expires);
+        for (var i = 0; i < count; i++)
+            if (!_groups.Update(changes[i].GroupMac, member, Self, changes[i].Join, expires)) Interlocked.Increment(ref Counters.GroupsRefusedValue);
         return count > 0;
     }
 

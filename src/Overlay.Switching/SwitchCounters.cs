@@ -6,6 +6,7 @@ public sealed class SwitchCounters
     internal long LocalInValue, LinkInValue, FloodInValue, UnicastForwardedValue, FloodsOriginatedValue, FloodCopiesSentValue, DeliveredLocalValue;
     internal long MembershipQueriesValue, NotLearnedValue;
     internal long RuntValue, OversizeValue, OwnRootValue, OutsideArcValue, HopLimitValue, DuplicateValue, LoopValue, SendFailedValue, UnknownPortValue;
+    internal long NotFromRootValue, AddressNotOwnedValue, GroupsRefusedValue;
 
     /// <summary>Frames from the local device.</summary>
     public long LocalIn => Volatile.Read(ref LocalInValue);
@@ -48,6 +49,16 @@ public sealed class SwitchCounters
     /// <summary>Dropped: a frame from a link that is not (or no longer) a port.</summary>
     public long UnknownPort => Volatile.Read(ref UnknownPortValue);
 
+    /// <summary>Dropped: a flood's first hop that did not come from the root it names (a member forging another's flood).</summary>
+    public long NotFromRoot => Volatile.Read(ref NotFromRootValue);
+    /// <summary>Dropped: a flood from a source address that another switch owns (advertised, or learned first).</summary>
+    public long AddressNotOwned => Volatile.Read(ref AddressNotOwnedValue);
+    /// <summary>
+    /// Multicast joins not recorded because the group table or the member's share of it was full (the report still
+    /// travels on; the group is flooded rather than pruned).
+    /// </summary>
+    public long GroupsRefused => Volatile.Read(ref GroupsRefusedValue);
+
     /// <summary>Every drop, whatever the reason.</summary>
-    public long Dropped => Runts + Oversize + OwnRoot + OutsideArc + HopLimit + Duplicates + Loops + SendFailed + UnknownPort;
+    public long Dropped => Runts + Oversize + OwnRoot + OutsideArc + HopLimit + Duplicates + Loops + SendFailed + UnknownPort + NotFromRoot + AddressNotOwned;
 }

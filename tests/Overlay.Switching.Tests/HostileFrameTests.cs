@@ -167,6 +167,100 @@ public class HostileFrameTests
         Assert.That((sw.LearnedAddresses, sw.Counters.NotLearned), Is.EqualTo((50, 400L)));
     }
 
+    [Test]
+    public void A_member_sending_from_another_hosts_address_takes_over_no_traffic()
+    {
+        var (fabric, ids) = Ring();
+        var victim = SwitchFabric.MacOf(ids[3]);
+        fabric.Switches[ids[3]].OnLocalFrame(Broadcast(ids[3], 50)); // the victim's host is learned everywhere
+        fabric.Pump();
+
+        // A member's host sends broadcasts from the victim's address, as ARP spoofing would: its own switch refuses them.
+        fabric.Switches[ids[0]].OnLocalFrame(SwitchFabric.Frame(EthernetFrame.Broadcast, victim, 51));
+        fabric.Pump();
+        Assert.That(fabric.Switches[ids[0]].Counters.AddressNotOwned, Is.EqualTo(1));
+        // A member running modified software floods them in its own name: every receiver refuses them.
+        foreach (var neighbour in fabric.Switches[ids[0]].Neighbours)
+            fabric.Switches[neighbour].OnLinkFlood(ids[0], new FloodHeader(ids[0], ids[0], 77, 1, FloodType.Broadcast),
+                SwitchFabric.Frame(EthernetFrame.Broadcast, victim, 51));
+        fabric.Pump();
+        Assert.That(fabric.Switches[ids[0]].Neighbours.Sum(n => fabric.Switches[n].Counters.AddressNotOwned), Is.EqualTo(fabric.Switches[ids[0]].Neighbours.Count));
+        Assert.That(fabric.Hosts.Sum(h => h.Value.Count(51)), Is.Zero, "the forged frames reach no host");
+
+        // Unicast to the victim still reaches the victim, once, and not the member.
+        fabric.Switches[ids[7]].OnLocalFrame(SwitchFabric.Frame(victim, SwitchFabric.MacOf(ids[7]), 52));
+        fabric.Pump();
+        Assert.That((fabric.Hosts[ids[3]].Count(52), fabric.Hosts[ids[0]].Count(52)), Is.EqualTo((1, 0)));
+    }
+
+    [Test]
+    public void An_advertised_address_is_refused_from_any_other_switch_even_before_its_owner_sent()
+    {
+        var (fabric, ids) = Ring();
+        var owned = SwitchFabric.MacOf(ids[3]);
+        foreach (var sw in fabric.Switches.Values) sw.BindAddress(ids[3], owned); // from ids[3]'s link offers
+
+        fabric.Switches[ids[0]].OnLocalFrame(SwitchFabric.Frame(EthernetFrame.Broadcast, owned, 53)); // first, and forged
+        fabric.Switches[ids[3]].OnLocalFrame(Broadcast(ids[3], 54));
+        fabric.Pump();
+        Assert.That(fabric.Hosts.Where(h => h.Key != ids[0]).Sum(h => h.Value.Count(53)), Is.Zero);
+        Assert.That(ids.Where(id => id != ids[3]).All(id => fabric.Hosts[id].Count(54) == 1), Is.True);
+
+        fabric.Switches[ids[7]].OnLocalFrame(SwitchFabric.Frame(owned, SwitchFabric.MacOf(ids[7]), 55));
+        fabric.Pump();
+        Assert.That((fabric.Hosts[ids[3]].Count(55), fabric.Hosts[ids[0]].Count(55)), Is.EqualTo((1, 0)));
+    }
+
+    [Test]
+    public void Floods_forged_in_another_roots_name_with_its_next_sequence_numbers_do_not_silence_it()
+    {
+        var (fabric, ids) = Ring();
+        var victim = ids[0];
+        var forger = fabric.Switches[victim].Neighbours[0];
+        // The forger claims to forward the victim's floods (hop 2) with the sequence numbers a counting root would use
+        // next, into its own stretch of the ring (bound: the victim, so the whole ring after the forger).
+        foreach (var neighbour in fabric.Switches[forger].Neighbours.Where(n => n != victim))
+            for (var sequence = 0u; sequence <= 100; sequence++)
+                fabric.Switches[neighbour].OnLinkFlood(forger, new FloodHeader(victim, victim, sequence, 2, FloodType.Broadcast), Broadcast(victim, 56));
+        fabric.Pump();
+
+        fabric.ResetCounts();
+        fabric.Switches[victim].OnLocalFrame(Broadcast(victim, 57));
+        fabric.Pump();
+        foreach (var id in ids.Where(id => id != victim)) Assert.That(fabric.Hosts[id].Count(57), Is.EqualTo(1), $"{id} got the victim's broadcast");
+    }
+
+    [Test]
+    public void A_first_hop_that_does_not_come_from_its_root_is_dropped()
+    {
+        var (fabric, ids) = Ring();
+        // ids[4]'s ring predecessor ids[3] claims to be the first hop of a flood of ids[0]'s (which it is not).
+        var sw = fabric.Switches[ids[4]];
+        sw.OnLinkFlood(ids[3], new FloodHeader(ids[0], ids[0], 5, 1, FloodType.Broadcast), Broadcast(ids[0], 58));
+        fabric.Pump();
+        Assert.That(sw.Counters.NotFromRoot, Is.EqualTo(1));
+        Assert.That(fabric.Hosts.Values.Sum(h => h.Count(58)), Is.Zero);
+        AssertBroadcastStillWorks(fabric, ids);
+    }
+
+    [Test]
+    public void A_member_subscribing_to_thousands_of_groups_gets_its_share_of_the_group_table_only()
+    {
+        var options = new SwitchOptions { MaxMulticastGroups = 500, MaxMulticastGroupsPerMember = 20 };
+        var (fabric, ids) = SwitchFabric.Ring(12, successors: 2, new Random(5), SwitchFabric.Harmonic, options);
+        for (var i = 0u; i < 1_000; i++)
+            fabric.Switches[ids[0]].OnLocalFrame(Packets.IgmpV2Report(SwitchFabric.MacOf(ids[0]), 0xE1000000 + i));
+        fabric.Switches[ids[5]].OnLocalFrame(Packets.IgmpV2Report(SwitchFabric.MacOf(ids[5]), 0xE2400001)); // a MAC no member group maps to
+        fabric.Pump();
+
+        foreach (var (id, sw) in fabric.Switches.Where(s => s.Key != ids[0]))
+        {
+            Assert.That(sw.MulticastGroups, Is.LessThanOrEqualTo(21), $"{id}: 20 of the member's groups and the honest one");
+            Assert.That(sw.Counters.GroupsRefused, Is.EqualTo(980));
+        }
+        Assert.That(fabric.Switches[ids[9]].MulticastGroups, Is.EqualTo(21), "the honest member's group found room");
+    }
+
     private static byte[] Broadcast(NodeId from, int tag) => SwitchFabric.Frame(EthernetFrame.Broadcast, SwitchFabric.MacOf(from), tag);
 
     private static void AssertBroadcastStillWorks(SwitchFabric fabric, NodeId[] ids)

@@ -33,7 +33,7 @@ public static class OverlayConfiguration
         {
             throw new OverlayConfigurationException("(file)", $"cannot read '{path}': {e.Message}", e);
         }
-        return Parse(text);
+        return Parse(text) with { SourceFile = path };
     }
 
     /// <summary>Parses and validates configuration JSON.</summary>
@@ -126,7 +126,7 @@ public static class OverlayConfiguration
     private static OverlayOptions ReadOverlay(Node overlay)
     {
         overlay.Only("NetDevice", "MinSuccessors", "MaxLongDistEdges", "MaxOnDemandEdges", "MaxIncomingEdges", "StaticEdges",
-            "MaxLearnedAddresses", "MaxLocalAddresses");
+            "MaxLearnedAddresses", "MaxLocalAddresses", "Groups");
         var defaults = new OverlayOptions { Id = overlay.Name };
         var device = overlay.Child("NetDevice");
         device?.Only("Name", "IP4", "PrefixLen", "IP6", "MTU", "MAC", "Offload");
@@ -148,6 +148,7 @@ public static class OverlayConfiguration
             MaxOnDemandEdges = overlay.Int("MaxOnDemandEdges") ?? defaults.MaxOnDemandEdges,
             MaxIncomingEdges = overlay.Int("MaxIncomingEdges") ?? defaults.MaxIncomingEdges,
             StaticEdges = overlay.Strings("StaticEdges") ?? [],
+            Groups = overlay.Strings("Groups") ?? [],
             MaxLearnedAddresses = overlay.Int("MaxLearnedAddresses") ?? defaults.MaxLearnedAddresses,
             MaxLocalAddresses = overlay.Int("MaxLocalAddresses") ?? defaults.MaxLocalAddresses,
         };

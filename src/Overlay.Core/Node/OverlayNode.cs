@@ -62,6 +62,30 @@ public sealed partial class OverlayNode : IAsyncDisposable
         _time = time ?? TimeProvider.System;
         _ownsIdentity = identity is null;
         Identity = identity ?? (options.CertificateFile is { } file ? NodeIdentity.LoadOrCreate(file) : NodeIdentity.CreateEphemeral(NodeId));
+        WarnAboutExposedSecrets(options);
+    }
+
+    /// <summary>A file holding a password or a private key that the group or others may read gets a warning (it still runs).</summary>
+    private void WarnAboutExposedSecrets(OverlayNodeOptions options)
+    {
+        if (OperatingSystem.IsWindows()) return;
+        var xmpp = options.Signal as XmppSignalingOptions;
+        var configHoldsSecret = options.Turn.Count > 0 || !string.IsNullOrEmpty(xmpp?.Password);
+        (string? Path, string What)[] files =
+        [
+            (configHoldsSecret ? options.SourceFile : null, "configuration with passwords"),
+            (_ownsIdentity ? options.CertificateFile : null, "the node's private key"),
+            (xmpp?.ClientCertificateFile, "the XMPP client key"),
+        ];
+        foreach (var (path, what) in files)
+        {
+            if (path is null) continue;
+            UnixFileMode mode;
+            try { mode = File.GetUnixFileMode(path); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { continue; } // reported where it is read
+            const UnixFileMode exposed = UnixFileMode.GroupRead | UnixFileMode.OtherRead;
+            if ((mode & exposed) != 0) LogSecretExposed(path, what, Convert.ToString((int)mode, 8));
+        }
     }
 
     /// <summary>Starts a fluent description of a node; finish with <see cref="OverlayNodeBuilder.Build"/>.</summary>
@@ -118,7 +142,8 @@ public sealed partial class OverlayNode : IAsyncDisposable
             var ice = await BuildIceOptionsAsync(cancellationToken).ConfigureAwait(false);
             foreach (var overlay in Options.Overlays) devices.Add(OpenDevice(overlay));
 
-            var signaling = SignalingChannels.Create(Options.Signal, NodeId, [.. Options.Overlays.Select(o => o.Id)], _loggerFactory, _time);
+            var signaling = SignalingChannels.Create(Options.Signal, NodeId, [.. Options.Overlays.Select(o => o.Id)], _loggerFactory, _time,
+                Options.Overlays.ToDictionary(o => o.Id, o => o.Groups, StringComparer.Ordinal));
             _signaling = signaling;
             _loop = UseEventLoop && Transport.EventLoop.IsSupported ? Transport.EventLoop.Start("overlay io " + NodeId[..8]) : null;
             var context = new NodeContext
@@ -274,6 +299,9 @@ public sealed partial class OverlayNode : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "node {NodeId} stopped")]
     private partial void LogStopped(string nodeId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{File} ({What}) can be read by its group or others (mode {Mode}): restrict it with chmod 600")]
+    private partial void LogSecretExposed(string file, string what, string mode);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "cannot resolve {Server}: {Reason}; going on without it")]
     private partial void LogUnresolved(string server, string reason);

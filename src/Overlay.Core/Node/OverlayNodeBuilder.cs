@@ -182,6 +182,13 @@ public sealed class OverlayBuilder
         return this;
     }
 
+    /// <summary>Only contacts in these roster groups are members of the overlay (see <see cref="OverlayOptions.Groups"/>).</summary>
+    public OverlayBuilder WithGroups(params string[] groups)
+    {
+        Options = Options with { Groups = [.. Options.Groups, .. groups] };
+        return this;
+    }
+
     private OverlayBuilder Device(Func<NetDeviceOptions, NetDeviceOptions> change)
     {
         Options = Options with { NetDevice = change(Options.NetDevice) };

@@ -33,6 +33,9 @@ public sealed record OverlayNodeOptions
     /// <summary>The overlays the node joins, at least one (EdgeVPN key <c>Overlays</c>).</summary>
     public IReadOnlyList<OverlayOptions> Overlays { get; init; } = [];
 
+    /// <summary>The file these options were read from (<see cref="OverlayConfiguration.Load"/>), checked for exposed secrets at start.</summary>
+    internal string? SourceFile { get; init; }
+
     /// <summary>Checks every setting; throws <see cref="OverlayConfigurationException"/> naming the first bad key.</summary>
     public void Validate()
     {
@@ -55,6 +58,9 @@ public sealed record OverlayNodeOptions
                 throw new OverlayConfigurationException($"Overlays.{overlay.Id}", "the overlay is listed twice");
             if (overlay.NetDevice.Name is { } name && !devices.Add(name))
                 throw new OverlayConfigurationException($"Overlays.{overlay.Id}.NetDevice.Name", $"'{name}' is used by another overlay");
+            if (Overlays.Count > 1 && Signal is XmppSignalingOptions && overlay.Groups.Count == 0)
+                throw new OverlayConfigurationException($"Overlays.{overlay.Id}.Groups",
+                    "is required when one XMPP account serves several overlays: name the roster groups whose members belong to this overlay");
         }
     }
 }

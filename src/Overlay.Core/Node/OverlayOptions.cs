@@ -40,6 +40,13 @@ public sealed record OverlayOptions
     /// <summary>Node IDs this node always links to (EdgeVPN key <c>StaticEdges</c>).</summary>
     public IReadOnlyList<string> StaticEdges { get; init; } = [];
 
+    /// <summary>
+    /// The roster groups whose contacts are this overlay's members (key <c>Groups</c>). Empty: every roster contact is,
+    /// which suits a node with one overlay per account; a node whose one XMPP account serves several overlays must name
+    /// each overlay's groups, so that a member of one never links into another.
+    /// </summary>
+    public IReadOnlyList<string> Groups { get; init; } = [];
+
     internal void Validate(string key)
     {
         if (string.IsNullOrWhiteSpace(Id) || Id.Length > 64 || Id.Any(c => !char.IsAsciiLetterOrDigit(c) && c is not '-' and not '_'))
@@ -53,6 +60,9 @@ public sealed record OverlayOptions
             throw new OverlayConfigurationException($"{key}.MaxLearnedAddresses", $"{MaxLearnedAddresses} is outside 16..16777216");
         if (MaxLocalAddresses is < 1 or > 65_536)
             throw new OverlayConfigurationException($"{key}.MaxLocalAddresses", $"{MaxLocalAddresses} is outside 1..65536");
+        for (var i = 0; i < Groups.Count; i++)
+            if (string.IsNullOrWhiteSpace(Groups[i]))
+                throw new OverlayConfigurationException($"{key}.Groups[{i}]", "must name a roster group");
         for (var i = 0; i < StaticEdges.Count; i++)
             if (!OptionChecks.IsNodeId(StaticEdges[i]))
                 throw new OverlayConfigurationException($"{key}.StaticEdges[{i}]", $"'{StaticEdges[i]}' is not a node ID (32 lower-case hex characters)");

@@ -25,12 +25,15 @@ public abstract class SignalingChannelBase : ISignalingChannel
     private readonly TimeSpan _defaultTimeout;
     private SignalingState _state = SignalingState.Disconnected;
     private int _disposed;
-    private long _accepted, _responsesMatched, _notInRoster, _unservedOverlay, _unknownType, _malformed, _spoofed, _unknownPeer, _unmatched, _queueFull, _timedOut;
+    private long _accepted, _responsesMatched, _notInRoster, _unservedOverlay, _unknownType, _malformed, _spoofed, _unknownPeer, _unmatched, _queueFull, _timedOut, _notInGroup, _claimRefused;
+    private readonly IReadOnlyDictionary<string, IReadOnlyList<string>> _overlayGroups;
 
     private sealed record PendingRequest(TaskCompletionSource<SignalMessage> Completion, string PeerNodeId, string Address, SignalMessage Request);
 
-    private protected SignalingChannelBase(string nodeId, IEnumerable<string> overlays, TimeSpan defaultRequestTimeout, TimeProvider? timeProvider, ILogger? logger)
+    private protected SignalingChannelBase(string nodeId, IEnumerable<string> overlays, TimeSpan defaultRequestTimeout, TimeProvider? timeProvider, ILogger? logger,
+        IReadOnlyDictionary<string, IReadOnlyList<string>>? overlayGroups = null)
     {
+        _overlayGroups = overlayGroups ?? new Dictionary<string, IReadOnlyList<string>>();
         if (!NodeIds.IsValid(nodeId)) throw new ArgumentException($"NodeId must be 32 lower-case hex characters, got '{nodeId}'", nameof(nodeId));
         ArgumentNullException.ThrowIfNull(overlays);
         _overlays = overlays.Distinct(StringComparer.Ordinal).ToArray();
@@ -38,7 +41,7 @@ public abstract class SignalingChannelBase : ISignalingChannel
             throw new ArgumentException("Overlays must name at least one overlay, none empty", nameof(overlays));
         if (defaultRequestTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(defaultRequestTimeout), "RequestTimeout must be positive");
         NodeId = nodeId;
-        _peers = new PeerTable(_overlays);
+        _peers = new PeerTable(_overlays, AccountOf, IsMemberOf);
         _defaultTimeout = defaultRequestTimeout;
         TimeProvider = timeProvider ?? TimeProvider.System;
         Logger = logger ?? NullLogger.Instance;
@@ -70,7 +73,8 @@ public abstract class SignalingChannelBase : ISignalingChannel
     public SignalingCounters Counters => new(
         Interlocked.Read(ref _accepted), Interlocked.Read(ref _responsesMatched), Interlocked.Read(ref _notInRoster),
         Interlocked.Read(ref _unservedOverlay), Interlocked.Read(ref _unknownType), Interlocked.Read(ref _malformed),
-        Interlocked.Read(ref _spoofed), Interlocked.Read(ref _unknownPeer), Interlocked.Read(ref _unmatched), Interlocked.Read(ref _queueFull), Interlocked.Read(ref _timedOut));
+        Interlocked.Read(ref _spoofed), Interlocked.Read(ref _unknownPeer), Interlocked.Read(ref _unmatched), Interlocked.Read(ref _queueFull), Interlocked.Read(ref _timedOut),
+        Interlocked.Read(ref _notInGroup), Interlocked.Read(ref _claimRefused));
 
     /// <inheritdoc />
     public abstract Task ConnectAsync(CancellationToken cancellationToken = default);
@@ -169,6 +173,32 @@ public abstract class SignalingChannelBase : ISignalingChannel
     /// <summary>True when the address (its account) is in this node's roster.</summary>
     private protected abstract bool IsRosterMember(string address);
 
+    /// <summary>The account an address belongs to (the bare JID of an XMPP full JID).</summary>
+    private protected abstract string AccountOf(string address);
+
+    /// <summary>The roster groups the address's account is in, as this node's roster shows them.</summary>
+    private protected abstract IReadOnlyCollection<string> RosterGroupsOf(string address);
+
+    /// <summary>
+    /// Membership is per overlay: where an overlay names roster groups, only contacts in one of them are its members;
+    /// an overlay that names none takes every roster contact (one overlay per account, as before).
+    /// </summary>
+    private bool IsMemberOf(string address, string overlayId)
+    {
+        if (!_overlayGroups.TryGetValue(overlayId, out var groups) || groups.Count == 0) return true;
+        foreach (var group in RosterGroupsOf(address))
+            if (groups.Contains(group, StringComparer.Ordinal)) return true;
+        return false;
+    }
+
+    /// <summary>The roster (or a contact's groups) changed: peers are listed in, or taken out of, the overlays they may be in.</summary>
+    private protected void OnRosterChanged()
+    {
+        List<PeerEvent> events;
+        lock (_gate) events = _peers.Reevaluate();
+        Raise(events);
+    }
+
     /// <summary>The announcement payload this node puts in its presence.</summary>
     private protected string AnnouncementPayload => SignalCodec.EncodeAnnounce(NodeId, _overlays);
 
@@ -198,8 +228,22 @@ public abstract class SignalingChannelBase : ISignalingChannel
         var result = SignalCodec.TryDecode(payload, out var env);
         if (result != SignalDecodeError.None || env.AnnouncedOverlays is null) { Drop(ref _malformed, "malformed"); return; }
         if (env.NodeId == NodeId) return;
+        var refused = env.AnnouncedOverlays.Count(o => _peers.Serves(o) && !IsMemberOf(address, o));
+        for (var i = 0; i < refused; i++) Drop(ref _notInGroup, "not-in-overlay-group");
         List<PeerEvent> events;
-        lock (_gate) events = _peers.Announce(address, env.NodeId, env.AnnouncedOverlays);
+        long refusedClaims;
+        lock (_gate)
+        {
+            var before = _peers.RefusedClaims;
+            events = _peers.Announce(address, env.NodeId, env.AnnouncedOverlays);
+            refusedClaims = _peers.RefusedClaims - before;
+        }
+        if (refusedClaims > 0)
+        {
+            Drop(ref _claimRefused, "node-id-claimed");
+            Logger.LogWarning("{Address} claims node {NodeId}, which another account holds (or its account already has another node in the overlay): refused",
+                address, env.NodeId);
+        }
         Raise(events);
     }
 
@@ -237,6 +281,7 @@ public abstract class SignalingChannelBase : ISignalingChannel
         var message = env.Message;
         if (message is null) { Drop(ref _malformed, "malformed"); return; }
         if (!_peers.Serves(message.OverlayId)) { Drop(ref _unservedOverlay, "unserved-overlay"); return; }
+        if (!IsMemberOf(fromAddress, message.OverlayId)) { Drop(ref _notInGroup, "not-in-overlay-group"); return; }
         // Only a peer that announced itself for this overlay, under the node ID it claims, may act.
         string? announced, listed;
         lock (_gate)
@@ -290,6 +335,9 @@ public abstract class SignalingChannelBase : ISignalingChannel
     {
         ForgetPeers(_ => true, PeerChange.SignalingLost);
     }
+
+    /// <summary>A response of the transport itself (an XMPP IQ result) that answers nothing we asked, or came from the wrong sender.</summary>
+    private protected void DropUnmatchedResponse(string reason) => Drop(ref _unmatched, reason);
 
     private void Drop(ref long counter, string reason)
     {

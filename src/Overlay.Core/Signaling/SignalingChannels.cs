@@ -17,10 +17,14 @@ public static class SignalingChannels
     /// <summary>The process-wide in-process hub of that name, in which every node is in every other node's roster.</summary>
     public static InProcessSignalingHub Hub(string name) => Hubs.GetOrAdd(name, _ => new InProcessSignalingHub());
 
-    /// <summary>Creates (does not connect) the channel for <paramref name="nodeId"/> serving <paramref name="overlays"/>.</summary>
+    /// <summary>
+    /// Creates (does not connect) the channel for <paramref name="nodeId"/> serving <paramref name="overlays"/>, whose
+    /// members are the contacts in <paramref name="overlayGroups"/>' roster groups (all contacts where none are named).
+    /// </summary>
     public static SignalingChannelBase Create(SignalingOptions options, string nodeId, IReadOnlyList<string> overlays,
-        ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null)
+        ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null, IReadOnlyDictionary<string, IReadOnlyList<string>>? overlayGroups = null)
     {
+        overlayGroups ??= new Dictionary<string, IReadOnlyList<string>>();
         ArgumentNullException.ThrowIfNull(options);
         switch (options)
         {
@@ -29,7 +33,7 @@ public static class SignalingChannels
                 hub.AddToGroup(inProcess.HubName, nodeId);
                 return hub.CreateChannel(new InProcessChannelOptions
                 {
-                    Account = nodeId, NodeId = nodeId, Overlays = overlays, LoggerFactory = loggerFactory, TimeProvider = timeProvider,
+                    Account = nodeId, NodeId = nodeId, Overlays = overlays, OverlayGroups = overlayGroups, LoggerFactory = loggerFactory, TimeProvider = timeProvider,
                 });
             case XmppSignalingOptions xmpp:
                 return new XmppSignalingChannel(new XmppChannelOptions
@@ -44,6 +48,7 @@ public static class SignalingChannels
                         ? LoadClientCertificate(file) : null,
                     NodeId = nodeId,
                     Overlays = overlays,
+                    OverlayGroups = overlayGroups,
                     LoggerFactory = loggerFactory,
                     TimeProvider = timeProvider,
                 });

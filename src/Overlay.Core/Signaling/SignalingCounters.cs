@@ -12,6 +12,8 @@ namespace Overlay.Signaling;
 /// <param name="DroppedUnmatchedResponse">Responses with no pending request (late, duplicate or forged).</param>
 /// <param name="DroppedQueueFull">Inbound messages dropped because the engine did not keep up.</param>
 /// <param name="RequestsTimedOut">Outbound requests that got no response in time.</param>
+/// <param name="DroppedNotInOverlayGroup">Announcements and messages for an overlay from a roster contact outside that overlay's roster groups.</param>
+/// <param name="DroppedNodeIdClaimed">Announcements claiming a node ID another account holds, or a second node of one account in an overlay.</param>
 public sealed record SignalingCounters(
     long Accepted,
     long ResponsesMatched,
@@ -23,9 +25,11 @@ public sealed record SignalingCounters(
     long DroppedUnknownPeer,
     long DroppedUnmatchedResponse,
     long DroppedQueueFull,
-    long RequestsTimedOut)
+    long RequestsTimedOut,
+    long DroppedNotInOverlayGroup,
+    long DroppedNodeIdClaimed)
 {
     /// <summary>Sum of every drop counter.</summary>
     public long Dropped => DroppedNotInRoster + DroppedUnservedOverlay + DroppedUnknownType + DroppedMalformed
-        + DroppedSpoofedNodeId + DroppedUnknownPeer + DroppedUnmatchedResponse + DroppedQueueFull;
+        + DroppedSpoofedNodeId + DroppedUnknownPeer + DroppedUnmatchedResponse + DroppedQueueFull + DroppedNotInOverlayGroup + DroppedNodeIdClaimed;
 }

@@ -20,6 +20,18 @@ internal sealed class MacEntry(PortEntry port, NodeId owner, long now)
     public volatile bool Stale;
 }
 
+/// <summary>What <see cref="ForwardingTables.Learn"/> did.</summary>
+internal enum LearnResult
+{
+    Learned,
+    /// <summary>New, and the table is full.</summary>
+    TableFull,
+    /// <summary>New, and its owner already has its share of the table.</summary>
+    OwnerFull,
+    /// <summary>Another switch owns the address.</summary>
+    NotOwner,
+}
+
 /// <summary>A learned path for one (source MAC, destination MAC) conversation.</summary>
 internal sealed class FlowEntry(PortEntry port, MacEntry? target, NodeId owner, long now)
 {
@@ -39,9 +51,11 @@ internal sealed class FlowEntry(PortEntry port, MacEntry? target, NodeId owner, 
 /// Both tables are bounded: any member can send frames from made-up addresses, and a full table learns nothing new
 /// (frames to what it does not know are flooded, as before they were learned) until entries age out.
 /// </summary>
-internal sealed class ForwardingTables(int maxAddresses, int maxPaths)
+internal sealed class ForwardingTables(int maxAddresses, int maxPaths, int maxAddressesPerOwner)
 {
     private readonly ConcurrentDictionary<ulong, MacEntry> _macs = new();
+    private readonly ConcurrentDictionary<NodeId, int> _perOwner = new();
+    private readonly ConcurrentDictionary<ulong, NodeId> _bound = new(); // addresses a switch advertised as its own
     private readonly ConcurrentDictionary<(ulong Source, ulong Destination), FlowEntry> _flows = new();
     private int _macCount, _flowCount;
 
@@ -68,22 +82,67 @@ internal sealed class ForwardingTables(int maxAddresses, int maxPaths)
     /// Learns that <paramref name="mac"/> is reached through <paramref name="port"/> and owned by <paramref name="owner"/>;
     /// false when the address is new and the table is full.
     /// </summary>
-    public bool Learn(ulong mac, PortEntry port, NodeId owner, long now)
+    public LearnResult Learn(ulong mac, PortEntry port, NodeId owner, long now)
     {
+        // An address belongs to the switch that advertised it, else to the one it was first learned from while that
+        // entry lives: a member sending from another's address must not take over the traffic to it.
+        if (_bound.TryGetValue(mac, out var boundOwner) && boundOwner != owner) return LearnResult.NotOwner;
         if (_macs.TryGetValue(mac, out var known))
         {
+            if (known.Owner != owner && !known.Stale) return LearnResult.NotOwner;
             if (ReferenceEquals(known.Port, port) && known.Owner == owner && !known.Stale)
             {
                 known.LastSeen = now;
-                return true;
+                return LearnResult.Learned;
             }
             // Moved: paths built on the old location are recomputed. Losing a race to another thread learning it is fine.
-            if (_macs.TryUpdate(mac, new MacEntry(port, owner, now), known)) known.Stale = true;
-            return true;
+            if (_macs.TryUpdate(mac, new MacEntry(port, owner, now), known))
+            {
+                known.Stale = true;
+                if (known.Owner != owner)
+                {
+                    Count(known.Owner, -1);
+                    Count(owner, +1);
+                }
+            }
+            return LearnResult.Learned;
         }
-        if (Volatile.Read(ref _macCount) >= maxAddresses) return false;
-        if (_macs.TryAdd(mac, new MacEntry(port, owner, now))) Interlocked.Increment(ref _macCount);
-        return true;
+        if (Volatile.Read(ref _macCount) >= maxAddresses) return LearnResult.TableFull;
+        if (_perOwner.TryGetValue(owner, out var owned) && owned >= maxAddressesPerOwner) return LearnResult.OwnerFull;
+        if (_macs.TryAdd(mac, new MacEntry(port, owner, now)))
+        {
+            Interlocked.Increment(ref _macCount);
+            Count(owner, +1);
+        }
+        return LearnResult.Learned;
+    }
+
+    /// <summary>True when another switch than <paramref name="self"/> advertised <paramref name="mac"/> or is its live owner.</summary>
+    public bool IsOwnedByOther(ulong mac, NodeId self) =>
+        (_bound.TryGetValue(mac, out var bound) && bound != self)
+        || (_macs.TryGetValue(mac, out var known) && known.Owner != self && !known.Stale);
+
+    /// <summary>Addresses learned per owner switch (a member's share of the table is bounded).</summary>
+    public int CountOwnedBy(NodeId owner) => _perOwner.TryGetValue(owner, out var n) ? n : 0;
+
+    /// <summary>Binds <paramref name="mac"/> to <paramref name="owner"/>, which advertised it: no other switch's frames teach it.</summary>
+    public void Bind(ulong mac, NodeId owner)
+    {
+        _bound[mac] = owner;
+        if (_macs.TryGetValue(mac, out var known) && known.Owner != owner) RemoveMac(mac, known);
+    }
+
+    /// <summary>Forgets the bindings of a switch that left.</summary>
+    public void Unbind(NodeId owner)
+    {
+        foreach (var (mac, bound) in _bound)
+            if (bound == owner) _bound.TryRemove(new KeyValuePair<ulong, NodeId>(mac, bound));
+    }
+
+    private void Count(NodeId owner, int delta)
+    {
+        var n = _perOwner.AddOrUpdate(owner, static (_, d) => Math.Max(0, d), static (_, c, d) => c + d, delta);
+        if (n <= 0) _perOwner.TryRemove(new KeyValuePair<NodeId, int>(owner, n));
     }
 
     /// <summary>Forgets everything that goes through <paramref name="port"/>.</summary>
@@ -109,6 +168,7 @@ internal sealed class ForwardingTables(int maxAddresses, int maxPaths)
         if (!_macs.TryRemove(new KeyValuePair<ulong, MacEntry>(mac, entry))) return;
         entry.Stale = true;
         Interlocked.Decrement(ref _macCount);
+        Count(entry.Owner, -1);
     }
 
     private void RemoveFlow((ulong, ulong) key, FlowEntry flow)

@@ -5,9 +5,14 @@ namespace Overlay.Switching.Multicast;
 /// root of the flooded report) with subscribers, and whether the local host subscribed. A group with no
 /// subscription known is flooded to all; a known one only along arcs holding a subscriber.
 /// </summary>
-internal sealed class GroupTable
+/// <remarks>
+/// Bounded: at most <c>maxGroups</c> groups, and each remote switch subscribed to at most <c>maxGroupsPerMember</c>
+/// of them, so a member announcing made-up groups cannot grow the table (joins past a bound are refused and counted).
+/// </remarks>
+internal sealed class GroupTable(int maxGroups = 4_096, int maxGroupsPerMember = 256)
 {
     private readonly Dictionary<ulong, Group> _groups = [];
+    private readonly Dictionary<NodeId, int> _perMember = [];
     private readonly Lock _lock = new();
 
     private sealed class Group
@@ -16,20 +21,56 @@ internal sealed class GroupTable
         public long LocalUntil = long.MinValue;
     }
 
-    /// <summary>Records a join or leave by the switch <paramref name="member"/> (the local one when it is <paramref name="self"/>).</summary>
-    public void Update(ulong group, NodeId member, NodeId self, bool join, long expires)
+    /// <summary>
+    /// Records a join or leave by the switch <paramref name="member"/> (the local one when it is <paramref name="self"/>);
+    /// false when a join was refused because a bound was reached.
+    /// </summary>
+    public bool Update(ulong group, NodeId member, NodeId self, bool join, long expires)
     {
         lock (_lock)
         {
             if (!_groups.TryGetValue(group, out var g))
             {
-                if (!join) return;
+                if (!join) return true;
+                if (_groups.Count >= maxGroups) return false;
                 _groups[group] = g = new Group();
             }
-            if (member == self) g.LocalUntil = join ? expires : long.MinValue;
-            else if (join) g.Switches[member] = expires;
-            else g.Switches.Remove(member);
+            if (member == self)
+            {
+                g.LocalUntil = join ? expires : long.MinValue;
+            }
+            else if (join)
+            {
+                if (!g.Switches.ContainsKey(member))
+                {
+                    if (_perMember.GetValueOrDefault(member) >= maxGroupsPerMember)
+                    {
+                        if (g.Switches.Count == 0 && g.LocalUntil == long.MinValue) _groups.Remove(group);
+                        return false;
+                    }
+                    _perMember[member] = _perMember.GetValueOrDefault(member) + 1;
+                }
+                g.Switches[member] = expires;
+            }
+            else
+            {
+                Unsubscribe(g, member);
+            }
+            return true;
         }
+    }
+
+    /// <summary>Groups known (for status and tests).</summary>
+    public int Count
+    {
+        get { lock (_lock) return _groups.Count; }
+    }
+
+    private void Unsubscribe(Group g, NodeId member)
+    {
+        if (!g.Switches.Remove(member)) return;
+        if (_perMember.TryGetValue(member, out var n) && n > 1) _perMember[member] = n - 1;
+        else _perMember.Remove(member);
     }
 
     /// <summary>True when anything is known of the group (so it is pruned rather than flooded).</summary>
@@ -66,7 +107,7 @@ internal sealed class GroupTable
             foreach (var (key, g) in _groups.ToArray())
             {
                 foreach (var (member, until) in g.Switches.ToArray())
-                    if (until <= now) g.Switches.Remove(member);
+                    if (until <= now) Unsubscribe(g, member);
                 if (g.Switches.Count == 0 && g.LocalUntil <= now) _groups.Remove(key);
             }
         }
@@ -76,6 +117,6 @@ internal sealed class GroupTable
     public void Forget(NodeId member)
     {
         lock (_lock)
-            foreach (var g in _groups.Values) g.Switches.Remove(member);
+            foreach (var g in _groups.Values) Unsubscribe(g, member);
     }
 }

@@ -68,7 +68,7 @@ public class IceAgentTests
     {
         using var silent = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         silent.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        await using var a = IceAgent.Create(Fast, IceRole.Controlling);
+        await using var a = IceAgent.Create(Fast with { AllowLoopbackCandidates = true }, IceRole.Controlling);
         a.SetRemoteCredentials(IceCredentials.NewRandom());
         a.AddRemoteCandidate(new IceCandidate("1", 2130706431, (IPEndPoint)silent.LocalEndPoint!, IceCandidateType.Host));
         a.EndOfRemoteCandidates();

@@ -50,6 +50,34 @@ public class IceHostileInputTests
         Assert.That(agent.Counters.CandidatesRefused, Is.EqualTo(1100 - IceAgent.MaxRemoteCandidates));
     }
 
+    [TestCase("127.0.0.1", 4000, TestName = "A loopback candidate is refused")]
+    [TestCase("::1", 4000, TestName = "An IPv6 loopback candidate is refused")]
+    [TestCase("::ffff:127.0.0.1", 4000, TestName = "An IPv4-mapped loopback candidate is refused")]
+    [TestCase("0.0.0.0", 4000, TestName = "An unspecified candidate is refused")]
+    [TestCase("::", 4000, TestName = "An unspecified IPv6 candidate is refused")]
+    [TestCase("224.0.0.251", 5353, TestName = "A multicast candidate is refused")]
+    [TestCase("ff02::1", 4000, TestName = "An IPv6 multicast candidate is refused")]
+    [TestCase("255.255.255.255", 4000, TestName = "A broadcast candidate is refused")]
+    [TestCase("fe80::1", 4000, TestName = "An IPv6 link-local candidate is refused")]
+    [TestCase("203.0.113.7", 0, TestName = "A candidate on port 0 is refused")]
+    public async Task A_candidate_no_check_may_go_to_is_refused_and_counted(string address, int port)
+    {
+        await using var agent = NewAgent(out _);
+        agent.AddRemoteCandidate(new IceCandidate("f", 2130706431, new IPEndPoint(IPAddress.Parse(address), port), IceCandidateType.Host));
+        agent.AddRemoteCandidate(new IceCandidate("g", 2130706431, new IPEndPoint(IPAddress.Parse("203.0.113.7"), 4000), IceCandidateType.Host));
+        Assert.That(agent.RemoteCandidates.Select(c => c.Address.ToString()), Is.EqualTo(new[] { "203.0.113.7:4000" }));
+        Assert.That(agent.Counters.CandidatesUnusable, Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task Loopback_candidates_are_taken_where_the_options_allow_them()
+    {
+        await using var agent = IceAgent.Create(new IceOptions { AllowLoopbackCandidates = true, TimeProvider = new ManualTimeProvider() }, IceRole.Controlled);
+        agent.AddRemoteCandidate(new IceCandidate("f", 2130706431, new IPEndPoint(IPAddress.Loopback, 4000), IceCandidateType.Host));
+        Assert.That(agent.RemoteCandidates, Has.Count.EqualTo(1));
+        Assert.That(agent.Counters.CandidatesUnusable, Is.Zero);
+    }
+
     [Test]
     public async Task Over_100000_mutated_datagrams_are_dropped_counted_and_change_nothing()
     {

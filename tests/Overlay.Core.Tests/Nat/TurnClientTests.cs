@@ -77,6 +77,29 @@ public class TurnClientTests
     }
 
     [Test]
+    public async Task Permissions_of_peers_no_longer_used_are_not_refreshed()
+    {
+        await using var coturn = await CoturnServer.StartAsync();
+        var time = new ManualTimeProvider();
+        using var endpoint = new StunEndpoint(UdpMux.Bind(), time);
+        var turn = endpoint.AttachTurn(new TurnServer(coturn.EndPoint, coturn.Username, coturn.Password));
+        endpoint.Mux.Start();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        Assert.That(await turn.AllocateAsync(cts.Token), Is.True);
+        var kept = new StunAddress(new IPEndPoint(IPAddress.Loopback, 40001));
+        var other = new StunAddress(new IPEndPoint(IPAddress.Parse("127.0.0.2"), 40002));
+        Assert.That(await turn.CreatePermissionAsync(kept, cts.Token), Is.True);
+        Assert.That(await turn.CreatePermissionAsync(other, cts.Token), Is.True);
+
+        turn.RetainPermissions(IPAddress.Loopback); // the selected pair's peer
+        var before = turn.PermissionRequests;
+        time.Advance(TimeSpan.FromMinutes(5)); // maintenance every 30 s refreshes permissions older than 4 min
+
+        Assert.That(turn.PermittedPeers, Is.EqualTo(new[] { IPAddress.Loopback }));
+        Assert.That(turn.PermissionRequests - before, Is.EqualTo(1), "only the kept peer's permission was refreshed");
+    }
+
+    [Test]
     public async Task Wrong_password_fails_the_allocation_without_looping()
     {
         await using var coturn = await CoturnServer.StartAsync();

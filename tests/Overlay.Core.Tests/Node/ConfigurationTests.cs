@@ -15,8 +15,8 @@ public class ConfigurationTests
           "Overlays": {
             "A0FB389": { "NetDevice": { "Name": "ovl0", "IP4": "10.10.0.1", "PrefixLen": 16, "IP6": "fd00:10::1/64", "MTU": 1410 },
                          "MinSuccessors": 3, "MaxLongDistEdges": 4, "StaticEdges": [ "ffffffffffffffffffffffffffffffff" ],
-                         "MaxLearnedAddresses": 200000, "MaxLocalAddresses": 64 },
-            "B1": { "NetDevice": { "Offload": false } }
+                         "MaxLearnedAddresses": 200000, "MaxLocalAddresses": 64, "Groups": [ "engineering", "ops" ] },
+            "B1": { "NetDevice": { "Offload": false }, "Groups": [ "lab" ] }
           }
         }
         """;
@@ -36,6 +36,7 @@ public class ConfigurationTests
         Assert.That(a.NetDevice, Is.EqualTo(new NetDeviceOptions { Name = "ovl0", IP4 = "10.10.0.1", PrefixLen = 16, IP6 = "fd00:10::1/64", MTU = 1410 }));
         Assert.That((a.MinSuccessors, a.MaxLongDistEdges, a.MaxOnDemandEdges), Is.EqualTo((3, (int?)4, 2)));
         Assert.That(a.StaticEdges, Is.EqualTo(new[] { "ffffffffffffffffffffffffffffffff" }));
+        Assert.That((a.Groups, options.Overlays[1].Groups), Is.EqualTo((new[] { "engineering", "ops" }, new[] { "lab" })));
         Assert.That((a.MaxLearnedAddresses, a.MaxLocalAddresses), Is.EqualTo((200_000, 64)));
         var b = options.Overlays[1];
         Assert.That((b.NetDevice, b.MinSuccessors, b.MaxLongDistEdges), Is.EqualTo((new NetDeviceOptions { Offload = false }, 2, (int?)null)));
@@ -53,13 +54,14 @@ public class ConfigurationTests
             .UseTurn("198.51.100.10:3478", "node", "secret")
             .JoinOverlay("A0FB389", o => o.WithTap("ovl0").WithAddress("10.10.0.1/16").WithAddress("fd00:10::1/64").WithMtu(1410)
                 .WithTopology(minSuccessors: 3, maxLongDistEdges: 4).WithStaticEdge("ffffffffffffffffffffffffffffffff")
-                .WithSwitchLimits(maxLearnedAddresses: 200_000, maxLocalAddresses: 64))
-            .JoinOverlay("B1")
+                .WithSwitchLimits(maxLearnedAddresses: 200_000, maxLocalAddresses: 64).WithGroups("engineering", "ops"))
+            .JoinOverlay("B1", o => o.WithGroups("lab"))
             .BuildOptions();
         var read = OverlayConfiguration.Parse(Full);
         Assert.That(built.Signal, Is.EqualTo(read.Signal));
-        Assert.That(built.Overlays[0] with { StaticEdges = [] }, Is.EqualTo(read.Overlays[0] with { StaticEdges = [] }));
+        Assert.That(built.Overlays[0] with { StaticEdges = [], Groups = [] }, Is.EqualTo(read.Overlays[0] with { StaticEdges = [], Groups = [] }));
         Assert.That(built.Overlays[0].StaticEdges, Is.EqualTo(read.Overlays[0].StaticEdges));
+        Assert.That(built.Overlays.Select(o => o.Groups), Is.EqualTo(read.Overlays.Select(o => o.Groups)));
         Assert.That(built.Stun, Is.EqualTo(read.Stun));
         Assert.That(built.Turn, Is.EqualTo(read.Turn));
     }
@@ -73,6 +75,8 @@ public class ConfigurationTests
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Name": "a-name-longer-than-15" } } } }""", "Overlays.a.NetDevice.Name")]
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "MAC": "01:00:5e:00:00:01" } } } }""", "Overlays.a.NetDevice.MAC")]
     [TestCase("""{ "Overlays": { "a": { "StaticEdges": [ "nope" ] } } }""", "Overlays.a.StaticEdges[0]")]
+    [TestCase("""{ "Overlays": { "a": { "Groups": [ " " ] } } }""", "Overlays.a.Groups[0]")]
+    [TestCase("""{ "Signal": { "HostAddress": "x.example", "Username": "n@x.example", "Password": "p" }, "Overlays": { "a": { "Groups": [ "g" ] }, "b": {} } }""", "Overlays.b.Groups")]
     [TestCase("""{ "Overlays": { "a": { "MinSuccessors": 0 } } }""", "Overlays.a.MinSuccessors")]
     [TestCase("""{ "Overlays": { "a": { "MaxLearnedAddresses": 0 } } }""", "Overlays.a.MaxLearnedAddresses")]
     [TestCase("""{ "Overlays": { "a": { "MaxLocalAddresses": -1 } } }""", "Overlays.a.MaxLocalAddresses")]
@@ -108,5 +112,32 @@ public class ConfigurationTests
         var builder = new OverlayNodeBuilder().JoinOverlay("a", o => o.WithAddress("10.0.0.1/40"));
         var e = Assert.Throws<OverlayConfigurationException>(() => builder.BuildOptions())!;
         Assert.That(e.Key, Is.EqualTo("Overlays.a.NetDevice.PrefixLen"));
+    }
+
+    [TestCase(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead, true)]
+    [TestCase(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead, true)]
+    [TestCase(UnixFileMode.UserRead | UnixFileMode.UserWrite, false)]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_configuration_with_passwords_that_others_can_read_gets_a_warning(UnixFileMode mode, bool warned)
+    {
+        var directory = Directory.CreateTempSubdirectory("overlay-config-");
+        try
+        {
+            var config = Path.Combine(directory.FullName, "node.json");
+            var key = Path.Combine(directory.FullName, "node.pem");
+            await File.WriteAllTextAsync(config, Full.Replace("\"Overlays\"", $"\"CertificateFile\": \"{key}\", \"Overlays\""));
+            File.SetUnixFileMode(config, mode);
+            var logs = new Nat.ListLoggerFactory("node");
+
+            await using var node = OverlayNode.Create(OverlayConfiguration.Load(config), logs);
+
+            var warnings = logs.Lines.Where(l => l.Contains("can be read by its group or others", StringComparison.Ordinal)).ToArray();
+            Assert.That(warnings.Any(l => l.Contains(config, StringComparison.Ordinal)), Is.EqualTo(warned), string.Join("\n", logs.Lines));
+            Assert.That(warnings.Any(l => l.Contains(key, StringComparison.Ordinal)), Is.False, "the key file the node created is the owner's alone");
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
     }
 }

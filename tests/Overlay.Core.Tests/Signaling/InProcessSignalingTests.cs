@@ -15,11 +15,16 @@ public sealed class InProcessSignalingTests : SignalingBehaviourTests
     {
         _hub = new InProcessSignalingHub();
         for (var i = 1; i <= 8; i++) _hub.AddToGroup("overlay1", $"node{i}");
+        for (var i = 5; i <= 8; i++) _hub.AddToGroup("overlay2", $"node{i}");
     }
 
-    protected override async Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays)
+    protected override async Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays,
+        IReadOnlyDictionary<string, IReadOnlyList<string>>? overlayGroups = null)
     {
-        var channel = _hub.CreateChannel(new InProcessChannelOptions { Account = $"node{index}", NodeId = nodeId, Overlays = overlays });
+        var channel = _hub.CreateChannel(new InProcessChannelOptions
+        {
+            Account = $"node{index}", NodeId = nodeId, Overlays = overlays, OverlayGroups = overlayGroups ?? new Dictionary<string, IReadOnlyList<string>>(),
+        });
         await channel.ConnectAsync();
         return channel;
     }
@@ -48,6 +53,24 @@ public sealed class InProcessSignalingTests : SignalingBehaviourTests
         _hub.RemoveFromGroup("overlay1", "node2");
 
         await WaitForPeerAsync(alice, "ovl1", b, present: false);
+    }
+
+    [Test]
+    public async Task Joining_an_overlays_roster_group_makes_an_announced_member_a_peer_there()
+    {
+        string one = NodeIds.NewRandom(), five = NodeIds.NewRandom();
+        var node5 = Track(await CreateMemberAsync(5, five, ["ovlA", "ovlB"],
+            new Dictionary<string, IReadOnlyList<string>> { ["ovlA"] = ["overlay1"], ["ovlB"] = ["overlay2"] }));
+        Track(await CreateMemberAsync(1, one, ["ovlA", "ovlB"]));
+        await WaitForPeerAsync(node5, "ovlA", one);
+        Assert.That(node5.GetPeers("ovlB"), Does.Not.ContainKey(one));
+
+        _hub.AddToGroup("overlay2", "node1");
+        await WaitForPeerAsync(node5, "ovlB", one);
+
+        _hub.RemoveFromGroup("overlay2", "node1");
+        await WaitForPeerAsync(node5, "ovlB", one, present: false);
+        Assert.That(node5.GetPeers("ovlA"), Does.ContainKey(one), "still a member of A");
     }
 
     [Test]

@@ -160,9 +160,10 @@ internal sealed class ScriptedPeer(Stream stream, X509Certificate2 certificate, 
 
     /// <summary>
     /// Plays a correct server up to an established session (STARTTLS, PLAIN or EXTERNAL, bind, roster),
-    /// the initial presence read.
+    /// the initial presence read. <paramref name="beforeRoster"/> may send stanzas between the client's roster request
+    /// (given its id) and the server's answer.
     /// </summary>
-    public async Task<string> EstablishAsync(bool external = false)
+    public async Task<string> EstablishAsync(bool external = false, Func<string, Task>? beforeRoster = null)
     {
         await OpenAsync("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>");
         await ReadAsync(); // <starttls/>
@@ -194,6 +195,7 @@ internal sealed class ScriptedPeer(Stream stream, X509Certificate2 certificate, 
         var jid = "node1@overlay.test/scripted";
         await SendAsync($"<iq type='result' id='{bind.Attribute("id")}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>{jid}</jid></bind></iq>");
         var roster = await ReadAsync();
+        if (beforeRoster is not null) await beforeRoster(roster.Attribute("id") ?? "");
         await SendAsync($"<iq type='result' id='{roster.Attribute("id")}'><query xmlns='jabber:iq:roster'/></iq>");
         var presence = await ReadAsync();
         if (presence.Name != "presence") throw new InvalidDataException("expected the initial presence");

@@ -13,8 +13,12 @@ public abstract class SignalingBehaviourTests
     internal static readonly TimeSpan Wait = TimeSpan.FromSeconds(15);
     private readonly List<ISignalingChannel> _channels = [];
 
-    /// <summary>Creates and connects the channel of member account node<paramref name="index"/>.</summary>
-    protected abstract Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays);
+    /// <summary>
+    /// Creates and connects the channel of member account node<paramref name="index"/> (node1..node8 share roster group
+    /// "overlay1"; node5..node8 also share "overlay2"), its overlays' members limited to <paramref name="overlayGroups"/>.
+    /// </summary>
+    protected abstract Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays,
+        IReadOnlyDictionary<string, IReadOnlyList<string>>? overlayGroups = null);
 
     /// <summary>Creates and connects the channel of the outsider account (in no roster group).</summary>
     protected abstract Task<SignalingChannelBase> CreateOutsiderAsync(string nodeId, IReadOnlyList<string> overlays);
@@ -97,6 +101,88 @@ public abstract class SignalingBehaviourTests
         }
         catch (OperationCanceledException) { }
     }, ct);
+
+    [Test]
+    public async Task A_member_is_a_peer_only_in_the_overlays_its_roster_groups_belong_to()
+    {
+        string one = NodeIds.NewRandom(), five = NodeIds.NewRandom(), six = NodeIds.NewRandom();
+        // node5 serves A (group overlay1: node1..node8) and B (group overlay2: node5..node8) through one account.
+        var node5 = Track(await CreateMemberAsync(5, five, ["ovlA", "ovlB"],
+            new Dictionary<string, IReadOnlyList<string>> { ["ovlA"] = ["overlay1"], ["ovlB"] = ["overlay2"] }));
+        var node1 = Track(await CreateMemberAsync(1, one, ["ovlA", "ovlB"]));
+        Track(await CreateMemberAsync(6, six, ["ovlA", "ovlB"]));
+
+        await WaitForPeerAsync(node5, "ovlA", one);
+        await WaitForPeerAsync(node5, "ovlA", six);
+        await WaitForPeerAsync(node5, "ovlB", six);
+        Assert.That(node5.GetPeers("ovlB"), Does.Not.ContainKey(one), "node1 announced B, but it is not in B's group");
+        var refusedAnnouncements = node5.Counters.DroppedNotInOverlayGroup;
+        Assert.That(refusedAnnouncements, Is.GreaterThanOrEqualTo(1));
+
+        // node1 (which lists node5 in B: it names no groups) asks for a link into B, then into A. Its messages arrive
+        // in order, so once A's is answered, B's has been refused.
+        using var cts = new CancellationTokenSource(Wait);
+        var answering = AnswerOffersAsync(node5, cts.Token);
+        var intoB = node1.RequestAsync(five, new EdgeRequest("ovlB", "successor"), TimeSpan.FromSeconds(3), cts.Token);
+        var intoA = await node1.RequestAsync(five, new EdgeRequest("ovlA", "successor"), Wait, cts.Token);
+
+        Assert.That(intoA, Is.InstanceOf<EdgeResponse>());
+        Assert.That(node5.Counters.DroppedNotInOverlayGroup - refusedAnnouncements, Is.EqualTo(1), "the request into B was dropped");
+        Assert.That(node5.Counters.Accepted, Is.EqualTo(1), "only the request into A reached the engine");
+        Assert.That(async () => await intoB, Throws.Exception, "B's request gets no answer");
+        await cts.CancelAsync();
+        await answering;
+    }
+
+    [Test]
+    public async Task A_node_id_another_account_holds_is_refused_until_that_account_goes()
+    {
+        string id = NodeIds.NewRandom(), observerId = NodeIds.NewRandom();
+        var observer = Track(await CreateMemberAsync(3, observerId, ["ovl1"]));
+        var owner = await CreateMemberAsync(1, id, ["ovl1"]);
+        await WaitForPeerAsync(observer, "ovl1", id);
+        var ownerAddress = observer.GetPeers("ovl1")[id];
+
+        // Another member's node claims the same ID (a copied configuration file, or an impostor).
+        var claimant = Track(await CreateMemberAsync(2, id, ["ovl1"]));
+        await WaitUntilAsync(() => observer.Counters.DroppedNodeIdClaimed == 1, "the claim to be refused");
+        Assert.That(observer.GetPeers("ovl1")[id], Is.EqualTo(ownerAddress), "the owner keeps its node ID");
+
+        // Once the owner is gone, the remembered claim is listed.
+        await owner.DisposeAsync();
+        await WaitForAddressAsync(observer, "ovl1", id, claimant.LocalAddress!);
+    }
+
+    [Test]
+    public async Task An_account_has_one_node_per_overlay()
+    {
+        string first = NodeIds.NewRandom(), second = NodeIds.NewRandom();
+        var observer = Track(await CreateMemberAsync(3, NodeIds.NewRandom(), ["ovl1"]));
+        Track(await CreateMemberAsync(1, first, ["ovl1"]));
+        await WaitForPeerAsync(observer, "ovl1", first);
+
+        Track(await CreateMemberAsync(1, second, ["ovl1"])); // the same account, another resource, another node ID
+        await WaitUntilAsync(() => observer.Counters.DroppedNodeIdClaimed == 1, "the second node to be refused");
+
+        Assert.That(observer.GetPeers("ovl1").Keys, Does.Contain(first).And.Not.Contain(second));
+    }
+
+    private static async Task WaitForAddressAsync(ISignalingChannel channel, string overlay, string nodeId, string address)
+    {
+        using var cts = new CancellationTokenSource(Wait);
+        await using var watch = channel.WatchPeersAsync(cts.Token).GetAsyncEnumerator(cts.Token);
+        while (!(channel.GetPeers(overlay).TryGetValue(nodeId, out var current) && current == address))
+        {
+            try
+            {
+                if (!await watch.MoveNextAsync()) Assert.Fail("peer stream ended");
+            }
+            catch (OperationCanceledException)
+            {
+                Assert.Fail($"{nodeId} was not listed at {address} within {Wait}");
+            }
+        }
+    }
 
     [Test]
     public async Task Two_members_discover_each_other_and_complete_an_offer_answer_round()

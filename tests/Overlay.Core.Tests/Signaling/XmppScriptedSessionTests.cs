@@ -56,6 +56,33 @@ public sealed class XmppScriptedSessionTests
     }
 
     [Test]
+    public async Task An_iq_result_from_another_user_does_not_answer_our_request_to_the_server()
+    {
+        var member = NodeIds.NewRandom();
+        var processed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = new ScriptedXmppServer(async (p, _) =>
+        {
+            // Another user answers our roster request first, listing itself as a member. Only the server's answer, which
+            // follows, may count: the roster stays empty and the user's presence is dropped.
+            await p.EstablishAsync(beforeRoster: id => p.SendAsync(
+                $"<iq type='result' id='{id}' from='mallory@overlay.test/x'><query xmlns='jabber:iq:roster'><item jid='mallory@overlay.test' subscription='both'/></query></iq>"));
+            await p.SendAsync($"<presence from='mallory@overlay.test/x'><signal xmlns='urn:overlay:signal:1'>{{\"v\":1,\"type\":\"announce\",\"node\":\"{member}\",\"overlays\":[\"ovl1\"]}}</signal></presence>");
+            // Stanzas are handled in order: once the ping is answered, the presence before it has been handled.
+            await p.SendAsync("<iq type='get' id='sync' from='overlay.test'><ping xmlns='urn:xmpp:ping'/></iq>");
+            await p.ReadAsync();
+            processed.TrySetResult();
+            try { while (true) await p.ReadAsync(); } catch (Exception ex) when (ex is EndOfStreamException or IOException) { }
+        });
+        await using var channel = new XmppSignalingChannel(server.ClientOptions(NodeIds.NewRandom()));
+        await channel.ConnectAsync();
+        await processed.Task.WaitAsync(Wait);
+
+        Assert.That(channel.GetPeers("ovl1"), Does.Not.ContainKey(member));
+        Assert.That(channel.Counters.DroppedNotInRoster, Is.EqualTo(1), "the user's presence was dropped");
+        Assert.That(channel.Counters.DroppedUnmatchedResponse, Is.EqualTo(1), "the forged result was counted");
+    }
+
+    [Test]
     public async Task Server_pings_are_answered_and_unknown_queries_get_service_unavailable()
     {
         var answers = new TaskCompletionSource<(XmppElement Ping, XmppElement Unknown)>(TaskCreationOptions.RunContinuationsAsynchronously);

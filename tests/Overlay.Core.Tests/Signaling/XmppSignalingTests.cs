@@ -34,9 +34,13 @@ public sealed class XmppSignalingTests : SignalingBehaviourTests
         ReconnectMaxDelay = TimeSpan.FromSeconds(1),
     };
 
-    protected override async Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays)
+    protected override async Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays,
+        IReadOnlyDictionary<string, IReadOnlyList<string>>? overlayGroups = null)
     {
-        var channel = new XmppSignalingChannel(Options(_server, $"node{index}", nodeId, overlays));
+        var channel = new XmppSignalingChannel(Options(_server, $"node{index}", nodeId, overlays) with
+        {
+            OverlayGroups = overlayGroups ?? new Dictionary<string, IReadOnlyList<string>>(),
+        });
         await channel.ConnectAsync();
         return channel;
     }

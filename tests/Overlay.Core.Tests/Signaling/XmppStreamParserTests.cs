@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 using NUnit.Framework;
 using Overlay.Signaling.Xmpp;
@@ -9,29 +10,96 @@ public sealed class XmppStreamParserTests
 {
     private const string Header = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
 
-    private static List<(XmppToken Token, XmppElement? Element)> ParseAll(string xml, int chunk)
+    /// <summary>Feeds the stream in pieces, each kept as a segment of its own, and reads it as the connection does.</summary>
+    private static List<(XmppToken Token, XmppElement? Element)> ParseAll(string xml, int chunk) => ParseAll(Encoding.UTF8.GetBytes(xml), chunk, out _, out _);
+
+    private static List<(XmppToken Token, XmppElement? Element)> ParseAll(byte[] bytes, int chunk, out long scanned, out long parsed)
     {
-        var bytes = Encoding.UTF8.GetBytes(xml);
         var parser = new XmppStreamParser();
+        var scanner = new XmppItemScanner();
         var results = new List<(XmppToken, XmppElement?)>();
-        var buffer = new List<byte>();
-        for (var offset = 0; offset < bytes.Length; offset += chunk)
+        var pieces = new List<byte[]>();
+        try
         {
-            buffer.AddRange(bytes.Skip(offset).Take(chunk));
-            while (true)
+            for (var offset = 0; offset < bytes.Length; offset += chunk)
             {
-                var token = parser.Next(buffer.ToArray(), out var consumed, out var element, out var error);
-                buffer.RemoveRange(0, consumed);
-                if (token == XmppToken.NeedMore) break;
-                results.Add((token, element));
-                if (token == XmppToken.Error)
+                pieces.Add(bytes.AsSpan(offset, Math.Min(chunk, bytes.Length - offset)).ToArray());
+                while (true)
                 {
-                    results[^1] = (token, new XmppElement(error!, ""));
-                    return results;
+                    var token = scanner.Next(parser, Segments.Of(pieces), out var consumed, out var element, out var error);
+                    Segments.Drop(pieces, consumed);
+                    if (token == XmppToken.NeedMore) break;
+                    results.Add((token, element));
+                    if (token == XmppToken.Error)
+                    {
+                        results[^1] = (token, new XmppElement(error!, ""));
+                        return results;
+                    }
+                }
+            }
+            return results;
+        }
+        finally
+        {
+            scanned = scanner.BytesExamined;
+            parsed = parser.BytesOffered;
+        }
+    }
+
+    private sealed class Segments : ReadOnlySequenceSegment<byte>
+    {
+        private Segments(byte[] bytes, long start)
+        {
+            Memory = bytes;
+            RunningIndex = start;
+        }
+
+        public static ReadOnlySequence<byte> Of(List<byte[]> pieces)
+        {
+            if (pieces.Count == 0) return ReadOnlySequence<byte>.Empty;
+            var first = new Segments(pieces[0], 0);
+            var last = first;
+            foreach (var piece in pieces.Skip(1))
+            {
+                var next = new Segments(piece, last.RunningIndex + last.Memory.Length);
+                last.Next = next;
+                last = next;
+            }
+            return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
+        }
+
+        public static void Drop(List<byte[]> pieces, int count)
+        {
+            while (count > 0)
+            {
+                if (count >= pieces[0].Length)
+                {
+                    count -= pieces[0].Length;
+                    pieces.RemoveAt(0);
+                }
+                else
+                {
+                    pieces[0] = pieces[0][count..];
+                    count = 0;
                 }
             }
         }
-        return results;
+    }
+
+    [Test]
+    public void A_large_stanza_that_arrives_in_pieces_is_looked_at_once_not_once_per_piece()
+    {
+        var body = new string('x', 1 << 20);
+        var xml = Header + $"<message to='a@b'><body>{body}</body><x xmlns='urn:x' a='>'><![CDATA[<a>]]></x></message><presence/>";
+        var bytes = Encoding.UTF8.GetBytes(xml);
+
+        var items = ParseAll(bytes, 1024, out var scanned, out var parsed);
+
+        Assert.That(items.Select(i => i.Token), Is.EqualTo(new[] { XmppToken.StreamHeader, XmppToken.Element, XmppToken.Element }));
+        Assert.That(items[1].Element!.Child("body", "jabber:client")!.Text, Has.Length.EqualTo(body.Length));
+        // Re-parsing from the stanza's start after each of its 1,025 pieces would look at about 550 MB.
+        Assert.That(scanned, Is.LessThanOrEqualTo(bytes.Length), "each byte after the header is scanned once");
+        Assert.That(parsed, Is.LessThanOrEqualTo(bytes.Length + 1024), "each stanza is parsed once, when complete");
     }
 
     [TestCase(1)]

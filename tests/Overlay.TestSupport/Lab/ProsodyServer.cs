@@ -9,13 +9,19 @@ namespace Overlay.TestSupport.Lab;
 /// <summary>
 /// A real prosody XMPP server for a test: STARTTLS required, a self-signed certificate for
 /// <see cref="Domain"/> (trust it through <see cref="CaCertificatePath"/>), users node1..node8 with
-/// password "secret" in the shared roster group "overlay1", and user "outsider" in no group.
+/// password "secret" in the shared roster group "overlay1" (node5..node8 also in "overlay2"), and user "outsider" in no group.
 /// Listens on a free loopback port by default, or on 5222 of a given address inside a namespace.
 /// </summary>
 public sealed class ProsodyServer : IAsyncDisposable
 {
     /// <summary>The shared roster group every nodeN account belongs to.</summary>
     public const string Group = "overlay1";
+
+    /// <summary>A second shared group, of <see cref="SecondGroupMembers"/>: node5..node8.</summary>
+    public const string SecondGroup = "overlay2";
+
+    /// <summary>The accounts also in <see cref="SecondGroup"/>.</summary>
+    public static IReadOnlyList<string> SecondGroupMembers { get; } = Enumerable.Range(5, 4).Select(i => $"node{i}").ToArray();
 
     /// <summary>The password of every account.</summary>
     public const string Password = "secret";
@@ -146,7 +152,8 @@ public sealed class ProsodyServer : IAsyncDisposable
         File.WriteAllText(Path.Combine(_directory, "prosody.cfg.lua"), cfg.ToString());
 
         File.WriteAllText(Path.Combine(_directory, "groups.txt"),
-            $"[{Group}]\n" + string.Concat(GroupMembers.Select(u => $"{u}@{Domain}\n")));
+            $"[{Group}]\n" + string.Concat(GroupMembers.Select(u => $"{u}@{Domain}\n"))
+            + $"[{SecondGroup}]\n" + string.Concat(SecondGroupMembers.Select(u => $"{u}@{Domain}\n")));
 
         // prosody stores a host's data under its name with '.' escaped as %2e.
         var accounts = Path.Combine(_directory, "data", Domain.Replace(".", "%2e", StringComparison.Ordinal), "accounts");

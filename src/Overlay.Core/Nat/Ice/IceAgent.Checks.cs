@@ -289,7 +289,15 @@ public sealed partial class IceAgent
         var now = _endpoint.Scheduler.Now;
         pair.LastConsent = now;
         _nextConsentAt = now + Ticks(_options.ConsentInterval);
-        if (pair.ViaRelay && _endpoint.Turn is { } turn) _ = turn.BindChannelAsync(pair.RemoteAddress);
+        if (_endpoint.Turn is { } turn)
+        {
+            // Only the selected pair's peer may still reach us through the relay: the permissions for every other
+            // address the peer signalled lapse (after a restart, pairing installs them again as needed).
+            var keep = pair.ViaRelay ? pair.Remote.Address.Address : null;
+            _permissions.RemoveWhere(ip => !ip.Equals(keep));
+            turn.RetainPermissions(keep);
+            if (pair.ViaRelay) _ = turn.BindChannelAsync(pair.RemoteAddress);
+        }
         SetState(IceState.Connected);
         _selectedPair.TrySetResult(new IceSelectedPair(pair.ReportedLocal ?? pair.Local, pair.Remote, pair.RoundTrip));
         LogSelected(pair);

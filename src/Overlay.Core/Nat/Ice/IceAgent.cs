@@ -52,7 +52,7 @@ public sealed partial class IceAgent : IAsyncDisposable
     private CandidatePair? _nominating;
     private volatile CandidatePair? _selected;
     private TaskCompletionSource<IceSelectedPair> _selectedPair = NewSelectedPairSource();
-    private long _unauthorized, _badRequests, _unknownAttributes, _roleConflicts, _candidatesRefused;
+    private long _unauthorized, _badRequests, _unknownAttributes, _roleConflicts, _candidatesRefused, _candidatesUnusable;
 
     private IceAgent(IceOptions options, IceRole role, StunEndpoint endpoint)
     {
@@ -127,7 +127,8 @@ public sealed partial class IceAgent : IAsyncDisposable
     public IceAgentCounters Counters => new(
         _endpoint.Malformed, _endpoint.Unsolicited, Interlocked.Read(ref _unauthorized), Interlocked.Read(ref _badRequests),
         Interlocked.Read(ref _unknownAttributes), Interlocked.Read(ref _roleConflicts), _endpoint.Keepalives,
-        _endpoint.Mux.Dropped + (_endpoint.Turn?.Dropped ?? 0) + _channel.Dropped, Interlocked.Read(ref _candidatesRefused));
+        _endpoint.Mux.Dropped + (_endpoint.Turn?.Dropped ?? 0) + _channel.Dropped, Interlocked.Read(ref _candidatesRefused),
+        Interlocked.Read(ref _candidatesUnusable));
 
     private static TaskCompletionSource<IceSelectedPair> NewSelectedPairSource() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -165,6 +166,11 @@ public sealed partial class IceAgent : IAsyncDisposable
         lock (_gate)
         {
             if (State is IceState.Closed) return;
+            if (!IsUsableRemote(candidate.Address))
+            {
+                Interlocked.Increment(ref _candidatesUnusable);
+                return;
+            }
             if (_remote.Exists(c => c.Address.Equals(candidate.Address))) return;
             if (!RoomForRemote()) return;
             _remote.Add(candidate);
@@ -182,6 +188,27 @@ public sealed partial class IceAgent : IAsyncDisposable
         if (_remote.Count < MaxRemoteCandidates) return true;
         Interlocked.Increment(ref _candidatesRefused);
         return false;
+    }
+
+    /// <summary>
+    /// A signalled address this agent may send checks to: never an unspecified, multicast or broadcast address or port 0
+    /// (a peer could aim our checks at a whole segment), never an IPv6 link-local one (no scope travels with it), and a
+    /// loopback one only where the options allow it (agents on one host in tests): a member must not be able to make our
+    /// checks reach services on our own host.
+    /// </summary>
+    internal bool IsUsableRemote(IPEndPoint address)
+    {
+        var ip = address.Address;
+        if (address.Port == 0 || ip.Equals(IPAddress.Any) || ip.Equals(IPAddress.IPv6Any) || ip.Equals(IPAddress.Broadcast)) return false;
+        if (ip.IsIPv4MappedToIPv6) ip = ip.MapToIPv4();
+        if (ip.AddressFamily == AddressFamily.InterNetworkV6 && (ip.IsIPv6Multicast || ip.IsIPv6LinkLocal)) return false;
+        if (ip.AddressFamily == AddressFamily.InterNetwork)
+        {
+            Span<byte> b = stackalloc byte[4];
+            ip.TryWriteBytes(b, out _);
+            if (b[0] is 0 or >= 224) return false; // "this network", multicast (224/4) and reserved (240/4, broadcast)
+        }
+        return _options.AllowLoopbackCandidates || !IPAddress.IsLoopback(ip);
     }
 
     /// <summary>Remote candidates kept per ICE session: two pairs each stay within RFC 8445's default of 100 checks.</summary>
@@ -324,8 +351,9 @@ public sealed class IceFailedException : Exception
 /// <param name="Keepalives">Binding indications received (RFC 8445 §11 keepalives).</param>
 /// <param name="DatagramsDropped">Non-STUN datagrams dropped: unknown first byte, unknown sender, no receiver.</param>
 /// <param name="CandidatesRefused">Remote candidates (signalled or peer-reflexive) beyond <see cref="IceAgent.MaxRemoteCandidates"/>.</param>
+/// <param name="CandidatesUnusable">Signalled candidates whose address no check may go to (loopback, multicast, unspecified, port 0).</param>
 public sealed record IceAgentCounters(long Malformed, long Unsolicited, long Unauthorized, long BadRequests, long UnknownAttributes,
-    long RoleConflicts, long Keepalives, long DatagramsDropped, long CandidatesRefused)
+    long RoleConflicts, long Keepalives, long DatagramsDropped, long CandidatesRefused, long CandidatesUnusable)
 {
     /// <summary>Every STUN message that was refused or ignored.</summary>
     public long StunRefused => Malformed + Unsolicited + Unauthorized + BadRequests + UnknownAttributes + Keepalives;

@@ -20,6 +20,12 @@ public sealed record IceOptions
     /// <summary>Gather IPv6 host candidates (global and unique-local; link-local never).</summary>
     public bool UseIPv6 { get; init; } = true;
 
+    /// <summary>
+    /// Accept remote candidates on loopback addresses. Off: a member could otherwise aim this agent's checks (and then a
+    /// link) at services on this host. Only agents that meet on one host (tests, benchmarks) turn it on.
+    /// </summary>
+    internal bool AllowLoopbackCandidates { get; init; }
+
     /// <summary>Local UDP port (0: any).</summary>
     public int Port { get; init; }
 

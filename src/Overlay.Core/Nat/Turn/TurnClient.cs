@@ -33,7 +33,7 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
     private string? _realm, _nonce;
     private long _refreshDue;
     private bool _closed;
-    private long _dropped;
+    private long _dropped, _permissionRequests;
 
     private sealed record Binding(ushort Channel, StunAddress Peer, SocketAddress PeerSocketAddress)
     {
@@ -112,6 +112,7 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
         // Servers refuse XOR-PEER-ADDRESS with port 0 (coturn does), so a real peer transport address is sent.
         var ip = peer.ToEndPoint().Address;
         lock (_gate) _permissions[ip] = (peer, _scheduler.Now);
+        Interlocked.Increment(ref _permissionRequests);
         var response = await RequestAsync(StunMethod.CreatePermission, static (ref StunWriter w, object? s) =>
             w.AddXorAddress(StunAttributeType.XorPeerAddress, (StunAddress)s!), peer, ct).ConfigureAwait(false);
         var ok = response is not null && StunReader.TryParse(response, out var r) && r.Class == StunClass.SuccessResponse;
@@ -152,6 +153,33 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
         }
         return ok;
     }
+
+    /// <summary>
+    /// Stops keeping permissions and channel bindings fresh for every peer address but <paramref name="keep"/> (the peer
+    /// of a link's selected relayed pair, or none). TURN cannot delete them; unrefreshed, the server lets permissions
+    /// expire after 300 s and channels after 10 min (RFC 8656 §9, §12), so addresses a peer once signalled stop being
+    /// reachable through our relay. A later <see cref="CreatePermissionAsync"/> or <see cref="BindChannelAsync"/> for an
+    /// address installs it again.
+    /// </summary>
+    public void RetainPermissions(IPAddress? keep)
+    {
+        lock (_gate)
+        {
+            foreach (var ip in _permissions.Keys.ToArray())
+                if (!ip.Equals(keep)) _permissions.Remove(ip);
+            foreach (var b in _channels)
+                if (!b.Peer.ToEndPoint().Address.Equals(keep)) b.Confirmed = false;
+        }
+    }
+
+    /// <summary>Peer addresses whose permissions are kept fresh (diagnostics, tests).</summary>
+    internal IPAddress[] PermittedPeers
+    {
+        get { lock (_gate) return [.. _permissions.Keys]; }
+    }
+
+    /// <summary>CreatePermission requests sent, first ones and refreshes (diagnostics, tests).</summary>
+    internal long PermissionRequests => Interlocked.Read(ref _permissionRequests);
 
     /// <summary>The bound channel for <paramref name="peer"/>, or 0.</summary>
     public ushort ChannelFor(StunAddress peer)

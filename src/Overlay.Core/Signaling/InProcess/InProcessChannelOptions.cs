@@ -14,6 +14,12 @@ public sealed record InProcessChannelOptions
     /// <summary>The overlays this node serves.</summary>
     public required IReadOnlyList<string> Overlays { get; init; }
 
+    /// <summary>
+    /// The roster groups whose contacts are members of each overlay (by overlay ID). An overlay without an entry, or with
+    /// none named, takes every roster contact.
+    /// </summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<string>> OverlayGroups { get; init; } = new Dictionary<string, IReadOnlyList<string>>();
+
     /// <summary>How long a request waits for its response unless the call says otherwise.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(10);
 

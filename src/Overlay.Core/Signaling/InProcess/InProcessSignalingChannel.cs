@@ -11,7 +11,7 @@ public sealed class InProcessSignalingChannel : SignalingChannelBase
 
     internal InProcessSignalingChannel(InProcessSignalingHub hub, InProcessChannelOptions options, string address)
         : base(options.NodeId, options.Overlays, options.RequestTimeout, options.TimeProvider,
-               options.LoggerFactory?.CreateLogger<InProcessSignalingChannel>())
+               options.LoggerFactory?.CreateLogger<InProcessSignalingChannel>(), options.OverlayGroups)
     {
         _hub = hub;
         _address = address;
@@ -44,7 +44,11 @@ public sealed class InProcessSignalingChannel : SignalingChannelBase
 
     internal void DeliverPayload(string fromAddress, string payload) => OnPayload(fromAddress, payload);
 
-    internal void RosterChanged() => ForgetPeers(a => !IsRosterMember(a), PeerChange.Left);
+    internal void RosterChanged()
+    {
+        ForgetPeers(a => !IsRosterMember(a), PeerChange.Left);
+        OnRosterChanged();
+    }
 
     /// <summary>Sends a raw payload as this channel (tests use it to inject hostile or unknown messages).</summary>
     internal bool SendRaw(string toAddress, string payload) => _hub.Route(_address, toAddress, payload);
@@ -60,6 +64,11 @@ public sealed class InProcessSignalingChannel : SignalingChannelBase
 
     private protected override bool IsRosterMember(string address)
         => _hub.AreRosterMembers(Account, InProcessSignalingHub.AccountOf(address));
+
+    private protected override string AccountOf(string address) => InProcessSignalingHub.AccountOf(address);
+
+    private protected override IReadOnlyCollection<string> RosterGroupsOf(string address)
+        => _hub.SharedGroups(Account, InProcessSignalingHub.AccountOf(address));
 
     private protected override ValueTask DisposeTransportAsync()
     {

@@ -61,6 +61,12 @@ public sealed class InProcessSignalingHub
         }
     }
 
+    /// <summary>The groups both accounts are in: how <paramref name="accountA"/>'s roster shows <paramref name="accountB"/>.</summary>
+    internal string[] SharedGroups(string accountA, string accountB)
+    {
+        lock (_gate) return [.. _groups.Where(g => g.Value.Contains(accountA) && g.Value.Contains(accountB)).Select(g => g.Key)];
+    }
+
     internal static string AccountOf(string address)
     {
         var slash = address.IndexOf('/', StringComparison.Ordinal);

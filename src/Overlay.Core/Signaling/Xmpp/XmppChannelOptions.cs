@@ -18,6 +18,12 @@ public sealed record XmppChannelOptions
     /// <summary>The overlays this node serves.</summary>
     public required IReadOnlyList<string> Overlays { get; init; }
 
+    /// <summary>
+    /// The roster groups whose contacts are members of each overlay (by overlay ID). An overlay without an entry, or with
+    /// none named, takes every roster contact.
+    /// </summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<string>> OverlayGroups { get; init; } = new Dictionary<string, IReadOnlyList<string>>();
+
     /// <summary>Server host name or address; null means the JID's domain.</summary>
     public string? Host { get; init; }
 

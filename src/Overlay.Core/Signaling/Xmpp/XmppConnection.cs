@@ -27,6 +27,7 @@ internal sealed class XmppConnection : IAsyncDisposable
     private readonly XmppChannelOptions _options;
     private readonly ILogger _logger;
     private readonly XmppStreamParser _parser = new();
+    private readonly XmppItemScanner _scanner = new();
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private Socket? _socket;
     private Stream? _stream;
@@ -178,6 +179,7 @@ internal sealed class XmppConnection : IAsyncDisposable
     private async Task<XmppElement> OpenStreamAsync(CancellationToken ct)
     {
         _parser.Reset();
+        _scanner.Reset();
         await SendAsync($"<?xml version='1.0'?><stream:stream to='{XmppElement.Escape(_options.Domain)}' version='1.0' xml:lang='en' xmlns='{ClientNamespace}' xmlns:stream='{XmppStreamParser.StreamNamespace}'>", ct).ConfigureAwait(false);
         var (token, header) = await ReadAsync(ct).ConfigureAwait(false);
         if (token != XmppToken.StreamHeader) throw new XmppProtocolException("the server did not open a stream");
@@ -352,17 +354,7 @@ internal sealed class XmppConnection : IAsyncDisposable
         var limit = _options.MaxStanzaBytes;
         var window = buffer.Length > limit ? buffer.Slice(0, limit) : buffer;
         windowFull = window.Length >= limit;
-        if (window.IsSingleSegment) return _parser.Next(window.FirstSpan, out consumed, out element, out error);
-        var rented = ArrayPool<byte>.Shared.Rent((int)window.Length);
-        try
-        {
-            window.CopyTo(rented);
-            return _parser.Next(rented.AsSpan(0, (int)window.Length), out consumed, out element, out error);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(rented);
-        }
+        return _scanner.Next(_parser, window, out consumed, out element, out error);
     }
 
     public async Task SendAsync(string xml, CancellationToken ct)

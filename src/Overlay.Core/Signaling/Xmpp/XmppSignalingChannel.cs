@@ -21,7 +21,7 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
     private readonly string _ownBareJid;
     private readonly CancellationTokenSource _lifetime = new();
     private readonly ConcurrentDictionary<string, TaskCompletionSource<XmppElement>> _iqs = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _roster = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string[]> _roster = new(StringComparer.Ordinal); // bare JID → its roster groups
     private volatile Session? _session;
     private Task? _supervisor;
     private long _iqCounter;
@@ -39,7 +39,7 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
     /// <exception cref="ArgumentException">A setting is invalid (the message names it).</exception>
     public XmppSignalingChannel(XmppChannelOptions options)
         : base(Validated(options).NodeId, options.Overlays, options.RequestTimeout, options.TimeProvider,
-               options.LoggerFactory?.CreateLogger<XmppSignalingChannel>())
+               options.LoggerFactory?.CreateLogger<XmppSignalingChannel>(), options.OverlayGroups)
     {
         _options = options;
         _ownBareJid = options.Jid.ToLowerInvariant();
@@ -101,6 +101,7 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
                 _roster.Clear();
                 foreach (var item in roster.Child("query", RosterNamespace)?.Children ?? []) ApplyRosterItem(item);
             }
+            OnRosterChanged(); // a contact's groups may have changed while we were away
             _session = session;
             await connection.SendAsync(PresenceXml(), ct).ConfigureAwait(false);
             Logger.LogInformation("connected to XMPP as {Jid} ({Mechanism}), {Count} roster members", connection.BoundJid, connection.Mechanism, RosterCount);
@@ -257,14 +258,17 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
     {
         var type = iq.Attribute("type");
         var id = iq.Attribute("id") ?? "";
+        // Our requests all go to the server (no 'to'), so only the server, or our own account, answers them (RFC 6120
+        // §8.1.2.1); another user who guessed an id must not answer for it (a forged roster result would make it a member).
+        var fromServer = from is null || string.Equals(from, _options.Domain, StringComparison.OrdinalIgnoreCase)
+            || string.Equals(Bare(from), _ownBareJid, StringComparison.Ordinal);
         if (type is "result" or "error")
         {
-            if (_iqs.TryRemove(id, out var pending)) pending.TrySetResult(iq);
+            if (fromServer && _iqs.TryRemove(id, out var pending)) pending.TrySetResult(iq);
+            else DropUnmatchedResponse(fromServer ? "IQ result answering no request" : "IQ result from another user");
             return;
         }
         if (type is not ("get" or "set")) return;
-        var fromServer = from is null || string.Equals(from, _options.Domain, StringComparison.OrdinalIgnoreCase)
-            || string.Equals(Bare(from), _ownBareJid, StringComparison.Ordinal);
         var reply = new XmppElement("iq", XmppConnection.ClientNamespace).SetAttribute("type", "result").SetAttribute("id", id).SetAttribute("to", from);
         if (type == "get" && iq.Child("ping", PingNamespace) is not null)
         {
@@ -282,6 +286,7 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
                 }
             }
             foreach (var bare in removed) ForgetPeers(a => Bare(a) == bare, PeerChange.Left);
+            OnRosterChanged(); // a contact that moved between groups joins or leaves those overlays
         }
         else
         {
@@ -301,7 +306,7 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
         // Members are contacts with a subscription in either direction (shared groups give "both").
         if (item.Attribute("subscription") is "both" or "to" or "from")
         {
-            _roster.Add(bare);
+            _roster[bare] = [.. item.Children.Where(c => c.Name == "group").Select(c => c.Text).Distinct(StringComparer.Ordinal).Take(MaxGroupsPerContact)];
             return true;
         }
         _roster.Remove(bare);
@@ -310,7 +315,8 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
 
     private async Task<XmppElement> IqAsync(Session session, XmppElement iq, CancellationToken ct, bool errorIsAnswer = false)
     {
-        var id = "iq-" + Interlocked.Increment(ref _iqCounter).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var id = "iq-" + Interlocked.Increment(ref _iqCounter).ToString(System.Globalization.CultureInfo.InvariantCulture)
+            + "-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6)); // not guessable by others
         iq.SetAttribute("id", id);
         var pending = new TaskCompletionSource<XmppElement>(TaskCreationOptions.RunContinuationsAsynchronously);
         _iqs[id] = pending;
@@ -396,7 +402,18 @@ public sealed class XmppSignalingChannel : SignalingChannelBase
     private protected override bool IsRosterMember(string address)
     {
         var bare = Bare(address);
-        lock (_roster) return _roster.Contains(bare);
+        lock (_roster) return _roster.ContainsKey(bare);
+    }
+
+    /// <summary>Groups kept per roster contact (the server feeds them; a contact in more is cut there).</summary>
+    private const int MaxGroupsPerContact = 64;
+
+    private protected override string AccountOf(string address) => Bare(address);
+
+    private protected override IReadOnlyCollection<string> RosterGroupsOf(string address)
+    {
+        var bare = Bare(address);
+        lock (_roster) return _roster.TryGetValue(bare, out var groups) ? groups : [];
     }
 
     /// <summary>Sends a raw payload in a signal element (tests use it to inject hostile or unknown messages).</summary>

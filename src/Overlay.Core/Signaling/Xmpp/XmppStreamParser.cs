@@ -27,13 +27,16 @@ internal enum XmppToken
 internal sealed class XmppStreamParser
 {
     public const string StreamNamespace = "http://etherx.jabber.org/streams";
-    private const int MaxDepth = 32;
+    internal const int MaxDepth = 32;
     private const int MaxAttributes = 64;
 
     private sealed record Scope(string? Prefix, string Namespace, Scope? Parent);
 
     private Scope? _streamScope;
     private bool _headerSeen;
+
+    /// <summary>Bytes handed to <see cref="Next"/> since creation (for tests: each item should be offered once).</summary>
+    internal long BytesOffered { get; private set; }
 
     /// <summary>True once the stream header was parsed.</summary>
     public bool HeaderSeen => _headerSeen;
@@ -48,6 +51,7 @@ internal sealed class XmppStreamParser
     /// <summary>Parses the next item from <paramref name="data"/>.</summary>
     public XmppToken Next(ReadOnlySpan<byte> data, out int consumed, out XmppElement? element, out string? error)
     {
+        BytesOffered += data.Length;
         consumed = 0;
         element = null;
         error = null;
