@@ -56,7 +56,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         Options = options;
-        NodeId = options.NodeId ?? Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+        NodeId = options.NodeId ?? Switching.NodeId.NewRandom().ToString();
         _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _logger = _loggerFactory.CreateLogger<OverlayNode>();
         _time = time ?? TimeProvider.System;

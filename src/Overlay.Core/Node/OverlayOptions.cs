@@ -54,7 +54,7 @@ public sealed record OverlayOptions
         if (MaxLocalAddresses is < 1 or > 65_536)
             throw new OverlayConfigurationException($"{key}.MaxLocalAddresses", $"{MaxLocalAddresses} is outside 1..65536");
         for (var i = 0; i < StaticEdges.Count; i++)
-            if (!OptionChecks.IsNodeId(StaticEdges[i]))
+            if (!Switching.NodeId.IsValid(StaticEdges[i]))
                 throw new OverlayConfigurationException($"{key}.StaticEdges[{i}]", $"'{StaticEdges[i]}' is not a node ID (32 lower-case hex characters)");
     }
 }

@@ -31,7 +31,7 @@ public abstract class SignalingChannelBase : ISignalingChannel
 
     private protected SignalingChannelBase(string nodeId, IEnumerable<string> overlays, TimeSpan defaultRequestTimeout, TimeProvider? timeProvider, ILogger? logger)
     {
-        if (!NodeIds.IsValid(nodeId)) throw new ArgumentException($"NodeId must be 32 lower-case hex characters, got '{nodeId}'", nameof(nodeId));
+        if (!Switching.NodeId.IsValid(nodeId)) throw new ArgumentException($"NodeId must be 32 lower-case hex characters, got '{nodeId}'", nameof(nodeId));
         ArgumentNullException.ThrowIfNull(overlays);
         _overlays = overlays.Distinct(StringComparer.Ordinal).ToArray();
         if (_overlays.Length == 0 || _overlays.Any(string.IsNullOrEmpty))

@@ -1,6 +1,7 @@
 using NUnit.Framework;
 using Overlay.Signaling;
 using Overlay.Signaling.InProcess;
+using Overlay.Switching;
 
 namespace Overlay.Core.Tests.Signaling;
 
@@ -40,7 +41,7 @@ public sealed class InProcessSignalingTests : SignalingBehaviourTests
     [Test]
     public async Task Leaving_the_roster_group_removes_the_peer()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
         Track(await CreateMemberAsync(2, b, ["ovl1"]));
         await WaitForPeerAsync(alice, "ovl1", b);
@@ -65,7 +66,7 @@ public sealed class SignalingChannelsTests
     public async Task Nodes_configured_with_the_same_in_process_hub_find_each_other()
     {
         var hubName = "hub-" + Guid.NewGuid().ToString("N");
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         await using var alice = SignalingChannels.Create(new InProcessSignalingOptions { HubName = hubName }, a, ["ovl1"]);
         await using var bob = SignalingChannels.Create(new InProcessSignalingOptions { HubName = hubName }, b, ["ovl1"]);
         await alice.ConnectAsync();
@@ -79,7 +80,7 @@ public sealed class SignalingChannelsTests
     public async Task Xmpp_configuration_maps_onto_the_xmpp_channel()
     {
         await using var channel = SignalingChannels.Create(new XmppSignalingOptions { HostAddress = "127.0.0.1", Port = 5222, Username = "node1@overlay.test", Password = "secret" },
-            NodeIds.NewRandom(), ["ovl1"]);
+            NodeId.NewRandom().ToString(), ["ovl1"]);
         Assert.That(channel, Is.InstanceOf<Overlay.Signaling.Xmpp.XmppSignalingChannel>());
         Assert.That(channel.State, Is.EqualTo(SignalingState.Disconnected));
     }

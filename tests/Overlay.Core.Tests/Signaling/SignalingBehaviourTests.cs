@@ -1,5 +1,6 @@
 using NUnit.Framework;
 using Overlay.Signaling;
+using Overlay.Switching;
 
 namespace Overlay.Core.Tests.Signaling;
 
@@ -101,7 +102,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task Two_members_discover_each_other_and_complete_an_offer_answer_round()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
         var bob = Track(await CreateMemberAsync(2, b, ["ovl1"]));
         await WaitForPeerAsync(alice, "ovl1", b);
@@ -132,7 +133,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task The_offer_arrives_with_every_field_and_the_sender_node_id()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
         var bob = Track(await CreateMemberAsync(2, b, ["ovl1"]));
         await WaitForPeerAsync(alice, "ovl1", b);
@@ -160,7 +161,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task Edge_negotiation_is_accepted_or_rejected_with_a_reason()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
         var bob = Track(await CreateMemberAsync(2, b, ["ovl1"]));
         await WaitForPeerAsync(alice, "ovl1", b);
@@ -179,7 +180,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task Trickled_candidates_and_teardown_arrive_as_notifications()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
         var bob = Track(await CreateMemberAsync(2, b, ["ovl1"]));
         await WaitForPeerAsync(alice, "ovl1", b);
@@ -199,7 +200,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task An_outsider_cannot_get_an_offer_accepted()
     {
-        string a = NodeIds.NewRandom(), o = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), o = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
         var outsider = Track(await CreateOutsiderAsync(o, ["ovl1"]));
         using var cts = new CancellationTokenSource(Wait);
@@ -223,7 +224,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task Unknown_actions_unserved_overlays_malformed_and_spoofed_payloads_are_dropped_and_counted()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1", "ovl2"]));
         var bob = Track(await CreateMemberAsync(2, b, ["ovl1"]));
         await WaitForPeerAsync(alice, "ovl1", b);
@@ -237,7 +238,7 @@ public abstract class SignalingBehaviourTests
         await SendRawAsync(bob, to, """{"v":1,"type":"link-offer",""");
         await SendRawAsync(bob, to, $$"""{"v":1,"type":"link-offer","node":"{{b}}","cid":"c3","overlay":"ovl1"}""");
         // Bob claiming to be another node than the one he announced.
-        await SendRawAsync(bob, to, $$"""{"v":1,"type":"link-teardown","node":"{{NodeIds.NewRandom()}}","cid":"c4","overlay":"ovl1","link":"l","reason":""}""");
+        await SendRawAsync(bob, to, $$"""{"v":1,"type":"link-teardown","node":"{{NodeId.NewRandom().ToString()}}","cid":"c4","overlay":"ovl1","link":"l","reason":""}""");
         // An overlay alice serves but bob never announced: bob is not a peer there.
         await SendRawAsync(bob, to, $$"""{"v":1,"type":"link-teardown","node":"{{b}}","cid":"c7","overlay":"ovl2","link":"l","reason":""}""");
         // A response nobody asked for.
@@ -265,7 +266,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task A_peer_that_goes_away_leaves_the_table_and_requests_to_unknown_peers_fail_fast()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1", "ovl2"]));
         var bob = await CreateMemberAsync(2, b, ["ovl1"]);
         await WaitForPeerAsync(alice, "ovl1", b);
@@ -282,7 +283,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task An_unanswered_request_times_out_and_is_counted()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
         Track(await CreateMemberAsync(2, b, ["ovl1"]));
         await WaitForPeerAsync(alice, "ovl1", b);
