@@ -19,7 +19,7 @@ public interface ISwitchPort
 public sealed record SwitchOptions
 {
     /// <summary>Largest frame accepted: MTU 1410 + 14 header + 4 VLAN tag by default; larger frames are dropped and counted.</summary>
-    public int MaxFrameLength { get; init; } = 1410 + 18;
+    public int MaxFrameLength { get; init; } = Frames.EthernetFrame.OverlayMtu + Frames.EthernetFrame.HeaderLength + Frames.EthernetFrame.VlanTagLength;
 
     /// <summary>How long a learned address or path lives without traffic.</summary>
     public TimeSpan Ageing { get; init; } = TimeSpan.FromMinutes(5);

@@ -4,7 +4,7 @@ namespace Overlay.Links;
 public sealed record TinCanLinkOptions
 {
     /// <summary>Largest Ethernet payload (the overlay MTU, EdgeVPN's 1410); larger frames are dropped and counted.</summary>
-    public int Mtu { get; init; } = 1410;
+    public int Mtu { get; init; } = Switching.Frames.EthernetFrame.OverlayMtu;
 
     /// <summary>How often a keepalive is sent (and the link's liveness checked).</summary>
     public TimeSpan KeepaliveInterval { get; init; } = TimeSpan.FromSeconds(2);

@@ -75,7 +75,7 @@ public sealed record NetDeviceOptions
     public string? IP6 { get; init; }
 
     /// <summary>The overlay MTU (EdgeVPN key <c>MTU</c>); 1410 fits the link's headers in a 1500-byte path.</summary>
-    public int MTU { get; init; } = 1410;
+    public int MTU { get; init; } = Switching.Frames.EthernetFrame.OverlayMtu;
 
     /// <summary>MAC address as xx:xx:xx:xx:xx:xx; null derives a stable locally administered one from the node ID.</summary>
     public string? MAC { get; init; }
