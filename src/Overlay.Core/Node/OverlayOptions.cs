@@ -62,7 +62,7 @@ public sealed record OverlayOptions
 /// <summary>The virtual NIC of one overlay.</summary>
 public sealed record NetDeviceOptions
 {
-    /// <summary>Name of the Linux TAP device (at most 15 characters); null means an in-memory device (no root needed).</summary>
+    /// <summary>Name of the Linux TAP device (at most 15 printable ASCII characters); null means an in-memory device (no root needed).</summary>
     public string? Name { get; init; }
 
     /// <summary>IPv4 address of the node on the overlay (EdgeVPN key <c>IP4</c>); optional.</summary>
@@ -88,8 +88,8 @@ public sealed record NetDeviceOptions
 
     internal void Validate(string key)
     {
-        if (Name is not null && (Name.Length is 0 or > 15 || Name.Any(c => c is '/' or ' ' or ':' || char.IsControl(c))))
-            throw new OverlayConfigurationException($"{key}.Name", $"'{Name}' is not a valid interface name (1-15 characters, no '/', ':' or spaces)");
+        if (Name is not null && !Tap.Linux.InterfaceName.IsValid(Name))
+            throw new OverlayConfigurationException($"{key}.Name", $"'{Name}' is not a valid interface name ({Tap.Linux.InterfaceName.Rule})");
         if (IP4 is not null && !(IPAddress.TryParse(IP4, out var v4) && v4.AddressFamily == AddressFamily.InterNetwork))
             throw new OverlayConfigurationException($"{key}.IP4", $"'{IP4}' is not an IPv4 address");
         if (PrefixLen is < 1 or > 32) throw new OverlayConfigurationException($"{key}.PrefixLen", $"{PrefixLen} is outside 1..32");

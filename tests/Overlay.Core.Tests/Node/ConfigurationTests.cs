@@ -71,6 +71,8 @@ public class ConfigurationTests
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Offload": "yes" } } } }""", "Overlays.a.NetDevice.Offload")]
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "IP4": "10.0.0.300" } } } }""", "Overlays.a.NetDevice.IP4")]
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Name": "a-name-longer-than-15" } } } }""", "Overlays.a.NetDevice.Name")]
+    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Name": ".." } } } }""", "Overlays.a.NetDevice.Name")]
+    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Name": "tap\u00e9" } } } }""", "Overlays.a.NetDevice.Name")]
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "MAC": "01:00:5e:00:00:01" } } } }""", "Overlays.a.NetDevice.MAC")]
     [TestCase("""{ "Overlays": { "a": { "StaticEdges": [ "nope" ] } } }""", "Overlays.a.StaticEdges[0]")]
     [TestCase("""{ "Overlays": { "a": { "MinSuccessors": 0 } } }""", "Overlays.a.MinSuccessors")]
