@@ -188,12 +188,12 @@ public sealed partial class OverlayNode : IAsyncDisposable
     private IEthernetDevice OpenDevice(OverlayOptions overlay)
     {
         var net = overlay.NetDevice;
-        var mac = net.MAC is { } text ? PhysicalAddress.Parse(text.Replace(':', '-')) : OverlayEngine.DeriveMac(NodeId, overlay.Id);
-        if (net.Name is null) return new InMemoryEthernetDevice($"mem-{overlay.Id}", mac, net.MTU);
+        var mac = net.MacAddress is { } text ? PhysicalAddress.Parse(text.Replace(':', '-')) : OverlayEngine.DeriveMac(NodeId, overlay.Id);
+        if (net.Name is null) return new InMemoryEthernetDevice($"mem-{overlay.Id}", mac, net.Mtu);
         var addresses = new List<InterfaceAddress>();
-        if (net.IP4 is { } ip4) addresses.Add(new InterfaceAddress(IPAddress.Parse(ip4), net.PrefixLen));
-        if (net.IP6 is { } ip6) addresses.Add(InterfaceAddress.Parse(ip6));
-        return TapDevice.Create(new TapDeviceOptions { Name = net.Name, MacAddress = mac, Mtu = net.MTU, Addresses = addresses, Offload = net.Offload });
+        if (net.IPv4Address is { } ip4) addresses.Add(new InterfaceAddress(IPAddress.Parse(ip4), net.PrefixLength));
+        if (net.IPv6Address is { } ip6) addresses.Add(InterfaceAddress.Parse(ip6));
+        return TapDevice.Create(new TapDeviceOptions { Name = net.Name, MacAddress = mac, Mtu = net.Mtu, Addresses = addresses, Offload = net.Offload });
     }
 
     private void OnPeerChanged(object? sender, PeerEvent e)

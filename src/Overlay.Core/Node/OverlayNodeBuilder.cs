@@ -138,18 +138,18 @@ public sealed class OverlayBuilder
     public OverlayBuilder WithAddress(string cidr)
     {
         ArgumentNullException.ThrowIfNull(cidr);
-        if (cidr.Contains(':', StringComparison.Ordinal)) return Device(d => d with { IP6 = cidr });
+        if (cidr.Contains(':', StringComparison.Ordinal)) return Device(d => d with { IPv6Address = cidr });
         var slash = cidr.IndexOf('/', StringComparison.Ordinal);
-        if (slash < 0) return Device(d => d with { IP4 = cidr });
+        if (slash < 0) return Device(d => d with { IPv4Address = cidr });
         var prefix = int.TryParse(cidr.AsSpan(slash + 1), out var p) ? p : -1;
-        return Device(d => d with { IP4 = cidr[..slash], PrefixLen = prefix });
+        return Device(d => d with { IPv4Address = cidr[..slash], PrefixLength = prefix });
     }
 
     /// <summary>Sets the overlay MTU.</summary>
-    public OverlayBuilder WithMtu(int mtu) => Device(d => d with { MTU = mtu });
+    public OverlayBuilder WithMtu(int mtu) => Device(d => d with { Mtu = mtu });
 
     /// <summary>Sets the node's MAC address on the overlay.</summary>
-    public OverlayBuilder WithMac(string mac) => Device(d => d with { MAC = mac });
+    public OverlayBuilder WithMacAddress(string macAddress) => Device(d => d with { MacAddress = macAddress });
 
     /// <summary>Sets the topology limits.</summary>
     public OverlayBuilder WithTopology(int? minSuccessors = null, int? maxLongDistEdges = null, int? maxOnDemandEdges = null, int? maxIncomingEdges = null)

@@ -33,7 +33,7 @@ public class ConfigurationTests
         Assert.That(options.Turn.Single(), Is.EqualTo(new TurnServerOptions("198.51.100.10:3478", "node", "secret")));
         Assert.That(options.Overlays.Select(o => o.Id), Is.EqualTo(new[] { "A0FB389", "B1" }));
         var a = options.Overlays[0];
-        Assert.That(a.NetDevice, Is.EqualTo(new NetDeviceOptions { Name = "ovl0", IP4 = "10.10.0.1", PrefixLen = 16, IP6 = "fd00:10::1/64", MTU = 1410 }));
+        Assert.That(a.NetDevice, Is.EqualTo(new NetDeviceOptions { Name = "ovl0", IPv4Address = "10.10.0.1", PrefixLength = 16, IPv6Address = "fd00:10::1/64", Mtu = 1410 }));
         Assert.That((a.MinSuccessors, a.MaxLongDistEdges, a.MaxOnDemandEdges), Is.EqualTo((3, (int?)4, 2)));
         Assert.That(a.StaticEdges, Is.EqualTo(new[] { "ffffffffffffffffffffffffffffffff" }));
         Assert.That((a.MaxLearnedAddresses, a.MaxLocalAddresses), Is.EqualTo((200_000, 64)));
