@@ -75,11 +75,6 @@ public static class OverlayConfiguration
 
     private static SignalingOptions ReadSignal(Node signal)
     {
-        if (signal.Has("InProcessHub"))
-        {
-            signal.Only("InProcessHub");
-            return new InProcessSignalingOptions { HubName = signal.String("InProcessHub")! };
-        }
         signal.Only("HostAddress", "Port", "Username", "Password", "AuthenticationMethod", "CaFile", "PinnedCertificateSha256", "ClientCertificateFile");
         var method = signal.String("AuthenticationMethod")?.ToUpperInvariant() switch
         {

@@ -1,3 +1,5 @@
+using Overlay.Signaling.InProcess;
+
 namespace Overlay;
 
 /// <summary>
@@ -48,10 +50,11 @@ public sealed class OverlayNodeBuilder
     public OverlayNodeBuilder UseXmpp(string hostAddress, string username, string password, int? port = null, string? caFile = null) =>
         UseXmpp(new XmppSignalingOptions { HostAddress = hostAddress, Username = username, Password = password, Port = port, CaFile = caFile });
 
-    /// <summary>Signals through the in-process hub named <paramref name="hubName"/> (nodes of one process).</summary>
-    public OverlayNodeBuilder UseInProcessSignaling(string hubName = "default")
+    /// <summary>Signals through <paramref name="hub"/>, which the nodes of one process that should meet share.</summary>
+    public OverlayNodeBuilder UseInProcessSignaling(InProcessSignalingHub hub)
     {
-        _options = _options with { Signal = new InProcessSignalingOptions { HubName = hubName } };
+        ArgumentNullException.ThrowIfNull(hub);
+        _options = _options with { Signal = new InProcessSignalingOptions { Hub = hub } };
         return this;
     }
 

@@ -64,7 +64,7 @@ public class OverlayNodeTests
         // The node links to every member it sees, so its own attempt and the offers meet: above the node's ID, they win.
         var hostileId = NodeId.NewRandom().ToString();
         while (string.CompareOrdinal(hostileId, node.NodeId) <= 0) hostileId = NodeId.NewRandom().ToString();
-        await using var hostile = SignalingChannels.Create(new InProcessSignalingOptions { HubName = cluster.HubName }, hostileId, [OverlayCluster.OverlayId]);
+        await using var hostile = SignalingChannels.Create(new InProcessSignalingOptions { Hub = cluster.Hub }, hostileId, [OverlayCluster.OverlayId]);
         await hostile.ConnectAsync();
         await SignalingBehaviourTests.WaitForPeerAsync(hostile, OverlayCluster.OverlayId, node.NodeId);
         var fingerprint = "sha-256 " + string.Join(':', Enumerable.Range(0, 32).Select(i => i.ToString("X2", System.Globalization.CultureInfo.InvariantCulture)));

@@ -65,10 +65,10 @@ public sealed class SignalingChannelsTests
     [Test]
     public async Task Nodes_configured_with_the_same_in_process_hub_find_each_other()
     {
-        var hubName = "hub-" + Guid.NewGuid().ToString("N");
+        var hub = new InProcessSignalingHub();
         string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
-        await using var alice = SignalingChannels.Create(new InProcessSignalingOptions { HubName = hubName }, a, ["ovl1"]);
-        await using var bob = SignalingChannels.Create(new InProcessSignalingOptions { HubName = hubName }, b, ["ovl1"]);
+        await using var alice = SignalingChannels.Create(new InProcessSignalingOptions { Hub = hub }, a, ["ovl1"]);
+        await using var bob = SignalingChannels.Create(new InProcessSignalingOptions { Hub = hub }, b, ["ovl1"]);
         await alice.ConnectAsync();
         await bob.ConnectAsync();
 
