@@ -7,7 +7,7 @@ namespace Overlay.Switching;
 /// A node's 128-bit identifier: its position on the overlay's ring, ordered as an unsigned 128-bit
 /// integer and written as 32 lower-case hex characters.
 /// </summary>
-public readonly record struct NodeId(UInt128 Value) : IComparable<NodeId>, ISpanFormattable
+internal readonly record struct NodeId(UInt128 Value) : IComparable<NodeId>, ISpanFormattable
 {
     /// <summary>Length of a node ID's text: 128 bits as 32 lower-case hex characters (DESIGN.md §4).</summary>
     public const int TextLength = 32;

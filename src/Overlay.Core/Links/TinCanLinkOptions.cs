@@ -1,7 +1,7 @@
 namespace Overlay.Links;
 
 /// <summary>Timings and limits of a <see cref="TinCanLink"/>.</summary>
-public sealed record TinCanLinkOptions
+internal sealed record TinCanLinkOptions
 {
     /// <summary>Largest Ethernet payload (the overlay MTU, EdgeVPN's 1410); larger frames are dropped and counted.</summary>
     public int Mtu { get; init; } = Switching.Frames.EthernetFrame.OverlayMtu;
@@ -33,7 +33,7 @@ public sealed record TinCanLinkOptions
 }
 
 /// <summary>Where a link is in its life.</summary>
-public enum LinkState
+internal enum LinkState
 {
     /// <summary>Handshaking.</summary>
     Connecting,
@@ -48,7 +48,7 @@ public enum LinkState
 }
 
 /// <summary>Receives what arrives on a link.</summary>
-public interface ILinkFrameReceiver
+internal interface ILinkFrameReceiver
 {
     /// <summary>A frame (or flood frame) from the peer; the span is valid only during the call.</summary>
     void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload);

@@ -298,7 +298,7 @@ public sealed class OverlayNetwork
     public IEthernetDevice Device => _engine.Device;
 
     /// <summary>The overlay's switch (counters, neighbours).</summary>
-    public OverlaySwitch Switch => _engine.Switch;
+    internal OverlaySwitch Switch => _engine.Switch;
 
     /// <summary>A snapshot of members, links and counters.</summary>
     public Task<OverlayStatus> GetStatusAsync() => _engine.GetStatusAsync();

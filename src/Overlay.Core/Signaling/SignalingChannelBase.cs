@@ -10,7 +10,7 @@ namespace Overlay.Signaling;
 /// inbound messages, request/response correlation with timeouts, counters and events. A transport
 /// (XMPP, in-process hub) only moves payloads and presence and tells this class who is in the roster.
 /// </summary>
-public abstract class SignalingChannelBase : ISignalingChannel
+internal abstract class SignalingChannelBase : ISignalingChannel
 {
     private const int IncomingCapacity = 256;
     private const int WatcherCapacity = 1024;

@@ -12,7 +12,7 @@ namespace Overlay.Signaling;
 /// <param name="DroppedUnmatchedResponse">Responses with no pending request (late, duplicate or forged).</param>
 /// <param name="DroppedQueueFull">Inbound messages dropped because the engine did not keep up.</param>
 /// <param name="RequestsTimedOut">Outbound requests that got no response in time.</param>
-public sealed record SignalingCounters(
+internal sealed record SignalingCounters(
     long Accepted,
     long ResponsesMatched,
     long DroppedNotInRoster,

@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace Overlay.Switching.Frames;
 
 /// <summary>Reads the parts of an Ethernet II frame (IEEE 802.3) the switch decides on.</summary>
-public static class EthernetFrame
+internal static class EthernetFrame
 {
     /// <summary>Destination + source + EtherType.</summary>
     public const int HeaderLength = 14;

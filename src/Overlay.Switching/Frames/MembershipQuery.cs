@@ -7,7 +7,7 @@ namespace Overlay.Switching.Frames;
 /// their subscriptions age out: IGMPv3 (RFC 3376 §4.1) and MLDv2 (RFC 3810 §5.1). Hosts report only when they join
 /// unless asked, and the overlay has no multicast router to ask them.
 /// </summary>
-public static class MembershipQuery
+internal static class MembershipQuery
 {
     /// <summary>Length of the IGMP query frame (padded to Ethernet's minimum).</summary>
     public const int IgmpFrameLength = 60;

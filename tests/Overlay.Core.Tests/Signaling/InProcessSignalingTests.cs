@@ -18,21 +18,21 @@ public sealed class InProcessSignalingTests : SignalingBehaviourTests
         for (var i = 1; i <= 8; i++) _hub.AddToGroup("overlay1", $"node{i}");
     }
 
-    protected override async Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays)
+    private protected override async Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays)
     {
         var channel = _hub.CreateChannel(new InProcessChannelOptions { Account = $"node{index}", NodeId = nodeId, Overlays = overlays });
         await channel.ConnectAsync();
         return channel;
     }
 
-    protected override async Task<SignalingChannelBase> CreateOutsiderAsync(string nodeId, IReadOnlyList<string> overlays)
+    private protected override async Task<SignalingChannelBase> CreateOutsiderAsync(string nodeId, IReadOnlyList<string> overlays)
     {
         var channel = _hub.CreateChannel(new InProcessChannelOptions { Account = "outsider", NodeId = nodeId, Overlays = overlays });
         await channel.ConnectAsync();
         return channel;
     }
 
-    protected override Task SendRawAsync(SignalingChannelBase from, string toAddress, string payload)
+    private protected override Task SendRawAsync(SignalingChannelBase from, string toAddress, string payload)
     {
         Assert.That(((InProcessSignalingChannel)from).SendRaw(toAddress, payload), Is.True);
         return Task.CompletedTask;

@@ -15,15 +15,15 @@ public abstract class SignalingBehaviourTests
     private readonly List<ISignalingChannel> _channels = [];
 
     /// <summary>Creates and connects the channel of member account node<paramref name="index"/>.</summary>
-    protected abstract Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays);
+    private protected abstract Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays);
 
     /// <summary>Creates and connects the channel of the outsider account (in no roster group).</summary>
-    protected abstract Task<SignalingChannelBase> CreateOutsiderAsync(string nodeId, IReadOnlyList<string> overlays);
+    private protected abstract Task<SignalingChannelBase> CreateOutsiderAsync(string nodeId, IReadOnlyList<string> overlays);
 
     /// <summary>Sends a raw payload from one channel's account to an address, bypassing the typed API.</summary>
-    protected abstract Task SendRawAsync(SignalingChannelBase from, string toAddress, string payload);
+    private protected abstract Task SendRawAsync(SignalingChannelBase from, string toAddress, string payload);
 
-    protected T Track<T>(T channel) where T : ISignalingChannel
+    private protected T Track<T>(T channel) where T : ISignalingChannel
     {
         _channels.Add(channel);
         return channel;
@@ -71,14 +71,14 @@ public abstract class SignalingBehaviourTests
         }
     }
 
-    protected static LinkOffer SampleOffer(string overlay, string linkId) => new(
+    private protected static LinkOffer SampleOffer(string overlay, string linkId) => new(
         overlay, linkId, "ufragA1", "passwordpasswordpassword",
         ["candidate:1 1 udp 2130706431 fe80::1 5000 typ host", "candidate:2 1 udp 1694498815 198.51.100.21 40000 typ srflx raddr 10.1.0.2 rport 5000"],
         "sha-256 AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89",
         "02:00:00:00:00:01");
 
     /// <summary>Answers every offer on <paramref name="channel"/> with an answer echoing the link ID.</summary>
-    protected static Task AnswerOffersAsync(ISignalingChannel channel, CancellationToken ct) => Task.Run(async () =>
+    private protected static Task AnswerOffersAsync(ISignalingChannel channel, CancellationToken ct) => Task.Run(async () =>
     {
         try
         {

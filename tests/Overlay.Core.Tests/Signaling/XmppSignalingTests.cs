@@ -35,21 +35,21 @@ public sealed class XmppSignalingTests : SignalingBehaviourTests
         ReconnectMaxDelay = TimeSpan.FromSeconds(1),
     };
 
-    protected override async Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays)
+    private protected override async Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays)
     {
         var channel = new XmppSignalingChannel(Options(_server, $"node{index}", nodeId, overlays));
         await channel.ConnectAsync();
         return channel;
     }
 
-    protected override async Task<SignalingChannelBase> CreateOutsiderAsync(string nodeId, IReadOnlyList<string> overlays)
+    private protected override async Task<SignalingChannelBase> CreateOutsiderAsync(string nodeId, IReadOnlyList<string> overlays)
     {
         var channel = new XmppSignalingChannel(Options(_server, ProsodyServer.Outsider, nodeId, overlays));
         await channel.ConnectAsync();
         return channel;
     }
 
-    protected override Task SendRawAsync(SignalingChannelBase from, string toAddress, string payload)
+    private protected override Task SendRawAsync(SignalingChannelBase from, string toAddress, string payload)
         => ((XmppSignalingChannel)from).SendRawAsync(toAddress, payload);
 
     [Test]

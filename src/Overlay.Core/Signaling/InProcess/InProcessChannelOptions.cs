@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 namespace Overlay.Signaling.InProcess;
 
 /// <summary>Settings of one in-process signaling channel.</summary>
-public sealed record InProcessChannelOptions
+internal sealed record InProcessChannelOptions
 {
     /// <summary>The account name (stands for the XMPP account; roster groups hold account names).</summary>
     public required string Account { get; init; }

@@ -4,7 +4,7 @@ using Microsoft.Extensions.Logging;
 namespace Overlay.Signaling.Xmpp;
 
 /// <summary>Settings of an XMPP signaling channel. Validated once when the channel is created.</summary>
-public sealed record XmppChannelOptions
+internal sealed record XmppChannelOptions
 {
     /// <summary>The node's account as a bare JID, e.g. <c>node1@overlay.test</c>.</summary>
     public required string Jid { get; init; }
