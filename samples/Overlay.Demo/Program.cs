@@ -8,6 +8,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using Overlay;
+using Overlay.Signaling.InProcess;
 using Overlay.Tap.InMemory;
 
 var count = 8;
@@ -21,6 +22,7 @@ if (count is < 2 or > 64)
 
 var total = Stopwatch.StartNew();
 var failures = 0;
+var hub = new InProcessSignalingHub();   // the nodes of this process meet here
 var nodes = new List<OverlayNode>();
 var hosts = new List<InMemoryIpHost>();
 var ups = new List<LinkEvent>();
@@ -34,7 +36,7 @@ try
     for (var i = 0; i < count; i++)
     {
         var node = OverlayNode.Create()
-            .UseInProcessSignaling("demo")
+            .UseInProcessSignaling(hub)
             .JoinOverlay("demo", o => o.WithInMemoryDevice().WithAddress($"10.77.0.{i + 1}/24"))
             .Build();
         node.LinkChanged += (_, e) => OnLink(node, e);

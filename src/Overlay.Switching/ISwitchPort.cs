@@ -6,7 +6,7 @@ namespace Overlay.Switching;
 /// Where the switch sends frames: the node's local device, or one overlay link to a neighbour switch.
 /// Calls come from whichever thread delivered the frame; implementations must not block.
 /// </summary>
-public interface ISwitchPort
+internal interface ISwitchPort
 {
     /// <summary>Sends a plain Ethernet frame; false (counted by the switch) if it could not be queued.</summary>
     bool TrySendFrame(ReadOnlySpan<byte> frame);
@@ -16,10 +16,10 @@ public interface ISwitchPort
 }
 
 /// <summary>Options of an <see cref="OverlaySwitch"/>.</summary>
-public sealed record SwitchOptions
+internal sealed record SwitchOptions
 {
     /// <summary>Largest frame accepted: MTU 1410 + 14 header + 4 VLAN tag by default; larger frames are dropped and counted.</summary>
-    public int MaxFrameLength { get; init; } = 1410 + 18;
+    public int MaxFrameLength { get; init; } = Frames.EthernetFrame.OverlayMtu + Frames.EthernetFrame.HeaderLength + Frames.EthernetFrame.VlanTagLength;
 
     /// <summary>How long a learned address or path lives without traffic.</summary>
     public TimeSpan Ageing { get; init; } = TimeSpan.FromMinutes(5);

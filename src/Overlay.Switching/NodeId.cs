@@ -7,20 +7,41 @@ namespace Overlay.Switching;
 /// A node's 128-bit identifier: its position on the overlay's ring, ordered as an unsigned 128-bit
 /// integer and written as 32 lower-case hex characters.
 /// </summary>
-public readonly record struct NodeId(UInt128 Value) : IComparable<NodeId>, ISpanFormattable
+internal readonly record struct NodeId(UInt128 Value) : IComparable<NodeId>, ISpanFormattable
 {
-    /// <summary>Parses 32 hex characters.</summary>
-    public static NodeId Parse(string text) =>
-        TryParse(text, out var id) ? id : throw new FormatException($"'{text}' is not a node ID (32 hex characters)");
+    /// <summary>Length of a node ID's text: 128 bits as 32 lower-case hex characters (DESIGN.md §4).</summary>
+    public const int TextLength = 32;
 
-    /// <summary>Parses 32 hex characters; false on anything else.</summary>
+    /// <summary>True when <paramref name="text"/> is a node ID as it travels: exactly 32 lower-case hex characters.</summary>
+    public static bool IsValid([NotNullWhen(true)] string? text)
+    {
+        if (text is null || text.Length != TextLength) return false;
+        foreach (var c in text)
+        {
+            if (!(c is >= '0' and <= '9' or >= 'a' and <= 'f')) return false;
+        }
+        return true;
+    }
+
+    /// <summary>Parses 32 lower-case hex characters.</summary>
+    public static NodeId Parse(string text) =>
+        TryParse(text, out var id) ? id : throw new FormatException($"'{text}' is not a node ID (32 lower-case hex characters)");
+
+    /// <summary>Parses 32 lower-case hex characters; false on anything else.</summary>
     public static bool TryParse([NotNullWhen(true)] string? text, out NodeId id)
     {
         id = default;
-        if (text is null || text.Length != 32) return false;
-        if (!UInt128.TryParse(text, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var value)) return false;
-        id = new NodeId(value);
+        if (!IsValid(text)) return false;
+        id = new NodeId(UInt128.Parse(text, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture));
         return true;
+    }
+
+    /// <summary>A random node ID.</summary>
+    public static NodeId NewRandom()
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        System.Security.Cryptography.RandomNumberGenerator.Fill(bytes);
+        return Read(bytes);
     }
 
     /// <summary>Clockwise ring distance from this node to <paramref name="other"/>.</summary>

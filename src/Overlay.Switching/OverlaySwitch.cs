@@ -17,7 +17,7 @@ namespace Overlay.Switching;
 /// lock-free dictionary reads and no allocation. Time is a coarse counter advanced by <see cref="Tick"/>,
 /// so forwarding never reads a clock and simulations run on virtual time.
 /// </remarks>
-public sealed class OverlaySwitch
+internal sealed class OverlaySwitch
 {
     private readonly SwitchOptions _options;
     private readonly TimeProvider _time;

@@ -1,7 +1,7 @@
 namespace Overlay.Switching;
 
 /// <summary>What the switch did with frames, and why it dropped the ones it dropped. Read from any thread.</summary>
-public sealed class SwitchCounters
+internal sealed class SwitchCounters
 {
     internal long LocalInValue, LinkInValue, FloodInValue, UnicastForwardedValue, FloodsOriginatedValue, FloodCopiesSentValue, DeliveredLocalValue;
     internal long MembershipQueriesValue, NotLearnedValue;

@@ -40,7 +40,7 @@ internal sealed class LinkSecret(byte[] master, bool client)
 }
 
 /// <summary>The peer presented a certificate other than the one signalled, or none.</summary>
-public sealed class PeerAuthenticationException : Exception
+internal sealed class PeerAuthenticationException : Exception
 {
     /// <summary>Creates the exception.</summary>
     public PeerAuthenticationException(string message) : base(message) { }

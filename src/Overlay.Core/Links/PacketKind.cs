@@ -1,7 +1,7 @@
 namespace Overlay.Links;
 
 /// <summary>What a sealed link packet carries; the low bits of its first byte (RFC 7983 leaves 192–255 to us).</summary>
-public enum PacketKind : byte
+internal enum PacketKind : byte
 {
     /// <summary>A plain Ethernet frame.</summary>
     Frame = 0,

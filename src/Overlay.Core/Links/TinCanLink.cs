@@ -9,7 +9,7 @@ namespace Overlay.Links;
 /// frame is one AES-GCM sealed datagram (<see cref="FrameSealer"/>). Keepalives measure RTT and notice
 /// a dead peer or path. Sending and receiving allocate nothing per frame.
 /// </summary>
-public sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
+internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
 {
     // One working buffer per thread and nesting level: a link's send can run a peer's receive on the same
     // thread (in-memory paths, keepalive echoes), which must not overwrite the buffer still in use below it.

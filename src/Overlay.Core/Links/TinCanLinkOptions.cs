@@ -1,10 +1,10 @@
 namespace Overlay.Links;
 
 /// <summary>Timings and limits of a <see cref="TinCanLink"/>.</summary>
-public sealed record TinCanLinkOptions
+internal sealed record TinCanLinkOptions
 {
     /// <summary>Largest Ethernet payload (the overlay MTU, EdgeVPN's 1410); larger frames are dropped and counted.</summary>
-    public int Mtu { get; init; } = 1410;
+    public int Mtu { get; init; } = Switching.Frames.EthernetFrame.OverlayMtu;
 
     /// <summary>How often a keepalive is sent (and the link's liveness checked).</summary>
     public TimeSpan KeepaliveInterval { get; init; } = TimeSpan.FromSeconds(2);
@@ -33,7 +33,7 @@ public sealed record TinCanLinkOptions
 }
 
 /// <summary>Where a link is in its life.</summary>
-public enum LinkState
+internal enum LinkState
 {
     /// <summary>Handshaking.</summary>
     Connecting,
@@ -48,7 +48,7 @@ public enum LinkState
 }
 
 /// <summary>Receives what arrives on a link.</summary>
-public interface ILinkFrameReceiver
+internal interface ILinkFrameReceiver
 {
     /// <summary>A frame (or flood frame) from the peer; the span is valid only during the call.</summary>
     void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload);

@@ -5,6 +5,10 @@ namespace Overlay;
 /// <summary>
 /// Reads <see cref="OverlayNodeOptions"/> from a JSON file whose keys follow EdgeVPN's where they mean the
 /// same thing. Unknown keys and wrong types are errors naming the key, so a typo never passes silently.
+/// The options' properties carry .NET names where EdgeVPN's keys do not: <c>NetDevice.IP4</c> is
+/// <see cref="NetDeviceOptions.IPv4Address"/>, <c>PrefixLen</c> <see cref="NetDeviceOptions.PrefixLength"/>,
+/// <c>IP6</c> <see cref="NetDeviceOptions.IPv6Address"/>, <c>MTU</c> <see cref="NetDeviceOptions.Mtu"/> and
+/// <c>MAC</c> <see cref="NetDeviceOptions.MacAddress"/>; errors name the JSON key.
 /// </summary>
 /// <example>
 /// <code>
@@ -71,11 +75,6 @@ public static class OverlayConfiguration
 
     private static SignalingOptions ReadSignal(Node signal)
     {
-        if (signal.Has("InProcessHub"))
-        {
-            signal.Only("InProcessHub");
-            return new InProcessSignalingOptions { HubName = signal.String("InProcessHub")! };
-        }
         signal.Only("HostAddress", "Port", "Username", "Password", "AuthenticationMethod", "CaFile", "PinnedCertificateSha256", "ClientCertificateFile");
         var method = signal.String("AuthenticationMethod")?.ToUpperInvariant() switch
         {
@@ -136,11 +135,11 @@ public static class OverlayConfiguration
             NetDevice = device is null ? netDefaults : new NetDeviceOptions
             {
                 Name = device.String("Name"),
-                IP4 = device.String("IP4"),
-                PrefixLen = device.Int("PrefixLen") ?? netDefaults.PrefixLen,
-                IP6 = device.String("IP6"),
-                MTU = device.Int("MTU") ?? netDefaults.MTU,
-                MAC = device.String("MAC"),
+                IPv4Address = device.String("IP4"),
+                PrefixLength = device.Int("PrefixLen") ?? netDefaults.PrefixLength,
+                IPv6Address = device.String("IP6"),
+                Mtu = device.Int("MTU") ?? netDefaults.Mtu,
+                MacAddress = device.String("MAC"),
                 Offload = device.Bool("Offload") ?? netDefaults.Offload,
             },
             MinSuccessors = overlay.Int("MinSuccessors") ?? defaults.MinSuccessors,

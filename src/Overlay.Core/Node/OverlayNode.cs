@@ -56,7 +56,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         Options = options;
-        NodeId = options.NodeId ?? Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+        NodeId = options.NodeId ?? Switching.NodeId.NewRandom().ToString();
         _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _logger = _loggerFactory.CreateLogger<OverlayNode>();
         _time = time ?? TimeProvider.System;
@@ -213,12 +213,12 @@ public sealed partial class OverlayNode : IAsyncDisposable
     private IEthernetDevice OpenDevice(OverlayOptions overlay)
     {
         var net = overlay.NetDevice;
-        var mac = net.MAC is { } text ? PhysicalAddress.Parse(text.Replace(':', '-')) : OverlayEngine.DeriveMac(NodeId, overlay.Id);
-        if (net.Name is null) return new InMemoryEthernetDevice($"mem-{overlay.Id}", mac, net.MTU);
+        var mac = net.MacAddress is { } text ? PhysicalAddress.Parse(text.Replace(':', '-')) : OverlayEngine.DeriveMac(NodeId, overlay.Id);
+        if (net.Name is null) return new InMemoryEthernetDevice($"mem-{overlay.Id}", mac, net.Mtu);
         var addresses = new List<InterfaceAddress>();
-        if (net.IP4 is { } ip4) addresses.Add(new InterfaceAddress(IPAddress.Parse(ip4), net.PrefixLen));
-        if (net.IP6 is { } ip6) addresses.Add(InterfaceAddress.Parse(ip6));
-        return TapDevice.Create(new TapDeviceOptions { Name = net.Name, MacAddress = mac, Mtu = net.MTU, Addresses = addresses, Offload = net.Offload });
+        if (net.IPv4Address is { } ip4) addresses.Add(new InterfaceAddress(IPAddress.Parse(ip4), net.PrefixLength));
+        if (net.IPv6Address is { } ip6) addresses.Add(InterfaceAddress.Parse(ip6));
+        return TapDevice.Create(new TapDeviceOptions { Name = net.Name, MacAddress = mac, Mtu = net.Mtu, Addresses = addresses, Offload = net.Offload });
     }
 
     private void OnPeerChanged(object? sender, PeerEvent e)
@@ -326,7 +326,7 @@ public sealed class OverlayNetwork
     public IEthernetDevice Device => _engine.Device;
 
     /// <summary>The overlay's switch (counters, neighbours).</summary>
-    public OverlaySwitch Switch => _engine.Switch;
+    internal OverlaySwitch Switch => _engine.Switch;
 
     /// <summary>A snapshot of members, links and counters.</summary>
     public Task<OverlayStatus> GetStatusAsync() => _engine.GetStatusAsync();

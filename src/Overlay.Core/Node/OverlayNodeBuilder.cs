@@ -1,3 +1,5 @@
+using Overlay.Signaling.InProcess;
+
 namespace Overlay;
 
 /// <summary>
@@ -48,10 +50,11 @@ public sealed class OverlayNodeBuilder
     public OverlayNodeBuilder UseXmpp(string hostAddress, string username, string password, int? port = null, string? caFile = null) =>
         UseXmpp(new XmppSignalingOptions { HostAddress = hostAddress, Username = username, Password = password, Port = port, CaFile = caFile });
 
-    /// <summary>Signals through the in-process hub named <paramref name="hubName"/> (nodes of one process).</summary>
-    public OverlayNodeBuilder UseInProcessSignaling(string hubName = "default")
+    /// <summary>Signals through <paramref name="hub"/>, which the nodes of one process that should meet share.</summary>
+    public OverlayNodeBuilder UseInProcessSignaling(InProcessSignalingHub hub)
     {
-        _options = _options with { Signal = new InProcessSignalingOptions { HubName = hubName } };
+        ArgumentNullException.ThrowIfNull(hub);
+        _options = _options with { Signal = new InProcessSignalingOptions { Hub = hub } };
         return this;
     }
 
@@ -138,18 +141,18 @@ public sealed class OverlayBuilder
     public OverlayBuilder WithAddress(string cidr)
     {
         ArgumentNullException.ThrowIfNull(cidr);
-        if (cidr.Contains(':', StringComparison.Ordinal)) return Device(d => d with { IP6 = cidr });
+        if (cidr.Contains(':', StringComparison.Ordinal)) return Device(d => d with { IPv6Address = cidr });
         var slash = cidr.IndexOf('/', StringComparison.Ordinal);
-        if (slash < 0) return Device(d => d with { IP4 = cidr });
+        if (slash < 0) return Device(d => d with { IPv4Address = cidr });
         var prefix = int.TryParse(cidr.AsSpan(slash + 1), out var p) ? p : -1;
-        return Device(d => d with { IP4 = cidr[..slash], PrefixLen = prefix });
+        return Device(d => d with { IPv4Address = cidr[..slash], PrefixLength = prefix });
     }
 
     /// <summary>Sets the overlay MTU.</summary>
-    public OverlayBuilder WithMtu(int mtu) => Device(d => d with { MTU = mtu });
+    public OverlayBuilder WithMtu(int mtu) => Device(d => d with { Mtu = mtu });
 
     /// <summary>Sets the node's MAC address on the overlay.</summary>
-    public OverlayBuilder WithMac(string mac) => Device(d => d with { MAC = mac });
+    public OverlayBuilder WithMacAddress(string macAddress) => Device(d => d with { MacAddress = macAddress });
 
     /// <summary>Sets the topology limits.</summary>
     public OverlayBuilder WithTopology(int? minSuccessors = null, int? maxLongDistEdges = null, int? maxOnDemandEdges = null, int? maxIncomingEdges = null)

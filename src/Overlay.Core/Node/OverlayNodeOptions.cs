@@ -39,7 +39,7 @@ public sealed record OverlayNodeOptions
     /// <summary>Checks every setting; throws <see cref="OverlayConfigurationException"/> naming the first bad key.</summary>
     public void Validate()
     {
-        if (NodeId is not null && !OptionChecks.IsNodeId(NodeId))
+        if (NodeId is not null && !Switching.NodeId.IsValid(NodeId))
             throw new OverlayConfigurationException("NodeId", "must be 32 lower-case hex characters (a 128-bit ID)");
         Signal.Validate("Signal");
         for (var i = 0; i < Stun.Count; i++)
@@ -108,14 +108,6 @@ public sealed class OverlayConfigurationException : Exception
 
 internal static class OptionChecks
 {
-    public static bool IsNodeId(string value)
-    {
-        if (value.Length != 32) return false;
-        foreach (var c in value)
-            if (c is not (>= '0' and <= '9' or >= 'a' and <= 'f')) return false;
-        return true;
-    }
-
     /// <summary>host:port, [v6]:port or a bare IPv6 literal is not accepted (ambiguous).</summary>
     public static bool IsHostPort(string value)
     {

@@ -64,7 +64,7 @@ public sealed record OverlayOptions
             if (string.IsNullOrWhiteSpace(Groups[i]))
                 throw new OverlayConfigurationException($"{key}.Groups[{i}]", "must name a roster group");
         for (var i = 0; i < StaticEdges.Count; i++)
-            if (!OptionChecks.IsNodeId(StaticEdges[i]))
+            if (!Switching.NodeId.IsValid(StaticEdges[i]))
                 throw new OverlayConfigurationException($"{key}.StaticEdges[{i}]", $"'{StaticEdges[i]}' is not a node ID (32 lower-case hex characters)");
     }
 }
@@ -72,23 +72,26 @@ public sealed record OverlayOptions
 /// <summary>The virtual NIC of one overlay.</summary>
 public sealed record NetDeviceOptions
 {
-    /// <summary>Name of the Linux TAP device (at most 15 characters); null means an in-memory device (no root needed).</summary>
+    /// <summary>Name of the Linux TAP device (at most 15 printable ASCII characters); null means an in-memory device (no root needed).</summary>
     public string? Name { get; init; }
 
     /// <summary>IPv4 address of the node on the overlay (EdgeVPN key <c>IP4</c>); optional.</summary>
-    public string? IP4 { get; init; }
+    public string? IPv4Address { get; init; }
 
-    /// <summary>IPv4 prefix length (EdgeVPN key <c>PrefixLen</c>).</summary>
-    public int PrefixLen { get; init; } = 24;
+    /// <summary>Prefix length of <see cref="IPv4Address"/> (EdgeVPN key <c>PrefixLen</c>).</summary>
+    public int PrefixLength { get; init; } = 24;
 
-    /// <summary>IPv6 address with prefix, e.g. <c>fd00:10::1/64</c>; optional.</summary>
-    public string? IP6 { get; init; }
+    /// <summary>IPv6 address with prefix, e.g. <c>fd00:10::1/64</c> (key <c>IP6</c>); optional.</summary>
+    public string? IPv6Address { get; init; }
 
     /// <summary>The overlay MTU (EdgeVPN key <c>MTU</c>); 1410 fits the link's headers in a 1500-byte path.</summary>
-    public int MTU { get; init; } = 1410;
+    public int Mtu { get; init; } = Switching.Frames.EthernetFrame.OverlayMtu;
 
-    /// <summary>MAC address as xx:xx:xx:xx:xx:xx; null derives a stable locally administered one from the node ID.</summary>
-    public string? MAC { get; init; }
+    /// <summary>MAC address as xx:xx:xx:xx:xx:xx (key <c>MAC</c>); null derives a stable locally administered one from the node ID.</summary>
+    public string? MacAddress { get; init; }
+
+    /// <summary>Forwarder for the engine, which is being rewritten elsewhere; removed once it reads <see cref="Mtu"/>.</summary>
+    internal int MTU => Mtu;
 
     /// <summary>
     /// Checksum and TCP segmentation offload on the TAP (key <c>Offload</c>): far less CPU per byte for TCP; frames on
@@ -98,16 +101,17 @@ public sealed record NetDeviceOptions
 
     internal void Validate(string key)
     {
-        if (Name is not null && (Name.Length is 0 or > 15 || Name.Any(c => c is '/' or ' ' or ':' || char.IsControl(c))))
-            throw new OverlayConfigurationException($"{key}.Name", $"'{Name}' is not a valid interface name (1-15 characters, no '/', ':' or spaces)");
-        if (IP4 is not null && !(IPAddress.TryParse(IP4, out var v4) && v4.AddressFamily == AddressFamily.InterNetwork))
-            throw new OverlayConfigurationException($"{key}.IP4", $"'{IP4}' is not an IPv4 address");
-        if (PrefixLen is < 1 or > 32) throw new OverlayConfigurationException($"{key}.PrefixLen", $"{PrefixLen} is outside 1..32");
-        if (IP6 is not null && !(IPNetwork.TryParse(IP6, out var net6) && net6.BaseAddress.AddressFamily == AddressFamily.InterNetworkV6) && !IsIp6WithPrefix(IP6))
-            throw new OverlayConfigurationException($"{key}.IP6", $"'{IP6}' is not an IPv6 address with prefix (e.g. fd00::1/64)");
-        if (MTU is < 576 or > 9000) throw new OverlayConfigurationException($"{key}.MTU", $"{MTU} is outside 576..9000");
-        if (MAC is not null && !IsUnicastMac(MAC))
-            throw new OverlayConfigurationException($"{key}.MAC", $"'{MAC}' is not a unicast MAC address (xx:xx:xx:xx:xx:xx)");
+        if (Name is not null && !Tap.Linux.InterfaceName.IsValid(Name))
+            throw new OverlayConfigurationException($"{key}.Name", $"'{Name}' is not a valid interface name ({Tap.Linux.InterfaceName.Rule})");
+        if (IPv4Address is not null && !(IPAddress.TryParse(IPv4Address, out var v4) && v4.AddressFamily == AddressFamily.InterNetwork))
+            throw new OverlayConfigurationException($"{key}.IP4", $"'{IPv4Address}' is not an IPv4 address");
+        if (PrefixLength is < 1 or > 32) throw new OverlayConfigurationException($"{key}.PrefixLen", $"{PrefixLength} is outside 1..32");
+        if (IPv6Address is not null && !(IPNetwork.TryParse(IPv6Address, out var net6) && net6.BaseAddress.AddressFamily == AddressFamily.InterNetworkV6)
+            && !IsIp6WithPrefix(IPv6Address))
+            throw new OverlayConfigurationException($"{key}.IP6", $"'{IPv6Address}' is not an IPv6 address with prefix (e.g. fd00::1/64)");
+        if (Mtu is < 576 or > 9000) throw new OverlayConfigurationException($"{key}.MTU", $"{Mtu} is outside 576..9000");
+        if (MacAddress is not null && !IsUnicastMac(MacAddress))
+            throw new OverlayConfigurationException($"{key}.MAC", $"'{MacAddress}' is not a unicast MAC address (xx:xx:xx:xx:xx:xx)");
     }
 
     private static bool IsIp6WithPrefix(string value)

@@ -1,3 +1,5 @@
+using Overlay.Signaling.InProcess;
+
 namespace Overlay;
 
 /// <summary>How a node signals: through an XMPP server, or through an in-process hub shared by nodes of one process.</summary>
@@ -9,18 +11,15 @@ public abstract record SignalingOptions
 }
 
 /// <summary>
-/// The embedded default: nodes in one process find each other through a shared in-process hub
-/// (demo, tests, simulation). Nodes given the same <see cref="HubName"/> meet.
+/// The embedded default: nodes in one process find each other through an in-process hub the application creates
+/// and hands to each of them (demo, tests, simulation). Nodes given the same <see cref="Hub"/> meet.
 /// </summary>
 public sealed record InProcessSignalingOptions : SignalingOptions
 {
-    /// <summary>Name of the hub to join.</summary>
-    public string HubName { get; init; } = "default";
+    /// <summary>The hub to signal through; null gives the node a hub of its own, where it meets no one.</summary>
+    public InProcessSignalingHub? Hub { get; init; }
 
-    internal override void Validate(string key)
-    {
-        if (string.IsNullOrWhiteSpace(HubName)) throw new OverlayConfigurationException($"{key}.HubName", "is required");
-    }
+    internal override void Validate(string key) { }
 }
 
 /// <summary>How the XMPP client proves who it is.</summary>

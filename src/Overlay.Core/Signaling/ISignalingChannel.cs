@@ -10,7 +10,7 @@ namespace Overlay.Signaling;
 /// announcing themselves for that overlay under the node ID they claim; every other inbound message is
 /// dropped and counted in <see cref="Counters"/>, never executed.
 /// </remarks>
-public interface ISignalingChannel : IAsyncDisposable
+internal interface ISignalingChannel : IAsyncDisposable
 {
     /// <summary>This node's ID (32 lower-case hex characters).</summary>
     string NodeId { get; }

@@ -4,7 +4,7 @@ namespace Overlay.Signaling;
 /// An inbound request or notification that passed the membership checks: the sender is in this node's
 /// roster and the overlay is one this node serves.
 /// </summary>
-public sealed class IncomingSignal
+internal sealed class IncomingSignal
 {
     private readonly Func<SignalMessage, CancellationToken, Task>? _respond;
     private int _responded;

@@ -1,22 +1,11 @@
+using Overlay.Switching;
+
 namespace Overlay.Signaling;
 
-/// <summary>Validation of node IDs as DESIGN.md §4 writes them: 128 bits as 32 lower-case hex characters.</summary>
-public static class NodeIds
+/// <summary>Forwarders to <see cref="NodeId"/>, the one place node IDs are validated; kept only until the engine calls it directly.</summary>
+internal static class NodeIds
 {
-    /// <summary>Length of a node ID in characters.</summary>
-    public const int Length = 32;
+    public static bool IsValid(string? value) => NodeId.IsValid(value);
 
-    /// <summary>True when <paramref name="value"/> is 32 lower-case hex characters.</summary>
-    public static bool IsValid(string? value)
-    {
-        if (value is null || value.Length != Length) return false;
-        foreach (var c in value)
-        {
-            if (!(c is >= '0' and <= '9' or >= 'a' and <= 'f')) return false;
-        }
-        return true;
-    }
-
-    /// <summary>A random node ID.</summary>
-    public static string NewRandom() => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+    public static string NewRandom() => NodeId.NewRandom().ToString();
 }

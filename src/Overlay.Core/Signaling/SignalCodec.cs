@@ -152,7 +152,7 @@ internal static class SignalCodec
             if (root.ValueKind != JsonValueKind.Object) return SignalDecodeError.Malformed;
             if (!root.TryGetProperty("v", out var v) || v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var version) || version < 1)
                 return SignalDecodeError.Malformed;
-            if (!TryString(root, "type", out var type) || !TryString(root, "node", out var node) || !NodeIds.IsValid(node))
+            if (!TryString(root, "type", out var type) || !TryString(root, "node", out var node) || !Switching.NodeId.IsValid(node))
                 return SignalDecodeError.Malformed;
 
             if (type == TypeAnnounce)

@@ -10,7 +10,7 @@ namespace Overlay.Signaling;
 /// inbound messages, request/response correlation with timeouts, counters and events. A transport
 /// (XMPP, in-process hub) only moves payloads and presence and tells this class who is in the roster.
 /// </summary>
-public abstract class SignalingChannelBase : ISignalingChannel
+internal abstract class SignalingChannelBase : ISignalingChannel
 {
     private const int IncomingCapacity = 256;
     private const int WatcherCapacity = 1024;
@@ -34,7 +34,7 @@ public abstract class SignalingChannelBase : ISignalingChannel
         IReadOnlyDictionary<string, IReadOnlyList<string>>? overlayGroups = null)
     {
         _overlayGroups = overlayGroups ?? new Dictionary<string, IReadOnlyList<string>>();
-        if (!NodeIds.IsValid(nodeId)) throw new ArgumentException($"NodeId must be 32 lower-case hex characters, got '{nodeId}'", nameof(nodeId));
+        if (!Switching.NodeId.IsValid(nodeId)) throw new ArgumentException($"NodeId must be 32 lower-case hex characters, got '{nodeId}'", nameof(nodeId));
         ArgumentNullException.ThrowIfNull(overlays);
         _overlays = overlays.Distinct(StringComparer.Ordinal).ToArray();
         if (_overlays.Length == 0 || _overlays.Any(string.IsNullOrEmpty))

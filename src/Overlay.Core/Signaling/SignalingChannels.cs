@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using Overlay.Signaling.InProcess;
@@ -8,14 +7,12 @@ namespace Overlay.Signaling;
 
 /// <summary>
 /// Creates the signaling channel a node's configuration asks for: XMPP (<see cref="XmppSignalingOptions"/>)
-/// or the in-process hub (<see cref="InProcessSignalingOptions"/>, nodes naming the same hub meet).
+/// or an in-process hub (<see cref="InProcessSignalingOptions"/>, nodes given the same hub meet).
 /// </summary>
-public static class SignalingChannels
+internal static class SignalingChannels
 {
-    private static readonly ConcurrentDictionary<string, InProcessSignalingHub> Hubs = new(StringComparer.Ordinal);
-
-    /// <summary>The process-wide in-process hub of that name, in which every node is in every other node's roster.</summary>
-    public static InProcessSignalingHub Hub(string name) => Hubs.GetOrAdd(name, _ => new InProcessSignalingHub());
+    /// <summary>The roster group every node of an in-process hub joins: on a hub, every node sees every other.</summary>
+    internal const string InProcessGroup = "nodes";
 
     /// <summary>
     /// Creates (does not connect) the channel for <paramref name="nodeId"/> serving <paramref name="overlays"/>, whose
@@ -29,8 +26,8 @@ public static class SignalingChannels
         switch (options)
         {
             case InProcessSignalingOptions inProcess:
-                var hub = Hub(inProcess.HubName);
-                hub.AddToGroup(inProcess.HubName, nodeId);
+                var hub = inProcess.Hub ?? new InProcessSignalingHub();
+                hub.AddToGroup(InProcessGroup, nodeId);
                 return hub.CreateChannel(new InProcessChannelOptions
                 {
                     Account = nodeId, NodeId = nodeId, Overlays = overlays, OverlayGroups = overlayGroups, LoggerFactory = loggerFactory, TimeProvider = timeProvider,

@@ -14,7 +14,7 @@ namespace Overlay.Signaling;
 /// <param name="RequestsTimedOut">Outbound requests that got no response in time.</param>
 /// <param name="DroppedNotInOverlayGroup">Announcements and messages for an overlay from a roster contact outside that overlay's roster groups.</param>
 /// <param name="DroppedNodeIdClaimed">Announcements claiming a node ID another account holds, or a second node of one account in an overlay.</param>
-public sealed record SignalingCounters(
+internal sealed record SignalingCounters(
     long Accepted,
     long ResponsesMatched,
     long DroppedNotInRoster,

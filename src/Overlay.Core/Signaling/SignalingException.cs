@@ -27,7 +27,7 @@ public sealed class SignalingTimeoutException : SignalingException
 }
 
 /// <summary>The peer answered a request with a rejection.</summary>
-public sealed class SignalRejectedException : SignalingException
+internal sealed class SignalRejectedException : SignalingException
 {
     /// <summary>Creates the exception.</summary>
     public SignalRejectedException() { }

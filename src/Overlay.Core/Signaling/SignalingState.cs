@@ -16,7 +16,7 @@ public enum SignalingState
 }
 
 /// <summary>A change of <see cref="ISignalingChannel.State"/>.</summary>
-public sealed class SignalingStateChangedEventArgs : EventArgs
+internal sealed class SignalingStateChangedEventArgs : EventArgs
 {
     /// <summary>Creates the event.</summary>
     public SignalingStateChangedEventArgs(SignalingState state, Exception? error)

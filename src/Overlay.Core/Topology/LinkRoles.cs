@@ -21,7 +21,7 @@ public enum LinkRoles
 }
 
 /// <summary>What the topology asks of the link manager. Calls come from the topology's own thread.</summary>
-public interface ILinkController
+internal interface ILinkController
 {
     /// <summary>Set up a link to <paramref name="peer"/> (this node initiates); report back through OnLinkUp / OnLinkDown.</summary>
     void Connect(UInt128 peer, LinkRoles roles);
@@ -33,7 +33,7 @@ public interface ILinkController
 /// <summary>The topology's answer to a peer that asks for a link.</summary>
 /// <param name="Accepted">True to set the link up.</param>
 /// <param name="Reason">Why it was refused (sent back to the peer), or empty.</param>
-public readonly record struct LinkDecision(bool Accepted, string Reason)
+internal readonly record struct LinkDecision(bool Accepted, string Reason)
 {
     /// <summary>Accept.</summary>
     public static LinkDecision Accept { get; } = new(true, "");

@@ -4,7 +4,7 @@ namespace Overlay.Topology;
 /// The members of one overlay known to a node (from signaling presence), sorted on the ring. The
 /// simulator shares one between many nodes; a real node has its own.
 /// </summary>
-public sealed class PeerRing
+internal sealed class PeerRing
 {
     private readonly List<UInt128> _sorted = [];
 

@@ -9,7 +9,7 @@ namespace Overlay.Topology;
 /// <see cref="TimeProvider"/> and randomness from an injected <see cref="Random"/>, so thousands of
 /// nodes run deterministically in one simulation. Not thread-safe: drive it from one thread.
 /// </summary>
-public sealed class SymphonyTopology
+internal sealed class SymphonyTopology
 {
     private readonly UInt128 _self;
     private readonly PeerRing _peers;

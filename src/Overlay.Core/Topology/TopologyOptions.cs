@@ -1,7 +1,7 @@
 namespace Overlay.Topology;
 
 /// <summary>Limits and timings of the Symphony topology of one overlay.</summary>
-public sealed record TopologyOptions
+internal sealed record TopologyOptions
 {
     /// <summary>Successor links kept (EdgeVPN MinSuccessors).</summary>
     public int MinSuccessors { get; init; } = 2;

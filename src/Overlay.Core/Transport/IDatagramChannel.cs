@@ -10,7 +10,7 @@ namespace Overlay.Transport;
 /// 20–63 DTLS and 192–255 Overlay data packets (both delivered to <see cref="IDatagramReceiver"/>),
 /// 64–79 TURN ChannelData (unwrapped by the TURN client, then demultiplexed again).
 /// </remarks>
-public interface IDatagramChannel
+internal interface IDatagramChannel
 {
     /// <summary>Bytes the channel may write in front of a payload (for example 4 for TURN ChannelData).</summary>
     int Headroom { get; }
@@ -27,7 +27,7 @@ public interface IDatagramChannel
 }
 
 /// <summary>Receives datagrams from an <see cref="IDatagramChannel"/>.</summary>
-public interface IDatagramReceiver
+internal interface IDatagramReceiver
 {
     /// <summary>
     /// Called on the socket's receive loop with one datagram; the span is valid only during the call.

@@ -17,7 +17,7 @@ internal interface IBurstCompletion
 /// loop that forwards) opens a scope with <see cref="Begin"/>; <see cref="UdpMux.Send"/> on that thread then queues
 /// (copying the datagram) and the scope's end sends. Outside a scope sending is immediate, as before.
 /// </summary>
-public static unsafe class SendBatch
+internal static unsafe class SendBatch
 {
     internal const int Capacity = 32;
     [ThreadStatic] private static Queue? t_queue;

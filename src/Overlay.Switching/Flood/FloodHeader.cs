@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace Overlay.Switching.Flood;
 
 /// <summary>What a bounded-flood frame carries.</summary>
-public enum FloodType : byte
+internal enum FloodType : byte
 {
     /// <summary>A broadcast frame (ff:ff:ff:ff:ff:ff).</summary>
     Broadcast = 0,
@@ -31,7 +31,7 @@ public enum FloodType : byte
 /// <param name="Sequence">The root's flood number.</param>
 /// <param name="Hop">Hops so far (the originator sends 1).</param>
 /// <param name="Type">What the frame is.</param>
-public readonly record struct FloodHeader(NodeId Root, NodeId Bound, uint Sequence, byte Hop, FloodType Type)
+internal readonly record struct FloodHeader(NodeId Root, NodeId Bound, uint Sequence, byte Hop, FloodType Type)
 {
     /// <summary>Bytes on the wire.</summary>
     public const int Length = 38;

@@ -3,10 +3,19 @@ using System.Buffers.Binary;
 namespace Overlay.Switching.Frames;
 
 /// <summary>Reads the parts of an Ethernet II frame (IEEE 802.3) the switch decides on.</summary>
-public static class EthernetFrame
+internal static class EthernetFrame
 {
     /// <summary>Destination + source + EtherType.</summary>
     public const int HeaderLength = 14;
+
+    /// <summary>An IEEE 802.1Q VLAN tag.</summary>
+    public const int VlanTagLength = 4;
+
+    /// <summary>
+    /// The overlay's MTU unless configured otherwise (EdgeVPN's 1410): a frame of that payload, sealed with the link's
+    /// headers, still fits a 1500-byte path. The default of every device, link and switch of a node.
+    /// </summary>
+    public const int OverlayMtu = 1410;
 
     /// <summary>IEEE 802.1Q VLAN tag protocol identifier.</summary>
     public const ushort EtherTypeVlan = 0x8100;

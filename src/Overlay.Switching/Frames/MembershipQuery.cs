@@ -7,7 +7,7 @@ namespace Overlay.Switching.Frames;
 /// their subscriptions age out: IGMPv3 (RFC 3376 §4.1) and MLDv2 (RFC 3810 §5.1). Hosts report only when they join
 /// unless asked, and the overlay has no multicast router to ask them.
 /// </summary>
-public static class MembershipQuery
+internal static class MembershipQuery
 {
     /// <summary>Length of the IGMP query frame (padded to Ethernet's minimum).</summary>
     public const int IgmpFrameLength = 60;
@@ -35,13 +35,13 @@ public static class MembershipQuery
         ip[19] = 1;
         ip[20] = 0x94;                                     // Router Alert (RFC 2113)
         ip[21] = 4;
-        BinaryPrimitives.WriteUInt16BigEndian(ip[10..], Checksum(ip, 0));
+        InternetChecksum.SetIPv4HeaderChecksum(ip);
         var igmp = body.Slice(EthernetFrame.HeaderLength + 24, 12);
         igmp[0] = 0x11;                                    // membership query; group 0.0.0.0: general
         igmp[1] = (byte)Math.Clamp((int)(maxResponse.TotalMilliseconds / 100), 1, 127); // tenths of a second, exact below 128
         igmp[8] = Robustness;
         igmp[9] = QueryIntervalSeconds;
-        BinaryPrimitives.WriteUInt16BigEndian(igmp[2..], Checksum(igmp, 0));
+        InternetChecksum.Store(igmp[2..], (ushort)~InternetChecksum.Fold(InternetChecksum.Add(igmp)));
         return IgmpFrameLength;
     }
 
@@ -82,24 +82,9 @@ public static class MembershipQuery
         mld[24] = Robustness;
         mld[25] = QueryIntervalSeconds;
         // ICMPv6 checksum over the pseudo-header (source, destination, length, next header) and the message.
-        var pseudo = Sum(ip.Slice(8, 32), 0) + (uint)mld.Length + 58;
-        BinaryPrimitives.WriteUInt16BigEndian(mld[2..], Checksum(mld, pseudo));
+        var sum = InternetChecksum.Add(mld, InternetChecksum.PseudoHeader(ip, v6: true, protocol: 58, mld.Length));
+        InternetChecksum.Store(mld[2..], (ushort)~InternetChecksum.Fold(sum));
         return MldFrameLength;
-    }
-
-    /// <summary>The RFC 1071 checksum of <paramref name="data"/> added to a partial <paramref name="sum"/>.</summary>
-    internal static ushort Checksum(ReadOnlySpan<byte> data, uint sum)
-    {
-        sum = Sum(data, sum);
-        while (sum > 0xFFFF) sum = (sum & 0xFFFF) + (sum >> 16);
-        return (ushort)~sum;
-    }
-
-    private static uint Sum(ReadOnlySpan<byte> data, uint sum)
-    {
-        for (var i = 0; i + 1 < data.Length; i += 2) sum += BinaryPrimitives.ReadUInt16BigEndian(data[i..]);
-        if ((data.Length & 1) != 0) sum += (uint)data[^1] << 8;
-        return sum;
     }
 
     /// <summary>Zeroes <paramref name="frame"/> and writes its Ethernet header.</summary>

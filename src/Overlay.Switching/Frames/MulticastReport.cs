@@ -5,13 +5,13 @@ namespace Overlay.Switching.Frames;
 /// <summary>A host joining or leaving a multicast group, keyed by the group's Ethernet address.</summary>
 /// <param name="GroupMac">The group's MAC as a 48-bit key (01:00:5e:… for IPv4, 33:33:… for IPv6).</param>
 /// <param name="Join">True for a join (report), false for a leave.</param>
-public readonly record struct GroupChange(ulong GroupMac, bool Join);
+internal readonly record struct GroupChange(ulong GroupMac, bool Join);
 
 /// <summary>
 /// Reads IGMPv1/v2/v3 (RFC 1112, 2236, 3376) and MLDv1/v2 (RFC 2710, 3810) membership messages into
 /// group changes, without allocating. Anything malformed yields no change.
 /// </summary>
-public static class MulticastReport
+internal static class MulticastReport
 {
     private const byte IpProtocolIgmp = 2;
     private const byte NextHeaderHopByHop = 0;

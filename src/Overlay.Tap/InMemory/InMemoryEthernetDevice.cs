@@ -1,4 +1,5 @@
 using System.Net.NetworkInformation;
+using Overlay.Switching.Frames;
 
 namespace Overlay.Tap.InMemory;
 
@@ -13,7 +14,7 @@ public sealed class InMemoryEthernetDevice : IEthernetDevice
     private volatile bool _disposed;
 
     /// <summary>Creates a device.</summary>
-    public InMemoryEthernetDevice(string name, PhysicalAddress macAddress, int mtu = 1410)
+    public InMemoryEthernetDevice(string name, PhysicalAddress macAddress, int mtu = EthernetFrame.OverlayMtu)
     {
         ArgumentNullException.ThrowIfNull(macAddress);
         if (mtu is < 68 or > 65535) throw new TapDeviceException(TapError.InvalidMtu, $"MTU {mtu} of {name} is outside 68..65535");

@@ -6,7 +6,7 @@ using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using System.Threading.Channels;
 
-using Overlay.Tap.Offload;
+using Overlay.Switching.Frames;
 
 namespace Overlay.Tap.InMemory;
 

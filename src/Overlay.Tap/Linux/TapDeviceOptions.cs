@@ -1,4 +1,5 @@
 using System.Net.NetworkInformation;
+using Overlay.Switching.Frames;
 
 namespace Overlay.Tap.Linux;
 
@@ -12,7 +13,7 @@ public sealed record TapDeviceOptions
     public PhysicalAddress? MacAddress { get; init; }
 
     /// <summary>MTU, 68..65535. 1410 leaves room for the overlay's headers on a 1500-byte path.</summary>
-    public int Mtu { get; init; } = 1410;
+    public int Mtu { get; init; } = EthernetFrame.OverlayMtu;
 
     /// <summary>Addresses to add, IPv4 and IPv6.</summary>
     public IReadOnlyList<InterfaceAddress> Addresses { get; init; } = [];

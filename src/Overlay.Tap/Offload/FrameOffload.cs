@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Overlay.Switching.Frames;
 
 namespace Overlay.Tap.Offload;
 

@@ -5,6 +5,7 @@ using Overlay.Engine;
 using Overlay.Links;
 using Overlay.Nat.Ice;
 using Overlay.Signaling;
+using Overlay.Signaling.InProcess;
 using Overlay.Tap.InMemory;
 
 namespace Overlay.Core.Tests.Engine;
@@ -43,10 +44,10 @@ internal sealed class EngineNode : IAsyncDisposable
     }
 
     /// <summary>Creates the node and connects its signaling (presence goes out); the engine starts with <see cref="Start"/>.</summary>
-    public static async Task<EngineNode> ConnectAsync(string hub, string nodeId, ManualTimeProvider time, MemoryPathNetwork paths, LinkTimings? timings = null)
+    public static async Task<EngineNode> ConnectAsync(InProcessSignalingHub hub, string nodeId, ManualTimeProvider time, MemoryPathNetwork paths, LinkTimings? timings = null)
     {
         var loggers = new MemoryLoggerProvider(nodeId[..4]);
-        var signaling = SignalingChannels.Create(new InProcessSignalingOptions { HubName = hub }, nodeId, [OverlayId], loggers, time);
+        var signaling = SignalingChannels.Create(new InProcessSignalingOptions { Hub = hub }, nodeId, [OverlayId], loggers, time);
         await signaling.ConnectAsync();
         var identity = NodeIdentity.CreateEphemeral(nodeId);
         var node = new EngineNode(nodeId, signaling, identity);

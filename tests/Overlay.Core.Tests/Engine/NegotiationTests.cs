@@ -4,6 +4,7 @@ using Overlay.Core.Tests.Signaling;
 using Overlay.Engine;
 using Overlay.Nat.Ice;
 using Overlay.Signaling;
+using Overlay.Signaling.InProcess;
 using Overlay.Topology;
 
 namespace Overlay.Core.Tests.Engine;
@@ -17,7 +18,7 @@ public class NegotiationTests
 {
     private ManualTimeProvider _time = null!;
     private MemoryPathNetwork _paths = null!;
-    private string _hub = null!;
+    private InProcessSignalingHub _hub = null!;
     private readonly List<IAsyncDisposable> _owned = [];
 
     [SetUp]
@@ -25,7 +26,7 @@ public class NegotiationTests
     {
         _time = new ManualTimeProvider();
         _paths = new MemoryPathNetwork();
-        _hub = "engine-" + Guid.NewGuid().ToString("N");
+        _hub = new InProcessSignalingHub();
     }
 
     [TearDown]
@@ -91,7 +92,7 @@ public class NegotiationTests
     /// <summary>A member driven by hand: its signaling alone, which answers nothing unless the test does.</summary>
     private async Task<SignalingChannelBase> RawPeerAsync(string nodeId, string knows)
     {
-        var peer = SignalingChannels.Create(new InProcessSignalingOptions { HubName = _hub }, nodeId, [EngineNode.OverlayId], null, _time);
+        var peer = SignalingChannels.Create(new InProcessSignalingOptions { Hub = _hub }, nodeId, [EngineNode.OverlayId], null, _time);
         _owned.Add(peer);
         await peer.ConnectAsync();
         await SignalingBehaviourTests.WaitForPeerAsync(peer, EngineNode.OverlayId, knows);

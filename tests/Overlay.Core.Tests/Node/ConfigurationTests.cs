@@ -33,7 +33,7 @@ public class ConfigurationTests
         Assert.That(options.Turn.Single(), Is.EqualTo(new TurnServerOptions("198.51.100.10:3478", "node", "secret")));
         Assert.That(options.Overlays.Select(o => o.Id), Is.EqualTo(new[] { "A0FB389", "B1" }));
         var a = options.Overlays[0];
-        Assert.That(a.NetDevice, Is.EqualTo(new NetDeviceOptions { Name = "ovl0", IP4 = "10.10.0.1", PrefixLen = 16, IP6 = "fd00:10::1/64", MTU = 1410 }));
+        Assert.That(a.NetDevice, Is.EqualTo(new NetDeviceOptions { Name = "ovl0", IPv4Address = "10.10.0.1", PrefixLength = 16, IPv6Address = "fd00:10::1/64", Mtu = 1410 }));
         Assert.That((a.MinSuccessors, a.MaxLongDistEdges, a.MaxOnDemandEdges), Is.EqualTo((3, (int?)4, 2)));
         Assert.That(a.StaticEdges, Is.EqualTo(new[] { "ffffffffffffffffffffffffffffffff" }));
         Assert.That((a.Groups, options.Overlays[1].Groups), Is.EqualTo((new[] { "engineering", "ops" }, new[] { "lab" })));
@@ -73,6 +73,8 @@ public class ConfigurationTests
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Offload": "yes" } } } }""", "Overlays.a.NetDevice.Offload")]
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "IP4": "10.0.0.300" } } } }""", "Overlays.a.NetDevice.IP4")]
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Name": "a-name-longer-than-15" } } } }""", "Overlays.a.NetDevice.Name")]
+    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Name": ".." } } } }""", "Overlays.a.NetDevice.Name")]
+    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Name": "tap\u00e9" } } } }""", "Overlays.a.NetDevice.Name")]
     [TestCase("""{ "Overlays": { "a": { "NetDevice": { "MAC": "01:00:5e:00:00:01" } } } }""", "Overlays.a.NetDevice.MAC")]
     [TestCase("""{ "Overlays": { "a": { "StaticEdges": [ "nope" ] } } }""", "Overlays.a.StaticEdges[0]")]
     [TestCase("""{ "Overlays": { "a": { "Groups": [ " " ] } } }""", "Overlays.a.Groups[0]")]

@@ -180,7 +180,7 @@ public class HostNatLabTests
 
         public static HostProcess Start(NatLab lab, int index, string directory, object? links = null)
         {
-            var nodeId = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+            var nodeId = Switching.NodeId.NewRandom().ToString();
             var address = $"10.99.0.{index + 1}";
             var config = Path.Combine(directory, $"node{index + 1}.json");
             var status = Path.Combine(directory, $"node{index + 1}.status.json");

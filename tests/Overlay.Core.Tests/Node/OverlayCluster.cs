@@ -1,5 +1,6 @@
 using NUnit.Framework;
 using System.Net;
+using Overlay.Signaling.InProcess;
 using Overlay.Tap.InMemory;
 
 namespace Overlay.Core.Tests.Node;
@@ -14,7 +15,7 @@ internal sealed class OverlayCluster : IAsyncDisposable
     private readonly LinkTimings _timings;
 
     /// <summary>The in-process signaling hub the nodes meet in (other members may join it).</summary>
-    public string HubName { get; } = "cluster-" + Guid.NewGuid().ToString("N");
+    public InProcessSignalingHub Hub { get; } = new();
 
     public OverlayCluster(LinkTimings? timings = null, bool eventLoop = true)
     {
@@ -38,7 +39,7 @@ internal sealed class OverlayCluster : IAsyncDisposable
     {
         var index = Nodes.Count;
         var node = OverlayNode.Create()
-            .UseInProcessSignaling(HubName)
+            .UseInProcessSignaling(Hub)
             .WithLinkTimings(_timings)
             .JoinOverlay(OverlayId, o =>
             {

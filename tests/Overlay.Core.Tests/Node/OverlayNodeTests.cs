@@ -4,6 +4,7 @@ using Overlay.Core.Tests.Signaling;
 using Overlay.Engine;
 using Overlay.Nat.Ice;
 using Overlay.Signaling;
+using Overlay.Switching;
 
 namespace Overlay.Core.Tests.Node;
 
@@ -61,9 +62,9 @@ public class OverlayNodeTests
         await using var cluster = new OverlayCluster();
         var node = await cluster.AddAsync();
         // The node links to every member it sees, so its own attempt and the offers meet: above the node's ID, they win.
-        var hostileId = NodeIds.NewRandom();
-        while (string.CompareOrdinal(hostileId, node.NodeId) <= 0) hostileId = NodeIds.NewRandom();
-        await using var hostile = SignalingChannels.Create(new InProcessSignalingOptions { HubName = cluster.HubName }, hostileId, [OverlayCluster.OverlayId]);
+        var hostileId = NodeId.NewRandom().ToString();
+        while (string.CompareOrdinal(hostileId, node.NodeId) <= 0) hostileId = NodeId.NewRandom().ToString();
+        await using var hostile = SignalingChannels.Create(new InProcessSignalingOptions { Hub = cluster.Hub }, hostileId, [OverlayCluster.OverlayId]);
         await hostile.ConnectAsync();
         await SignalingBehaviourTests.WaitForPeerAsync(hostile, OverlayCluster.OverlayId, node.NodeId);
         var fingerprint = "sha-256 " + string.Join(':', Enumerable.Range(0, 32).Select(i => i.ToString("X2", System.Globalization.CultureInfo.InvariantCulture)));

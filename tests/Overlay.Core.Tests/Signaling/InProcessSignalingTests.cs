@@ -1,6 +1,7 @@
 using NUnit.Framework;
 using Overlay.Signaling;
 using Overlay.Signaling.InProcess;
+using Overlay.Switching;
 
 namespace Overlay.Core.Tests.Signaling;
 
@@ -18,7 +19,7 @@ public sealed class InProcessSignalingTests : SignalingBehaviourTests
         for (var i = 5; i <= 8; i++) _hub.AddToGroup("overlay2", $"node{i}");
     }
 
-    protected override async Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays,
+    private protected override async Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays,
         IReadOnlyDictionary<string, IReadOnlyList<string>>? overlayGroups = null)
     {
         var channel = _hub.CreateChannel(new InProcessChannelOptions
@@ -29,14 +30,14 @@ public sealed class InProcessSignalingTests : SignalingBehaviourTests
         return channel;
     }
 
-    protected override async Task<SignalingChannelBase> CreateOutsiderAsync(string nodeId, IReadOnlyList<string> overlays)
+    private protected override async Task<SignalingChannelBase> CreateOutsiderAsync(string nodeId, IReadOnlyList<string> overlays)
     {
         var channel = _hub.CreateChannel(new InProcessChannelOptions { Account = "outsider", NodeId = nodeId, Overlays = overlays });
         await channel.ConnectAsync();
         return channel;
     }
 
-    protected override Task SendRawAsync(SignalingChannelBase from, string toAddress, string payload)
+    private protected override Task SendRawAsync(SignalingChannelBase from, string toAddress, string payload)
     {
         Assert.That(((InProcessSignalingChannel)from).SendRaw(toAddress, payload), Is.True);
         return Task.CompletedTask;
@@ -45,7 +46,7 @@ public sealed class InProcessSignalingTests : SignalingBehaviourTests
     [Test]
     public async Task Leaving_the_roster_group_removes_the_peer()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
         Track(await CreateMemberAsync(2, b, ["ovl1"]));
         await WaitForPeerAsync(alice, "ovl1", b);
@@ -87,10 +88,10 @@ public sealed class SignalingChannelsTests
     [Test]
     public async Task Nodes_configured_with_the_same_in_process_hub_find_each_other()
     {
-        var hubName = "hub-" + Guid.NewGuid().ToString("N");
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
-        await using var alice = SignalingChannels.Create(new InProcessSignalingOptions { HubName = hubName }, a, ["ovl1"]);
-        await using var bob = SignalingChannels.Create(new InProcessSignalingOptions { HubName = hubName }, b, ["ovl1"]);
+        var hub = new InProcessSignalingHub();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
+        await using var alice = SignalingChannels.Create(new InProcessSignalingOptions { Hub = hub }, a, ["ovl1"]);
+        await using var bob = SignalingChannels.Create(new InProcessSignalingOptions { Hub = hub }, b, ["ovl1"]);
         await alice.ConnectAsync();
         await bob.ConnectAsync();
 
@@ -102,7 +103,7 @@ public sealed class SignalingChannelsTests
     public async Task Xmpp_configuration_maps_onto_the_xmpp_channel()
     {
         await using var channel = SignalingChannels.Create(new XmppSignalingOptions { HostAddress = "127.0.0.1", Port = 5222, Username = "node1@overlay.test", Password = "secret" },
-            NodeIds.NewRandom(), ["ovl1"]);
+            NodeId.NewRandom().ToString(), ["ovl1"]);
         Assert.That(channel, Is.InstanceOf<Overlay.Signaling.Xmpp.XmppSignalingChannel>());
         Assert.That(channel.State, Is.EqualTo(SignalingState.Disconnected));
     }

@@ -1,5 +1,6 @@
 using NUnit.Framework;
 using Overlay.Signaling;
+using Overlay.Switching;
 
 namespace Overlay.Core.Tests.Signaling;
 
@@ -17,16 +18,16 @@ public abstract class SignalingBehaviourTests
     /// Creates and connects the channel of member account node<paramref name="index"/> (node1..node8 share roster group
     /// "overlay1"; node5..node8 also share "overlay2"), its overlays' members limited to <paramref name="overlayGroups"/>.
     /// </summary>
-    protected abstract Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays,
+    private protected abstract Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays,
         IReadOnlyDictionary<string, IReadOnlyList<string>>? overlayGroups = null);
 
     /// <summary>Creates and connects the channel of the outsider account (in no roster group).</summary>
-    protected abstract Task<SignalingChannelBase> CreateOutsiderAsync(string nodeId, IReadOnlyList<string> overlays);
+    private protected abstract Task<SignalingChannelBase> CreateOutsiderAsync(string nodeId, IReadOnlyList<string> overlays);
 
     /// <summary>Sends a raw payload from one channel's account to an address, bypassing the typed API.</summary>
-    protected abstract Task SendRawAsync(SignalingChannelBase from, string toAddress, string payload);
+    private protected abstract Task SendRawAsync(SignalingChannelBase from, string toAddress, string payload);
 
-    protected T Track<T>(T channel) where T : ISignalingChannel
+    private protected T Track<T>(T channel) where T : ISignalingChannel
     {
         _channels.Add(channel);
         return channel;
@@ -74,14 +75,14 @@ public abstract class SignalingBehaviourTests
         }
     }
 
-    protected static LinkOffer SampleOffer(string overlay, string linkId) => new(
+    private protected static LinkOffer SampleOffer(string overlay, string linkId) => new(
         overlay, linkId, "ufragA1", "passwordpasswordpassword",
         ["candidate:1 1 udp 2130706431 fe80::1 5000 typ host", "candidate:2 1 udp 1694498815 198.51.100.21 40000 typ srflx raddr 10.1.0.2 rport 5000"],
         "sha-256 AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89",
         "02:00:00:00:00:01");
 
     /// <summary>Answers every offer on <paramref name="channel"/> with an answer echoing the link ID.</summary>
-    protected static Task AnswerOffersAsync(ISignalingChannel channel, CancellationToken ct) => Task.Run(async () =>
+    private protected static Task AnswerOffersAsync(ISignalingChannel channel, CancellationToken ct) => Task.Run(async () =>
     {
         try
         {
@@ -187,7 +188,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task Two_members_discover_each_other_and_complete_an_offer_answer_round()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
         var bob = Track(await CreateMemberAsync(2, b, ["ovl1"]));
         await WaitForPeerAsync(alice, "ovl1", b);
@@ -218,7 +219,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task The_offer_arrives_with_every_field_and_the_sender_node_id()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
         var bob = Track(await CreateMemberAsync(2, b, ["ovl1"]));
         await WaitForPeerAsync(alice, "ovl1", b);
@@ -246,7 +247,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task Edge_negotiation_is_accepted_or_rejected_with_a_reason()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
         var bob = Track(await CreateMemberAsync(2, b, ["ovl1"]));
         await WaitForPeerAsync(alice, "ovl1", b);
@@ -265,7 +266,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task Trickled_candidates_and_teardown_arrive_as_notifications()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
         var bob = Track(await CreateMemberAsync(2, b, ["ovl1"]));
         await WaitForPeerAsync(alice, "ovl1", b);
@@ -285,7 +286,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task An_outsider_cannot_get_an_offer_accepted()
     {
-        string a = NodeIds.NewRandom(), o = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), o = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
         var outsider = Track(await CreateOutsiderAsync(o, ["ovl1"]));
         using var cts = new CancellationTokenSource(Wait);
@@ -309,7 +310,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task Unknown_actions_unserved_overlays_malformed_and_spoofed_payloads_are_dropped_and_counted()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1", "ovl2"]));
         var bob = Track(await CreateMemberAsync(2, b, ["ovl1"]));
         await WaitForPeerAsync(alice, "ovl1", b);
@@ -323,7 +324,7 @@ public abstract class SignalingBehaviourTests
         await SendRawAsync(bob, to, """{"v":1,"type":"link-offer",""");
         await SendRawAsync(bob, to, $$"""{"v":1,"type":"link-offer","node":"{{b}}","cid":"c3","overlay":"ovl1"}""");
         // Bob claiming to be another node than the one he announced.
-        await SendRawAsync(bob, to, $$"""{"v":1,"type":"link-teardown","node":"{{NodeIds.NewRandom()}}","cid":"c4","overlay":"ovl1","link":"l","reason":""}""");
+        await SendRawAsync(bob, to, $$"""{"v":1,"type":"link-teardown","node":"{{NodeId.NewRandom().ToString()}}","cid":"c4","overlay":"ovl1","link":"l","reason":""}""");
         // An overlay alice serves but bob never announced: bob is not a peer there.
         await SendRawAsync(bob, to, $$"""{"v":1,"type":"link-teardown","node":"{{b}}","cid":"c7","overlay":"ovl2","link":"l","reason":""}""");
         // A response nobody asked for.
@@ -351,7 +352,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task A_peer_that_goes_away_leaves_the_table_and_requests_to_unknown_peers_fail_fast()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1", "ovl2"]));
         var bob = await CreateMemberAsync(2, b, ["ovl1"]);
         await WaitForPeerAsync(alice, "ovl1", b);
@@ -368,7 +369,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task An_unanswered_request_times_out_and_is_counted()
     {
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         var alice = Track(await CreateMemberAsync(1, a, ["ovl1"]));
         Track(await CreateMemberAsync(2, b, ["ovl1"]));
         await WaitForPeerAsync(alice, "ovl1", b);

@@ -2,6 +2,7 @@ using System.Text;
 using NUnit.Framework;
 using Overlay.Signaling;
 using Overlay.Signaling.Xmpp;
+using Overlay.Switching;
 
 namespace Overlay.Core.Tests.Signaling;
 
@@ -18,7 +19,7 @@ public sealed class XmppHostileServerTests
 
     private static async Task<XmppProtocolException> ConnectExpectingProtocolErrorAsync(ScriptedXmppServer server)
     {
-        await using var channel = new XmppSignalingChannel(server.ClientOptions(NodeIds.NewRandom()));
+        await using var channel = new XmppSignalingChannel(server.ClientOptions(NodeId.NewRandom().ToString()));
         var ex = await Assert.ThrowsAsync<XmppProtocolException>(() => channel.ConnectAsync().WaitAsync(TimeSpan.FromSeconds(20)));
         TestContext.Out.WriteLine(ex!.Message);
         return ex;
@@ -174,7 +175,7 @@ public sealed class XmppHostileServerTests
                     break;
             }
         });
-        await using var channel = new XmppSignalingChannel(server.ClientOptions(NodeIds.NewRandom()) with
+        await using var channel = new XmppSignalingChannel(server.ClientOptions(NodeId.NewRandom().ToString()) with
         {
             KeepaliveInterval = TimeSpan.FromMilliseconds(300),
             KeepaliveTimeout = TimeSpan.FromMilliseconds(500),

@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using NUnit.Framework;
 using Overlay.Signaling;
 using Overlay.Signaling.Xmpp;
+using Overlay.Switching;
 using Overlay.TestSupport;
 using Overlay.TestSupport.Lab;
 
@@ -17,7 +18,7 @@ public sealed class XmppNatLabTests
     {
         Prerequisites.RequireNetworkNamespaces();
         await using var lab = await NatLab.StartAsync([NatKind.Cone, NatKind.Symmetric], xmpp: true);
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
 
         XmppChannelOptions OptionsFor(LabHost host, string account, string nodeId) => new()
         {

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using NUnit.Framework;
 using Overlay.Signaling;
 using Overlay.Signaling.Xmpp;
+using Overlay.Switching;
 using Overlay.TestSupport.Lab;
 
 namespace Overlay.Core.Tests.Signaling;
@@ -17,7 +18,7 @@ public sealed class XmppReconnectTests
     public async Task After_a_prosody_restart_both_nodes_reconnect_and_rediscover_each_other()
     {
         await using var server = await ProsodyServer.StartAsync();
-        string a = NodeIds.NewRandom(), b = NodeIds.NewRandom();
+        string a = NodeId.NewRandom().ToString(), b = NodeId.NewRandom().ToString();
         await using var alice = new XmppSignalingChannel(XmppSignalingTests.Options(server, "node1", a, ["ovl1"]));
         await using var bob = new XmppSignalingChannel(XmppSignalingTests.Options(server, "node2", b, ["ovl1"]));
         await alice.ConnectAsync();

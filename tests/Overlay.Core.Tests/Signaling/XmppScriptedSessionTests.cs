@@ -3,6 +3,7 @@ using System.Security.Cryptography.X509Certificates;
 using NUnit.Framework;
 using Overlay.Signaling;
 using Overlay.Signaling.Xmpp;
+using Overlay.Switching;
 
 namespace Overlay.Core.Tests.Signaling;
 
@@ -19,7 +20,7 @@ public sealed class XmppScriptedSessionTests
     [Test]
     public async Task Roster_pushes_from_the_server_add_and_remove_members_and_spoofed_pushes_are_refused()
     {
-        string peer = NodeIds.NewRandom();
+        string peer = NodeId.NewRandom().ToString();
         var announce = $"<presence from='node2@overlay.test/r'><signal xmlns='urn:overlay:signal:1'>{{\"v\":1,\"type\":\"announce\",\"node\":\"{peer}\",\"overlays\":[\"ovl1\"]}}</signal></presence>";
         var spoofChecked = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         var proceed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -42,7 +43,7 @@ public sealed class XmppScriptedSessionTests
             removalAnswered.TrySetResult((await p.ReadAsync()).Attribute("type") ?? "");
             try { while (true) await p.ReadAsync(); } catch (Exception ex) when (ex is EndOfStreamException or IOException) { }
         });
-        await using var channel = new XmppSignalingChannel(server.ClientOptions(NodeIds.NewRandom()));
+        await using var channel = new XmppSignalingChannel(server.ClientOptions(NodeId.NewRandom().ToString()));
         await channel.ConnectAsync();
 
         await SignalingBehaviourTests.WaitForPeerAsync(channel, "ovl1", peer);
@@ -95,7 +96,7 @@ public sealed class XmppScriptedSessionTests
             answers.TrySetResult((ping, await p.ReadAsync()));
             try { while (true) await p.ReadAsync(); } catch (Exception ex) when (ex is EndOfStreamException or IOException) { }
         });
-        await using var channel = new XmppSignalingChannel(server.ClientOptions(NodeIds.NewRandom()));
+        await using var channel = new XmppSignalingChannel(server.ClientOptions(NodeId.NewRandom().ToString()));
         await channel.ConnectAsync();
 
         var (pingReply, unknownReply) = await answers.Task.WaitAsync(Wait);
@@ -121,7 +122,7 @@ public sealed class XmppScriptedSessionTests
             established.TrySetResult();
             try { while (true) await p.ReadAsync(); } catch (Exception ex) when (ex is EndOfStreamException or IOException) { }
         });
-        await using var channel = new XmppSignalingChannel(server.ClientOptions(NodeIds.NewRandom()) with { Password = null, ClientCertificate = clientCertificate });
+        await using var channel = new XmppSignalingChannel(server.ClientOptions(NodeId.NewRandom().ToString()) with { Password = null, ClientCertificate = clientCertificate });
 
         await channel.ConnectAsync();
         await established.Task.WaitAsync(Wait);

@@ -1,6 +1,7 @@
 using NUnit.Framework;
 using Overlay.Signaling;
 using Overlay.Signaling.Xmpp;
+using Overlay.Switching;
 using Overlay.TestSupport.Lab;
 
 namespace Overlay.Core.Tests.Signaling;
@@ -34,7 +35,7 @@ public sealed class XmppSignalingTests : SignalingBehaviourTests
         ReconnectMaxDelay = TimeSpan.FromSeconds(1),
     };
 
-    protected override async Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays,
+    private protected override async Task<SignalingChannelBase> CreateMemberAsync(int index, string nodeId, IReadOnlyList<string> overlays,
         IReadOnlyDictionary<string, IReadOnlyList<string>>? overlayGroups = null)
     {
         var channel = new XmppSignalingChannel(Options(_server, $"node{index}", nodeId, overlays) with
@@ -45,20 +46,20 @@ public sealed class XmppSignalingTests : SignalingBehaviourTests
         return channel;
     }
 
-    protected override async Task<SignalingChannelBase> CreateOutsiderAsync(string nodeId, IReadOnlyList<string> overlays)
+    private protected override async Task<SignalingChannelBase> CreateOutsiderAsync(string nodeId, IReadOnlyList<string> overlays)
     {
         var channel = new XmppSignalingChannel(Options(_server, ProsodyServer.Outsider, nodeId, overlays));
         await channel.ConnectAsync();
         return channel;
     }
 
-    protected override Task SendRawAsync(SignalingChannelBase from, string toAddress, string payload)
+    private protected override Task SendRawAsync(SignalingChannelBase from, string toAddress, string payload)
         => ((XmppSignalingChannel)from).SendRawAsync(toAddress, payload);
 
     [Test]
     public async Task A_wrong_password_is_an_authentication_error()
     {
-        var options = Options(_server, "node3", NodeIds.NewRandom(), ["ovl1"]) with { Password = "not-the-password" };
+        var options = Options(_server, "node3", NodeId.NewRandom().ToString(), ["ovl1"]) with { Password = "not-the-password" };
         await using var channel = new XmppSignalingChannel(options);
 
         var ex = await Assert.ThrowsAsync<XmppAuthenticationException>(() => channel.ConnectAsync());
@@ -73,7 +74,7 @@ public sealed class XmppSignalingTests : SignalingBehaviourTests
     public async Task An_untrusted_server_certificate_is_a_certificate_error()
     {
         // No CA configured: the self-signed certificate is not in the system store.
-        var options = Options(_server, "node3", NodeIds.NewRandom(), ["ovl1"]) with { TrustedCaCertificatePath = null };
+        var options = Options(_server, "node3", NodeId.NewRandom().ToString(), ["ovl1"]) with { TrustedCaCertificatePath = null };
         await using var channel = new XmppSignalingChannel(options);
 
         var ex = await Assert.ThrowsAsync<XmppCertificateException>(() => channel.ConnectAsync());
@@ -92,7 +93,7 @@ public sealed class XmppSignalingTests : SignalingBehaviourTests
         await File.WriteAllTextAsync(path, otherCa.ExportCertificatePem());
         try
         {
-            await using var channel = new XmppSignalingChannel(Options(_server, "node3", NodeIds.NewRandom(), ["ovl1"]) with { TrustedCaCertificatePath = path });
+            await using var channel = new XmppSignalingChannel(Options(_server, "node3", NodeId.NewRandom().ToString(), ["ovl1"]) with { TrustedCaCertificatePath = path });
             var ex = await Assert.ThrowsAsync<XmppCertificateException>(() => channel.ConnectAsync());
             Assert.That(ex!.Message, Does.Contain("does not lead to the CA"));
         }
@@ -108,7 +109,7 @@ public sealed class XmppSignalingTests : SignalingBehaviourTests
         var pem = await File.ReadAllTextAsync(_server.CaCertificatePath);
         using var cert = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(pem);
         var pin = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(cert.RawData));
-        var good = Options(_server, "node4", NodeIds.NewRandom(), ["ovl1"]) with { TrustedCaCertificatePath = null, PinnedCertificateSha256 = pin };
+        var good = Options(_server, "node4", NodeId.NewRandom().ToString(), ["ovl1"]) with { TrustedCaCertificatePath = null, PinnedCertificateSha256 = pin };
         var bad = good with { PinnedCertificateSha256 = new string('0', 64) };
 
         await using (var channel = new XmppSignalingChannel(good))
@@ -132,7 +133,7 @@ public sealed class XmppSignalingTests : SignalingBehaviourTests
             closedPort = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
         }
         await using var dns = new DnsSrvResolverTests.FakeDnsServer((0, 0, (ushort)closedPort, "127.0.0.1"), (10, 0, (ushort)_server.EndPoint.Port, "localhost"));
-        var options = Options(_server, "node6", NodeIds.NewRandom(), ["ovl1"]) with { Host = null, Port = null, DnsServer = dns.EndPoint };
+        var options = Options(_server, "node6", NodeId.NewRandom().ToString(), ["ovl1"]) with { Host = null, Port = null, DnsServer = dns.EndPoint };
         await using var channel = new XmppSignalingChannel(options);
 
         await channel.ConnectAsync();
@@ -146,7 +147,7 @@ public sealed class XmppSignalingTests : SignalingBehaviourTests
     [TestCase("PLAIN")]
     public async Task Each_password_mechanism_authenticates_against_prosody(string mechanism)
     {
-        await using var channel = new XmppSignalingChannel(Options(_server, "node7", NodeIds.NewRandom(), ["ovl1"]) with { SaslMechanisms = [mechanism] });
+        await using var channel = new XmppSignalingChannel(Options(_server, "node7", NodeId.NewRandom().ToString(), ["ovl1"]) with { SaslMechanisms = [mechanism] });
         await channel.ConnectAsync();
         Assert.That(channel.AuthenticationMechanism, Is.EqualTo(mechanism));
     }
@@ -155,7 +156,7 @@ public sealed class XmppSignalingTests : SignalingBehaviourTests
     [TestCase("PLAIN")]
     public async Task A_wrong_password_is_an_authentication_error_with_every_mechanism(string mechanism)
     {
-        await using var channel = new XmppSignalingChannel(Options(_server, "node7", NodeIds.NewRandom(), ["ovl1"]) with { SaslMechanisms = [mechanism], Password = "wrong" });
+        await using var channel = new XmppSignalingChannel(Options(_server, "node7", NodeId.NewRandom().ToString(), ["ovl1"]) with { SaslMechanisms = [mechanism], Password = "wrong" });
         var ex = await Assert.ThrowsAsync<XmppAuthenticationException>(() => channel.ConnectAsync());
         Assert.That(ex!.Condition, Is.EqualTo("not-authorized"));
     }
@@ -163,7 +164,7 @@ public sealed class XmppSignalingTests : SignalingBehaviourTests
     [Test]
     public async Task Connecting_uses_scram_and_binds_a_full_jid()
     {
-        await using var channel = new XmppSignalingChannel(Options(_server, "node5", NodeIds.NewRandom(), ["ovl1"]));
+        await using var channel = new XmppSignalingChannel(Options(_server, "node5", NodeId.NewRandom().ToString(), ["ovl1"]));
         await channel.ConnectAsync();
         Assert.That(channel.LocalAddress, Does.StartWith("node5@overlay.test/"));
         Assert.That(channel.AuthenticationMechanism, Does.StartWith("SCRAM-SHA-"));

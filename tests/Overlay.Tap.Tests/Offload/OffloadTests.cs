@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using NUnit.Framework;
+using Overlay.Switching.Frames;
 using Overlay.Tap.Offload;
 
 namespace Overlay.Tap.Tests.Offload;

@@ -6,7 +6,7 @@ using Overlay.Transport;
 
 namespace Overlay.Nat.Ice;
 
-public sealed partial class IceAgent
+internal sealed partial class IceAgent
 {
     private CheckOwner? _checkOwner;
     private Ticker? _ticker;

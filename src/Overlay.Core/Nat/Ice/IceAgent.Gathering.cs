@@ -6,7 +6,7 @@ using Overlay.Nat.Turn;
 
 namespace Overlay.Nat.Ice;
 
-public sealed partial class IceAgent
+internal sealed partial class IceAgent
 {
     /// <summary>
     /// Gathers server-reflexive candidates from the configured STUN servers and a relayed candidate from the first TURN

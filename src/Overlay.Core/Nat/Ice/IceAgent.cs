@@ -22,7 +22,7 @@ namespace Overlay.Nat.Ice;
 /// again then renews the relay if its allocation was lost with a changed NAT mapping.</item>
 /// </list>
 /// </summary>
-public sealed partial class IceAgent : IAsyncDisposable
+internal sealed partial class IceAgent : IAsyncDisposable
 {
     private readonly IceOptions _options;
     private readonly StunEndpoint _endpoint;
@@ -329,7 +329,7 @@ public sealed partial class IceAgent : IAsyncDisposable
 }
 
 /// <summary>Raised when ICE cannot find a working path.</summary>
-public sealed class IceFailedException : Exception
+internal sealed class IceFailedException : Exception
 {
     /// <summary>Creates the exception.</summary>
     public IceFailedException(string message) : base(message) { }
@@ -352,7 +352,7 @@ public sealed class IceFailedException : Exception
 /// <param name="DatagramsDropped">Non-STUN datagrams dropped: unknown first byte, unknown sender, no receiver.</param>
 /// <param name="CandidatesRefused">Remote candidates (signalled or peer-reflexive) beyond <see cref="IceAgent.MaxRemoteCandidates"/>.</param>
 /// <param name="CandidatesUnusable">Signalled candidates whose address no check may go to (loopback, multicast, unspecified, port 0).</param>
-public sealed record IceAgentCounters(long Malformed, long Unsolicited, long Unauthorized, long BadRequests, long UnknownAttributes,
+internal sealed record IceAgentCounters(long Malformed, long Unsolicited, long Unauthorized, long BadRequests, long UnknownAttributes,
     long RoleConflicts, long Keepalives, long DatagramsDropped, long CandidatesRefused, long CandidatesUnusable)
 {
     /// <summary>Every STUN message that was refused or ignored.</summary>

@@ -15,7 +15,7 @@ namespace Overlay.Nat.Ice;
 /// <param name="Address">The candidate's transport address.</param>
 /// <param name="Type">Its type.</param>
 /// <param name="RelatedAddress">Base (srflx, prflx) or mapped address (relay); null for host.</param>
-public sealed record IceCandidate(string Foundation, uint Priority, IPEndPoint Address, IceCandidateType Type, IPEndPoint? RelatedAddress = null)
+internal sealed record IceCandidate(string Foundation, uint Priority, IPEndPoint Address, IceCandidateType Type, IPEndPoint? RelatedAddress = null)
 {
     /// <summary>RFC 8445 §5.1.2.2 recommended type preferences.</summary>
     public static int TypePreference(IceCandidateType type) => type switch

@@ -5,7 +5,7 @@ namespace Overlay.Nat.Ice;
 /// <summary>ICE username fragment and password (RFC 8445 §5.3, RFC 8839 §5.4), random per session.</summary>
 /// <param name="Ufrag">At least 4 ice-chars.</param>
 /// <param name="Password">At least 22 ice-chars.</param>
-public sealed record IceCredentials(string Ufrag, string Password)
+internal sealed record IceCredentials(string Ufrag, string Password)
 {
     private const string IceChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

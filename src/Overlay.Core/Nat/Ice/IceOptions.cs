@@ -6,7 +6,7 @@ using Overlay.Nat.Turn;
 namespace Overlay.Nat.Ice;
 
 /// <summary>Settings of an <see cref="IceAgent"/>; immutable, validated once by <see cref="Validate"/>.</summary>
-public sealed record IceOptions
+internal sealed record IceOptions
 {
     /// <summary>STUN servers for server-reflexive candidates.</summary>
     public IReadOnlyList<IPEndPoint> StunServers { get; init; } = [];

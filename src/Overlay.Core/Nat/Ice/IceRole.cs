@@ -1,7 +1,7 @@
 namespace Overlay.Nat.Ice;
 
 /// <summary>The agent's role (RFC 8445 §6.1.1): the controlling agent nominates.</summary>
-public enum IceRole
+internal enum IceRole
 {
     /// <summary>Nominates the pair.</summary>
     Controlling,
@@ -10,7 +10,7 @@ public enum IceRole
 }
 
 /// <summary>Agent state, observable through <see cref="IceAgent.StateChanges"/>.</summary>
-public enum IceState
+internal enum IceState
 {
     /// <summary>Created; candidates may be gathered.</summary>
     New,

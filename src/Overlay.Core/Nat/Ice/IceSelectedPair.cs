@@ -4,7 +4,7 @@ namespace Overlay.Nat.Ice;
 /// <param name="Local">Host, server-reflexive, peer-reflexive or relayed candidate of this agent.</param>
 /// <param name="Remote">The peer's candidate.</param>
 /// <param name="RoundTrip">RTT of the check that validated the pair, when measured.</param>
-public sealed record IceSelectedPair(IceCandidate Local, IceCandidate Remote, TimeSpan? RoundTrip)
+internal sealed record IceSelectedPair(IceCandidate Local, IceCandidate Remote, TimeSpan? RoundTrip)
 {
     /// <summary>True when data passes through a TURN relay (either side's candidate is relayed).</summary>
     public bool IsRelayed => Local.Type == IceCandidateType.Relayed || Remote.Type == IceCandidateType.Relayed;

@@ -8,7 +8,7 @@ namespace Overlay.Nat.Stun;
 /// A transport address as carried in STUN address attributes, held by value (no heap object) so parsing
 /// stays allocation-free; <see cref="ToEndPoint"/> makes an <see cref="IPEndPoint"/> when one is wanted.
 /// </summary>
-public readonly struct StunAddress : IEquatable<StunAddress>
+internal readonly struct StunAddress : IEquatable<StunAddress>
 {
     private readonly ulong _high;
     private readonly ulong _low;

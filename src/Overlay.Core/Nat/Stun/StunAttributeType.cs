@@ -1,7 +1,7 @@
 namespace Overlay.Nat.Stun;
 
 /// <summary>STUN attribute types (RFC 8489 §18.3, RFC 8656 §18, RFC 8445 §16.1).</summary>
-public static class StunAttributeType
+internal static class StunAttributeType
 {
     /// <summary>MAPPED-ADDRESS.</summary>
     public const ushort MappedAddress = 0x0001;

@@ -4,7 +4,7 @@ using System.Text;
 namespace Overlay.Nat.Stun;
 
 /// <summary>Key derivation for MESSAGE-INTEGRITY (RFC 8489 §9.1.1 short-term, §9.2.2 long-term).</summary>
-public static class StunCredentials
+internal static class StunCredentials
 {
     /// <summary>Size of a long-term (MD5) key.</summary>
     public const int LongTermKeySize = 16;

@@ -1,7 +1,7 @@
 namespace Overlay.Nat.Stun;
 
 /// <summary>STUN methods used by ICE and TURN (RFC 8489 §18.2, RFC 8656 §17).</summary>
-public enum StunMethod : ushort
+internal enum StunMethod : ushort
 {
     /// <summary>Binding (RFC 8489).</summary>
     Binding = 0x001,
@@ -20,7 +20,7 @@ public enum StunMethod : ushort
 }
 
 /// <summary>The class of a STUN message (RFC 8489 §5).</summary>
-public enum StunClass : byte
+internal enum StunClass : byte
 {
     /// <summary>Request.</summary>
     Request = 0,

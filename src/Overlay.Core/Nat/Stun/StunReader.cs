@@ -11,7 +11,7 @@ namespace Overlay.Nat.Stun;
 /// the header, the attribute layout, MESSAGE-INTEGRITY/-SHA256/FINGERPRINT placement and sizes, and notes
 /// unknown comprehension-required attributes; it returns false for malformed input and never throws or allocates.
 /// </summary>
-public ref struct StunReader
+internal ref struct StunReader
 {
     private const int NoOffset = -1;
     private const int MaxUnknownReported = 4;

@@ -7,7 +7,7 @@ namespace Overlay.Nat.Stun;
 /// <param name="InitialRto">RTO; RFC 8489 recommends 500 ms.</param>
 /// <param name="MaxRequests">Rc; default 7.</param>
 /// <param name="FinalWaitMultiplier">Rm; default 16.</param>
-public sealed record StunRetransmissionOptions(TimeSpan InitialRto, int MaxRequests = 7, int FinalWaitMultiplier = 16)
+internal sealed record StunRetransmissionOptions(TimeSpan InitialRto, int MaxRequests = 7, int FinalWaitMultiplier = 16)
 {
     /// <summary>The RFC 8489 defaults: RTO 500 ms, Rc 7, Rm 16 (gives up after 39.5 s).</summary>
     public static StunRetransmissionOptions Default { get; } = new(TimeSpan.FromMilliseconds(500));

@@ -9,7 +9,7 @@ namespace Overlay.Nat.Stun;
 /// in call order; MESSAGE-INTEGRITY(-SHA256) and FINGERPRINT must come last, in that order. When the span is too
 /// small the writer stops and <see cref="Overflowed"/> turns true; <see cref="Length"/> is the message size.
 /// </summary>
-public ref struct StunWriter
+internal ref struct StunWriter
 {
     private readonly Span<byte> _buffer;
     private int _length;

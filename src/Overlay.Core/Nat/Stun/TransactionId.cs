@@ -4,7 +4,7 @@ using System.Security.Cryptography;
 namespace Overlay.Nat.Stun;
 
 /// <summary>The 96-bit STUN transaction ID (RFC 8489 §5), a value type so matching responses allocates nothing.</summary>
-public readonly record struct TransactionId(ulong High, uint Low)
+internal readonly record struct TransactionId(ulong High, uint Low)
 {
     /// <summary>Its size on the wire.</summary>
     public const int Size = 12;

@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace Overlay.Nat.Turn;
 
 /// <summary>TURN ChannelData framing (RFC 8656 §12.4): channel number (0x4000–0x4FFF), length, data.</summary>
-public static class ChannelData
+internal static class ChannelData
 {
     /// <summary>Header size.</summary>
     public const int HeaderSize = 4;

@@ -6,7 +6,7 @@ namespace Overlay.Nat.Turn;
 /// <param name="EndPoint">The server's UDP endpoint.</param>
 /// <param name="Username">USERNAME.</param>
 /// <param name="Password">Password for the long-term key.</param>
-public sealed record TurnServer(IPEndPoint EndPoint, string Username, string Password)
+internal sealed record TurnServer(IPEndPoint EndPoint, string Username, string Password)
 {
     /// <summary>Requested allocation lifetime (RFC 8656 §3.2: default 10 minutes).</summary>
     public TimeSpan Lifetime { get; init; } = TimeSpan.FromMinutes(10);

@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 namespace Overlay.Signaling.InProcess;
 
 /// <summary>Settings of one in-process signaling channel.</summary>
-public sealed record InProcessChannelOptions
+internal sealed record InProcessChannelOptions
 {
     /// <summary>The account name (stands for the XMPP account; roster groups hold account names).</summary>
     public required string Account { get; init; }
@@ -33,7 +33,7 @@ public sealed record InProcessChannelOptions
     {
         if (string.IsNullOrEmpty(Account) || Account.Contains('/', StringComparison.Ordinal))
             throw new ArgumentException("Account must be non-empty and contain no '/'", nameof(Account));
-        if (!NodeIds.IsValid(NodeId)) throw new ArgumentException($"NodeId must be 32 lower-case hex characters, got '{NodeId}'", nameof(NodeId));
+        if (!Switching.NodeId.IsValid(NodeId)) throw new ArgumentException($"NodeId must be 32 lower-case hex characters, got '{NodeId}'", nameof(NodeId));
         if (Overlays is null || Overlays.Count == 0) throw new ArgumentException("Overlays must name at least one overlay", nameof(Overlays));
         if (RequestTimeout <= TimeSpan.Zero) throw new ArgumentException("RequestTimeout must be positive", nameof(RequestTimeout));
     }

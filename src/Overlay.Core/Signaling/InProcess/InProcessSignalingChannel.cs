@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 namespace Overlay.Signaling.InProcess;
 
 /// <summary>A signaling channel attached to an <see cref="InProcessSignalingHub"/>.</summary>
-public sealed class InProcessSignalingChannel : SignalingChannelBase
+internal sealed class InProcessSignalingChannel : SignalingChannelBase
 {
     private readonly InProcessSignalingHub _hub;
     private readonly string _address;

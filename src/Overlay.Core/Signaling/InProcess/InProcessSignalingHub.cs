@@ -14,7 +14,7 @@ public sealed class InProcessSignalingHub
     private int _nextInstance;
 
     /// <summary>Puts an account in a roster group (creating it). Members of one group are each other's roster.</summary>
-    public void AddToGroup(string group, string account)
+    internal void AddToGroup(string group, string account)
     {
         ArgumentException.ThrowIfNullOrEmpty(group);
         ArgumentException.ThrowIfNullOrEmpty(account);
@@ -29,7 +29,7 @@ public sealed class InProcessSignalingHub
     }
 
     /// <summary>Removes an account from a group; peers that no longer share a group forget each other.</summary>
-    public void RemoveFromGroup(string group, string account)
+    internal void RemoveFromGroup(string group, string account)
     {
         List<InProcessSignalingChannel> online;
         lock (_gate)
@@ -41,7 +41,7 @@ public sealed class InProcessSignalingHub
     }
 
     /// <summary>Creates a channel for the options' account; it goes online at <c>ConnectAsync</c>.</summary>
-    public InProcessSignalingChannel CreateChannel(InProcessChannelOptions options)
+    internal InProcessSignalingChannel CreateChannel(InProcessChannelOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();

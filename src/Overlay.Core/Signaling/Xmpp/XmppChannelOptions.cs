@@ -4,7 +4,7 @@ using Microsoft.Extensions.Logging;
 namespace Overlay.Signaling.Xmpp;
 
 /// <summary>Settings of an XMPP signaling channel. Validated once when the channel is created.</summary>
-public sealed record XmppChannelOptions
+internal sealed record XmppChannelOptions
 {
     /// <summary>The node's account as a bare JID, e.g. <c>node1@overlay.test</c>.</summary>
     public required string Jid { get; init; }
@@ -104,7 +104,7 @@ public sealed record XmppChannelOptions
             throw new ArgumentException($"Jid must be a bare JID local@domain, got '{Jid}'", nameof(Jid));
         if (Password is null && ClientCertificate is null)
             throw new ArgumentException("Password is required unless a ClientCertificate is given (SASL EXTERNAL)", nameof(Password));
-        if (!NodeIds.IsValid(NodeId)) throw new ArgumentException($"NodeId must be 32 lower-case hex characters, got '{NodeId}'", nameof(NodeId));
+        if (!Switching.NodeId.IsValid(NodeId)) throw new ArgumentException($"NodeId must be 32 lower-case hex characters, got '{NodeId}'", nameof(NodeId));
         if (Overlays is null || Overlays.Count == 0) throw new ArgumentException("Overlays must name at least one overlay", nameof(Overlays));
         if (Port is { } port && port is < 1 or > 65535) throw new ArgumentException("Port must be 1..65535", nameof(Port));
         if (TrustedCaCertificatePath is not null && !File.Exists(TrustedCaCertificatePath))

@@ -10,7 +10,7 @@ namespace Overlay.Signaling.Xmpp;
 /// the same element. Keeps the connection alive with XEP-0199 pings and reconnects with jittered
 /// exponential backoff, announcing again, after the connection is lost.
 /// </summary>
-public sealed class XmppSignalingChannel : SignalingChannelBase
+internal sealed class XmppSignalingChannel : SignalingChannelBase
 {
     private const string RosterNamespace = "jabber:iq:roster";
     private const string PingNamespace = "urn:xmpp:ping";

@@ -13,7 +13,7 @@ namespace Overlay.Topology.Simulation;
 /// <param name="UnicastDelivered">Unicast frames that reached their destination exactly once and no other host.</param>
 /// <param name="MeanUnicastHops">Mean links crossed by a unicast frame.</param>
 /// <param name="MaxUnicastHops">Most links crossed by a unicast frame.</param>
-public sealed record SwitchMetrics(int Broadcasts, int DeliveredExactlyOnce, long Missed, long Duplicates, double MeanFloodDepth, int MaxFloodDepth,
+internal sealed record SwitchMetrics(int Broadcasts, int DeliveredExactlyOnce, long Missed, long Duplicates, double MeanFloodDepth, int MaxFloodDepth,
     int UnicastPairs, int UnicastDelivered, double MeanUnicastHops, int MaxUnicastHops)
 {
     /// <summary>

@@ -10,7 +10,7 @@ namespace Overlay.Topology.Simulation;
 /// <param name="MeanHops">Mean shortest-path hop count between sampled pairs.</param>
 /// <param name="MaxHops">Largest hop count seen among sampled pairs.</param>
 /// <param name="SampledPairs">Pairs measured.</param>
-public sealed record TopologyMetrics(int Nodes, bool RingFormed, int MissingSuccessorLinks, bool Connected,
+internal sealed record TopologyMetrics(int Nodes, bool RingFormed, int MissingSuccessorLinks, bool Connected,
     double MeanDegree, int MaxDegree, double MeanHops, int MaxHops, long SampledPairs)
 {
     /// <summary>Measures <paramref name="sim"/>: ring and connectivity exactly, hops by BFS from up to <paramref name="pairs"/>/N sources.</summary>

@@ -5,7 +5,7 @@ namespace Overlay.Topology.Simulation;
 /// in-memory link fabric that sets links up after a delay and reports failures after a detection delay.
 /// Deterministic for a given seed: events at the same instant run in the order they were scheduled.
 /// </summary>
-public sealed class TopologySimulation
+internal sealed class TopologySimulation
 {
     private readonly PriorityQueue<Action, (DateTimeOffset, long)> _events = new();
     private readonly Dictionary<UInt128, SymphonyTopology> _nodes = [];

@@ -1,7 +1,7 @@
 namespace Overlay.Topology.Simulation;
 
 /// <summary>A clock that moves only when told to: the simulation's time.</summary>
-public sealed class VirtualClock : TimeProvider
+internal sealed class VirtualClock : TimeProvider
 {
     private DateTimeOffset _now = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
 

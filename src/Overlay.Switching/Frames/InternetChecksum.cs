@@ -1,12 +1,13 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 
-namespace Overlay.Tap.Offload;
+namespace Overlay.Switching.Frames;
 
 /// <summary>
 /// The Internet checksum (RFC 1071) as TCP, UDP and IPv4 use it. Sums are kept in the machine's byte order, 64 bits at
 /// a time: the one's complement sum does not care about byte order as long as it is read and written back the same way
-/// (RFC 1071 §2(B)), so a folded sum is stored with <see cref="Store"/> and needs no swapping.
+/// (RFC 1071 §2(B)), so a folded sum is stored with <see cref="Store"/> and needs no swapping. The switch writes its
+/// membership queries with it and the TAP its offloaded segments (Overlay.Tap references this assembly for it).
 /// </summary>
 internal static class InternetChecksum
 {
