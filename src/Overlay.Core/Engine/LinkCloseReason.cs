@@ -29,6 +29,12 @@ internal enum LinkCloseReason
 
     /// <summary>This node is shutting down.</summary>
     Shutdown,
+
+    /// <summary>The peer is no longer a member of the overlay (roster removal, or it left the overlay's groups).</summary>
+    Revoked,
+
+    /// <summary>The link fell silent after signaling stopped listing the peer: both say it is gone.</summary>
+    PeerGone,
 }
 
 /// <summary>What the topology hears when a link ends.</summary>
@@ -61,6 +67,8 @@ internal readonly record struct LinkEnding(LinkChange Change, bool NotifyPeer, T
         LinkCloseReason.RestartRefused => new(LinkChange.Failed, false, TopologyNotice.Failed, $"restart refused: {detail}"),
         LinkCloseReason.Unrecoverable => new(LinkChange.Failed, true, TopologyNotice.Failed, detail),
         LinkCloseReason.Shutdown => new(LinkChange.Closed, true, TopologyNotice.None, "the node is shutting down"),
+        LinkCloseReason.Revoked => new(LinkChange.Closed, false, TopologyNotice.None, "the peer is no longer a member of the overlay"),
+        LinkCloseReason.PeerGone => new(LinkChange.Closed, false, TopologyNotice.None, "silent, and signaling no longer lists the peer"),
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 }

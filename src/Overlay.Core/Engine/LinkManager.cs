@@ -104,11 +104,17 @@ internal sealed partial class LinkManager
     /// <summary>The peer left the overlay: no edge is held for it any more (before the topology hears of it).</summary>
     public void ForgetAcceptedEdge(UInt128 peer) => _acceptedEdges.Remove(peer);
 
-    /// <summary>The peer left the overlay: a link the topology did not drop ends too.</summary>
-    public void OnPeerLeft(UInt128 peer)
+    /// <summary>The peer left the overlay, or is no longer a member: its link ends, for that reason.</summary>
+    public void OnPeerLeft(UInt128 peer, LinkCloseReason reason = LinkCloseReason.PeerLeft)
     {
-        if (_links.TryGetValue(peer, out var stray)) End(stray, LinkCloseReason.PeerLeft);
+        if (_links.TryGetValue(peer, out var stray)) End(stray, reason);
     }
+
+    /// <summary>A link to the peer was authenticated and has not ended (it may be down and recovering).</summary>
+    public bool HasEstablishedLink(UInt128 peer) => _links.TryGetValue(peer, out var link) && link.Phase is LinkPhase.Up or LinkPhase.Down;
+
+    /// <summary>The link to the peer has fallen silent (its keepalives fail).</summary>
+    public bool IsDown(UInt128 peer) => _links.TryGetValue(peer, out var link) && link.Phase == LinkPhase.Down;
 
     private bool IsCurrent(PeerLink link) => !_closed && _links.TryGetValue(link.Peer, out var current) && current == link;
 

@@ -21,6 +21,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     private readonly OverlayOptions _options;
     private readonly SerialQueue _queue;
     private readonly PeerRing _ring = new();
+    private readonly HashSet<UInt128> _absent = []; // members whose presence went while a link to them works
     private readonly SymphonyTopology _topology;
     private readonly LinkManager _links;
     private readonly BackgroundWork _work;
@@ -113,7 +114,10 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
                 _queue.Post(() => Joined(e.NodeId));
                 break;
             case PeerChange.Left:
-                _queue.Post(() => Left(e.NodeId));
+                _queue.Post(() => Absent(e.NodeId));
+                break;
+            case PeerChange.Revoked:
+                _queue.Post(() => Left(e.NodeId, LinkCloseReason.Revoked));
                 break;
             // SignalingLost: the peers' state is unknown, not gone; links keep carrying frames and are watched by keepalives.
         }
@@ -151,21 +155,43 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     {
         if (_closed || !NodeIds.IsValid(nodeId)) return;
         var peer = NodeContext.ParseNodeId(nodeId);
+        _absent.Remove(peer);
         if (peer == _node.Self || !_ring.Add(peer)) return;
         LogJoined(nodeId, _ring.Count);
         _topology.OnPeerJoined(peer);
     }
 
-    private void Left(string nodeId)
+    /// <summary>
+    /// Signaling says the member went away. Presence is advisory: a server restart, our own reconnect or a dropped XMPP
+    /// session says the same of members that are fine, so a member with an authenticated link stays while the link's
+    /// keepalives pass (a clean stop says goodbye over the link itself); one without leaves now.
+    /// </summary>
+    private void Absent(string nodeId)
     {
         if (_closed || !NodeIds.IsValid(nodeId)) return;
         var peer = NodeContext.ParseNodeId(nodeId);
-        if (peer == _node.Self || !_ring.Remove(peer)) return;
-        LogLeft(nodeId, _ring.Count);
+        if (peer == _node.Self || !_ring.Contains(peer)) return;
+        if (_links.HasEstablishedLink(peer))
+        {
+            if (_absent.Add(peer)) LogAbsent(nodeId);
+            return;
+        }
+        Left(nodeId);
+    }
+
+    private void Left(string nodeId, LinkCloseReason reason = LinkCloseReason.PeerLeft)
+    {
+        if (_closed || !NodeIds.IsValid(nodeId)) return;
+        var peer = NodeContext.ParseNodeId(nodeId);
+        _absent.Remove(peer);
+        if (peer == _node.Self) return;
+        if (reason != LinkCloseReason.PeerLeft) _links.OnPeerLeft(peer, reason); // before the topology ends it as unwanted
+        if (!_ring.Remove(peer)) return;
+        LogLeft(nodeId, _ring.Count, reason == LinkCloseReason.Revoked ? "no longer a member" : "left");
         Switch.ForgetSwitch(new NodeId(peer));
         _links.ForgetAcceptedEdge(peer);
         _topology.OnPeerLeft(peer); // disconnects through the controller when linked
-        _links.OnPeerLeft(peer);
+        _links.OnPeerLeft(peer, reason);
     }
 
     private void Tick()
@@ -181,6 +207,12 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         foreach (var (node, bytes) in Switch.TakeTrafficByNode()) _topology.OnTraffic(node.Value, bytes);
         _topology.Tick();
         _links.Tick(_node.Time.GetUtcNow());
+        // A member whose presence went is gone once its link is too, or falls silent (both then say it is gone).
+        foreach (var peer in _absent.ToArray())
+        {
+            if (!_links.HasEstablishedLink(peer)) Left(NodeContext.FormatNodeId(peer));
+            else if (_links.IsDown(peer)) Left(NodeContext.FormatNodeId(peer), LinkCloseReason.PeerGone);
+        }
         // Every 10 ticks: members signaling no longer lists and that we cannot reach are gone (their departure may
         // have happened while our signaling connection was down, so no presence told us).
         if (_ticks % 10 == 0 && _node.Signaling.State == SignalingState.Connected)
@@ -215,8 +247,11 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Information, Message = "member {Peer} joined ({Members} known)")]
     private partial void LogJoined(string peer, int members);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "member {Peer} left ({Members} known)")]
-    private partial void LogLeft(string peer, int members);
+    [LoggerMessage(Level = LogLevel.Information, Message = "member {Peer} {How} ({Members} known)")]
+    private partial void LogLeft(string peer, int members, string how);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "member {Peer}'s presence went away; its link stays while its keepalives pass")]
+    private partial void LogAbsent(string peer);
 
     /// <summary>A locally administered MAC derived from the node and overlay IDs, stable across restarts.</summary>
     public static PhysicalAddress DeriveMac(string nodeId, string overlayId)

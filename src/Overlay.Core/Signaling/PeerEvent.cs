@@ -5,10 +5,15 @@ public enum PeerChange
 {
     /// <summary>The peer announced itself for the overlay (or changed its address).</summary>
     Joined,
-    /// <summary>The peer went unavailable, stopped serving the overlay, or left the roster.</summary>
+    /// <summary>
+    /// The peer went unavailable or stopped serving the overlay. Advisory: a link to it whose keepalives pass stays up
+    /// (a server restart sends this for everyone).
+    /// </summary>
     Left,
     /// <summary>This node's own signaling connection was lost; the peer's state is unknown until reconnect.</summary>
     SignalingLost,
+    /// <summary>The peer's account left the roster, or the overlay's roster groups: it is no longer a member, and its links end.</summary>
+    Revoked,
 }
 
 /// <summary>A change in an overlay's peer table.</summary>

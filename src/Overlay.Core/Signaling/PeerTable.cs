@@ -81,7 +81,7 @@ internal sealed class PeerTable
             {
                 var listed = _byOverlay[o].TryGetValue(nodeId, out var a) && a == address;
                 var allowed = _member(address, o);
-                if (listed && !allowed) RemoveEntry(o, nodeId, address, PeerChange.Left, events);
+                if (listed && !allowed) RemoveEntry(o, nodeId, address, PeerChange.Revoked, events);
                 else if (!listed && allowed) List(o, nodeId, address, events);
             }
         }

@@ -27,6 +27,7 @@ internal abstract class SignalingChannelBase : ISignalingChannel
     private int _disposed;
     private long _accepted, _responsesMatched, _notInRoster, _unservedOverlay, _unknownType, _malformed, _spoofed, _unknownPeer, _unmatched, _queueFull, _timedOut, _notInGroup, _claimRefused;
     private readonly IReadOnlyDictionary<string, IReadOnlyList<string>> _overlayGroups;
+    private readonly Dictionary<(string Overlay, string NodeId), string> _known = []; // see Remember
 
     private sealed record PendingRequest(TaskCompletionSource<SignalMessage> Completion, string PeerNodeId, string Address, SignalMessage Request);
 
@@ -191,12 +192,50 @@ internal abstract class SignalingChannelBase : ISignalingChannel
         return false;
     }
 
-    /// <summary>The roster (or a contact's groups) changed: peers are listed in, or taken out of, the overlays they may be in.</summary>
+    /// <summary>
+    /// The roster (or a contact's groups) changed, or was read again after a reconnect: peers are listed in, or taken out
+    /// of, the overlays they may be in, and a node known from before whose account is no longer a member of an overlay is
+    /// revoked there, even if its presence was lost meanwhile (its links may still be up).
+    /// </summary>
     private protected void OnRosterChanged()
     {
         List<PeerEvent> events;
-        lock (_gate) events = _peers.Reevaluate();
+        lock (_gate)
+        {
+            events = _peers.Reevaluate();
+            foreach (var ((overlay, nodeId), address) in _known.ToArray())
+            {
+                if (IsRosterMember(address) && IsMemberOf(address, overlay)) continue;
+                _known.Remove((overlay, nodeId));
+                if (!events.Exists(e => e.OverlayId == overlay && e.NodeId == nodeId && e.Change == PeerChange.Revoked))
+                    events.Add(new PeerEvent(overlay, nodeId, address, PeerChange.Revoked));
+            }
+        }
         Raise(events);
+    }
+
+    /// <summary>
+    /// Every node listed since start, by overlay, with its last address: presence may go (a server restart, our own
+    /// reconnect) while links stay, so revocation must still reach nodes no longer listed. One node per account and
+    /// overlay is remembered, so the table is bounded by the roster.
+    /// </summary>
+    private void Remember(List<PeerEvent> events)
+    {
+        foreach (var e in events)
+        {
+            var key = (e.OverlayId, e.NodeId);
+            if (e.Change == PeerChange.Revoked)
+            {
+                _known.Remove(key);
+            }
+            else if (e.Change == PeerChange.Joined)
+            {
+                var account = AccountOf(e.Address);
+                foreach (var (other, address) in _known.ToArray())
+                    if (other.Overlay == e.OverlayId && other.NodeId != e.NodeId && AccountOf(address) == account) _known.Remove(other);
+                _known[key] = e.Address;
+            }
+        }
     }
 
     /// <summary>The announcement payload this node puts in its presence.</summary>
@@ -348,6 +387,8 @@ internal abstract class SignalingChannelBase : ISignalingChannel
 
     private void Raise(List<PeerEvent> events)
     {
+        if (events.Count == 0) return;
+        lock (_gate) Remember(events);
         foreach (var e in events)
         {
             Logger.LogInformation("peer {NodeId} {Change} overlay {Overlay} at {Address}", e.NodeId, e.Change, e.OverlayId, e.Address);

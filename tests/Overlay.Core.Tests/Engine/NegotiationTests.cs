@@ -200,6 +200,64 @@ public class NegotiationTests
         });
     }
 
+    /// <summary>Signaling tells <paramref name="at"/> that <paramref name="peer"/> went away, as a server restart tells everyone.</summary>
+    private static async Task PresenceGoesAsync(EngineNode at, EngineNode peer)
+    {
+        ((InProcessSignalingChannel)at.Signaling).DeliverPresence(peer.Signaling.LocalAddress!, null);
+        await at.LinksAsync(); // the engine's queue has taken the news
+    }
+
+    [Test]
+    public async Task A_working_link_outlives_the_peer_s_presence_and_ends_once_it_falls_silent_too()
+    {
+        var timings = new LinkTimings();
+        var (low, high) = await TwoNodesAsync(timings);
+        var up = await high.WaitForAsync(Change(LinkChange.Up), "the link up");
+        await low.WaitForAsync(Change(LinkChange.Up, up.LinkId), "the link up at the lower node");
+
+        await PresenceGoesAsync(high, low);
+        for (var i = 0; i < 10; i++) _time.Advance(timings.KeepaliveInterval); // 20 s of keepalives that pass
+
+        Assert.That((await high.LinksAsync()).Select(l => (l.LinkId, l.State)), Is.EqualTo(new[] { (up.LinkId, LinkChange.Up) }));
+        Assert.That(high.Events.Where(e => e.Change is LinkChange.Closed or LinkChange.Failed), Is.Empty, "presence is advisory");
+
+        // Now the link falls silent as well, and no path comes back: both say the peer is gone.
+        _paths.Unreachable = true;
+        _paths.CutAll();
+        _time.Advance(timings.DeadPeerTimeout + timings.KeepaliveInterval + timings.TickInterval);
+        var closed = await high.WaitForAsync(Change(LinkChange.Closed, up.LinkId), "the link ended");
+        Assert.That(closed.Reason, Is.EqualTo("silent, and signaling no longer lists the peer"));
+    }
+
+    [Test]
+    public async Task A_member_taken_off_the_roster_loses_its_link_at_once()
+    {
+        var (low, high) = await TwoNodesAsync();
+        var up = await high.WaitForAsync(Change(LinkChange.Up), "the link up");
+        await low.WaitForAsync(Change(LinkChange.Up, up.LinkId), "the link up at the lower node");
+
+        _hub.RemoveFromGroup(SignalingChannels.InProcessGroup, low.NodeId);
+
+        var closed = await high.WaitForAsync(Change(LinkChange.Closed, up.LinkId), "the link ended by the revocation");
+        Assert.That(closed.Reason, Is.EqualTo("the peer is no longer a member of the overlay"));
+        Assert.That(await high.LinksAsync(), Is.Empty);
+    }
+
+    [Test]
+    public async Task A_member_revoked_after_its_presence_went_loses_its_link_too()
+    {
+        var (low, high) = await TwoNodesAsync();
+        var up = await high.WaitForAsync(Change(LinkChange.Up), "the link up");
+        await low.WaitForAsync(Change(LinkChange.Up, up.LinkId), "the link up at the lower node");
+        await PresenceGoesAsync(high, low);
+        Assert.That((await high.LinksAsync()).Single().State, Is.EqualTo(LinkChange.Up));
+
+        _hub.RemoveFromGroup(SignalingChannels.InProcessGroup, low.NodeId); // while it was not listed
+
+        var closed = await high.WaitForAsync(Change(LinkChange.Closed, up.LinkId), "the link ended by the revocation");
+        Assert.That(closed.Reason, Is.EqualTo("the peer is no longer a member of the overlay"));
+    }
+
     [Test]
     public async Task A_link_the_peer_tears_down_is_closed_with_the_peer_s_reason()
     {

@@ -46,7 +46,7 @@ internal sealed class InProcessSignalingChannel : SignalingChannelBase
 
     internal void RosterChanged()
     {
-        ForgetPeers(a => !IsRosterMember(a), PeerChange.Left);
+        ForgetPeers(a => !IsRosterMember(a), PeerChange.Revoked);
         OnRosterChanged();
     }
 

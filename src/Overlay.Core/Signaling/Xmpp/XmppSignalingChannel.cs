@@ -285,7 +285,7 @@ internal sealed class XmppSignalingChannel : SignalingChannelBase
                     if (!ApplyRosterItem(item) && item.Attribute("jid") is { } gone) removed.Add(gone.ToLowerInvariant());
                 }
             }
-            foreach (var bare in removed) ForgetPeers(a => Bare(a) == bare, PeerChange.Left);
+            foreach (var bare in removed) ForgetPeers(a => Bare(a) == bare, PeerChange.Revoked);
             OnRosterChanged(); // a contact that moved between groups joins or leaves those overlays
         }
         else
