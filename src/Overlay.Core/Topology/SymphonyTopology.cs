@@ -123,10 +123,26 @@ internal sealed class SymphonyTopology
             existing.Incoming = true; // ours loses the collision: the link manager abandons its own attempt
             return LinkDecision.Accept;
         }
-        if ((requestedRoles & LinkRoles.Successor) == 0 && CountIncomingOnly() >= IncomingBound)
+        // A successor request skips the bound (every node must reach its successors), but the requester's word is not
+        // taken for it: only a peer that this node succeeds on the ring, within twice the successor count (views of
+        // the ring differ a little while members come and go), may ask as one.
+        var successor = (requestedRoles & LinkRoles.Successor) != 0 && Succeeds(peer, 2 * Math.Max(1, _options.MinSuccessors));
+        if (!successor && CountIncomingOnly() >= IncomingBound)
             return LinkDecision.Reject($"incoming degree bound {IncomingBound} reached");
         _links[peer] = new Link { Incoming = true };
         return LinkDecision.Accept;
+    }
+
+    /// <summary>True when this node is among the <paramref name="within"/> members clockwise after <paramref name="peer"/>.</summary>
+    private bool Succeeds(UInt128 peer, int within)
+    {
+        for (var k = 0; k < within; k++)
+        {
+            var next = _peers.After(peer, k);
+            if (next is null) return false;
+            if (next == _self) return true;
+        }
+        return false;
     }
 
     /// <summary>Bytes exchanged with <paramref name="peer"/> (from the switch's per-destination counters).</summary>

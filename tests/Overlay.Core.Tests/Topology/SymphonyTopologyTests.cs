@@ -96,6 +96,9 @@ public class SymphonyTopologyTests
         var third = topology.OnLinkRequested(Id(7), LinkRoles.LongDistance);
         Assert.That((third.Accepted, third.Reason), Is.EqualTo((false, "incoming degree bound 2 reached")));
         Assert.That(topology.OnLinkRequested(Id(9), LinkRoles.Successor).Accepted, Is.True, "a predecessor's successor link keeps the ring whole");
+        // A member that is no predecessor cannot claim the successor role to get past the bound.
+        var claimed = topology.OnLinkRequested(Id(3), LinkRoles.Successor);
+        Assert.That((claimed.Accepted, claimed.Reason), Is.EqualTo((false, "incoming degree bound 2 reached")));
         Assert.That(topology.OnLinkRequested(Id(200 % 256), LinkRoles.LongDistance).Accepted, Is.False, "strangers are refused");
     }
 
