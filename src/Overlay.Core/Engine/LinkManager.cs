@@ -201,18 +201,21 @@ internal sealed partial class LinkManager
             return;
         }
         _links.TryGetValue(peer, out var existing);
-        if (existing is not null && existing.LinkId == offer.LinkId && !existing.Initiator)
-        {
-            OnRestartOffer(signal, existing, offer);
-            return;
-        }
-        // Each new link costs a socket, maybe a TURN allocation and a DTLS handshake: a member offering one after another
-        // (each replacing the last) gets a few at once and then one a second. A peer that truly started over retries after
-        // its backoff.
+        // Each new link costs a socket, maybe a TURN allocation and a DTLS handshake, and each ICE restart new checks and
+        // perhaps a new allocation: a member offering one after another gets a few at once and then one a second. A peer
+        // that truly started over retries after its backoff.
         var now = _node.Time.GetUtcNow();
         var budget = _offerBudgets.TryGetValue(peer, out var b) ? b : OfferBudget.Full(now);
         var allowed = budget.TryTake(now, out budget);
         _offerBudgets[peer] = budget;
+        if (existing is not null && existing.LinkId == offer.LinkId && !existing.Initiator)
+        {
+            // A restart past the budget is not answered rather than refused: a refusal would end a link that may still
+            // work, and the initiator tries again after its restart interval.
+            if (allowed) OnRestartOffer(signal, existing, offer);
+            else Interlocked.Increment(ref _refusedSignals);
+            return;
+        }
         if (!allowed)
         {
             Interlocked.Increment(ref _refusedSignals);

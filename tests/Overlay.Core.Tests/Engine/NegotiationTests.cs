@@ -200,6 +200,31 @@ public class NegotiationTests
         });
     }
 
+    [Test]
+    public async Task ICE_restart_offers_share_the_peer_s_budget_and_those_past_it_go_unanswered()
+    {
+        var (lowId, highId) = TwoIds();
+        var node = await NodeAsync(lowId);
+        node.Start();
+        var hostile = await RawPeerAsync(highId, lowId);
+        var first = AnyOffer();
+        Assert.That(await hostile.RequestAsync(lowId, first), Is.TypeOf<LinkAnswer>());
+
+        // Restart offers for that link, one after another: each would cost new checks and perhaps a TURN allocation.
+        var restarts = Enumerable.Range(0, 19).Select(_ => hostile.RequestAsync(lowId, AnyOffer() with { LinkId = first.LinkId })).ToArray();
+        // A new offer after them is refused as too fast; once it is, every restart before it was handled (in order).
+        var probe = await hostile.RequestAsync(lowId, AnyOffer());
+
+        Assert.That(probe, Is.TypeOf<LinkReject>().With.Property(nameof(LinkReject.Reason)).Contains("too fast"));
+        // The burst's remaining two restarts were handled (this link is still being set up, which they are told); the rest
+        // get no answer at all.
+        var handled = await Task.WhenAll(restarts.Take(LinkManager.NewLinkBurst - 1)).WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.That(handled, Has.All.TypeOf<LinkReject>().With.Property(nameof(LinkReject.Reason)).Contains("still being set up"));
+        Assert.That(restarts.Skip(LinkManager.NewLinkBurst - 1).Where(r => r.IsCompleted), Is.Empty);
+        Assert.That((await node.Engine.GetStatusAsync()).RefusedSignals, Is.EqualTo(19 - (LinkManager.NewLinkBurst - 1) + 1));
+        Assert.That((await node.LinksAsync()).Single().LinkId, Is.EqualTo(first.LinkId), "the link is not ended by the refusals");
+    }
+
     /// <summary>Signaling tells <paramref name="at"/> that <paramref name="peer"/> went away, as a server restart tells everyone.</summary>
     private static async Task PresenceGoesAsync(EngineNode at, EngineNode peer)
     {
