@@ -5,7 +5,8 @@ namespace Overlay.Links;
 
 /// <summary>
 /// A node's long-lived identity: a self-signed ECDSA P-256 certificate and its key. Peers learn its
-/// SHA-256 fingerprint through signaling and the DTLS handshake proves possession of the key.
+/// SHA-256 fingerprint through signaling and the DTLS handshake proves possession of the key. The node's ID is
+/// derived from the key (<see cref="NodeId"/>), so no one can hold another node's ID without its key.
 /// </summary>
 public sealed class NodeIdentity : IDisposable
 {
@@ -14,6 +15,22 @@ public sealed class NodeIdentity : IDisposable
         Certificate = certificate;
         Key = key;
         Fingerprint = CertificateFingerprint.Of(certificate.RawData);
+        NodeId = NodeIdOf(certificate);
+    }
+
+    /// <summary>
+    /// The node ID this identity owns: the first 16 bytes of SHA-256 over the certificate's SubjectPublicKeyInfo, as
+    /// 32 lower-case hex characters (as ZeroTier derives an address from its identity). A renewed certificate for the
+    /// same key keeps it.
+    /// </summary>
+    public string NodeId { get; }
+
+    /// <summary>The node ID that <paramref name="certificate"/>'s key owns.</summary>
+    internal static string NodeIdOf(X509Certificate2 certificate)
+    {
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(certificate.PublicKey.ExportSubjectPublicKeyInfo(), hash);
+        return Convert.ToHexStringLower(hash[..16]);
     }
 
     /// <summary>The certificate (DER in <see cref="X509Certificate.GetRawCertData"/>).</summary>

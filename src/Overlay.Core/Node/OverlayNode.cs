@@ -56,12 +56,20 @@ public sealed partial class OverlayNode : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         Options = options;
-        NodeId = options.NodeId ?? Switching.NodeId.NewRandom().ToString();
         _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _logger = _loggerFactory.CreateLogger<OverlayNode>();
         _time = time ?? TimeProvider.System;
         _ownsIdentity = identity is null;
-        Identity = identity ?? (options.CertificateFile is { } file ? NodeIdentity.LoadOrCreate(file) : NodeIdentity.CreateEphemeral(NodeId));
+        Identity = identity ?? (options.CertificateFile is { } file ? NodeIdentity.LoadOrCreate(file) : NodeIdentity.CreateEphemeral());
+        // A node ID belongs to a key: it is derived from the identity's, and a configured one must be that one.
+        NodeId = Identity.NodeId;
+        if (options.NodeId is { } configured && configured != NodeId)
+        {
+            if (_ownsIdentity) Identity.Dispose();
+            throw new OverlayConfigurationException("NodeId", options.CertificateFile is null
+                ? $"'{configured}' cannot be this node's: a node ID is derived from the node's key, so set CertificateFile to the key that owns it, or leave NodeId out (this run's key gives {NodeId})"
+                : $"'{configured}' does not belong to the key in '{options.CertificateFile}', which owns node ID {NodeId}: leave NodeId out, or use the key that owns it");
+        }
         WarnAboutExposedSecrets(options);
     }
 

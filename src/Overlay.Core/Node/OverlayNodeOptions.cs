@@ -9,7 +9,11 @@ namespace Overlay;
 /// </summary>
 public sealed record OverlayNodeOptions
 {
-    /// <summary>The node's 128-bit ID as 32 lower-case hex characters (EdgeVPN key <c>NodeId</c>); random when null.</summary>
+    /// <summary>
+    /// The node's 128-bit ID as 32 lower-case hex characters (EdgeVPN key <c>NodeId</c>). It is derived from the node's
+    /// key (<see cref="Links.NodeIdentity.NodeId"/>); when set, it must be that one (a check against a copied
+    /// configuration). Null takes the key's.
+    /// </summary>
     public string? NodeId { get; init; }
 
     /// <summary>How the node finds peers and negotiates links (EdgeVPN key <c>Signal</c>).</summary>

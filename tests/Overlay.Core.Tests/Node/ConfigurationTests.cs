@@ -127,7 +127,9 @@ public class ConfigurationTests
         {
             var config = Path.Combine(directory.FullName, "node.json");
             var key = Path.Combine(directory.FullName, "node.pem");
-            await File.WriteAllTextAsync(config, Full.Replace("\"Overlays\"", $"\"CertificateFile\": \"{key}\", \"Overlays\""));
+            // The node ID is left out: it is the new key's.
+            await File.WriteAllTextAsync(config, Full.Replace("\"NodeId\": \"0123456789abcdef0123456789abcdef\",", "", StringComparison.Ordinal)
+                .Replace("\"Overlays\"", $"\"CertificateFile\": \"{key}\", \"Overlays\"", StringComparison.Ordinal));
             File.SetUnixFileMode(config, mode);
             var logs = new Nat.ListLoggerFactory("node");
 
@@ -136,6 +138,34 @@ public class ConfigurationTests
             var warnings = logs.Lines.Where(l => l.Contains("can be read by its group or others", StringComparison.Ordinal)).ToArray();
             Assert.That(warnings.Any(l => l.Contains(config, StringComparison.Ordinal)), Is.EqualTo(warned), string.Join("\n", logs.Lines));
             Assert.That(warnings.Any(l => l.Contains(key, StringComparison.Ordinal)), Is.False, "the key file the node created is the owner's alone");
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
+    [Test]
+    public async Task A_node_id_is_derived_from_the_key_and_a_configured_one_must_match_it()
+    {
+        var directory = Directory.CreateTempSubdirectory("overlay-identity-");
+        try
+        {
+            var key = Path.Combine(directory.FullName, "node.pem");
+            string owned;
+            using (var identity = Overlay.Links.NodeIdentity.LoadOrCreate(key)) owned = identity.NodeId;
+            Assert.That(owned, Does.Match("^[0-9a-f]{32}$"));
+            var options = new OverlayNodeOptions { CertificateFile = key, Overlays = [new OverlayOptions { Id = "a" }] };
+
+            await using (var node = OverlayNode.Create(options)) Assert.That(node.NodeId, Is.EqualTo(owned), "taken from the key");
+            await using (var node = OverlayNode.Create(options with { NodeId = owned })) Assert.That(node.NodeId, Is.EqualTo(owned), "named and matching");
+
+            // A copied configuration: another node's ID with this key, or any ID with no key at all.
+            var copied = Assert.Throws<OverlayConfigurationException>(() => OverlayNode.Create(options with { NodeId = new string('a', 32) }));
+            Assert.That(copied!.Key, Is.EqualTo("NodeId"));
+            Assert.That(copied.Message, Does.Contain(owned));
+            var keyless = Assert.Throws<OverlayConfigurationException>(() => OverlayNode.Create(options with { CertificateFile = null, NodeId = owned }));
+            Assert.That(keyless!.Message, Does.Contain("CertificateFile"));
         }
         finally
         {

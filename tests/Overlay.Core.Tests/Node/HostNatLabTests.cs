@@ -180,7 +180,10 @@ public class HostNatLabTests
 
         public static HostProcess Start(NatLab lab, int index, string directory, object? links = null)
         {
-            var nodeId = Switching.NodeId.NewRandom().ToString();
+            // The node's key is made first: its node ID is derived from it, and the configuration names both.
+            var certificate = Path.Combine(directory, $"node{index + 1}.pem");
+            string nodeId;
+            using (var identity = Overlay.Links.NodeIdentity.LoadOrCreate(certificate)) nodeId = identity.NodeId;
             var address = $"10.99.0.{index + 1}";
             var config = Path.Combine(directory, $"node{index + 1}.json");
             var status = Path.Combine(directory, $"node{index + 1}.status.json");
@@ -194,7 +197,7 @@ public class HostNatLabTests
                 },
                 Stun = new[] { lab.StunTurn.ToString() },
                 Turn = new[] { new { Address = lab.StunTurn.ToString(), User = lab.Coturn.Username, Password = lab.Coturn.Password } },
-                CertificateFile = Path.Combine(directory, $"node{index + 1}.pem"),
+                CertificateFile = certificate,
                 Links = links ?? new { },
                 Overlays = new Dictionary<string, object> { [OverlayId] = new { NetDevice = new { Name = "ovl0", IP4 = address, PrefixLen = 24 } } },
             }));
