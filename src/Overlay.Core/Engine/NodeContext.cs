@@ -17,6 +17,7 @@ internal sealed class NodeContext
     public required TimeProvider Time { get; init; }
     public required ILoggerFactory LoggerFactory { get; init; }
     public required Action<LinkEvent> RaiseLink { get; init; }
+    public required DataPathOptions DataPath { get; init; }
 
     /// <summary>The node's data-path thread (TAP devices and link sockets); null where it cannot run (then each has its own).</summary>
     public Transport.EventLoop? Loop { get; init; }

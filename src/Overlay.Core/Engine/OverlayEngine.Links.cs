@@ -170,7 +170,7 @@ internal sealed partial class OverlayEngine
 
     private IceAgent CreateAgent(PeerLink link, IceRole role)
     {
-        var agent = IceAgent.Create(_node.Ice, role, _node.Loop);
+        var agent = IceAgent.Create(_node.Ice, role, _node.Loop, _node.DataPath.UdpSegmentationOffload);
         link.Agent = agent;
         agent.CandidateGathered += candidate => Trickle(link, candidate);
         _ = GatherAsync(link, agent);

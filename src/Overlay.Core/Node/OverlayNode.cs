@@ -125,6 +125,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
             {
                 NodeId = NodeId, Self = NodeContext.ParseNodeId(NodeId), Identity = Identity, Signaling = signaling, Ice = ice,
                 Timings = Options.Links, Time = _time, LoggerFactory = _loggerFactory, RaiseLink = RaiseLink, Loop = _loop,
+                DataPath = Options.DataPath,
             };
             var networks = new List<OverlayNetwork>();
             for (var i = 0; i < Options.Overlays.Count; i++)

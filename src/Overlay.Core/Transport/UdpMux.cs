@@ -37,14 +37,16 @@ internal sealed class UdpMux : IReadableSource, IDisposable
     private EventLoop? _loop;
     private long _registration = -1;
     private volatile bool _closed;
-    private bool _segmentation = Segmentation.Enabled;
+    private readonly bool _coalescing; // UDP GRO asked for on the socket
+    private bool _segmentation;        // UDP GSO on sends; turned off for good when the kernel or route refuses it
     private long _received, _dropped, _sendFailures, _segmentedSent, _coalescedReceived, _receiverFaults;
 
     private readonly record struct Route(SocketAddress Address, IDatagramReceiver Receiver);
 
-    private UdpMux(Socket socket)
+    private UdpMux(Socket socket, bool segmentation)
     {
         _socket = socket;
+        _coalescing = _segmentation = segmentation && MultiMessage.IsSupported;
         LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
         _from = new SocketAddress(socket.AddressFamily);
         _thread = new Thread(ReceiveLoop) { IsBackground = true, Name = $"udp-mux {LocalEndPoint.Port}" };
@@ -77,8 +79,11 @@ internal sealed class UdpMux : IReadableSource, IDisposable
 
     internal bool ReceiverAlive => _loop is not null ? !_closed : _thread.IsAlive;
 
-    /// <summary>Binds a socket in the calling thread's network namespace (port 0: any free port).</summary>
-    public static UdpMux Bind(int port = 0)
+    /// <summary>
+    /// Binds a socket in the calling thread's network namespace (port 0: any free port). With
+    /// <paramref name="segmentation"/> it uses UDP segmentation offload and receive coalescing where Linux has them.
+    /// </summary>
+    public static UdpMux Bind(int port = 0, bool segmentation = true)
     {
         Socket socket;
         try
@@ -94,7 +99,7 @@ internal sealed class UdpMux : IReadableSource, IDisposable
         socket.ReceiveBufferSize = 4 << 20; // the kernel caps it at net.core.rmem_max; bursts of 64 KiB runs need room
         socket.SendBufferSize = 1 << 20;
         socket.ReceiveTimeout = 250; // the receive loop wakes up this often to notice Dispose
-        return new UdpMux(socket);
+        return new UdpMux(socket, segmentation);
     }
 
     public void SetHandlers(IStunPacketHandler stun, IChannelDataHandler? channelData)
@@ -197,7 +202,7 @@ internal sealed class UdpMux : IReadableSource, IDisposable
             handle.DangerousAddRef(ref added); // the descriptor stays ours until this loop ends, even if Dispose runs
             var fd = handle.DangerousGetHandle();
             // UDP GRO: runs a peer sent with GSO stay one buffer up to here; we cut them (each datagram keeps its length).
-            if (Segmentation.Enabled) MultiMessageReceiver.TryEnableCoalescing(fd);
+            if (_coalescing) MultiMessageReceiver.TryEnableCoalescing(fd);
             while (!_closed)
             {
                 var n = receiver.Receive(fd, wait: true);
@@ -225,7 +230,7 @@ internal sealed class UdpMux : IReadableSource, IDisposable
     {
         ArgumentNullException.ThrowIfNull(loop);
         var fd = (int)_socket.SafeHandle.DangerousGetHandle();
-        if (Segmentation.Enabled) MultiMessageReceiver.TryEnableCoalescing(fd);
+        if (_coalescing) MultiMessageReceiver.TryEnableCoalescing(fd);
         _loop = loop;
         _registration = loop.Register(fd, this);
     }
@@ -364,12 +369,6 @@ internal sealed class UdpMux : IReadableSource, IDisposable
 
     /// <summary>Counts a datagram a handler dropped.</summary>
     internal void CountDrop() => Interlocked.Increment(ref _dropped);
-
-    /// <summary>Whether sockets use UDP segmentation offload and receive coalescing (Linux; OVERLAY_UDP_GSO=0 turns both off).</summary>
-    internal static class Segmentation
-    {
-        public static readonly bool Enabled = MultiMessage.IsSupported && Environment.GetEnvironmentVariable("OVERLAY_UDP_GSO") != "0";
-    }
 
     public void Dispose()
     {

@@ -70,12 +70,15 @@ public sealed partial class IceAgent : IAsyncDisposable
     /// <summary>Creates an agent: binds its UDP socket and gathers host candidates in the calling thread's network namespace.</summary>
     public static IceAgent Create(IceOptions options, IceRole role) => Create(options, role, loop: null);
 
-    /// <summary>Creates an agent whose socket is served by <paramref name="loop"/> (null: by a receive thread of its own).</summary>
-    internal static IceAgent Create(IceOptions options, IceRole role, EventLoop? loop)
+    /// <summary>
+    /// Creates an agent whose socket is served by <paramref name="loop"/> (null: by a receive thread of its own), with UDP
+    /// segmentation offload and receive coalescing when <paramref name="segmentation"/>.
+    /// </summary>
+    internal static IceAgent Create(IceOptions options, IceRole role, EventLoop? loop, bool segmentation = true)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        var mux = UdpMux.Bind(options.Port);
+        var mux = UdpMux.Bind(options.Port, segmentation);
         var endpoint = new StunEndpoint(mux, options.TimeProvider, options.LoggerFactory?.CreateLogger<StunEndpoint>());
         var agent = new IceAgent(options, role, endpoint);
         agent.GatherHostCandidates();
