@@ -19,8 +19,11 @@ internal sealed class NodeContext
     public required Action<LinkEvent> RaiseLink { get; init; }
     public required DataPathOptions DataPath { get; init; }
 
-    /// <summary>The node's data-path thread (TAP devices and link sockets); null where it cannot run (then each has its own).</summary>
-    public Transport.EventLoop? Loop { get; init; }
+    /// <summary>The node's data-path threads: the first serves the TAP devices and every link socket, the others a multi-queue TAP's other queues.</summary>
+    public required Transport.EventLoopGroup Loops { get; init; }
+
+    /// <summary>The loop of the link sockets.</summary>
+    public Transport.EventLoop Loop => Loops.Primary;
 
     /// <summary>The fingerprint as it travels in offers and answers.</summary>
     public string FingerprintText => "sha-256 " + Identity.Fingerprint;

@@ -27,7 +27,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     private readonly ILogger _logger;
     private readonly Links.TinCanLinkOptions _linkOptions;
     private ITimer? _ticker;
-    private DeviceReadiness? _deviceReadiness; // the NIC's watch on the node's event loop, when it has one
+    private readonly List<DeviceReadiness> _deviceQueues = []; // the NIC's queues watched by the node's event loops
     private bool _deviceFaultReported;
     private long _ticks;
     private long _refusedSignals;
@@ -86,15 +86,20 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     /// <summary>Starts the NIC, learns the members signaling already knows and starts housekeeping.</summary>
     public void Start(IEnumerable<string> knownPeers)
     {
-        if (_node.Loop is { } loop && Device.ReadinessDescriptor >= 0)
+        if (Device is IPolledEthernetDevice polled)
         {
-            Device.StartPolled(new DeviceInput(Switch));
-            _deviceReadiness = new DeviceReadiness(Device, loop);
-            _deviceReadiness.Registration = loop.Register(Device.ReadinessDescriptor, _deviceReadiness);
+            // Queue 0 on the loop of the link sockets (a frame's answer crosses no thread); each other queue on a loop of its own.
+            polled.StartPolled(new DeviceInput(Switch));
+            for (var queue = 0; queue < polled.ReadinessDescriptors.Count; queue++)
+            {
+                var readiness = new DeviceReadiness(polled, queue, _node.Loops.Get(queue));
+                readiness.Register();
+                _deviceQueues.Add(readiness);
+            }
         }
         else
         {
-            Device.Start(new DeviceInput(Switch));
+            Device.Start(new DeviceInput(Switch)); // an in-memory NIC: frames come on the thread that plays the host
         }
         var peers = knownPeers.ToArray();
         _queue.Post(() =>
@@ -127,7 +132,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     internal Task<(int OnLoop, int Sockets)> CountLoopSocketsAsync() => _queue.InvokeAsync(() =>
     {
         var muxes = _links.Values.Select(l => l.Agent?.Endpoint.Mux).OfType<Transport.UdpMux>().ToArray();
-        return (muxes.Count(m => m.OnEventLoop), muxes.Length);
+        return (muxes.Count(m => m.Loop == _node.Loop), muxes.Length);
     });
 
     /// <summary>A snapshot, taken on the control queue.</summary>
@@ -218,7 +223,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         }).ConfigureAwait(false);
         await Task.WhenAll(closing).ConfigureAwait(false);
         await _queue.DisposeAsync().ConfigureAwait(false);
-        if (_deviceReadiness is { } readiness) _node.Loop!.Unregister(readiness.Registration); // before the descriptor closes
+        foreach (var queue in _deviceQueues) queue.Unregister(); // before the descriptors close
         await Device.DisposeAsync().ConfigureAwait(false);
     }
 

@@ -72,15 +72,15 @@ internal sealed class PeerLink : ILinkFrameReceiver
 
     public long MalformedFloods => Interlocked.Read(ref _malformedFloods);
 
-    public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload)
+    public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload, Transport.DataPathBatch? batch)
     {
         if (kind == PacketKind.Frame)
         {
-            _switch.OnLinkFrame(SwitchId, payload);
+            _switch.OnLinkFrame(SwitchId, payload, batch);
         }
         else if (kind == PacketKind.FloodFrame)
         {
-            if (FloodHeader.TryRead(payload, out var header)) _switch.OnLinkFlood(SwitchId, header, payload[FloodHeader.Length..]);
+            if (FloodHeader.TryRead(payload, out var header)) _switch.OnLinkFlood(SwitchId, header, payload[FloodHeader.Length..], batch);
             else Interlocked.Increment(ref _malformedFloods);
         }
     }

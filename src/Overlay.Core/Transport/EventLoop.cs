@@ -1,3 +1,33 @@
+// The way of a frame through a node (one overlay; several share the loop):
+//
+//            host                                                           peer node
+//              |  TAP (IPolledEthernetDevice)                                  ^
+//   1 readable | EventLoop thread: epoll_wait                                  | UDP (sendmmsg, GSO runs)
+//   2 read     | TapDevice.PollReady(queue, batch): read() into batch buffers,   |
+//              |   TSO packets cut into frames (FrameOffload)                  |
+//   3 switch   | DeviceInput -> OverlaySwitch.OnLocalFrame(frame, batch)       |
+//   4 port     | LinkPort.TrySendFrame(frame, batch) -> TinCanLink.TrySend     |
+//   5 seal     |   AES-GCM in a batch buffer, in place, behind the headroom    |
+//   6 queue    |   IceDatagramChannel -> UdpMux.Send: copied into the batch's SendQueue
+//   7 send     | end of the TAP burst: batch.Complete() -> sendmmsg per socket -+
+//
+//              +-------------------------------------------------------------------+
+//   1 readable | EventLoop thread: a link's socket                                  |
+//   2 read     | UdpMux.OnReadable(batch): recvmmsg (GRO runs cut back into datagrams)
+//   3 demux    |   RFC 7983 first byte: STUN -> ICE, ChannelData -> TURN -> again, DTLS/data -> link
+//   4 open     | TinCanLink.OnDatagram(datagram, batch): AES-GCM into a batch buffer, replay window
+//   5 switch   | PeerLink -> OverlaySwitch.OnLinkFrame / OnLinkFlood(frame, batch)
+//   6 port     | DevicePort.TrySendFrame(frame, batch): TCP segments merged in the batch (TcpCoalescer),
+//              |   or on to another link (steps 4-6 of the way out: forwarding)
+//   7 complete | end of the recvmmsg burst: batch.Complete(): merged writes -> TAP, then the TAP polled
+//              |   at once for the host's answer (an echo reply, an ACK), which is sealed and queued in the
+//              |   same batch, then sendmmsg: the answer leaves without another thread's wake-up
+//
+// Threads: one EventLoop per node serves the TAP and every link socket (a multi-queue TAP's other queues get a loop
+// each, EventLoopGroup); each loop owns one DataPathBatch, handed to the handlers it calls. The control path
+// (signaling, topology, ICE checks and timers, DTLS handshakes, keepalives) runs on the thread pool and sends at once
+// (a null batch). A standalone ICE agent's socket gets a loop of its own.
+
 using System.Runtime.InteropServices;
 
 namespace Overlay.Transport;
@@ -6,15 +36,16 @@ namespace Overlay.Transport;
 internal interface IReadableSource
 {
     /// <summary>
-    /// Reads and handles some of what is ready without blocking. It may leave the rest (the descriptor is watched
-    /// level-triggered, so the loop comes back after serving the others); it should not throw.
+    /// Reads and handles some of what is ready without blocking, with the loop's <paramref name="batch"/> (the loop
+    /// completes it when this returns). It may leave the rest (the descriptor is watched level-triggered, so the loop
+    /// comes back after serving the others); it should not throw.
     /// </summary>
-    void OnReadable();
+    void OnReadable(DataPathBatch batch);
 }
 
 /// <summary>
-/// One thread per node that waits on every descriptor of the data path at once (Linux <c>epoll(7)</c>): the TAP device
-/// and each link's UDP socket. A frame that arrives on a socket is decrypted, switched and written into the TAP, and
+/// One thread that waits on every descriptor of a node's data path at once (Linux <c>epoll(7)</c>): the TAP device
+/// and each link's UDP socket (the map at the top of this file). A frame that arrives on a socket is decrypted, switched and written into the TAP, and
 /// the host's immediate answer read back and sent, all on this thread; and writing into the TAP wakes nobody else, since
 /// the only thread waiting on it is the one writing. With a thread per descriptor each of those hand-overs costs a
 /// wake-up, which on a virtual machine is the larger part of a round trip. As in tinc, one loop serves every link;
@@ -42,6 +73,7 @@ internal sealed unsafe partial class EventLoop : IDisposable
     private volatile bool _stopping;
     private uint _generation;
     private MultiMessageReceiver? _receiver;
+    private DataPathBatch? _batch;
 
     private sealed class Slot(int fd, IReadableSource source, uint generation)
     {
@@ -172,6 +204,7 @@ internal sealed unsafe partial class EventLoop : IDisposable
     private void Run()
     {
         var events = (byte*)NativeMemory.Alloc((nuint)(MaxEvents * s_eventSize));
+        var batch = _batch = new DataPathBatch(); // the loop's, handed to every source it calls
         try
         {
             while (!_stopping)
@@ -190,7 +223,8 @@ internal sealed unsafe partial class EventLoop : IDisposable
                     if (SlotFor(Volatile.Read(ref _slots), token) is not { } slot) continue;
                     try
                     {
-                        slot.Source.OnReadable();
+                        slot.Source.OnReadable(batch);
+                        batch.Complete(); // sources complete their own bursts; this sends what one that threw left
                     }
 #pragma warning disable CA1031 // one faulty source must not stop the loop that serves every link
                     catch (Exception)
@@ -208,6 +242,8 @@ internal sealed unsafe partial class EventLoop : IDisposable
             NativeMemory.Free(events);
             _receiver?.Dispose();
             _receiver = null;
+            _batch?.Dispose();
+            _batch = null;
         }
     }
 

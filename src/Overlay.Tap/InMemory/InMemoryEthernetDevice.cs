@@ -34,6 +34,9 @@ public sealed class InMemoryEthernetDevice : IEthernetDevice
     /// <inheritdoc />
     public EthernetDeviceCounters Counters { get; } = new();
 
+    /// <inheritdoc />
+    public string? Fault => null;
+
     /// <summary>Receives the frames written to the device (the host's side). Set before traffic flows.</summary>
     public IFrameSink? HostReceiver { get; set; }
 
@@ -56,7 +59,7 @@ public sealed class InMemoryEthernetDevice : IEthernetDevice
         }
         Interlocked.Increment(ref Counters.FramesReadValue);
         Interlocked.Add(ref Counters.BytesReadValue, frame.Length);
-        sink.OnFrame(frame);
+        sink.OnFrame(frame, batch: null);
         return true;
     }
 
@@ -71,7 +74,7 @@ public sealed class InMemoryEthernetDevice : IEthernetDevice
         }
         Interlocked.Increment(ref Counters.FramesWrittenValue);
         Interlocked.Add(ref Counters.BytesWrittenValue, frame.Length);
-        host.OnFrame(frame);
+        host.OnFrame(frame, batch: null);
         return true;
     }
 

@@ -12,7 +12,7 @@ public class TinCanLinkTests
     private sealed class Inbox : ILinkFrameReceiver
     {
         public BlockingCollection<(PacketKind Kind, byte[] Payload)> Frames { get; } = [];
-        public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload) => Frames.Add((kind, payload.ToArray()));
+        public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload, DataPathBatch? batch) => Frames.Add((kind, payload.ToArray()));
     }
 
     private static async Task<(TinCanLink A, TinCanLink B, Inbox InA, Inbox InB)> ConnectAsync(IDatagramChannel a, IDatagramChannel b,
@@ -192,6 +192,6 @@ public class TinCanLinkTests
     private sealed class CountingReceiver : ILinkFrameReceiver
     {
         public long Count;
-        public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload) => Count++;
+        public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload, DataPathBatch? batch) => Count++;
     }
 }

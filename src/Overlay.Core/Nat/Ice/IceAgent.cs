@@ -71,7 +71,7 @@ public sealed partial class IceAgent : IAsyncDisposable
     public static IceAgent Create(IceOptions options, IceRole role) => Create(options, role, loop: null);
 
     /// <summary>
-    /// Creates an agent whose socket is served by <paramref name="loop"/> (null: by a receive thread of its own), with UDP
+    /// Creates an agent whose socket is served by <paramref name="loop"/> (null: by a loop of its own), with UDP
     /// segmentation offload and receive coalescing when <paramref name="segmentation"/>.
     /// </summary>
     internal static IceAgent Create(IceOptions options, IceRole role, EventLoop? loop, bool segmentation = true)
@@ -82,8 +82,7 @@ public sealed partial class IceAgent : IAsyncDisposable
         var endpoint = new StunEndpoint(mux, options.TimeProvider, options.LoggerFactory?.CreateLogger<StunEndpoint>());
         var agent = new IceAgent(options, role, endpoint);
         agent.GatherHostCandidates();
-        if (loop is not null) mux.Attach(loop);
-        else mux.Start();
+        mux.Attach(loop);
         return agent;
     }
 
@@ -274,7 +273,7 @@ public sealed partial class IceAgent : IAsyncDisposable
     }
 
     /// <summary>Feeds one datagram into the receive path as if it arrived on the socket (tests: hostile input).</summary>
-    internal void Receive(ReadOnlySpan<byte> datagram, IPEndPoint from) => _endpoint.Mux.Dispatch(datagram, _endpoint.Mux.ToSocketAddress(from));
+    internal void Receive(ReadOnlySpan<byte> datagram, IPEndPoint from) => _endpoint.Mux.Dispatch(datagram, _endpoint.Mux.ToSocketAddress(from), batch: null);
 
     internal IReadOnlyList<string> Pairs
     {
