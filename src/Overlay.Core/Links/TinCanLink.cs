@@ -276,6 +276,11 @@ public sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         var packet = buffer.Slice(headroom, FrameSealer.Overhead + payload.Length);
         payload.CopyTo(packet[FrameSealer.HeaderLength..]);
         var length = sealer.Seal(packet, payload.Length, kind);
+        if (length == 0) // the link closed meanwhile: its keys are gone
+        {
+            Interlocked.Increment(ref _sendFailures);
+            return false;
+        }
         if (sealer.Sequence >= _options.RekeyAfterPackets && sealer == _sealer) Rotate();
         if (channel.TrySend(buffer[..(headroom + length)], length, batch)) return true;
         Interlocked.Increment(ref _sendFailures);
@@ -302,13 +307,22 @@ public sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         if (Interlocked.Exchange(ref _state, (int)state) != (int)state) StateChanged?.Invoke(this, state);
     }
 
-    /// <summary>Stops keepalives, detaches from the path and forgets the keys.</summary>
+    /// <summary>
+    /// Stops keepalives, detaches from the path and forgets the keys. A frame being sealed or opened on another thread
+    /// meanwhile finishes first (sealer and opener free their keys under the lock each packet takes); later ones fail
+    /// and are counted.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         SetState(LinkState.Closed);
         if (_keepalive is not null) await _keepalive.DisposeAsync().ConfigureAwait(false);
         _channel.SetReceiver(null);
-        _sealer?.Dispose();
-        _opener?.Dispose();
+        lock (_keyLock)
+        {
+            _sealer?.Dispose();
+            _opener?.Dispose();
+            _previousOpener?.Dispose();
+            _nextOpener?.Dispose();
+        }
     }
 }
