@@ -23,7 +23,7 @@ public sealed class DataPathBatch : DeviceBatch, IFrameBatch, IDisposable
 {
     private const int BufferSize = 65536 + 64;
     private const int MaxCompletions = 4;
-    private readonly SendQueue? _sends = MultiMessage.IsSupported ? new SendQueue() : null;
+    private readonly SendQueue? _sends = Tap.Linux.LibC.IsLinux64 ? new SendQueue() : null;
     private readonly IBurstCompletion?[] _deferred = new IBurstCompletion?[MaxCompletions];
     private readonly byte[]?[] _buffers = new byte[]?[8];
     private int _deferredCount;

@@ -29,6 +29,7 @@
 // (a null batch). A standalone ICE agent's socket gets a loop of its own.
 
 using System.Runtime.InteropServices;
+using Overlay.Tap.Linux;
 
 namespace Overlay.Transport;
 
@@ -51,11 +52,8 @@ internal interface IReadableSource
 /// wake-up, which on a virtual machine is the larger part of a round trip. As in tinc, one loop serves every link;
 /// handlers run one at a time and must not block.
 /// </summary>
-internal sealed unsafe partial class EventLoop : IDisposable
+internal sealed unsafe class EventLoop : IDisposable
 {
-    private const int EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2;
-    private const uint EPOLLIN = 0x001;
-    private const int EINTR = 4;
     private const int MaxEvents = 64;
     private const ulong StopToken = ulong.MaxValue;
     // struct epoll_event is packed on x86-64 (12 bytes) and naturally aligned elsewhere (16 bytes).
@@ -90,7 +88,7 @@ internal sealed unsafe partial class EventLoop : IDisposable
     }
 
     /// <summary>True where the loop can run (Linux, 64-bit).</summary>
-    public static bool IsSupported => MultiMessage.IsSupported;
+    public static bool IsSupported => LibC.IsLinux64;
 
     /// <summary>Handlers that threw (caught and counted; the loop carries on).</summary>
     public long HandlerFaults => Interlocked.Read(ref _handlerFaults);
@@ -108,21 +106,21 @@ internal sealed unsafe partial class EventLoop : IDisposable
     public static EventLoop Start(string name)
     {
         if (!IsSupported) throw new PlatformNotSupportedException("the event loop needs Linux epoll on a 64-bit process");
-        var epoll = EpollCreate1(O_CLOEXEC);
+        var epoll = LibC.EpollCreate1(LibC.EPOLL_CLOEXEC);
         if (epoll < 0) throw new InvalidOperationException($"epoll_create1 failed (errno {Marshal.GetLastPInvokeError()})");
-        var stop = EventFd(0, O_CLOEXEC | O_NONBLOCK);
+        var stop = LibC.EventFd(0, LibC.EFD_CLOEXEC | LibC.EFD_NONBLOCK);
         if (stop < 0)
         {
             var errno = Marshal.GetLastPInvokeError();
-            Close(epoll);
+            LibC.Close(epoll);
             throw new InvalidOperationException($"eventfd failed (errno {errno})");
         }
         var loop = new EventLoop(epoll, stop, name);
-        if (loop.Control(EPOLL_CTL_ADD, stop, StopToken) != 0)
+        if (loop.Control(LibC.EPOLL_CTL_ADD, stop, StopToken) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
-            Close(epoll);
-            Close(stop);
+            LibC.Close(epoll);
+            LibC.Close(stop);
             throw new InvalidOperationException($"epoll_ctl failed for the stop event (errno {errno})");
         }
         loop._thread.Start();
@@ -150,7 +148,7 @@ internal sealed unsafe partial class EventLoop : IDisposable
             }
             var slot = new Slot(fd, source, ++_generation);
             Volatile.Write(ref _slots[index], slot);
-            if (Control(EPOLL_CTL_ADD, fd, Token(index, slot.Generation)) != 0)
+            if (Control(LibC.EPOLL_CTL_ADD, fd, Token(index, slot.Generation)) != 0)
             {
                 var errno = Marshal.GetLastPInvokeError();
                 _slots[index] = null!;
@@ -172,7 +170,7 @@ internal sealed unsafe partial class EventLoop : IDisposable
         {
             var slots = _slots;
             if (SlotFor(slots, (ulong)registration) is not { } slot) return;
-            Control(EPOLL_CTL_DEL, slot.Fd, 0); // may fail once stopping closed epoll: harmless
+            Control(LibC.EPOLL_CTL_DEL, slot.Fd, 0); // may fail once stopping closed epoll: harmless
             Volatile.Write(ref slots[index], null!);
         }
         Interlocked.MemoryBarrier();
@@ -196,9 +194,9 @@ internal sealed unsafe partial class EventLoop : IDisposable
     private int Control(int op, int fd, ulong token)
     {
         var ev = stackalloc byte[16];
-        *(uint*)ev = EPOLLIN;
+        *(uint*)ev = LibC.EPOLLIN;
         *(ulong*)(ev + s_dataOffset) = token;
-        return EpollCtl(_epoll, op, fd, ev);
+        return LibC.EpollCtl(_epoll, op, fd, ev);
     }
 
     private void Run()
@@ -209,10 +207,10 @@ internal sealed unsafe partial class EventLoop : IDisposable
         {
             while (!_stopping)
             {
-                var n = EpollWait(_epoll, events, MaxEvents, -1);
+                var n = LibC.EpollWait(_epoll, events, MaxEvents, -1);
                 if (n < 0)
                 {
-                    if (Marshal.GetLastPInvokeError() == EINTR) continue;
+                    if (Marshal.GetLastPInvokeError() == LibC.EINTR) continue;
                     return;
                 }
                 Interlocked.Exchange(ref _dispatchRound, ++_rounds);
@@ -256,29 +254,9 @@ internal sealed unsafe partial class EventLoop : IDisposable
             _stopping = true;
         }
         ulong one = 1;
-        Write(_stop, &one, sizeof(ulong));
+        LibC.Write(_stop, (byte*)&one, sizeof(ulong));
         if (!IsLoopThread) _thread.Join();
-        Close(_stop);
-        Close(_epoll);
+        LibC.Close(_stop);
+        LibC.Close(_epoll);
     }
-
-    private const int O_CLOEXEC = 0x80000, O_NONBLOCK = 0x800;
-
-    [LibraryImport("libc", EntryPoint = "epoll_create1", SetLastError = true)]
-    private static partial int EpollCreate1(int flags);
-
-    [LibraryImport("libc", EntryPoint = "epoll_ctl", SetLastError = true)]
-    private static partial int EpollCtl(int epfd, int op, int fd, void* ev);
-
-    [LibraryImport("libc", EntryPoint = "epoll_wait", SetLastError = true)]
-    private static partial int EpollWait(int epfd, void* events, int maxEvents, int timeout);
-
-    [LibraryImport("libc", EntryPoint = "eventfd", SetLastError = true)]
-    private static partial int EventFd(uint initial, int flags);
-
-    [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
-    private static partial nint Write(int fd, void* buffer, nint count);
-
-    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
-    private static partial int Close(int fd);
 }

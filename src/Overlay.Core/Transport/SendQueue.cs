@@ -1,6 +1,6 @@
 using System.Net;
 using System.Runtime.InteropServices;
-using static Overlay.Transport.MultiMessage;
+using static Overlay.Tap.Linux.LibC;
 
 namespace Overlay.Transport;
 
@@ -15,8 +15,6 @@ internal sealed unsafe class SendQueue : IDisposable
     public const int SlotSize = 2048;
     public const int NameSize = 128;
     private const int ControlSize = 24; // CMSG_SPACE(sizeof(uint16_t)) on x64/arm64
-    private const int SolUdp = 17, UdpSegment = 103;
-    private const int EINTR = 4, EIO = 5, EINVAL = 22, EMSGSIZE = 90, ENOPROTOOPT = 92, EOPNOTSUPP = 95;
     // UDP GSO: at most this many bytes (the IP length field is 16 bits) and segments (UDP_MAX_SEGMENTS) per message.
     private const int MaxSegmentedBytes = 60000, MaxSegments = 64;
     private readonly byte* _memory;
@@ -145,8 +143,8 @@ internal sealed unsafe class SendQueue : IDisposable
                 var control = _controls + groups * ControlSize;
                 new Span<byte>(control, ControlSize).Clear();
                 *(nuint*)control = 18;                 // cmsg_len = CMSG_LEN(2)
-                *(int*)(control + 8) = SolUdp;         // cmsg_level
-                *(int*)(control + 12) = UdpSegment;    // cmsg_type
+                *(int*)(control + 8) = SOL_UDP;         // cmsg_level
+                *(int*)(control + 12) = UDP_SEGMENT;    // cmsg_type
                 *(ushort*)(control + 16) = (ushort)size;
                 header.Control = control;
                 header.ControlLength = ControlSize;

@@ -45,7 +45,7 @@ internal sealed class UdpMux : IReadableSource, IDisposable
     private UdpMux(Socket socket, bool segmentation)
     {
         _socket = socket;
-        _coalescing = _segmentation = segmentation && MultiMessage.IsSupported;
+        _coalescing = _segmentation = segmentation && Tap.Linux.LibC.IsLinux64;
         LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
         _from = new SocketAddress(socket.AddressFamily);
     }
