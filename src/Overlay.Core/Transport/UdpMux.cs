@@ -7,7 +7,8 @@ namespace Overlay.Transport;
 /// <summary>Receives STUN messages (first byte 0–3) from a <see cref="UdpMux"/>.</summary>
 internal interface IStunPacketHandler
 {
-    void OnStunPacket(ReadOnlySpan<byte> datagram, SocketAddress from);
+    /// <summary>One STUN message; <paramref name="batch"/> is for what it carries (relayed data in a TURN Data indication).</summary>
+    void OnStunPacket(ReadOnlySpan<byte> datagram, SocketAddress from, DataPathBatch? batch);
 }
 
 /// <summary>Receives TURN ChannelData messages (first byte 64–79) from a <see cref="UdpMux"/>.</summary>
@@ -252,7 +253,7 @@ internal sealed class UdpMux : IReadableSource, IDisposable
         var first = datagram[0];
         if (first <= 3)
         {
-            if (_stun is { } stun) stun.OnStunPacket(datagram, from);
+            if (_stun is { } stun) stun.OnStunPacket(datagram, from, batch);
             else Interlocked.Increment(ref _dropped);
         }
         else if (first is >= 64 and <= 79)

@@ -203,7 +203,7 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
     }
 
     /// <summary>Handles a Data indication from the server (RFC 8656 §11.4).</summary>
-    public void OnDataIndication(scoped ref StunReader indication)
+    public void OnDataIndication(scoped ref StunReader indication, DataPathBatch? batch = null)
     {
         if (!indication.TryGetXorAddress(StunAttributeType.XorPeerAddress, out var peer) ||
             !indication.TryGetAttribute(StunAttributeType.Data, out var data) || data.IsEmpty)
@@ -211,7 +211,7 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
             Interlocked.Increment(ref _dropped);
             return;
         }
-        DeliverRelayed(data, peer, batch: null);
+        DeliverRelayed(data, peer, batch);
     }
 
     /// <summary>Handles a ChannelData message (RFC 8656 §12.6).</summary>
