@@ -46,8 +46,9 @@ internal interface IReadableSource
 
 /// <summary>
 /// One thread that waits on every descriptor of a node's data path at once (Linux <c>epoll(7)</c>): the TAP device
-/// and each link's UDP socket (the map at the top of this file). A frame that arrives on a socket is decrypted, switched and written into the TAP, and
-/// the host's immediate answer read back and sent, all on this thread; and writing into the TAP wakes nobody else, since
+/// and each link's UDP socket (the map at the top of this file). A frame that arrives on a socket is decrypted,
+/// switched and written into the TAP, and the host's immediate answer read back and sent, all on this thread, with the
+/// loop's one <see cref="DataPathBatch"/>; and writing into the TAP wakes nobody else, since
 /// the only thread waiting on it is the one writing. With a thread per descriptor each of those hand-overs costs a
 /// wake-up, which on a virtual machine is the larger part of a round trip. As in tinc, one loop serves every link;
 /// handlers run one at a time and must not block.

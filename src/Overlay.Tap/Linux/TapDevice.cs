@@ -29,6 +29,7 @@ public sealed unsafe class TapDevice : IPolledEthernetDevice, ICoalescingEtherne
     private static readonly byte[] s_plainHeader = GC.AllocateArray<byte>(VirtioNetHeader.Size, pinned: true);
 
     private readonly int[] _queues;
+    private readonly IReadOnlyList<int> _readiness;
     private readonly Lock[] _readGates;
     private readonly int _stopEvent;
     private readonly Thread[] _threads;
@@ -44,6 +45,7 @@ public sealed unsafe class TapDevice : IPolledEthernetDevice, ICoalescingEtherne
         _offload = options.Offload;
         Name = name;
         _queues = queues;
+        _readiness = Array.AsReadOnly(queues);
         _stopEvent = stopEvent;
         _options = options;
         MacAddress = mac;
@@ -138,7 +140,7 @@ public sealed unsafe class TapDevice : IPolledEthernetDevice, ICoalescingEtherne
 
     /// <inheritdoc />
     /// <remarks>Frames written go to the first queue, whichever queue they answer.</remarks>
-    public IReadOnlyList<int> ReadinessDescriptors => _queues;
+    public IReadOnlyList<int> ReadinessDescriptors => _readiness;
 
     /// <inheritdoc />
     public void StartPolled(IFrameSink sink)

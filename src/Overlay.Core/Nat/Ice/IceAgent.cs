@@ -67,7 +67,10 @@ public sealed partial class IceAgent : IAsyncDisposable
         endpoint.Requests = new RequestHandler(this);
     }
 
-    /// <summary>Creates an agent: binds its UDP socket and gathers host candidates in the calling thread's network namespace.</summary>
+    /// <summary>
+    /// Creates an agent: binds its UDP socket (served by an event loop of its own) and gathers host candidates in the
+    /// calling thread's network namespace.
+    /// </summary>
     public static IceAgent Create(IceOptions options, IceRole role) => Create(options, role, loop: null);
 
     /// <summary>
