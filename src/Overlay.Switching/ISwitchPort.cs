@@ -3,16 +3,30 @@ using Overlay.Switching.Flood;
 namespace Overlay.Switching;
 
 /// <summary>
+/// What the frames of one burst share on their way through a node (sends waiting to leave together, writes waiting to
+/// be merged, scratch buffers), owned by the loop that moves the burst. The switch never looks inside: it hands the
+/// batch a frame came with to the ports it sends that frame on. Null where a frame comes alone (a timer, a test).
+/// </summary>
+#pragma warning disable CA1040 // a marker on purpose: the switch passes the caller's batch through without knowing its type
+internal interface IFrameBatch
+#pragma warning restore CA1040
+{
+}
+
+/// <summary>
 /// Where the switch sends frames: the node's local device, or one overlay link to a neighbour switch.
 /// Calls come from whichever thread delivered the frame; implementations must not block.
 /// </summary>
 internal interface ISwitchPort
 {
-    /// <summary>Sends a plain Ethernet frame; false (counted by the switch) if it could not be queued.</summary>
-    bool TrySendFrame(ReadOnlySpan<byte> frame);
+    /// <summary>
+    /// Sends a plain Ethernet frame; false (counted by the switch) if it could not be queued. <paramref name="batch"/> is
+    /// the one the frame came with: the port may hold the frame in it until the batch completes.
+    /// </summary>
+    bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch);
 
     /// <summary>Sends a bounded-flood frame with its header (a link port); the local port is never asked.</summary>
-    bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame);
+    bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch);
 }
 
 /// <summary>Options of an <see cref="OverlaySwitch"/>.</summary>

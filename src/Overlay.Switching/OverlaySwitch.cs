@@ -146,16 +146,16 @@ internal sealed class OverlaySwitch
     {
         Span<byte> frame = stackalloc byte[Math.Max(MembershipQuery.IgmpFrameLength, MembershipQuery.MldFrameLength)];
         var length = MembershipQuery.WriteIgmp(frame, QuerierMac, _options.MembershipQueryResponse);
-        if (_local.Port.TrySendFrame(frame[..length])) Interlocked.Increment(ref Counters.MembershipQueriesValue);
+        if (_local.Port.TrySendFrame(frame[..length], batch: null)) Interlocked.Increment(ref Counters.MembershipQueriesValue);
         length = MembershipQuery.WriteMld(frame, QuerierMac, _options.MembershipQueryResponse);
-        if (_local.Port.TrySendFrame(frame[..length])) Interlocked.Increment(ref Counters.MembershipQueriesValue);
+        if (_local.Port.TrySendFrame(frame[..length], batch: null)) Interlocked.Increment(ref Counters.MembershipQueriesValue);
     }
 
     /// <summary>Bytes sent towards each destination switch since the last call (for on-demand links).</summary>
     public IReadOnlyDictionary<NodeId, long> TakeTrafficByNode() => _tables.TakeTraffic();
 
-    /// <summary>A frame the local host sent.</summary>
-    public void OnLocalFrame(ReadOnlySpan<byte> frame)
+    /// <summary>A frame the local host sent; <paramref name="batch"/> (the caller's, if any) goes to the ports it is sent on.</summary>
+    public void OnLocalFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch = null)
     {
         Interlocked.Increment(ref Counters.LocalInValue);
         if (!Admit(frame)) return;
@@ -176,22 +176,22 @@ internal sealed class OverlaySwitch
         if (!EthernetFrame.IsGroup(destination))
         {
             if (_localMacSnapshot.Contains(destination)) return; // the host talking to itself
-            if (!TryForwardUnicast(source, destination, frame, _local, now))
-                Originate(FloodType.UnknownUnicast, destination, frame);
+            if (!TryForwardUnicast(source, destination, frame, _local, now, batch))
+                Originate(FloodType.UnknownUnicast, destination, frame, batch);
             return;
         }
         if (destination == EthernetFrame.Broadcast)
         {
-            Originate(FloodType.Broadcast, destination, frame);
+            Originate(FloodType.Broadcast, destination, frame, batch);
             return;
         }
         // Membership reports go to every switch (each must learn the subscriber); data is pruned.
         var report = SnoopReports(frame, Self, now);
-        Originate(FloodType.Multicast, destination, frame, prune: !report);
+        Originate(FloodType.Multicast, destination, frame, batch, prune: !report);
     }
 
     /// <summary>A plain frame from the link to <paramref name="from"/>.</summary>
-    public void OnLinkFrame(NodeId from, ReadOnlySpan<byte> frame)
+    public void OnLinkFrame(NodeId from, ReadOnlySpan<byte> frame, IFrameBatch? batch = null)
     {
         Interlocked.Increment(ref Counters.LinkInValue);
         if (!Admit(frame)) return;
@@ -220,18 +220,18 @@ internal sealed class OverlaySwitch
 
         if (_localMacSnapshot.Contains(destination))
         {
-            Deliver(frame);
+            Deliver(frame, batch);
             return;
         }
-        if (!TryForwardUnicast(source, destination, frame, port, now))
+        if (!TryForwardUnicast(source, destination, frame, port, now, batch))
         {
-            if (_localFull) Deliver(frame);
-            Originate(FloodType.UnknownUnicast, destination, frame);
+            if (_localFull) Deliver(frame, batch);
+            Originate(FloodType.UnknownUnicast, destination, frame, batch);
         }
     }
 
     /// <summary>A bounded-flood frame from the link to <paramref name="from"/>.</summary>
-    public void OnLinkFlood(NodeId from, in FloodHeader header, ReadOnlySpan<byte> frame)
+    public void OnLinkFlood(NodeId from, in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch = null)
     {
         Interlocked.Increment(ref Counters.FloodInValue);
         if (!Admit(frame)) return;
@@ -302,11 +302,11 @@ internal sealed class OverlaySwitch
             // suppress its own report (RFC 2236 §3) and this switch would never learn it subscribed.
             _ => !report && (AlwaysFlooded(destination) || !_groups.IsKnown(destination, now) || _groups.HasLocal(destination, now)),
         };
-        if (deliver) Deliver(frame);
-        Forward(header with { Hop = (byte)(header.Hop + 1) }, destination, frame, now, prune: !report);
+        if (deliver) Deliver(frame, batch);
+        Forward(header with { Hop = (byte)(header.Hop + 1) }, destination, frame, now, batch, prune: !report);
     }
 
-    private bool TryForwardUnicast(ulong source, ulong destination, ReadOnlySpan<byte> frame, PortEntry ingress, long now)
+    private bool TryForwardUnicast(ulong source, ulong destination, ReadOnlySpan<byte> frame, PortEntry ingress, long now, IFrameBatch? batch)
     {
         if (!_tables.TryGetFlow(source, destination, out var flow) || !flow.Valid)
         {
@@ -316,23 +316,23 @@ internal sealed class OverlaySwitch
             if (!_tables.HasRoomForFlow(source, destination))
             {
                 Interlocked.Increment(ref Counters.NotLearnedValue);
-                SendUnicast(port, frame, ingress);
+                SendUnicast(port, frame, ingress, batch);
                 return true;
             }
             flow = new FlowEntry(port, mac, mac.Owner, now);
             _tables.SetFlow(source, destination, flow);
         }
         flow.LastSeen = now;
-        if (SendUnicast(flow.Port, frame, ingress)) Interlocked.Add(ref flow.Bytes, frame.Length);
+        if (SendUnicast(flow.Port, frame, ingress, batch)) Interlocked.Add(ref flow.Bytes, frame.Length);
         return true;
     }
 
     /// <summary>Delivers or sends a unicast frame on its path; false when it was not sent on a link.</summary>
-    private bool SendUnicast(PortEntry port, ReadOnlySpan<byte> frame, PortEntry ingress)
+    private bool SendUnicast(PortEntry port, ReadOnlySpan<byte> frame, PortEntry ingress, IFrameBatch? batch)
     {
         if (port.IsLocal)
         {
-            Deliver(frame);
+            Deliver(frame, batch);
             return false;
         }
         if (ReferenceEquals(port, ingress))
@@ -340,13 +340,13 @@ internal sealed class OverlaySwitch
             Interlocked.Increment(ref Counters.LoopValue);
             return false;
         }
-        if (port.Port.TrySendFrame(frame)) Interlocked.Increment(ref Counters.UnicastForwardedValue);
+        if (port.Port.TrySendFrame(frame, batch)) Interlocked.Increment(ref Counters.UnicastForwardedValue);
         else Interlocked.Increment(ref Counters.SendFailedValue);
         return true;
     }
 
     /// <summary>Starts a flood: neighbour p_i gets the arc up to p_{i+1}; the farthest gets the arc back to this switch.</summary>
-    private void Originate(FloodType type, ulong destination, ReadOnlySpan<byte> frame, bool prune = true)
+    private void Originate(FloodType type, ulong destination, ReadOnlySpan<byte> frame, IFrameBatch? batch, bool prune = true)
     {
         // Random, not counted: a member that sees this switch's floods cannot send the next sequence numbers first and
         // make every switch drop the real ones as duplicates. Duplicate suppression needs only (root, sequence) to be
@@ -356,11 +356,11 @@ internal sealed class OverlaySwitch
         var sequence = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(random);
         _duplicates.TryAdd(Self, sequence);
         Interlocked.Increment(ref Counters.FloodsOriginatedValue);
-        Forward(new FloodHeader(Self, Self, sequence, 1, type), destination, frame, Volatile.Read(ref _now), prune);
+        Forward(new FloodHeader(Self, Self, sequence, 1, type), destination, frame, Volatile.Read(ref _now), batch, prune);
     }
 
     /// <summary>Sends copies to the neighbours strictly inside (Self, header.Bound), each with the arc up to the next one.</summary>
-    private void Forward(FloodHeader header, ulong destination, ReadOnlySpan<byte> frame, long now, bool prune)
+    private void Forward(FloodHeader header, ulong destination, ReadOnlySpan<byte> frame, long now, IFrameBatch? batch, bool prune)
     {
         var neighbours = _neighbours;
         prune = prune && header.Type == FloodType.Multicast && !AlwaysFlooded(destination) && _groups.IsKnown(destination, now);
@@ -370,7 +370,7 @@ internal sealed class OverlaySwitch
             if (!Self.ArcContains(n.Id, header.Bound)) break; // sorted by distance: the rest lie beyond the bound
             var bound = i + 1 < neighbours.Length && Self.ArcContains(neighbours[i + 1].Id, header.Bound) ? neighbours[i + 1].Id : header.Bound;
             if (prune && !_groups.HasSubscriberIn(destination, n.Id, bound)) continue;
-            if (n.Port.TrySendFlood(header with { Bound = bound }, frame)) Interlocked.Increment(ref Counters.FloodCopiesSentValue);
+            if (n.Port.TrySendFlood(header with { Bound = bound }, frame, batch)) Interlocked.Increment(ref Counters.FloodCopiesSentValue);
             else Interlocked.Increment(ref Counters.SendFailedValue);
         }
     }
@@ -392,9 +392,9 @@ internal sealed class OverlaySwitch
         || (group & 0xFFFF_FFFF_FF00) == 0x3333_0000_0000
         || (group & 0xFFFF_FF00_0000) == 0x3333_FF00_0000;
 
-    private void Deliver(ReadOnlySpan<byte> frame)
+    private void Deliver(ReadOnlySpan<byte> frame, IFrameBatch? batch)
     {
-        if (_local.Port.TrySendFrame(frame)) Interlocked.Increment(ref Counters.DeliveredLocalValue);
+        if (_local.Port.TrySendFrame(frame, batch)) Interlocked.Increment(ref Counters.DeliveredLocalValue);
         else Interlocked.Increment(ref Counters.SendFailedValue);
     }
 

@@ -4,8 +4,9 @@ namespace Overlay.Tap;
 
 /// <summary>
 /// A virtual Ethernet NIC: frames the host's network stack sends come out of it (delivered to an
-/// <see cref="IFrameSink"/> from one long-lived receive loop), and frames written to it are received
-/// by the host. The engine's local switch port sits on it.
+/// <see cref="IFrameSink"/>), and frames written to it are received by the host. The engine's local switch port sits
+/// on it. What only some devices can do is in the optional interfaces <see cref="IPolledEthernetDevice"/> (served from
+/// the caller's event loop) and <see cref="ICoalescingEthernetDevice"/> (a burst's writes merged).
 /// </summary>
 public interface IEthernetDevice : IAsyncDisposable
 {
@@ -22,73 +23,81 @@ public interface IEthernetDevice : IAsyncDisposable
     EthernetDeviceCounters Counters { get; }
 
     /// <summary>
-    /// Starts delivering frames sent by the host to <paramref name="sink"/>. Frames are delivered one at
-    /// a time on the device's receive loop; the span is valid only during the call. Call once.
-    /// </summary>
-    void Start(IFrameSink sink);
-
-    /// <summary>
-    /// A Linux descriptor that polls readable whenever <see cref="PollReady"/> has frames to deliver, for a caller that
-    /// serves the device from its own event loop (<see cref="StartPolled"/>); -1 when the device has none.
-    /// </summary>
-    int ReadinessDescriptor => -1;
-
-    /// <summary>
-    /// Like <see cref="Start"/>, but without a receive loop of the device's own: frames reach <paramref name="sink"/>
-    /// only from <see cref="PollReady"/>, which the caller invokes when <see cref="ReadinessDescriptor"/> is readable.
-    /// Throws <see cref="NotSupportedException"/> when <see cref="ReadinessDescriptor"/> is -1. Call once, instead of
-    /// <see cref="Start"/>.
-    /// </summary>
-    void StartPolled(IFrameSink sink) => throw new NotSupportedException($"{Name} cannot be served by an external event loop");
-
-    /// <summary>Hands one frame to the host. Never blocks; returns false (and counts) when it could not.</summary>
-    bool TryWrite(ReadOnlySpan<byte> frame);
-
-    /// <summary>
-    /// Delivers, on the calling thread and without blocking, the frames the host has ready, as the receive loop would
-    /// (in order with it: one reader at a time); returns how many. The host often answers a written frame at once
-    /// (an echo reply, a TCP segment an ACK released), so the thread that wrote can carry the answer on without waking
-    /// the receive loop. 0 when another thread is reading or the device has no such path; -1 once the device has
-    /// failed (<see cref="Fault"/>) and will deliver nothing more, so a caller's event loop can stop watching it.
-    /// </summary>
-    int PollReady() => 0;
-
-    /// <summary>
     /// Why the device stopped delivering frames (for example, the interface was deleted under it); null while it
     /// works. Its receive loop, if it has one, has ended; writes are dropped and counted.
     /// </summary>
-    string? Fault => null;
+    string? Fault { get; }
 
     /// <summary>
-    /// Like <see cref="TryWrite"/>, but the device may hold the frame (copied) to merge it with the ones that follow on
-    /// this thread into one write, until <see cref="FlushWrites"/> on this thread; frames stay in order.
+    /// Starts delivering frames sent by the host to <paramref name="sink"/>, from the device's own receive loop (or, for a
+    /// device with no kernel behind it, on the thread that plays the host). The span is valid only during the call. Call
+    /// once.
     /// </summary>
-    bool TryWriteDeferred(ReadOnlySpan<byte> frame) => TryWrite(frame);
+    void Start(IFrameSink sink);
 
-    /// <summary>Writes what <see cref="TryWriteDeferred"/> holds for the calling thread.</summary>
-    void FlushWrites()
-    {
-    }
+    /// <summary>Hands one frame to the host now. Never blocks; returns false (and counts) when it could not.</summary>
+    bool TryWrite(ReadOnlySpan<byte> frame);
+}
+
+/// <summary>
+/// A device that can be served from the caller's event loop instead of receive threads of its own: each queue has a
+/// descriptor that polls readable when the host has frames, and <see cref="PollReady"/> reads them on the calling
+/// thread.
+/// </summary>
+public interface IPolledEthernetDevice : IEthernetDevice
+{
+    /// <summary>One Linux descriptor per queue, readable whenever <see cref="PollReady"/> has frames of that queue to deliver.</summary>
+    IReadOnlyList<int> ReadinessDescriptors { get; }
+
+    /// <summary>
+    /// Like <see cref="IEthernetDevice.Start"/>, but without receive loops of the device's own: frames reach
+    /// <paramref name="sink"/> only from <see cref="PollReady"/>. Call once, instead of <see cref="IEthernetDevice.Start"/>.
+    /// </summary>
+    void StartPolled(IFrameSink sink);
+
+    /// <summary>
+    /// Delivers, on the calling thread and without blocking, the frames the host has ready on <paramref name="queue"/>,
+    /// with <paramref name="batch"/> (its buffers are used for reading; the sink gets it with each frame); returns how
+    /// many. Call it when the queue's descriptor is readable, and after writing to the device: the host often answers a
+    /// written frame at once (an echo reply, a TCP segment an ACK released), so the thread that wrote can carry the answer
+    /// on without another wake-up. 0 when another thread is reading the queue; -1 once the device has failed
+    /// (<see cref="IEthernetDevice.Fault"/>) and will deliver nothing more, so a caller's event loop can stop watching it.
+    /// </summary>
+    int PollReady(int queue, DeviceBatch batch);
+}
+
+/// <summary>A device that can merge the frames of a burst (consecutive TCP segments of one stream) into one write.</summary>
+public interface ICoalescingEthernetDevice : IEthernetDevice
+{
+    /// <summary>
+    /// Like <see cref="IEthernetDevice.TryWrite"/>, but the device may hold the frame (copied) in <paramref name="batch"/>
+    /// to merge it with the ones that follow in the same batch, until <see cref="FlushWrites"/>; frames stay in order.
+    /// </summary>
+    bool TryWrite(ReadOnlySpan<byte> frame, DeviceBatch batch);
+
+    /// <summary>Writes what <paramref name="batch"/> holds for this device.</summary>
+    void FlushWrites(DeviceBatch batch);
 }
 
 /// <summary>Receives frames from an <see cref="IEthernetDevice"/>.</summary>
 public interface IFrameSink
 {
-    /// <summary>One frame; valid only during the call. Must not block and must not throw.</summary>
-    void OnFrame(ReadOnlySpan<byte> frame);
+    /// <summary>
+    /// One frame; valid only during the call. <paramref name="batch"/> is the batch of the burst the frame came in (from
+    /// <see cref="IPolledEthernetDevice.PollReady"/> or a device's own receive loop), null for a frame that came alone.
+    /// Must not block and must not throw.
+    /// </summary>
+    void OnFrame(ReadOnlySpan<byte> frame, DeviceBatch? batch);
 }
 
 /// <summary>
-/// A sink that wants to know where a burst of frames begins and ends (frames the device read in one wake-up), for
-/// example to send what the frames produce with one system call. Devices that read in bursts call these around them.
+/// A sink that wants to know where a burst of frames ends (frames the device read in one go), for example to send what
+/// the frames produced with one system call. Devices that read in bursts call it after each.
 /// </summary>
 public interface IFrameBurstSink : IFrameSink
 {
-    /// <summary>Frames follow, on this thread.</summary>
-    void OnBurstStart();
-
     /// <summary>No more frames of this burst: what they produced must be on its way when this returns.</summary>
-    void OnBurstEnd();
+    void OnBurstEnd(DeviceBatch batch);
 }
 
 /// <summary>Counters of a device, safe to read from any thread.</summary>

@@ -125,7 +125,7 @@ public sealed class KernelSwitchTests
         /// <summary>Completes when the host has sent a join for <paramref name="groupMac"/> and the switch has taken it in.</summary>
         public Task JoinSeen(ulong groupMac) => _joins.GetOrAdd(groupMac, _ => new(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
 
-        public void OnFrame(ReadOnlySpan<byte> frame)
+        public void OnFrame(ReadOnlySpan<byte> frame, DeviceBatch? batch)
         {
             sw.OnLocalFrame(frame);
             Span<Frames.GroupChange> changes = stackalloc Frames.GroupChange[4];
@@ -149,25 +149,25 @@ public sealed class KernelSwitchTests
 
         public int FramesTo(ulong mac) => mac == _watched ? Volatile.Read(ref _count) : -1;
 
-        public bool TrySendFrame(ReadOnlySpan<byte> frame)
+        public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch)
         {
             if (Frames.EthernetFrame.Destination(frame) == _watched) Interlocked.Increment(ref _count);
             return tap.TryWrite(frame);
         }
 
-        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame) => false;
+        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch) => false;
     }
 
     /// <summary>A link to another switch in this process: frames are handed over synchronously.</summary>
     private sealed class MemoryLink(NodeId self, OverlaySwitch peer) : ISwitchPort
     {
-        public bool TrySendFrame(ReadOnlySpan<byte> frame)
+        public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch)
         {
             peer.OnLinkFrame(self, frame);
             return true;
         }
 
-        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame)
+        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch)
         {
             peer.OnLinkFlood(self, header, frame);
             return true;

@@ -42,7 +42,7 @@ public class LearningTests
     private sealed class RecordingPort : ISwitchPort
     {
         public int Frames, Floods;
-        public bool TrySendFrame(ReadOnlySpan<byte> frame) { Frames++; return true; }
-        public bool TrySendFlood(in Flood.FloodHeader header, ReadOnlySpan<byte> frame) { Floods++; return true; }
+        public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch) { Frames++; return true; }
+        public bool TrySendFlood(in Flood.FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch) { Floods++; return true; }
     }
 }

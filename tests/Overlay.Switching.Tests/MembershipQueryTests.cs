@@ -67,8 +67,8 @@ public class MembershipQueryTests
     {
         public readonly List<byte[]> Frames = [];
         public int Floods;
-        public bool TrySendFrame(ReadOnlySpan<byte> frame) { Frames.Add(frame.ToArray()); return true; }
-        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame) { Floods++; return true; }
+        public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch) { Frames.Add(frame.ToArray()); return true; }
+        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch) { Floods++; return true; }
     }
 
     [Test]
@@ -110,7 +110,7 @@ public sealed class KernelQuerierTests
     {
         public BlockingCollection<string> CurrentState { get; } = [];
 
-        public void OnFrame(ReadOnlySpan<byte> frame)
+        public void OnFrame(ReadOnlySpan<byte> frame, DeviceBatch? batch)
         {
             sw.OnLocalFrame(frame);
             foreach (var group in CurrentStateGroups(frame)) CurrentState.Add(group);
@@ -119,8 +119,8 @@ public sealed class KernelQuerierTests
 
     private sealed class TapPort(TapDevice tap) : ISwitchPort
     {
-        public bool TrySendFrame(ReadOnlySpan<byte> frame) => tap.TryWrite(frame);
-        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame) => false;
+        public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch) => tap.TryWrite(frame);
+        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch) => false;
     }
 
     [Test]

@@ -60,7 +60,7 @@ internal sealed class SwitchFabric
 
     private sealed class LinkPort(SwitchFabric fabric, NodeId from, NodeId to) : ISwitchPort
     {
-        public bool TrySendFrame(ReadOnlySpan<byte> frame)
+        public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch)
         {
             if (!fabric.Links.Contains(Key(from, to))) return false;
             var copy = frame.ToArray();
@@ -69,7 +69,7 @@ internal sealed class SwitchFabric
             return true;
         }
 
-        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame)
+        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch)
         {
             if (!fabric.Links.Contains(Key(from, to))) return false;
             var copy = frame.ToArray();
@@ -86,12 +86,12 @@ internal sealed class SwitchFabric
     {
         public NodeId Id { get; } = id;
         public List<byte[]> Received { get; } = [];
-        public bool TrySendFrame(ReadOnlySpan<byte> frame)
+        public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch)
         {
             Received.Add(frame.ToArray());
             return true;
         }
-        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame) => throw new InvalidOperationException("the local port never gets flood headers");
+        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch) => throw new InvalidOperationException("the local port never gets flood headers");
         public int Count(int tag) => Received.Count(f => f.Length >= 18 && BinaryPrimitives.ReadInt32BigEndian(f.AsSpan(14)) == tag);
     }
 

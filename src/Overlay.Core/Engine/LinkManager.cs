@@ -74,7 +74,7 @@ internal sealed partial class LinkManager
     public (int OnLoop, int Sockets) CountLoopSockets()
     {
         var muxes = _links.Values.Select(l => (l.Agent as IcePath)?.Agent.Endpoint.Mux).OfType<Transport.UdpMux>().ToArray();
-        return (muxes.Count(m => m.OnEventLoop), muxes.Length);
+        return (muxes.Count(m => m.Loop == _node.Loop), muxes.Length);
     }
 
     private static LinkChange ToChange(LinkPhase phase) => phase switch

@@ -53,9 +53,9 @@ internal interface ILinkPathFactory
 }
 
 /// <summary>The real paths: an <see cref="IceAgent"/> per link, its sockets on the node's event loop when there is one.</summary>
-internal sealed class IcePathFactory(IceOptions options, EventLoop? loop) : ILinkPathFactory
+internal sealed class IcePathFactory(IceOptions options, EventLoop? loop, bool segmentation) : ILinkPathFactory
 {
-    public ILinkPath Create(IceRole role) => new IcePath(IceAgent.Create(options, role, loop));
+    public ILinkPath Create(IceRole role) => new IcePath(IceAgent.Create(options, role, loop, segmentation));
 }
 
 /// <summary>An <see cref="IceAgent"/> as a link's path.</summary>

@@ -17,14 +17,18 @@ internal sealed class NodeContext
     public required TimeProvider Time { get; init; }
     public required ILoggerFactory LoggerFactory { get; init; }
     public required Action<LinkEvent> RaiseLink { get; init; }
+    public required DataPathOptions DataPath { get; init; }
 
-    /// <summary>The node's data-path thread (TAP devices and link sockets); null where it cannot run (then each has its own).</summary>
-    public Transport.EventLoop? Loop { get; init; }
+    /// <summary>The node's data-path threads: the first serves the TAP devices and every link socket, the others a multi-queue TAP's other queues.</summary>
+    public required Transport.EventLoopGroup Loops { get; init; }
+
+    /// <summary>The loop of the link sockets.</summary>
+    public Transport.EventLoop Loop => Loops.Primary;
 
     /// <summary>Creates each link's path; ICE over UDP sockets (on <see cref="Loop"/>) unless a test supplies its own.</summary>
     public ILinkPathFactory Paths
     {
-        get => _paths ??= new IcePathFactory(Ice, Loop);
+        get => _paths ??= new IcePathFactory(Ice, Loop, DataPath.UdpSegmentationOffload);
         init => _paths = value;
     }
 

@@ -27,7 +27,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     private readonly BackgroundWork _work;
     private readonly ILogger _logger;
     private ITimer? _ticker;
-    private DeviceReadiness? _deviceReadiness; // the NIC's watch on the node's event loop, when it has one
+    private readonly List<DeviceReadiness> _deviceQueues = []; // the NIC's queues watched by the node's event loops
     private bool _deviceFaultReported;
     private long _ticks;
     private bool _closed;
@@ -84,18 +84,23 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         _ticker = _node.Time.CreateTimer(_ => _queue.Post(Tick), null, _node.Timings.TickInterval, _node.Timings.TickInterval);
     }
 
-    /// <summary>The NIC feeds the switch: polled on the node's event loop when there is one, else on its own threads.</summary>
+    /// <summary>The NIC feeds the switch: a TAP is polled on the node's event loops, an in-memory NIC delivers on its host's thread.</summary>
     private void StartDevice()
     {
-        if (_node.Loop is { } loop && Device.ReadinessDescriptor >= 0)
+        if (Device is IPolledEthernetDevice polled)
         {
-            Device.StartPolled(new DeviceInput(Switch));
-            _deviceReadiness = new DeviceReadiness(Device, loop);
-            _deviceReadiness.Registration = loop.Register(Device.ReadinessDescriptor, _deviceReadiness);
+            // Queue 0 on the loop of the link sockets (a frame's answer crosses no thread); each other queue on a loop of its own.
+            polled.StartPolled(new DeviceInput(Switch));
+            for (var queue = 0; queue < polled.ReadinessDescriptors.Count; queue++)
+            {
+                var readiness = new DeviceReadiness(polled, queue, _node.Loops.Get(queue));
+                readiness.Register();
+                _deviceQueues.Add(readiness);
+            }
         }
         else
         {
-            Device.Start(new DeviceInput(Switch));
+            Device.Start(new DeviceInput(Switch)); // an in-memory NIC: frames come on the thread that plays the host
         }
     }
 
@@ -237,7 +242,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         // Negotiations see their links' lifetimes cancelled and end; a signal stuck in a dead connection is not waited for long.
         await _work.WhenIdleAsync(_node.Timings.RequestTimeout, _node.Time).ConfigureAwait(false);
         await _queue.DisposeAsync().ConfigureAwait(false);
-        if (_deviceReadiness is { } readiness) _node.Loop!.Unregister(readiness.Registration); // before the descriptor closes
+        foreach (var queue in _deviceQueues) queue.Unregister(); // before the descriptors close
         await Device.DisposeAsync().ConfigureAwait(false);
     }
 

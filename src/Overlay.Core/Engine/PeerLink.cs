@@ -228,15 +228,15 @@ internal sealed class PeerLink : ILinkFrameReceiver
         return true;
     }
 
-    public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload)
+    public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload, Transport.DataPathBatch? batch)
     {
         if (kind == PacketKind.Frame)
         {
-            _switch.OnLinkFrame(SwitchId, payload);
+            _switch.OnLinkFrame(SwitchId, payload, batch);
         }
         else if (kind == PacketKind.FloodFrame)
         {
-            if (FloodHeader.TryRead(payload, out var header)) _switch.OnLinkFlood(SwitchId, header, payload[FloodHeader.Length..]);
+            if (FloodHeader.TryRead(payload, out var header)) _switch.OnLinkFlood(SwitchId, header, payload[FloodHeader.Length..], batch);
             else Interlocked.Increment(ref _malformedFloods);
         }
     }

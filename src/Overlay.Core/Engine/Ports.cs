@@ -1,73 +1,101 @@
+using System.Buffers;
 using Overlay.Links;
 using Overlay.Switching;
 using Overlay.Switching.Flood;
 using Overlay.Tap;
+using Overlay.Transport;
 
 namespace Overlay.Engine;
 
 /// <summary>
-/// The switch's local port: the overlay's virtual NIC. A thread that writes frames in a burst (a link's receive loop)
-/// lets the device merge them (TCP segments of one stream become one write) and, when the burst ends, reads what the
-/// host answered straight away, so a reply leaves without another thread's wake-up.
+/// The switch's local port: the overlay's virtual NIC. Frames that come with a batch (a burst a loop moves) may be
+/// merged in it (TCP segments of one stream become one write); when the batch completes they are written, and the NIC
+/// is read for what the host answered straight away, so a reply leaves without another thread's wake-up.
 /// </summary>
-internal sealed class DevicePort(IEthernetDevice device) : ISwitchPort, Transport.IBurstCompletion
+internal sealed class DevicePort(IEthernetDevice device) : ISwitchPort, IBurstCompletion
 {
-    public bool TrySendFrame(ReadOnlySpan<byte> frame) =>
-        Transport.SendBatch.Defer(this) ? device.TryWriteDeferred(frame) : device.TryWrite(frame);
+    private readonly ICoalescingEthernetDevice? _coalescing = device as ICoalescingEthernetDevice;
+    private readonly IPolledEthernetDevice? _polled = device as IPolledEthernetDevice;
 
-    public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame) => false;
-
-    /// <summary>End of the burst: merged frames go to the host, and what the host answered comes back on this thread.</summary>
-    public void OnBurstComplete()
+    public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch)
     {
-        device.FlushWrites();
-        device.PollReady();
+        if (batch is not DataPathBatch burst || (_coalescing is null && _polled is null)) return device.TryWrite(frame);
+        burst.Defer(this);
+        return _coalescing is { } coalescing ? coalescing.TryWrite(frame, burst) : device.TryWrite(frame);
+    }
+
+    public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch) => false;
+
+    /// <summary>End of the burst: merged frames go to the host, and what the host answered comes back in the same batch.</summary>
+    public void OnBurstComplete(DataPathBatch batch)
+    {
+        _coalescing?.FlushWrites(batch);
+        _polled?.PollReady(0, batch);
     }
 }
 
-/// <summary>Frames the NIC hands over go into the switch; what a burst of them sends on links leaves in one system call per socket.</summary>
+/// <summary>Frames the NIC hands over go into the switch with their batch; what a burst of them sends on links leaves in one system call per socket.</summary>
 internal sealed class DeviceInput(OverlaySwitch sw) : IFrameBurstSink
 {
-    public void OnFrame(ReadOnlySpan<byte> frame) => sw.OnLocalFrame(frame);
+    public void OnFrame(ReadOnlySpan<byte> frame, DeviceBatch? batch) => sw.OnLocalFrame(frame, batch as DataPathBatch);
 
-    public void OnBurstStart() => Transport.SendBatch.Enter();
-
-    public void OnBurstEnd()
-    {
-        Transport.SendBatch.Exit();
-        Transport.SendBatch.Flush(); // nested in another burst (PollReady on a link's thread): send now, in order
-    }
+    /// <summary>
+    /// The device read a burst: complete the batch now, so a lone frame (a ping) leaves before the device is read again.
+    /// Within a completion (the NIC polled at the end of a link's burst) this only sends, in order.
+    /// </summary>
+    public void OnBurstEnd(DeviceBatch batch) => (batch as DataPathBatch)?.Complete();
 }
 
 /// <summary>
-/// The node's event loop found the NIC readable: read what the host sent, on the loop's thread. A device that failed
-/// (its interface deleted) would poll readable for ever; the loop stops watching it.
+/// One queue of the NIC on an event loop: when readable, read what the host sent, on the loop's thread. A device that
+/// failed (its interface deleted) would poll readable for ever; the loop stops watching it.
 /// </summary>
-internal sealed class DeviceReadiness(IEthernetDevice device, Transport.EventLoop loop) : Transport.IReadableSource
+internal sealed class DeviceReadiness(IPolledEthernetDevice device, int queue, EventLoop loop) : IReadableSource
 {
-    public long Registration { get; set; } = -1;
+    private long _registration = -1;
 
-    public void OnReadable()
+    /// <summary>Starts watching the queue's descriptor.</summary>
+    public void Register() => _registration = loop.Register(device.ReadinessDescriptors[queue], this);
+
+    /// <summary>Stops watching it (before the descriptor closes).</summary>
+    public void Unregister() => loop.Unregister(_registration);
+
+    public void OnReadable(DataPathBatch batch)
     {
-        if (device.PollReady() < 0) loop.Unregister(Registration);
+        if (device.PollReady(queue, batch) < 0) Unregister();
     }
 }
 
 /// <summary>A switch port that is one TinCan link: plain frames as they are, flood frames behind their header.</summary>
 internal sealed class LinkPort(TinCanLink link) : ISwitchPort
 {
-    [ThreadStatic] private static byte[]? t_flood;
+    private const int StackFlood = 2048;
 
     public TinCanLink Link => link;
 
-    public bool TrySendFrame(ReadOnlySpan<byte> frame) => link.TrySend(frame);
+    public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch) => link.TrySend(frame, PacketKind.Frame, batch as DataPathBatch);
 
-    public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame)
+    public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch)
     {
         if (frame.Length > ushort.MaxValue) return false;
-        var buffer = t_flood ??= GC.AllocateUninitializedArray<byte>(FloodHeader.Length + ushort.MaxValue, pinned: true);
+        var length = FloodHeader.Length + frame.Length;
+        if (batch is DataPathBatch burst) return SendFlood(header, frame, burst.FloodBuffer, burst);
+        if (length <= StackFlood) return SendFlood(header, frame, stackalloc byte[StackFlood], burst: null);
+        var rented = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            return SendFlood(header, frame, rented, burst: null);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+    }
+
+    private bool SendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, Span<byte> buffer, DataPathBatch? burst)
+    {
         header.Write(buffer);
-        frame.CopyTo(buffer.AsSpan(FloodHeader.Length));
-        return link.TrySend(buffer.AsSpan(0, FloodHeader.Length + frame.Length), PacketKind.FloodFrame);
+        frame.CopyTo(buffer[FloodHeader.Length..]);
+        return link.TrySend(buffer[..(FloodHeader.Length + frame.Length)], PacketKind.FloodFrame, burst);
     }
 }

@@ -202,7 +202,7 @@ internal static class DtlsHandshake
             channel.SetReceiver(this);
         }
 
-        public void OnDatagram(ReadOnlySpan<byte> datagram)
+        public void OnDatagram(ReadOnlySpan<byte> datagram, DataPathBatch? batch)
         {
             if (datagram.Length == 0 || datagram[0] is < 20 or > 63 || _closed) return;
             try

@@ -27,6 +27,7 @@ internal sealed class FrameSealer : IDisposable
     private readonly uint _salt;
     private readonly Lock _lock = new();
     private ulong _sequence;
+    private bool _disposed;
 
     public FrameSealer(ReadOnlySpan<byte> key, ReadOnlySpan<byte> salt, byte epoch)
     {
@@ -42,7 +43,8 @@ internal sealed class FrameSealer : IDisposable
 
     /// <summary>
     /// Seals the <paramref name="payloadLength"/> bytes at <paramref name="packet"/>[<see cref="HeaderLength"/>..]
-    /// in place, writing the header in front and the tag behind; returns the packet length.
+    /// in place, writing the header in front and the tag behind; returns the packet length, or 0 once disposed (the
+    /// link closed while this thread was about to seal: nothing is sealed, no nonce is spent).
     /// </summary>
     public int Seal(Span<byte> packet, int payloadLength, PacketKind kind)
     {
@@ -51,6 +53,7 @@ internal sealed class FrameSealer : IDisposable
         Span<byte> nonce = stackalloc byte[12];
         lock (_lock)
         {
+            if (_disposed) return 0;
             var sequence = _sequence++;
             packet[0] = (byte)(KindBase | (byte)kind);
             packet[1] = Epoch;
@@ -69,7 +72,16 @@ internal sealed class FrameSealer : IDisposable
         header.Slice(2, 8).CopyTo(nonce[4..]);
     }
 
-    public void Dispose() => _aes.Dispose();
+    /// <summary>Frees the key; taken under the seal lock, so it waits for a seal in progress and no seal follows it.</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _aes.Dispose();
+        }
+    }
 }
 
 /// <summary>Why a received link packet was dropped.</summary>
@@ -90,6 +102,7 @@ internal sealed class FrameOpener : IDisposable
     private readonly uint _salt;
     private readonly ReplayWindow _window = new();
     private readonly Lock _lock = new();
+    private bool _disposed;
 
     public FrameOpener(ReadOnlySpan<byte> key, ReadOnlySpan<byte> salt, byte epoch)
     {
@@ -134,6 +147,7 @@ internal sealed class FrameOpener : IDisposable
         var plain = output[..body.Length];
         lock (_lock)
         {
+            if (_disposed) return OpenResult.UnknownEpoch; // the link closed: its keys are gone
             switch (_window.Check(sequence))
             {
                 case ReplayWindow.Verdict.Replayed: return OpenResult.Replayed;
@@ -154,5 +168,14 @@ internal sealed class FrameOpener : IDisposable
         return OpenResult.Opened;
     }
 
-    public void Dispose() => _aes.Dispose();
+    /// <summary>Frees the key; taken under the open lock, so it waits for an open in progress and no open follows it.</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _aes.Dispose();
+        }
+    }
 }

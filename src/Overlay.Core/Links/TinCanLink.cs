@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using Overlay.Transport;
 
@@ -7,14 +8,13 @@ namespace Overlay.Links;
 /// An authenticated, encrypted point-to-point channel for Ethernet frames between two nodes, over the
 /// datagram path ICE found: a DTLS handshake proves the peer's identity and yields keys, then every
 /// frame is one AES-GCM sealed datagram (<see cref="FrameSealer"/>). Keepalives measure RTT and notice
-/// a dead peer or path. Sending and receiving allocate nothing per frame.
+/// a dead peer or path. Sending and receiving allocate nothing per frame: packets are sealed and opened in the
+/// buffers of the caller's <see cref="DataPathBatch"/>, or on the stack when a small one comes without a batch.
 /// </summary>
 internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
 {
-    // One working buffer per thread and nesting level: a link's send can run a peer's receive on the same
-    // thread (in-memory paths, keepalive echoes), which must not overwrite the buffer still in use below it.
-    [ThreadStatic] private static byte[]?[]? t_buffers;
-    [ThreadStatic] private static int t_depth;
+    // Without a batch (keepalives, the control path, in-memory devices) a packet up to this size is built on the stack.
+    private const int StackPacket = 2048;
 
     private readonly bool _controlling;
     private readonly NodeIdentity _identity;
@@ -95,8 +95,11 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         _keepalive = _time.CreateTimer(_ => OnKeepaliveTimer(), null, TimeSpan.Zero, _options.KeepaliveInterval);
     }
 
-    /// <summary>Sends one frame (or, with <see cref="PacketKind.FloodFrame"/>, flood header + frame). Never blocks.</summary>
-    public bool TrySend(ReadOnlySpan<byte> frame, PacketKind kind = PacketKind.Frame)
+    /// <summary>
+    /// Sends one frame (or, with <see cref="PacketKind.FloodFrame"/>, flood header + frame), queued in
+    /// <paramref name="batch"/> to leave when it completes, or at once without one. Never blocks.
+    /// </summary>
+    public bool TrySend(ReadOnlySpan<byte> frame, PacketKind kind = PacketKind.Frame, DataPathBatch? batch = null)
     {
         var limit = kind == PacketKind.FloodFrame ? _options.MaxFrameLength + 64 : _options.MaxFrameLength;
         if (frame.Length > limit)
@@ -104,7 +107,7 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
             Interlocked.Increment(ref _oversize);
             return false;
         }
-        if (!Send(frame, kind)) return false;
+        if (!Send(frame, kind, batch)) return false;
         Interlocked.Increment(ref _framesSent);
         Interlocked.Add(ref _bytesSent, frame.Length);
         return true;
@@ -122,31 +125,42 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         if (State == LinkState.Disconnected) SetState(LinkState.Connected);
     }
 
-    /// <summary>A datagram from the path (data packets 192-255; the rest is ignored).</summary>
-    public void OnDatagram(ReadOnlySpan<byte> datagram)
+    /// <summary>A datagram from the path (data packets 192-255; the rest is ignored), opened in a buffer of <paramref name="batch"/>.</summary>
+    public void OnDatagram(ReadOnlySpan<byte> datagram, DataPathBatch? batch = null)
     {
         var opener = _opener;
         if (opener is null || datagram.Length == 0 || datagram[0] < 192) return;
-        var buffer = EnterBuffer();
-        try
+        if (batch is not null)
         {
-            Receive(opener, datagram, buffer);
+            var buffer = batch.RentBuffer();
+            try
+            {
+                Receive(opener, datagram, buffer, batch);
+            }
+            finally
+            {
+                batch.ReturnBuffer();
+            }
         }
-        finally
+        else if (datagram.Length <= StackPacket)
         {
-            t_depth--;
+            Receive(opener, datagram, stackalloc byte[StackPacket], batch: null);
+        }
+        else
+        {
+            var rented = ArrayPool<byte>.Shared.Rent(datagram.Length);
+            try
+            {
+                Receive(opener, datagram, rented, batch: null);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
         }
     }
 
-    private static byte[] EnterBuffer()
-    {
-        var buffers = t_buffers ??= new byte[]?[8];
-        var depth = t_depth++;
-        if (depth >= buffers.Length) return new byte[65536 + 64]; // pathological nesting: correct, if not free
-        return buffers[depth] ??= GC.AllocateUninitializedArray<byte>(65536 + 64, pinned: true);
-    }
-
-    private void Receive(FrameOpener opener, ReadOnlySpan<byte> datagram, byte[] buffer)
+    private void Receive(FrameOpener opener, ReadOnlySpan<byte> datagram, Span<byte> buffer, DataPathBatch? batch)
     {
         var epoch = FrameOpener.EpochOf(datagram);
         if (epoch >= 0 && epoch != opener.Epoch)
@@ -171,7 +185,7 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         switch (kind)
         {
             case PacketKind.Keepalive:
-                Send(payload, PacketKind.KeepaliveEcho);
+                Send(payload, PacketKind.KeepaliveEcho, batch);
                 return;
             case PacketKind.KeepaliveEcho when payload.Length >= 8:
                 var sent = BinaryPrimitives.ReadInt64BigEndian(payload);
@@ -180,7 +194,7 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
             case PacketKind.Frame or PacketKind.FloodFrame:
                 Interlocked.Increment(ref _framesReceived);
                 Interlocked.Add(ref _bytesReceived, payload.Length);
-                _receiver.OnFrame(this, kind, payload);
+                _receiver.OnFrame(this, kind, payload, batch);
                 return;
         }
     }
@@ -221,7 +235,7 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         }
     }
 
-    private bool Send(ReadOnlySpan<byte> payload, PacketKind kind)
+    private bool Send(ReadOnlySpan<byte> payload, PacketKind kind, DataPathBatch? batch)
     {
         var sealer = _sealer;
         var channel = _channel;
@@ -230,22 +244,47 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
             Interlocked.Increment(ref _sendFailures);
             return false;
         }
-        var buffer = EnterBuffer();
+        var size = channel.Headroom + FrameSealer.Overhead + payload.Length;
+        if (batch is not null)
+        {
+            var buffer = batch.RentBuffer();
+            try
+            {
+                return Send(sealer, channel, payload, kind, buffer, batch);
+            }
+            finally
+            {
+                batch.ReturnBuffer();
+            }
+        }
+        if (size <= StackPacket) return Send(sealer, channel, payload, kind, stackalloc byte[StackPacket], batch: null);
+        var rented = ArrayPool<byte>.Shared.Rent(size);
         try
         {
-            var headroom = channel.Headroom;
-            var packet = buffer.AsSpan(headroom, FrameSealer.Overhead + payload.Length);
-            payload.CopyTo(packet[FrameSealer.HeaderLength..]);
-            var length = sealer.Seal(packet, payload.Length, kind);
-            if (sealer.Sequence >= _options.RekeyAfterPackets && sealer == _sealer) Rotate();
-            if (channel.TrySend(buffer.AsSpan(0, headroom + length), length)) return true;
-            Interlocked.Increment(ref _sendFailures);
-            return false;
+            return Send(sealer, channel, payload, kind, rented, batch: null);
         }
         finally
         {
-            t_depth--;
+            ArrayPool<byte>.Shared.Return(rented);
         }
+    }
+
+    /// <summary>Seals <paramref name="payload"/> in <paramref name="buffer"/> behind the channel's headroom and sends it.</summary>
+    private bool Send(FrameSealer sealer, IDatagramChannel channel, ReadOnlySpan<byte> payload, PacketKind kind, Span<byte> buffer, DataPathBatch? batch)
+    {
+        var headroom = channel.Headroom;
+        var packet = buffer.Slice(headroom, FrameSealer.Overhead + payload.Length);
+        payload.CopyTo(packet[FrameSealer.HeaderLength..]);
+        var length = sealer.Seal(packet, payload.Length, kind);
+        if (length == 0) // the link closed meanwhile: its keys are gone
+        {
+            Interlocked.Increment(ref _sendFailures);
+            return false;
+        }
+        if (sealer.Sequence >= _options.RekeyAfterPackets && sealer == _sealer) Rotate();
+        if (channel.TrySend(buffer[..(headroom + length)], length, batch)) return true;
+        Interlocked.Increment(ref _sendFailures);
+        return false;
     }
 
     private void OnKeepaliveTimer()
@@ -260,7 +299,7 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         if (_time.GetElapsedTime(Volatile.Read(ref _epochStarted)) >= _options.RekeyInterval) Rotate();
         Span<byte> stamp = stackalloc byte[8];
         BinaryPrimitives.WriteInt64BigEndian(stamp, _time.GetTimestamp());
-        Send(stamp, PacketKind.Keepalive);
+        Send(stamp, PacketKind.Keepalive, batch: null);
     }
 
     private void SetState(LinkState state)
@@ -268,13 +307,22 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         if (Interlocked.Exchange(ref _state, (int)state) != (int)state) StateChanged?.Invoke(this, state);
     }
 
-    /// <summary>Stops keepalives, detaches from the path and forgets the keys.</summary>
+    /// <summary>
+    /// Stops keepalives, detaches from the path and forgets the keys. A frame being sealed or opened on another thread
+    /// meanwhile finishes first (sealer and opener free their keys under the lock each packet takes); later ones fail
+    /// and are counted.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         SetState(LinkState.Closed);
         if (_keepalive is not null) await _keepalive.DisposeAsync().ConfigureAwait(false);
         _channel.SetReceiver(null);
-        _sealer?.Dispose();
-        _opener?.Dispose();
+        lock (_keyLock)
+        {
+            _sealer?.Dispose();
+            _opener?.Dispose();
+            _previousOpener?.Dispose();
+            _nextOpener?.Dispose();
+        }
     }
 }

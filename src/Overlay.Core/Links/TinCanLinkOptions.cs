@@ -1,3 +1,5 @@
+using Overlay.Transport;
+
 namespace Overlay.Links;
 
 /// <summary>Timings and limits of a <see cref="TinCanLink"/>.</summary>
@@ -50,8 +52,11 @@ internal enum LinkState
 /// <summary>Receives what arrives on a link.</summary>
 internal interface ILinkFrameReceiver
 {
-    /// <summary>A frame (or flood frame) from the peer; the span is valid only during the call.</summary>
-    void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload);
+    /// <summary>
+    /// A frame (or flood frame) from the peer, with the batch of the burst it came in (null when it came alone): what
+    /// the frame causes to be sent may join it. The span is valid only during the call.
+    /// </summary>
+    void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload, DataPathBatch? batch);
 }
 
 /// <summary>A snapshot of a link's counters.</summary>

@@ -81,11 +81,11 @@ internal sealed class StunEndpoint : IStunPacketHandler, IRelayedPacketHandler, 
         return w.Length;
     }
 
-    public void OnStunPacket(ReadOnlySpan<byte> datagram, SocketAddress from) => Handle(datagram, from, null);
+    public void OnStunPacket(ReadOnlySpan<byte> datagram, SocketAddress from, DataPathBatch? batch) => Handle(datagram, from, null, batch);
 
-    public void OnRelayedStun(ReadOnlySpan<byte> message, StunAddress peer) => Handle(message, null, peer);
+    public void OnRelayedStun(ReadOnlySpan<byte> message, StunAddress peer) => Handle(message, null, peer, batch: null);
 
-    private void Handle(ReadOnlySpan<byte> datagram, SocketAddress? from, StunAddress? viaRelay)
+    private void Handle(ReadOnlySpan<byte> datagram, SocketAddress? from, StunAddress? viaRelay, DataPathBatch? batch)
     {
         if (!StunReader.TryParse(datagram, out var reader) || (reader.HasFingerprint && !reader.VerifyFingerprint()))
         {
@@ -99,7 +99,7 @@ internal sealed class StunEndpoint : IStunPacketHandler, IRelayedPacketHandler, 
                 return;
             case StunClass.Indication:
                 if (reader.Method == StunMethod.Data && viaRelay is null && Turn is { } turn && from!.Equals(turn.Server))
-                    turn.OnDataIndication(ref reader);
+                    turn.OnDataIndication(ref reader, batch);
                 else if (reader.Method == StunMethod.Binding) // Binding indications are keepalives (RFC 8445 §11)
                     Interlocked.Increment(ref _keepalives);
                 else

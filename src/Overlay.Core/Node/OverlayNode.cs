@@ -43,13 +43,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
     private Task? _reader;
     private int _started;
     private int _disposed;
-    private Transport.EventLoop? _loop;
-
-    /// <summary>
-    /// Whether the data path runs on one event loop (Linux) rather than a receive thread per socket and TAP queue; set
-    /// before <see cref="StartAsync"/>. Defaults to true unless the environment says OVERLAY_EVENT_LOOP=0.
-    /// </summary>
-    internal bool UseEventLoop { get; set; } = Environment.GetEnvironmentVariable("OVERLAY_EVENT_LOOP") != "0";
+    private Transport.EventLoopGroup? _loops;
 
     private OverlayNode(OverlayNodeOptions options, ILoggerFactory? loggerFactory, TimeProvider? time, NodeIdentity? identity)
     {
@@ -140,6 +134,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
     /// </summary>
     /// <exception cref="TapDeviceException">A TAP device could not be created (no CAP_NET_ADMIN, no /dev/net/tun, name in use).</exception>
     /// <exception cref="SignalingException">The signaling server could not be reached or refused the credentials.</exception>
+    /// <exception cref="PlatformNotSupportedException">Not Linux on a 64-bit process: the data path runs on epoll.</exception>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
@@ -153,11 +148,12 @@ public sealed partial class OverlayNode : IAsyncDisposable
             var signaling = SignalingChannels.Create(Options.Signal, NodeId, [.. Options.Overlays.Select(o => o.Id)], _loggerFactory, _time,
                 Options.Overlays.ToDictionary(o => o.Id, o => o.Groups, StringComparer.Ordinal));
             _signaling = signaling;
-            _loop = UseEventLoop && Transport.EventLoop.IsSupported ? Transport.EventLoop.Start("overlay io " + NodeId[..8]) : null;
+            _loops = Transport.EventLoopGroup.Start("overlay io " + NodeId[..8]);
             var context = new NodeContext
             {
                 NodeId = NodeId, Self = NodeContext.ParseNodeId(NodeId), Identity = Identity, Signaling = signaling, Ice = ice,
-                Timings = Options.Links, Time = _time, LoggerFactory = _loggerFactory, RaiseLink = RaiseLink, Loop = _loop,
+                Timings = Options.Links, Time = _time, LoggerFactory = _loggerFactory, RaiseLink = RaiseLink, Loops = _loops,
+                DataPath = Options.DataPath,
             };
             var networks = new List<OverlayNetwork>();
             for (var i = 0; i < Options.Overlays.Count; i++)
@@ -287,7 +283,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         foreach (var engine in _engines.Values) await engine.DisposeAsync().ConfigureAwait(false);
-        _loop?.Dispose(); // after the engines: their NICs and link sockets have left it
+        _loops?.Dispose(); // after the engines: their NICs and link sockets have left them
         await _lifetime.CancelAsync().ConfigureAwait(false);
         if (_reader is not null) await _reader.ConfigureAwait(false);
         if (_signaling is { } signaling)

@@ -108,6 +108,13 @@ public sealed class OverlayNodeBuilder
         return this;
     }
 
+    /// <summary>Sets how frames move through the node (for example, UDP segmentation offload off).</summary>
+    public OverlayNodeBuilder WithDataPath(DataPathOptions dataPath)
+    {
+        _options = _options with { DataPath = dataPath ?? throw new ArgumentNullException(nameof(dataPath)) };
+        return this;
+    }
+
     /// <summary>Runs the node on <paramref name="time"/> instead of the system clock.</summary>
     public OverlayNodeBuilder WithTimeProvider(TimeProvider time)
     {

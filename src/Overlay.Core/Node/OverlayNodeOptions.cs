@@ -34,6 +34,9 @@ public sealed record OverlayNodeOptions
     /// <summary>Link setup, keepalive and recovery timings.</summary>
     public LinkTimings Links { get; init; } = new();
 
+    /// <summary>How frames move through the node (UDP segmentation offload).</summary>
+    public DataPathOptions DataPath { get; init; } = new();
+
     /// <summary>The overlays the node joins, at least one (EdgeVPN key <c>Overlays</c>).</summary>
     public IReadOnlyList<OverlayOptions> Overlays { get; init; } = [];
 

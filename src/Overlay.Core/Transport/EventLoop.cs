@@ -1,4 +1,35 @@
+// The way of a frame through a node (one overlay; several share the loop):
+//
+//            host                                                           peer node
+//              |  TAP (IPolledEthernetDevice)                                  ^
+//   1 readable | EventLoop thread: epoll_wait                                  | UDP (sendmmsg, GSO runs)
+//   2 read     | TapDevice.PollReady(queue, batch): read() into batch buffers,   |
+//              |   TSO packets cut into frames (FrameOffload)                  |
+//   3 switch   | DeviceInput -> OverlaySwitch.OnLocalFrame(frame, batch)       |
+//   4 port     | LinkPort.TrySendFrame(frame, batch) -> TinCanLink.TrySend     |
+//   5 seal     |   AES-GCM in a batch buffer, in place, behind the headroom    |
+//   6 queue    |   IceDatagramChannel -> UdpMux.Send: copied into the batch's SendQueue
+//   7 send     | end of the TAP burst: batch.Complete() -> sendmmsg per socket -+
+//
+//              +-------------------------------------------------------------------+
+//   1 readable | EventLoop thread: a link's socket                                  |
+//   2 read     | UdpMux.OnReadable(batch): recvmmsg (GRO runs cut back into datagrams)
+//   3 demux    |   RFC 7983 first byte: STUN -> ICE, ChannelData -> TURN -> again, DTLS/data -> link
+//   4 open     | TinCanLink.OnDatagram(datagram, batch): AES-GCM into a batch buffer, replay window
+//   5 switch   | PeerLink -> OverlaySwitch.OnLinkFrame / OnLinkFlood(frame, batch)
+//   6 port     | DevicePort.TrySendFrame(frame, batch): TCP segments merged in the batch (TcpCoalescer),
+//              |   or on to another link (steps 4-6 of the way out: forwarding)
+//   7 complete | end of the recvmmsg burst: batch.Complete(): merged writes -> TAP, then the TAP polled
+//              |   at once for the host's answer (an echo reply, an ACK), which is sealed and queued in the
+//              |   same batch, then sendmmsg: the answer leaves without another thread's wake-up
+//
+// Threads: one EventLoop per node serves the TAP and every link socket (a multi-queue TAP's other queues get a loop
+// each, EventLoopGroup); each loop owns one DataPathBatch, handed to the handlers it calls. The control path
+// (signaling, topology, ICE checks and timers, DTLS handshakes, keepalives) runs on the thread pool and sends at once
+// (a null batch). A standalone ICE agent's socket gets a loop of its own.
+
 using System.Runtime.InteropServices;
+using Overlay.Tap.Linux;
 
 namespace Overlay.Transport;
 
@@ -6,25 +37,24 @@ namespace Overlay.Transport;
 internal interface IReadableSource
 {
     /// <summary>
-    /// Reads and handles some of what is ready without blocking. It may leave the rest (the descriptor is watched
-    /// level-triggered, so the loop comes back after serving the others); it should not throw.
+    /// Reads and handles some of what is ready without blocking, with the loop's <paramref name="batch"/> (the loop
+    /// completes it when this returns). It may leave the rest (the descriptor is watched level-triggered, so the loop
+    /// comes back after serving the others); it should not throw.
     /// </summary>
-    void OnReadable();
+    void OnReadable(DataPathBatch batch);
 }
 
 /// <summary>
-/// One thread per node that waits on every descriptor of the data path at once (Linux <c>epoll(7)</c>): the TAP device
-/// and each link's UDP socket. A frame that arrives on a socket is decrypted, switched and written into the TAP, and
-/// the host's immediate answer read back and sent, all on this thread; and writing into the TAP wakes nobody else, since
+/// One thread that waits on every descriptor of a node's data path at once (Linux <c>epoll(7)</c>): the TAP device
+/// and each link's UDP socket (the map at the top of this file). A frame that arrives on a socket is decrypted,
+/// switched and written into the TAP, and the host's immediate answer read back and sent, all on this thread, with the
+/// loop's one <see cref="DataPathBatch"/>; and writing into the TAP wakes nobody else, since
 /// the only thread waiting on it is the one writing. With a thread per descriptor each of those hand-overs costs a
 /// wake-up, which on a virtual machine is the larger part of a round trip. As in tinc, one loop serves every link;
 /// handlers run one at a time and must not block.
 /// </summary>
-internal sealed unsafe partial class EventLoop : IDisposable
+internal sealed unsafe class EventLoop : IDisposable
 {
-    private const int EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2;
-    private const uint EPOLLIN = 0x001;
-    private const int EINTR = 4;
     private const int MaxEvents = 64;
     private const ulong StopToken = ulong.MaxValue;
     // struct epoll_event is packed on x86-64 (12 bytes) and naturally aligned elsewhere (16 bytes).
@@ -42,6 +72,7 @@ internal sealed unsafe partial class EventLoop : IDisposable
     private volatile bool _stopping;
     private uint _generation;
     private MultiMessageReceiver? _receiver;
+    private DataPathBatch? _batch;
 
     private sealed class Slot(int fd, IReadableSource source, uint generation)
     {
@@ -58,7 +89,7 @@ internal sealed unsafe partial class EventLoop : IDisposable
     }
 
     /// <summary>True where the loop can run (Linux, 64-bit).</summary>
-    public static bool IsSupported => MultiMessage.IsSupported;
+    public static bool IsSupported => LibC.IsLinux64;
 
     /// <summary>Handlers that threw (caught and counted; the loop carries on).</summary>
     public long HandlerFaults => Interlocked.Read(ref _handlerFaults);
@@ -76,21 +107,21 @@ internal sealed unsafe partial class EventLoop : IDisposable
     public static EventLoop Start(string name)
     {
         if (!IsSupported) throw new PlatformNotSupportedException("the event loop needs Linux epoll on a 64-bit process");
-        var epoll = EpollCreate1(O_CLOEXEC);
+        var epoll = LibC.EpollCreate1(LibC.EPOLL_CLOEXEC);
         if (epoll < 0) throw new InvalidOperationException($"epoll_create1 failed (errno {Marshal.GetLastPInvokeError()})");
-        var stop = EventFd(0, O_CLOEXEC | O_NONBLOCK);
+        var stop = LibC.EventFd(0, LibC.EFD_CLOEXEC | LibC.EFD_NONBLOCK);
         if (stop < 0)
         {
             var errno = Marshal.GetLastPInvokeError();
-            Close(epoll);
+            LibC.Close(epoll);
             throw new InvalidOperationException($"eventfd failed (errno {errno})");
         }
         var loop = new EventLoop(epoll, stop, name);
-        if (loop.Control(EPOLL_CTL_ADD, stop, StopToken) != 0)
+        if (loop.Control(LibC.EPOLL_CTL_ADD, stop, StopToken) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
-            Close(epoll);
-            Close(stop);
+            LibC.Close(epoll);
+            LibC.Close(stop);
             throw new InvalidOperationException($"epoll_ctl failed for the stop event (errno {errno})");
         }
         loop._thread.Start();
@@ -118,7 +149,7 @@ internal sealed unsafe partial class EventLoop : IDisposable
             }
             var slot = new Slot(fd, source, ++_generation);
             Volatile.Write(ref _slots[index], slot);
-            if (Control(EPOLL_CTL_ADD, fd, Token(index, slot.Generation)) != 0)
+            if (Control(LibC.EPOLL_CTL_ADD, fd, Token(index, slot.Generation)) != 0)
             {
                 var errno = Marshal.GetLastPInvokeError();
                 _slots[index] = null!;
@@ -140,7 +171,7 @@ internal sealed unsafe partial class EventLoop : IDisposable
         {
             var slots = _slots;
             if (SlotFor(slots, (ulong)registration) is not { } slot) return;
-            Control(EPOLL_CTL_DEL, slot.Fd, 0); // may fail once stopping closed epoll: harmless
+            Control(LibC.EPOLL_CTL_DEL, slot.Fd, 0); // may fail once stopping closed epoll: harmless
             Volatile.Write(ref slots[index], null!);
         }
         Interlocked.MemoryBarrier();
@@ -164,22 +195,23 @@ internal sealed unsafe partial class EventLoop : IDisposable
     private int Control(int op, int fd, ulong token)
     {
         var ev = stackalloc byte[16];
-        *(uint*)ev = EPOLLIN;
+        *(uint*)ev = LibC.EPOLLIN;
         *(ulong*)(ev + s_dataOffset) = token;
-        return EpollCtl(_epoll, op, fd, ev);
+        return LibC.EpollCtl(_epoll, op, fd, ev);
     }
 
     private void Run()
     {
         var events = (byte*)NativeMemory.Alloc((nuint)(MaxEvents * s_eventSize));
+        var batch = _batch = new DataPathBatch(); // the loop's, handed to every source it calls
         try
         {
             while (!_stopping)
             {
-                var n = EpollWait(_epoll, events, MaxEvents, -1);
+                var n = LibC.EpollWait(_epoll, events, MaxEvents, -1);
                 if (n < 0)
                 {
-                    if (Marshal.GetLastPInvokeError() == EINTR) continue;
+                    if (Marshal.GetLastPInvokeError() == LibC.EINTR) continue;
                     return;
                 }
                 Interlocked.Exchange(ref _dispatchRound, ++_rounds);
@@ -190,7 +222,8 @@ internal sealed unsafe partial class EventLoop : IDisposable
                     if (SlotFor(Volatile.Read(ref _slots), token) is not { } slot) continue;
                     try
                     {
-                        slot.Source.OnReadable();
+                        slot.Source.OnReadable(batch);
+                        batch.Complete(); // sources complete their own bursts; this sends what one that threw left
                     }
 #pragma warning disable CA1031 // one faulty source must not stop the loop that serves every link
                     catch (Exception)
@@ -208,6 +241,8 @@ internal sealed unsafe partial class EventLoop : IDisposable
             NativeMemory.Free(events);
             _receiver?.Dispose();
             _receiver = null;
+            _batch?.Dispose();
+            _batch = null;
         }
     }
 
@@ -220,29 +255,9 @@ internal sealed unsafe partial class EventLoop : IDisposable
             _stopping = true;
         }
         ulong one = 1;
-        Write(_stop, &one, sizeof(ulong));
+        LibC.Write(_stop, (byte*)&one, sizeof(ulong));
         if (!IsLoopThread) _thread.Join();
-        Close(_stop);
-        Close(_epoll);
+        LibC.Close(_stop);
+        LibC.Close(_epoll);
     }
-
-    private const int O_CLOEXEC = 0x80000, O_NONBLOCK = 0x800;
-
-    [LibraryImport("libc", EntryPoint = "epoll_create1", SetLastError = true)]
-    private static partial int EpollCreate1(int flags);
-
-    [LibraryImport("libc", EntryPoint = "epoll_ctl", SetLastError = true)]
-    private static partial int EpollCtl(int epfd, int op, int fd, void* ev);
-
-    [LibraryImport("libc", EntryPoint = "epoll_wait", SetLastError = true)]
-    private static partial int EpollWait(int epfd, void* events, int maxEvents, int timeout);
-
-    [LibraryImport("libc", EntryPoint = "eventfd", SetLastError = true)]
-    private static partial int EventFd(uint initial, int flags);
-
-    [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
-    private static partial nint Write(int fd, void* buffer, nint count);
-
-    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
-    private static partial int Close(int fd);
 }

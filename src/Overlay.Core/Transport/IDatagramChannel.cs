@@ -17,10 +17,11 @@ internal interface IDatagramChannel
 
     /// <summary>
     /// Sends one datagram. <paramref name="buffer"/> holds <see cref="Headroom"/> free bytes followed by the
-    /// <paramref name="payloadLength"/>-byte payload; the channel may frame it in place. Never blocks on the
-    /// network; returns false (and counts) when the datagram could not be queued.
+    /// <paramref name="payloadLength"/>-byte payload; the channel may frame it in place. With a <paramref name="batch"/>
+    /// the datagram may be queued (copied) in it, to leave with the batch's others when it completes. Never blocks on
+    /// the network; returns false (and counts) when the datagram could not be queued.
     /// </summary>
-    bool TrySend(Span<byte> buffer, int payloadLength);
+    bool TrySend(Span<byte> buffer, int payloadLength, DataPathBatch? batch = null);
 
     /// <summary>Sets the receiver of DTLS and data datagrams arriving on this path.</summary>
     void SetReceiver(IDatagramReceiver? receiver);
@@ -30,8 +31,9 @@ internal interface IDatagramChannel
 internal interface IDatagramReceiver
 {
     /// <summary>
-    /// Called on the socket's receive loop with one datagram; the span is valid only during the call.
-    /// Must not throw and must not block.
+    /// Called on the socket's event loop with one datagram and the loop's <paramref name="batch"/> (null when the datagram
+    /// comes from elsewhere, for example held since before the receiver was set); the span is valid only during the
+    /// call. Must not throw and must not block.
     /// </summary>
-    void OnDatagram(ReadOnlySpan<byte> datagram);
+    void OnDatagram(ReadOnlySpan<byte> datagram, DataPathBatch? batch);
 }

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
-using static Overlay.Transport.MultiMessage;
+using static Overlay.Tap.Linux.LibC;
 
 namespace Overlay.Transport;
 
@@ -10,15 +10,12 @@ namespace Overlay.Transport;
 /// the first, take what else is queued), into buffers and address slots allocated once and pinned. Under load one call
 /// brings a whole burst instead of one datagram; when idle it behaves like <c>recvfrom</c>.
 /// </summary>
-internal sealed unsafe partial class MultiMessageReceiver : IDisposable
+internal sealed unsafe class MultiMessageReceiver : IDisposable
 {
     public const int Batch = 32;
     private const int SlotSize = 65536;
     private const int NameSize = 128; // sockaddr_storage
     private const int ControlSize = 64;
-    private const int SolUdp = 17, UdpGro = 104;
-    private const int MsgWaitForOne = 0x10000, MsgDontWait = 0x40;
-    private const int EINTR = 4, EAGAIN = 11, ENOSYS = 38, EBADF = 9;
 
     private readonly byte* _memory;
     private readonly MMsgHdr* _headers;
@@ -58,14 +55,11 @@ internal sealed unsafe partial class MultiMessageReceiver : IDisposable
     public static bool TryEnableCoalescing(nint fd)
     {
         var on = 1;
-        return SetSockOpt((int)fd, SolUdp, UdpGro, &on, sizeof(int)) == 0;
+        return SetSockOpt((int)fd, SOL_UDP, UDP_GRO, &on, sizeof(int)) == 0;
     }
 
-    [LibraryImport("libc", EntryPoint = "setsockopt", SetLastError = true)]
-    private static partial int SetSockOpt(int fd, int level, int name, void* value, uint length);
-
     /// <summary>True on Linux x64/arm64, where the structures above match the kernel's.</summary>
-    public static bool IsSupported => MultiMessage.IsSupported;
+    public static bool IsSupported => IsLinux64;
 
     /// <summary>
     /// Takes the datagrams queued on <paramref name="fd"/> (when <paramref name="wait"/>, waiting for the first) and returns
@@ -84,7 +78,7 @@ internal sealed unsafe partial class MultiMessageReceiver : IDisposable
             _headers[i].Length = 0;
         }
         _dirty = 0;
-        var n = RecvMmsg((int)fd, _headers, Batch, wait ? MsgWaitForOne : MsgDontWait, null);
+        var n = RecvMmsg((int)fd, _headers, Batch, wait ? MSG_WAITFORONE : MSG_DONTWAIT, null);
         _dirty = n >= 0 ? Math.Min(n + 1, Batch) : 1;
         if (n >= 0) return n;
         return Marshal.GetLastPInvokeError() switch
@@ -113,7 +107,7 @@ internal sealed unsafe partial class MultiMessageReceiver : IDisposable
         {
             var cmsgLength = (long)*(nuint*)(control + offset);
             if (cmsgLength < 16 || offset + cmsgLength > length) break;
-            if (*(int*)(control + offset + 8) == SolUdp && *(int*)(control + offset + 12) == UdpGro && cmsgLength >= 20)
+            if (*(int*)(control + offset + 8) == SOL_UDP && *(int*)(control + offset + 12) == UDP_GRO && cmsgLength >= 20)
                 return *(int*)(control + offset + 16);
             offset += (cmsgLength + 7) & ~7L;
         }

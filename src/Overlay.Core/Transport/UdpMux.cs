@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using System.Threading;
@@ -8,46 +7,48 @@ namespace Overlay.Transport;
 /// <summary>Receives STUN messages (first byte 0–3) from a <see cref="UdpMux"/>.</summary>
 internal interface IStunPacketHandler
 {
-    void OnStunPacket(ReadOnlySpan<byte> datagram, SocketAddress from);
+    /// <summary>One STUN message; <paramref name="batch"/> is for what it carries (relayed data in a TURN Data indication).</summary>
+    void OnStunPacket(ReadOnlySpan<byte> datagram, SocketAddress from, DataPathBatch? batch);
 }
 
 /// <summary>Receives TURN ChannelData messages (first byte 64–79) from a <see cref="UdpMux"/>.</summary>
 internal interface IChannelDataHandler
 {
-    void OnChannelData(ReadOnlySpan<byte> datagram, SocketAddress from);
+    void OnChannelData(ReadOnlySpan<byte> datagram, SocketAddress from, DataPathBatch? batch);
 }
 
 /// <summary>
-/// One UDP socket per ICE component, carrying STUN, TURN, DTLS and data. A long-lived receive thread reads into one
-/// pooled buffer and demultiplexes on the first byte (RFC 7983): 0–3 STUN, 64–79 TURN ChannelData, 20–63 DTLS and
-/// 192–255 Overlay data go to the <see cref="IDatagramReceiver"/> registered for the sender's address, as a span of
-/// the receive buffer (no copy). The socket is dual-stack when IPv6 is available; addresses are kept in the socket's
-/// own <see cref="SocketAddress"/> form so the steady state allocates nothing.
+/// One UDP socket per ICE component, carrying STUN, TURN, DTLS and data, served by an <see cref="EventLoop"/>
+/// (<see cref="Attach"/>): when readable, the loop's thread takes bursts with <c>recvmmsg</c> and demultiplexes on the
+/// first byte (RFC 7983): 0–3 STUN, 64–79 TURN ChannelData, 20–63 DTLS and 192–255 Overlay data go to the
+/// <see cref="IDatagramReceiver"/> registered for the sender's address, as a span of the receive buffer (no copy), with
+/// the loop's batch. The socket is dual-stack when IPv6 is available; addresses are kept in the socket's own
+/// <see cref="SocketAddress"/> form so the steady state allocates nothing.
 /// </summary>
 internal sealed class UdpMux : IReadableSource, IDisposable
 {
-    private const int ReceiveBufferSize = 65536;
     private readonly Socket _socket;
-    private readonly Thread _thread;
     private readonly Lock _routesGate = new();
     private Route[] _routes = [];
     private IStunPacketHandler? _stun;
     private IChannelDataHandler? _channelData;
     private readonly SocketAddress _from;
     private EventLoop? _loop;
+    private EventLoop? _ownLoop; // a loop started for this socket alone (Attach(null))
     private long _registration = -1;
     private volatile bool _closed;
-    private bool _segmentation = Segmentation.Enabled;
+    private readonly bool _coalescing; // UDP GRO asked for on the socket
+    private bool _segmentation;        // UDP GSO on sends; turned off for good when the kernel or route refuses it
     private long _received, _dropped, _sendFailures, _segmentedSent, _coalescedReceived, _receiverFaults;
 
     private readonly record struct Route(SocketAddress Address, IDatagramReceiver Receiver);
 
-    private UdpMux(Socket socket)
+    private UdpMux(Socket socket, bool segmentation)
     {
         _socket = socket;
+        _coalescing = _segmentation = segmentation && Tap.Linux.LibC.IsLinux64;
         LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
         _from = new SocketAddress(socket.AddressFamily);
-        _thread = new Thread(ReceiveLoop) { IsBackground = true, Name = $"udp-mux {LocalEndPoint.Port}" };
     }
 
     /// <summary>The bound address (the wildcard address and the chosen port).</summary>
@@ -72,13 +73,16 @@ internal sealed class UdpMux : IReadableSource, IDisposable
     /// <summary>Datagrams that arrived coalesced with others of their run (UDP GRO).</summary>
     public long CoalescedReceived => Interlocked.Read(ref _coalescedReceived);
 
-    /// <summary>True when an <see cref="EventLoop"/> serves the socket (<see cref="Attach"/>), false with a thread of its own.</summary>
-    internal bool OnEventLoop => _loop is not null;
+    /// <summary>The loop that serves the socket (<see cref="Attach"/>).</summary>
+    internal EventLoop? Loop => _loop;
 
-    internal bool ReceiverAlive => _loop is not null ? !_closed : _thread.IsAlive;
+    internal bool ReceiverAlive => _loop is not null && !_closed;
 
-    /// <summary>Binds a socket in the calling thread's network namespace (port 0: any free port).</summary>
-    public static UdpMux Bind(int port = 0)
+    /// <summary>
+    /// Binds a socket in the calling thread's network namespace (port 0: any free port). With
+    /// <paramref name="segmentation"/> it uses UDP segmentation offload and receive coalescing where Linux has them.
+    /// </summary>
+    public static UdpMux Bind(int port = 0, bool segmentation = true)
     {
         Socket socket;
         try
@@ -93,8 +97,7 @@ internal sealed class UdpMux : IReadableSource, IDisposable
         }
         socket.ReceiveBufferSize = 4 << 20; // the kernel caps it at net.core.rmem_max; bursts of 64 KiB runs need room
         socket.SendBufferSize = 1 << 20;
-        socket.ReceiveTimeout = 250; // the receive loop wakes up this often to notice Dispose
-        return new UdpMux(socket);
+        return new UdpMux(socket, segmentation);
     }
 
     public void SetHandlers(IStunPacketHandler stun, IChannelDataHandler? channelData)
@@ -102,8 +105,6 @@ internal sealed class UdpMux : IReadableSource, IDisposable
         _stun = stun;
         _channelData = channelData;
     }
-
-    public void Start() => _thread.Start();
 
     /// <summary>The socket-form address for <paramref name="endPoint"/> (IPv4-mapped on a dual-stack socket). Cache it.</summary>
     public SocketAddress ToSocketAddress(IPEndPoint endPoint)
@@ -136,11 +137,14 @@ internal sealed class UdpMux : IReadableSource, IDisposable
         lock (_routesGate) _routes = [.. _routes.Where(r => !r.Address.Equals(remote))];
     }
 
-    /// <summary>Sends one datagram; false (counted) when the socket refused it. Never blocks for long on UDP.</summary>
-    public bool Send(ReadOnlySpan<byte> datagram, SocketAddress destination)
+    /// <summary>
+    /// Sends one datagram, or queues it (copied) in <paramref name="batch"/> to leave with the others when the batch
+    /// completes; false (counted) when the socket refused it. Never blocks for long on UDP.
+    /// </summary>
+    public bool Send(ReadOnlySpan<byte> datagram, SocketAddress destination, DataPathBatch? batch = null)
     {
         if (_closed) return false;
-        if (SendBatch.TryQueue(this, datagram, destination)) return true;
+        if (batch is not null && batch.TryQueue(this, datagram, destination)) return true;
         try
         {
             _socket.SendTo(datagram, SocketFlags.None, destination);
@@ -157,8 +161,8 @@ internal sealed class UdpMux : IReadableSource, IDisposable
         }
     }
 
-    /// <summary>Sends what a <see cref="SendBatch"/> queued for this socket (on the queuing thread).</summary>
-    internal void SendQueued(int count, SendBatch.Queue queue)
+    /// <summary>Sends what a batch's <see cref="SendQueue"/> holds for this socket (on the batch's thread).</summary>
+    internal void SendQueued(int count, SendQueue queue)
     {
         if (_closed) return;
         var handle = _socket.SafeHandle;
@@ -180,58 +184,23 @@ internal sealed class UdpMux : IReadableSource, IDisposable
         }
     }
 
-    private void ReceiveLoop()
-    {
-        if (MultiMessageReceiver.IsSupported && ReceiveBatches()) return;
-        ReceiveOneByOne();
-    }
-
-    /// <summary>recvmmsg: a burst per system call. False when the kernel lacks it (then the caller falls back).</summary>
-    private bool ReceiveBatches()
-    {
-        using var receiver = new MultiMessageReceiver();
-        var handle = _socket.SafeHandle;
-        var added = false;
-        try
-        {
-            handle.DangerousAddRef(ref added); // the descriptor stays ours until this loop ends, even if Dispose runs
-            var fd = handle.DangerousGetHandle();
-            // UDP GRO: runs a peer sent with GSO stay one buffer up to here; we cut them (each datagram keeps its length).
-            if (Segmentation.Enabled) MultiMessageReceiver.TryEnableCoalescing(fd);
-            while (!_closed)
-            {
-                var n = receiver.Receive(fd, wait: true);
-                if (n == -1) return false;
-                if (n == -2) break;
-                HandleBatch(receiver, n);
-            }
-            return true;
-        }
-        catch (ObjectDisposedException)
-        {
-            return true;
-        }
-        finally
-        {
-            if (added) handle.DangerousRelease();
-        }
-    }
-
     /// <summary>
-    /// Serves this socket from <paramref name="loop"/> instead of a thread of its own (call instead of <see cref="Start"/>):
-    /// the loop's thread reads it when readable, with the loop's one receive block.
+    /// Serves this socket from <paramref name="loop"/> (call once): the loop's thread reads it when readable, with the
+    /// loop's one receive block and batch. Null starts a loop for this socket alone, stopped with it (a standalone ICE
+    /// agent's).
     /// </summary>
-    public void Attach(EventLoop loop)
+    public void Attach(EventLoop? loop)
     {
-        ArgumentNullException.ThrowIfNull(loop);
+        if (_loop is not null) throw new InvalidOperationException("the socket is served by a loop already");
+        if (loop is null) loop = _ownLoop = EventLoop.Start($"udp-mux {LocalEndPoint.Port}");
         var fd = (int)_socket.SafeHandle.DangerousGetHandle();
-        if (Segmentation.Enabled) MultiMessageReceiver.TryEnableCoalescing(fd);
+        if (_coalescing) MultiMessageReceiver.TryEnableCoalescing(fd);
         _loop = loop;
         _registration = loop.Register(fd, this);
     }
 
     /// <summary>The loop says the socket is readable: up to a few bursts, then the other descriptors get their turn.</summary>
-    void IReadableSource.OnReadable()
+    void IReadableSource.OnReadable(DataPathBatch batch)
     {
         if (_closed || _loop is not { } loop) return;
         var receiver = loop.Receiver;
@@ -240,16 +209,15 @@ internal sealed class UdpMux : IReadableSource, IDisposable
         {
             var n = receiver.Receive(fd, wait: false);
             if (n <= 0) return;
-            HandleBatch(receiver, n);
+            HandleBatch(receiver, n, batch);
             if (n < MultiMessageReceiver.Batch) return;
         }
     }
 
-    /// <summary>Dispatches one receive's datagrams, cutting coalesced runs; what they make us send goes out together.</summary>
-    private void HandleBatch(MultiMessageReceiver receiver, int n)
+    /// <summary>Dispatches one receive's datagrams, cutting coalesced runs; what they make us send goes out together when the batch completes.</summary>
+    private void HandleBatch(MultiMessageReceiver receiver, int n, DataPathBatch batch)
     {
         var from = _from;
-        using var batch = SendBatch.Begin(); // what this burst makes us send (forwarding, echoes) goes out together
         int received = 0, coalesced = 0;
         for (var i = 0; i < n; i++)
         {
@@ -260,57 +228,22 @@ internal sealed class UdpMux : IReadableSource, IDisposable
             if (segment <= 0 || segment >= buffer.Length)
             {
                 received++;
-                Dispatch(buffer, from);
+                Dispatch(buffer, from, batch);
                 continue;
             }
             var pieces = (buffer.Length + segment - 1) / segment;
             received += pieces;
             coalesced += pieces;
             for (var offset = 0; offset < buffer.Length; offset += segment)
-                Dispatch(buffer.Slice(offset, Math.Min(segment, buffer.Length - offset)), from);
+                Dispatch(buffer.Slice(offset, Math.Min(segment, buffer.Length - offset)), from, batch);
         }
         Interlocked.Add(ref _received, received);
         if (coalesced > 0) Interlocked.Add(ref _coalescedReceived, coalesced);
-    }
-
-    private void ReceiveOneByOne()
-    {
-        var buffer = ArrayPool<byte>.Shared.Rent(ReceiveBufferSize);
-        var from = _from;
-        try
-        {
-            while (!_closed)
-            {
-                int n;
-                try
-                {
-                    n = _socket.ReceiveFrom(buffer, SocketFlags.None, from);
-                }
-                catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.MessageSize or SocketError.ConnectionRefused or SocketError.TimedOut or SocketError.WouldBlock)
-                {
-                    continue; // ICMP errors surface here on Linux; a datagram socket keeps going.
-                }
-                catch (Exception) when (_closed)
-                {
-                    break;
-                }
-                catch (ObjectDisposedException)
-                {
-                    break;
-                }
-                if (n == 0) continue;
-                Interlocked.Increment(ref _received);
-                Dispatch(buffer.AsSpan(0, n), from);
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
+        batch.Complete(); // what this burst makes us send (forwarding, echoes, the host's answers) goes out together
     }
 
     /// <summary>RFC 7983 demultiplexing (also used for datagrams a TURN relay unwrapped).</summary>
-    internal void Dispatch(ReadOnlySpan<byte> datagram, SocketAddress from)
+    internal void Dispatch(ReadOnlySpan<byte> datagram, SocketAddress from, DataPathBatch? batch)
     {
         if (datagram.IsEmpty)
         {
@@ -320,17 +253,17 @@ internal sealed class UdpMux : IReadableSource, IDisposable
         var first = datagram[0];
         if (first <= 3)
         {
-            if (_stun is { } stun) stun.OnStunPacket(datagram, from);
+            if (_stun is { } stun) stun.OnStunPacket(datagram, from, batch);
             else Interlocked.Increment(ref _dropped);
         }
         else if (first is >= 64 and <= 79)
         {
-            if (_channelData is { } channelData) channelData.OnChannelData(datagram, from);
+            if (_channelData is { } channelData) channelData.OnChannelData(datagram, from, batch);
             else Interlocked.Increment(ref _dropped);
         }
         else if (first is (>= 20 and <= 63) or >= 192)
         {
-            DeliverData(datagram, from);
+            DeliverData(datagram, from, batch);
         }
         else
         {
@@ -339,7 +272,7 @@ internal sealed class UdpMux : IReadableSource, IDisposable
     }
 
     /// <summary>Hands a DTLS or data datagram to the receiver routed for <paramref name="from"/>.</summary>
-    internal void DeliverData(ReadOnlySpan<byte> datagram, SocketAddress from)
+    internal void DeliverData(ReadOnlySpan<byte> datagram, SocketAddress from, DataPathBatch? batch)
     {
         var routes = _routes;
         foreach (var route in routes)
@@ -348,7 +281,7 @@ internal sealed class UdpMux : IReadableSource, IDisposable
             {
                 try
                 {
-                    route.Receiver.OnDatagram(datagram);
+                    route.Receiver.OnDatagram(datagram, batch);
                 }
 #pragma warning disable CA1031 // one receiver's fault must not end the socket's receive loop (and with it every link on it)
                 catch (Exception)
@@ -365,22 +298,14 @@ internal sealed class UdpMux : IReadableSource, IDisposable
     /// <summary>Counts a datagram a handler dropped.</summary>
     internal void CountDrop() => Interlocked.Increment(ref _dropped);
 
-    /// <summary>Whether sockets use UDP segmentation offload and receive coalescing (Linux; OVERLAY_UDP_GSO=0 turns both off).</summary>
-    internal static class Segmentation
-    {
-        public static readonly bool Enabled = MultiMessage.IsSupported && Environment.GetEnvironmentVariable("OVERLAY_UDP_GSO") != "0";
-    }
-
     public void Dispose()
     {
         if (_closed) return;
         _closed = true;
-        // Wake the receive loop now (Linux wakes readers of a shut-down datagram socket, though it reports ENOTCONN);
-        // it also wakes every ReceiveTimeout. It must see _closed before the descriptor goes.
         if (_loop is { } loop) loop.Unregister(_registration); // returns once the loop is not reading the socket
         try { _socket.Shutdown(SocketShutdown.Both); }
         catch (SocketException) { }
-        if (_thread.IsAlive && Thread.CurrentThread != _thread) _thread.Join(TimeSpan.FromSeconds(2));
         _socket.Dispose();
+        _ownLoop?.Dispose();
     }
 }

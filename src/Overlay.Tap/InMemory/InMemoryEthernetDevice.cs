@@ -35,6 +35,9 @@ public sealed class InMemoryEthernetDevice : IEthernetDevice
     /// <inheritdoc />
     public EthernetDeviceCounters Counters { get; } = new();
 
+    /// <inheritdoc />
+    public string? Fault => null;
+
     /// <summary>Receives the frames written to the device (the host's side). Set before traffic flows.</summary>
     public IFrameSink? HostReceiver { get; set; }
 
@@ -57,7 +60,7 @@ public sealed class InMemoryEthernetDevice : IEthernetDevice
         }
         Interlocked.Increment(ref Counters.FramesReadValue);
         Interlocked.Add(ref Counters.BytesReadValue, frame.Length);
-        sink.OnFrame(frame);
+        sink.OnFrame(frame, batch: null);
         return true;
     }
 
@@ -72,7 +75,7 @@ public sealed class InMemoryEthernetDevice : IEthernetDevice
         }
         Interlocked.Increment(ref Counters.FramesWrittenValue);
         Interlocked.Add(ref Counters.BytesWrittenValue, frame.Length);
-        host.OnFrame(frame);
+        host.OnFrame(frame, batch: null);
         return true;
     }
 

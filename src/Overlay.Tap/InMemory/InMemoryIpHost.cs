@@ -118,7 +118,7 @@ public sealed class InMemoryIpHost : IFrameSink, IAsyncDisposable
     }
 
     /// <summary>A frame delivered to the host by the device.</summary>
-    public void OnFrame(ReadOnlySpan<byte> frame)
+    public void OnFrame(ReadOnlySpan<byte> frame, DeviceBatch? batch)
     {
         if (frame.Length < 14) return;
         var type = BinaryPrimitives.ReadUInt16BigEndian(frame[12..]);

@@ -6,12 +6,13 @@ using Overlay.Tap.Offload;
 namespace Overlay.Tap.Linux;
 
 /// <summary>
-/// A Linux TAP device (/dev/net/tun, IFF_TAP | IFF_NO_PI), configured through rtnetlink. Each queue has
-/// one long-lived receive thread that polls the non-blocking descriptor and an eventfd (for a prompt
-/// stop), drains every ready frame into one reusable buffer and hands it to the sink: no thread, task
-/// or allocation per frame. Writes go straight to the descriptor and never block.
+/// A Linux TAP device (/dev/net/tun, IFF_TAP | IFF_NO_PI), configured through rtnetlink. Its queues are read either
+/// from the caller's event loop (<see cref="StartPolled"/>, <see cref="PollReady"/>: what a node does) or by one
+/// long-lived receive thread per queue (<see cref="Start"/>) that polls the non-blocking descriptor and an eventfd (for
+/// a prompt stop); either way every ready frame is drained into the batch's reusable buffer and handed to the sink: no
+/// thread, task or allocation per frame. Writes go straight to the descriptor and never block.
 /// </summary>
-public sealed unsafe class TapDevice : IEthernetDevice
+public sealed unsafe class TapDevice : IPolledEthernetDevice, ICoalescingEthernetDevice
 {
     // linux/if_tun.h
     private const nuint TUNSETIFF = 0x400454ca;
@@ -24,22 +25,11 @@ public sealed unsafe class TapDevice : IEthernetDevice
     private const short IFF_NO_PI = 0x1000;
     private const short IFF_MULTI_QUEUE = 0x0100;
     private const int IfReqSize = 40; // struct ifreq
-    private const int MaxFrame = 65535 + 18;
-    private const int ReadSize = VirtioNetHeader.Size + MaxFrame;
     private const int MaxReadsPerBurst = 64;
     private static readonly byte[] s_plainHeader = GC.AllocateArray<byte>(VirtioNetHeader.Size, pinned: true);
 
-    /// <summary>Per thread: the read buffer and one segment's worth of scratch (a thread reads one device at a time).</summary>
-    private sealed class ReadBuffers
-    {
-        public readonly byte[] Read = GC.AllocateUninitializedArray<byte>(ReadSize, pinned: true);
-        public readonly byte[] Scratch = GC.AllocateUninitializedArray<byte>(MaxFrame, pinned: true);
-    }
-
-    [ThreadStatic] private static ReadBuffers? t_readBuffers;
-    [ThreadStatic] private static TcpCoalescer? t_coalescer;
-
     private readonly int[] _queues;
+    private readonly IReadOnlyList<int> _readiness;
     private readonly Lock[] _readGates;
     private readonly int _stopEvent;
     private readonly Thread[] _threads;
@@ -55,6 +45,7 @@ public sealed unsafe class TapDevice : IEthernetDevice
         _offload = options.Offload;
         Name = name;
         _queues = queues;
+        _readiness = Array.AsReadOnly(queues);
         _stopEvent = stopEvent;
         _options = options;
         MacAddress = mac;
@@ -148,30 +139,30 @@ public sealed unsafe class TapDevice : IEthernetDevice
     }
 
     /// <inheritdoc />
-    /// <remarks>The first queue's descriptor; a multi-queue device has no single one (-1) and runs its own loops.</remarks>
-    public int ReadinessDescriptor => _queues.Length == 1 ? _queues[0] : -1;
+    /// <remarks>Frames written go to the first queue, whichever queue they answer.</remarks>
+    public IReadOnlyList<int> ReadinessDescriptors => _readiness;
 
     /// <inheritdoc />
     public void StartPolled(IFrameSink sink)
     {
         ArgumentNullException.ThrowIfNull(sink);
-        if (ReadinessDescriptor < 0) throw new NotSupportedException($"{Name} has {_queues.Length} queues: it runs a receive loop per queue (use Start)");
         if (Interlocked.CompareExchange(ref _sink, sink, null) is not null)
             throw new InvalidOperationException($"{Name} is already started");
     }
 
     /// <inheritdoc />
-    public bool TryWrite(ReadOnlySpan<byte> frame)
-    {
-        FlushWrites(); // what this thread holds for the device goes first: frames keep their order
-        return WriteOne(frame);
-    }
+    public bool TryWrite(ReadOnlySpan<byte> frame) => WriteOne(frame);
 
     /// <inheritdoc />
-    public bool TryWriteDeferred(ReadOnlySpan<byte> frame)
+    public bool TryWrite(ReadOnlySpan<byte> frame, DeviceBatch batch)
     {
-        if (!_offload || !Acceptable(frame)) return TryWrite(frame);
-        var coalescer = t_coalescer ??= new TcpCoalescer();
+        ArgumentNullException.ThrowIfNull(batch);
+        if (!_offload || !Acceptable(frame))
+        {
+            FlushWrites(batch); // what the batch holds for the device goes first: frames keep their order
+            return WriteOne(frame);
+        }
+        var coalescer = batch.Coalescer;
         if (coalescer.Segments > 0)
         {
             if (coalescer.Owner == this && coalescer.TryAppend(frame)) return true;
@@ -186,9 +177,10 @@ public sealed unsafe class TapDevice : IEthernetDevice
     }
 
     /// <inheritdoc />
-    public void FlushWrites()
+    public void FlushWrites(DeviceBatch batch)
     {
-        if (t_coalescer is { Segments: > 0 } held && held.Owner == this) WriteHeld(held);
+        ArgumentNullException.ThrowIfNull(batch);
+        if (batch.HeldFor(this) is { } held) WriteHeld(held);
     }
 
     private bool Acceptable(ReadOnlySpan<byte> frame) => frame.Length >= 14 && frame.Length <= Mtu + 18;
@@ -251,18 +243,19 @@ public sealed unsafe class TapDevice : IEthernetDevice
     public string? Fault => _fault;
 
     /// <inheritdoc />
-    public int PollReady()
+    public int PollReady(int queue, DeviceBatch batch)
     {
+        ArgumentNullException.ThrowIfNull(batch);
+        ArgumentOutOfRangeException.ThrowIfNegative(queue);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(queue, _queues.Length);
         if (_fault is not null) return -1;
         if (_sink is not { } sink || Volatile.Read(ref _disposed) != 0) return 0;
-        var gate = _readGates[0];
-        // Not when this thread is reading the device already (a sink's burst end polling back): frames stay in order.
-        if (gate.IsHeldByCurrentThread || !gate.TryEnter()) return 0; // or the receive loop is at it: it takes these too
+        var gate = _readGates[queue];
+        // Not when this thread is reading the queue already (a sink's burst end polling back): frames stay in order.
+        if (gate.IsHeldByCurrentThread || !gate.TryEnter()) return 0; // or another thread is at it: it takes these too
         try
         {
-            var buffers = t_readBuffers ??= new ReadBuffers();
-            int frames;
-            fixed (byte* p = buffers.Read) frames = ReadBurst(_queues[0], p, buffers, sink);
+            var frames = ReadBurst(_queues[queue], batch, sink);
             return _fault is null ? frames : -1;
         }
         finally
@@ -276,53 +269,48 @@ public sealed unsafe class TapDevice : IEthernetDevice
     /// a lone frame (a ping, a request) is on its way before the read that finds the queue empty; what follows it is
     /// one burst.
     /// </summary>
-    private int ReadBurst(int fd, byte* p, ReadBuffers buffers, IFrameSink sink)
+    private int ReadBurst(int fd, DeviceBatch batch, IFrameSink sink)
     {
-        var frames = ReadBurst(fd, p, buffers, sink, 1, out var reads);
-        if (reads == 1) frames += ReadBurst(fd, p, buffers, sink, MaxReadsPerBurst - 1, out _);
+        var frames = ReadBurst(fd, batch, sink, 1, out var reads);
+        if (reads == 1) frames += ReadBurst(fd, batch, sink, MaxReadsPerBurst - 1, out _);
         return frames;
     }
 
-    private int ReadBurst(int fd, byte* p, ReadBuffers buffers, IFrameSink sink, int limit, out int reads)
+    private int ReadBurst(int fd, DeviceBatch batch, IFrameSink sink, int limit, out int reads)
     {
-        var burst = sink as IFrameBurstSink;
-        burst?.OnBurstStart();
         try
         {
-            return DrainReady(fd, p, buffers, sink, limit, out reads);
+            fixed (byte* p = batch.ReadBuffer) return DrainReady(fd, p, batch, sink, limit, out reads);
         }
         finally
         {
-            burst?.OnBurstEnd();
+            (sink as IFrameBurstSink)?.OnBurstEnd(batch);
         }
     }
 
+    /// <summary>A queue's own receive thread (<see cref="Start"/>): wait for readiness, then read as the caller of <see cref="PollReady"/> would.</summary>
     private void ReceiveLoop(int queue)
     {
         var fd = _queues[queue];
         var gate = _readGates[queue];
-        var buffers = t_readBuffers ??= new ReadBuffers();
-        var buffer = buffers.Read;
+        var batch = new DeviceBatch(); // this thread's, for as long as it runs
         var sink = _sink!;
         var fds = stackalloc LibC.PollFd[2];
         fds[0] = new LibC.PollFd { Fd = fd, Events = LibC.POLLIN };
         fds[1] = new LibC.PollFd { Fd = _stopEvent, Events = LibC.POLLIN };
-        fixed (byte* p = buffer)
+        while (Volatile.Read(ref _disposed) == 0)
         {
-            while (Volatile.Read(ref _disposed) == 0)
+            if (LibC.Poll(fds, 2, -1) < 0)
             {
-                if (LibC.Poll(fds, 2, -1) < 0)
-                {
-                    if (Marshal.GetLastPInvokeError() == LibC.EINTR) continue;
-                    Interlocked.Increment(ref Counters.ReadErrorsValue);
-                    return;
-                }
-                if (fds[1].Revents != 0) return;
-                // Drain everything that is ready before polling again: one wake-up, many frames. The gate keeps frames
-                // in order when a writer's thread drains too (PollReady): a burst is read and sent before the next.
-                lock (gate) ReadBurst(fd, p, buffers, sink);
-                if (Volatile.Read(ref _disposed) != 0 || _fault is not null) return;
+                if (Marshal.GetLastPInvokeError() == LibC.EINTR) continue;
+                Interlocked.Increment(ref Counters.ReadErrorsValue);
+                return;
             }
+            if (fds[1].Revents != 0) return;
+            // Drain everything that is ready before polling again: one wake-up, many frames. The gate keeps frames
+            // in order when a writer's thread drains too (PollReady): a burst is read and sent before the next.
+            lock (gate) ReadBurst(fd, batch, sink);
+            if (Volatile.Read(ref _disposed) != 0 || _fault is not null) return;
         }
     }
 
@@ -331,12 +319,12 @@ public sealed unsafe class TapDevice : IEthernetDevice
     /// there were): a host that sends without pause must not keep an event loop from its other descriptors (the rest is
     /// still ready when the caller polls again).
     /// </summary>
-    private int DrainReady(int fd, byte* p, ReadBuffers buffers, IFrameSink sink, int limit, out int reads)
+    private int DrainReady(int fd, byte* p, DeviceBatch batch, IFrameSink sink, int limit, out int reads)
     {
         var frames = 0;
         for (reads = 0; reads < limit; reads++)
         {
-            var n = LibC.Read(fd, p, ReadSize);
+            var n = LibC.Read(fd, p, batch.ReadBuffer.Length);
             if (n <= 0)
             {
                 var errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
@@ -350,7 +338,7 @@ public sealed unsafe class TapDevice : IEthernetDevice
             }
             try
             {
-                frames += _offload ? DeliverOffloaded(p, (int)n, buffers, sink) : Deliver(p, (int)n, sink);
+                frames += _offload ? DeliverOffloaded(p, (int)n, batch, sink) : Deliver(p, (int)n, batch, sink);
             }
 #pragma warning disable CA1031 // the receive loop must survive a faulty sink; the fault is counted
             catch (Exception)
@@ -362,16 +350,16 @@ public sealed unsafe class TapDevice : IEthernetDevice
         return frames;
     }
 
-    private int Deliver(byte* p, int n, IFrameSink sink)
+    private int Deliver(byte* p, int n, DeviceBatch batch, IFrameSink sink)
     {
         Interlocked.Increment(ref Counters.FramesReadValue);
         Interlocked.Add(ref Counters.BytesReadValue, n);
-        sink.OnFrame(new ReadOnlySpan<byte>(p, n));
+        sink.OnFrame(new ReadOnlySpan<byte>(p, n), batch);
         return 1;
     }
 
     /// <summary>A read with its virtio_net_hdr: plain frames go as they are; the rest is finished (checksum, TSO) first.</summary>
-    private int DeliverOffloaded(byte* p, int n, ReadBuffers buffers, IFrameSink sink)
+    private int DeliverOffloaded(byte* p, int n, DeviceBatch batch, IFrameSink sink)
     {
         if (n <= VirtioNetHeader.Size)
         {
@@ -380,7 +368,7 @@ public sealed unsafe class TapDevice : IEthernetDevice
         }
         var header = VirtioNetHeader.Read(new ReadOnlySpan<byte>(p, VirtioNetHeader.Size));
         var packet = new Span<byte>(p + VirtioNetHeader.Size, n - VirtioNetHeader.Size);
-        var frames = FrameOffload.Deliver(header, packet, buffers.Scratch, sink);
+        var frames = FrameOffload.Deliver(header, packet, batch.Scratch, sink, batch);
         if (frames < 0)
         {
             Interlocked.Increment(ref Counters.ReadErrorsValue);
@@ -392,7 +380,10 @@ public sealed unsafe class TapDevice : IEthernetDevice
         return frames;
     }
 
-    /// <summary>Stops the receive loops and closes the device (which deletes it unless persistent).</summary>
+    /// <summary>
+    /// Stops the receive loops and closes the device (which deletes it unless persistent). A caller that polls the
+    /// device stops watching its descriptors first.
+    /// </summary>
     public ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return ValueTask.CompletedTask;

@@ -18,19 +18,19 @@ internal static class FrameOffload
     /// <paramref name="scratch"/> holds one segment at a time. Returns how many frames went, or -1 when the header asked
     /// for something this cannot finish or does not fit the packet (the packet is dropped).
     /// </summary>
-    public static int Deliver(in VirtioNetHeader header, Span<byte> packet, Span<byte> scratch, IFrameSink sink)
+    public static int Deliver(in VirtioNetHeader header, Span<byte> packet, Span<byte> scratch, IFrameSink sink, DeviceBatch? batch = null)
     {
         switch (header.GsoType & ~VirtioNetHeader.GsoEcn)
         {
             case VirtioNetHeader.GsoNone:
                 if ((header.Flags & VirtioNetHeader.FlagNeedsChecksum) != 0 && !CompleteChecksum(packet, header.ChecksumStart, header.ChecksumOffset))
                     return -1;
-                sink.OnFrame(packet);
+                sink.OnFrame(packet, batch);
                 return 1;
             case VirtioNetHeader.GsoTcpV4:
-                return SegmentTcp(header, packet, scratch, sink, v6: false);
+                return SegmentTcp(header, packet, scratch, sink, batch, v6: false);
             case VirtioNetHeader.GsoTcpV6:
-                return SegmentTcp(header, packet, scratch, sink, v6: true);
+                return SegmentTcp(header, packet, scratch, sink, batch, v6: true);
             default:
                 return -1; // UDP fragmentation/segmentation offload is never offered to the kernel
         }
@@ -46,7 +46,7 @@ internal static class FrameOffload
         return true;
     }
 
-    private static int SegmentTcp(in VirtioNetHeader header, Span<byte> packet, Span<byte> scratch, IFrameSink sink, bool v6)
+    private static int SegmentTcp(in VirtioNetHeader header, Span<byte> packet, Span<byte> scratch, IFrameSink sink, DeviceBatch? batch, bool v6)
     {
         var l3 = BinaryPrimitives.ReadUInt16BigEndian(packet[12..]) == 0x8100 ? 18 : 14;
         if (packet.Length < l3 + 2 || BinaryPrimitives.ReadUInt16BigEndian(packet[(l3 - 2)..]) != (v6 ? 0x86DD : 0x0800)) return -1;
@@ -88,7 +88,7 @@ internal static class FrameOffload
             tcp[17] = 0;
             var sum = InternetChecksum.Add(tcp, InternetChecksum.PseudoHeader(ip, v6, 6, tcp.Length));
             InternetChecksum.Store(tcp[16..], (ushort)~InternetChecksum.Fold(sum));
-            sink.OnFrame(frame);
+            sink.OnFrame(frame, batch);
         }
         return frames;
     }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Overlay.Links;
 using Overlay.Nat.Ice;
+using Overlay.Transport;
 
 namespace Overlay.Benchmarks.Links;
 
@@ -50,10 +51,11 @@ internal static partial class LinkThroughput
             var stop = Stopwatch.StartNew();
             var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
             var receivedBefore = Interlocked.Read(ref counter.Frames);
+            using var batch = new Overlay.Transport.DataPathBatch(); // as an event loop has for a TAP burst
             while (stop.Elapsed.TotalSeconds < seconds)
             {
-                using var batch = Overlay.Transport.SendBatch.Begin(); // as a TAP read loop does for a burst
-                for (var i = 0; i < 32; i++) if (sender.TrySend(frame)) sent++;
+                for (var i = 0; i < 32; i++) if (sender.TrySend(frame, PacketKind.Frame, batch)) sent++;
+                batch.Complete();
             }
             var elapsed = stop.Elapsed.TotalSeconds;
             var received = Interlocked.Read(ref counter.Frames) - receivedBefore;
@@ -74,7 +76,7 @@ internal static partial class LinkThroughput
     private sealed class Counter : ILinkFrameReceiver
     {
         public long Frames;
-        public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload) => Interlocked.Increment(ref Frames);
+        public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload, DataPathBatch? batch) => Interlocked.Increment(ref Frames);
     }
 
     private static T InNamespace<T>(string name, Func<T> action)

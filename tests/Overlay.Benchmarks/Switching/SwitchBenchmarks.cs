@@ -23,8 +23,8 @@ public class SwitchBenchmarks
     private sealed class NullPort : ISwitchPort
     {
         public long Frames;
-        public bool TrySendFrame(ReadOnlySpan<byte> frame) { Frames++; return true; }
-        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame) { Frames++; return true; }
+        public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch) { Frames++; return true; }
+        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch) { Frames++; return true; }
     }
 
     [GlobalSetup]

@@ -32,6 +32,8 @@ internal sealed class EngineNode : IAsyncDisposable
         _identity = identity;
     }
 
+    private readonly Overlay.Transport.EventLoopGroup _loops = Overlay.Transport.EventLoopGroup.Start("engine test");
+
     public string NodeId { get; }
 
     public SignalingChannelBase Signaling { get; }
@@ -55,6 +57,7 @@ internal sealed class EngineNode : IAsyncDisposable
         {
             NodeId = nodeId, Self = NodeContext.ParseNodeId(nodeId), Identity = identity, Signaling = signaling, Ice = new IceOptions(),
             Timings = timings ?? new LinkTimings(), Time = time, LoggerFactory = loggers, RaiseLink = node.OnLink, Paths = paths.Factory(),
+            Loops = node._loops, DataPath = new DataPathOptions(), // the loop idles: memory paths and an in-memory NIC need none
         };
         var device = new InMemoryEthernetDevice("mem-" + nodeId[..4], OverlayEngine.DeriveMac(nodeId, OverlayId));
         node.Engine = new OverlayEngine(context, new OverlayOptions { Id = OverlayId }, device);
@@ -128,6 +131,7 @@ internal sealed class EngineNode : IAsyncDisposable
         if (_reader is not null) await _reader;
         Signaling.PeerChanged -= OnPeerChanged;
         await Signaling.DisposeAsync();
+        _loops.Dispose();
         _lifetime.Dispose();
         _identity.Dispose();
     }

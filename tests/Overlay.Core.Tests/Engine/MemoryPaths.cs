@@ -227,11 +227,11 @@ internal sealed class MemoryPathChannel : IDatagramChannel
 
     public int Headroom => 0;
 
-    public bool TrySend(Span<byte> buffer, int payloadLength)
+    public bool TrySend(Span<byte> buffer, int payloadLength, DataPathBatch? batch = null)
     {
         var peer = Volatile.Read(ref _peer);
         if (peer is null || Blocked) return true;
-        peer.Deliver(buffer.Slice(Headroom, payloadLength));
+        peer.Deliver(buffer.Slice(Headroom, payloadLength), batch);
         return true;
     }
 
@@ -245,7 +245,7 @@ internal sealed class MemoryPathChannel : IDatagramChannel
             early = [.. _early];
             _early.Clear();
         }
-        foreach (var datagram in early) receiver.OnDatagram(datagram);
+        foreach (var datagram in early) receiver.OnDatagram(datagram, null);
     }
 
     internal void Connect(MemoryPathChannel peer)
@@ -254,7 +254,7 @@ internal sealed class MemoryPathChannel : IDatagramChannel
         Blocked = false;
     }
 
-    private void Deliver(ReadOnlySpan<byte> datagram)
+    private void Deliver(ReadOnlySpan<byte> datagram, DataPathBatch? batch)
     {
         IDatagramReceiver? receiver;
         lock (_gate)
@@ -266,6 +266,6 @@ internal sealed class MemoryPathChannel : IDatagramChannel
                 return;
             }
         }
-        receiver.OnDatagram(datagram);
+        receiver.OnDatagram(datagram, batch);
     }
 }

@@ -31,9 +31,9 @@ internal sealed class PeerLinkTests
 
     private sealed class NoPort : ISwitchPort
     {
-        public bool TrySendFrame(ReadOnlySpan<byte> frame) => true;
+        public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch) => true;
 
-        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame) => false;
+        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch) => false;
     }
 
     private static PeerLink NewLink(bool initiator) =>

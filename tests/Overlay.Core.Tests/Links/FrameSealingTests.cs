@@ -17,6 +17,22 @@ public class FrameSealingTests
     }
 
     [Test]
+    public void After_dispose_nothing_is_sealed_or_opened_and_nothing_throws()
+    {
+        var sealer = new FrameSealer(Key, Salt, epoch: 0);
+        var opener = new FrameOpener(Key, Salt, epoch: 0);
+        var packet = Seal(sealer, new byte[64], PacketKind.Frame);
+        sealer.Dispose();
+        opener.Dispose();
+        var buffer = new byte[FrameSealer.Overhead + 64];
+        Assert.That(sealer.Seal(buffer, 64, PacketKind.Frame), Is.Zero, "a closed link's sealer seals nothing");
+        Assert.That(sealer.Sequence, Is.EqualTo(1), "and spends no sequence number");
+        Assert.That(opener.TryOpen(packet, out _, out _), Is.Not.EqualTo(OpenResult.Opened), "a closed link's opener opens nothing");
+        sealer.Dispose(); // twice is harmless
+        opener.Dispose();
+    }
+
+    [Test]
     public void A_sealed_frame_opens_to_the_same_bytes_and_kind()
     {
         using var sealer = new FrameSealer(Key, Salt, epoch: 3);

@@ -28,12 +28,12 @@ internal sealed class MemoryChannel : IDatagramChannel
 
     public bool Capture;
 
-    public bool TrySend(Span<byte> buffer, int payloadLength)
+    public bool TrySend(Span<byte> buffer, int payloadLength, DataPathBatch? batch = null)
     {
         Interlocked.Increment(ref Sent);
         var datagram = buffer.Slice(Headroom, payloadLength);
         if (Capture && datagram.Length > 0 && datagram[0] >= 192) Last = datagram.ToArray();
-        if (!Blocked) _peer._receiver?.OnDatagram(datagram);
+        if (!Blocked) _peer._receiver?.OnDatagram(datagram, batch);
         return true;
     }
 

@@ -6,6 +6,7 @@ using Overlay.Nat.Ice;
 using Overlay.Nat.Turn;
 using Overlay.TestSupport;
 using Overlay.TestSupport.Lab;
+using Overlay.Transport;
 
 namespace Overlay.Core.Tests.Links;
 
@@ -16,7 +17,7 @@ public class TinCanLinkNatLabTests
     private sealed class Inbox : ILinkFrameReceiver
     {
         public BlockingCollection<byte[]> Frames { get; } = [];
-        public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload) => Frames.Add(payload.ToArray());
+        public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload, DataPathBatch? batch) => Frames.Add(payload.ToArray());
     }
 
     [Test]

@@ -12,7 +12,7 @@ public class TinCanLinkTests
     private sealed class Inbox : ILinkFrameReceiver
     {
         public BlockingCollection<(PacketKind Kind, byte[] Payload)> Frames { get; } = [];
-        public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload) => Frames.Add((kind, payload.ToArray()));
+        public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload, DataPathBatch? batch) => Frames.Add((kind, payload.ToArray()));
     }
 
     private static async Task<(TinCanLink A, TinCanLink B, Inbox InA, Inbox InB)> ConnectAsync(IDatagramChannel a, IDatagramChannel b,
@@ -189,9 +189,54 @@ public class TinCanLinkTests
         }
     }
 
+    /// <summary>
+    /// The race a link's close had with its senders: the sealer's native key was freed while another thread could be
+    /// sealing with it (AesGcm then throws ObjectDisposedException on that thread, or worse). Senders on several threads
+    /// keep sending while the link is disposed; every send returns, true before and false after, none throws.
+    /// </summary>
+    [Test]
+    public async Task Disposing_a_link_while_other_threads_send_on_it_faults_none_of_them()
+    {
+        for (var round = 0; round < 10; round++)
+        {
+            var (ca, cb) = MemoryChannel.Pair();
+            var (a, b, _, _) = await ConnectAsync(ca, cb, receiverB: new CountingReceiver());
+            await using (b)
+            {
+                var faults = new ConcurrentQueue<Exception>();
+                var sent = 0L;
+                using var stop = new CancellationTokenSource();
+                var senders = Enumerable.Range(0, 3).Select(_ => Task.Factory.StartNew(() =>
+                {
+                    var frame = new byte[200];
+                    while (!stop.IsCancellationRequested)
+                    {
+                        try
+                        {
+                            if (a.TrySend(frame)) Interlocked.Increment(ref sent);
+                        }
+                        catch (Exception e)
+                        {
+                            faults.Enqueue(e);
+                            return;
+                        }
+                    }
+                }, TaskCreationOptions.LongRunning)).ToArray();
+                while (Interlocked.Read(ref sent) < 300) await Task.Yield(); // every sender is in full swing
+                await a.DisposeAsync();
+                var afterClose = Interlocked.Read(ref sent);
+                await stop.CancelAsync();
+                await Task.WhenAll(senders);
+                Assert.That(faults, Is.Empty, $"round {round}: a sender faulted: {faults.FirstOrDefault()}");
+                Assert.That(a.TrySend(new byte[200]), Is.False, "a closed link sends nothing");
+                Assert.That(Interlocked.Read(ref sent) - afterClose, Is.LessThanOrEqualTo(3), "at most the sends already sealing when it closed");
+            }
+        }
+    }
+
     private sealed class CountingReceiver : ILinkFrameReceiver
     {
         public long Count;
-        public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload) => Count++;
+        public void OnFrame(TinCanLink link, PacketKind kind, ReadOnlySpan<byte> payload, DataPathBatch? batch) => Count++;
     }
 }

@@ -12,7 +12,7 @@ internal static class IcePeers
     {
         public Channel<byte[]> Received { get; } = Channel.CreateUnbounded<byte[]>();
 
-        public void OnDatagram(ReadOnlySpan<byte> datagram) => Received.Writer.TryWrite(datagram.ToArray());
+        public void OnDatagram(ReadOnlySpan<byte> datagram, DataPathBatch? batch) => Received.Writer.TryWrite(datagram.ToArray());
     }
 
     /// <summary>Gathers, swaps credentials and candidates, starts both and waits for both selected pairs.</summary>

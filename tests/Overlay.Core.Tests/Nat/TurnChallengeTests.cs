@@ -62,7 +62,7 @@ public class TurnChallengeTests
 
         using var endpoint = new StunEndpoint(UdpMux.Bind(), TimeProvider.System);
         var turn = endpoint.AttachTurn(new TurnServer(serverEndPoint, "node", "secret"));
-        endpoint.Mux.Start();
+        endpoint.Mux.Attach(null); // a loop of its own
         Assert.That(await turn.AllocateAsync(cts.Token), Is.True);
         await script;
         Assert.That(seen, Is.EqualTo(new[]

@@ -18,7 +18,7 @@ public class TurnClientTests
     {
         public Channel<byte[]> Received { get; } = Channel.CreateUnbounded<byte[]>();
 
-        public void OnDatagram(ReadOnlySpan<byte> datagram) => Received.Writer.TryWrite(datagram.ToArray());
+        public void OnDatagram(ReadOnlySpan<byte> datagram, DataPathBatch? batch) => Received.Writer.TryWrite(datagram.ToArray());
     }
 
     [Test]
@@ -26,7 +26,7 @@ public class TurnClientTests
     {
         await using var coturn = await CoturnServer.StartAsync();
         using var endpoint = new StunEndpoint(UdpMux.Bind(), TimeProvider.System);
-        endpoint.Mux.Start();
+        endpoint.Mux.Attach(null); // a loop of its own
         var mapped = await endpoint.DiscoverMappedAddressAsync(coturn.EndPoint).WaitAsync(TimeSpan.FromSeconds(10));
         Assert.That(mapped, Is.Not.Null);
         Assert.That(mapped!.Value.ToEndPoint(), Is.EqualTo(new IPEndPoint(IPAddress.Loopback, endpoint.Mux.LocalEndPoint.Port)));
@@ -38,7 +38,7 @@ public class TurnClientTests
         await using var coturn = await CoturnServer.StartAsync();
         using var endpoint = new StunEndpoint(UdpMux.Bind(), TimeProvider.System);
         var turn = endpoint.AttachTurn(new TurnServer(coturn.EndPoint, coturn.Username, coturn.Password));
-        endpoint.Mux.Start();
+        endpoint.Mux.Attach(null); // a loop of its own
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
 
         Assert.That(await turn.AllocateAsync(cts.Token), Is.True, "Allocate (after the 401 challenge)");
@@ -83,7 +83,7 @@ public class TurnClientTests
         var time = new ManualTimeProvider();
         using var endpoint = new StunEndpoint(UdpMux.Bind(), time);
         var turn = endpoint.AttachTurn(new TurnServer(coturn.EndPoint, coturn.Username, coturn.Password));
-        endpoint.Mux.Start();
+        endpoint.Mux.Attach(null); // a loop of its own
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         Assert.That(await turn.AllocateAsync(cts.Token), Is.True);
         var kept = new StunAddress(new IPEndPoint(IPAddress.Loopback, 40001));
@@ -105,7 +105,7 @@ public class TurnClientTests
         await using var coturn = await CoturnServer.StartAsync();
         using var endpoint = new StunEndpoint(UdpMux.Bind(), TimeProvider.System);
         var turn = endpoint.AttachTurn(new TurnServer(coturn.EndPoint, coturn.Username, "not-the-password"));
-        endpoint.Mux.Start();
+        endpoint.Mux.Attach(null); // a loop of its own
         Assert.That(await turn.AllocateAsync().WaitAsync(TimeSpan.FromSeconds(20)), Is.False);
         Assert.That(turn.RelayedAddress, Is.Null);
     }

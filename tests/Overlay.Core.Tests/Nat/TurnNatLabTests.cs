@@ -29,9 +29,9 @@ public class TurnNatLabTests
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         using var client = lab.Hosts[0].Namespace.Run(() => new StunEndpoint(UdpMux.Bind(), TimeProvider.System));
         var turn = client.AttachTurn(new TurnServer(lab.StunTurn, lab.Coturn.Username, lab.Coturn.Password));
-        client.Mux.Start();
+        client.Mux.Attach(null); // a loop of its own
         using var peer = lab.Hosts[1].Namespace.Run(() => new StunEndpoint(UdpMux.Bind(), TimeProvider.System));
-        peer.Mux.Start();
+        peer.Mux.Attach(null); // a loop of its own
 
         Assert.That(await turn.AllocateAsync(cts.Token), Is.True);
         Assert.That(turn.MappedAddress!.Value.ToEndPoint().Address, Is.EqualTo(lab.Hosts[0].PublicAddress));

@@ -17,13 +17,10 @@ internal sealed class OverlayCluster : IAsyncDisposable
     /// <summary>The in-process signaling hub the nodes meet in (other members may join it).</summary>
     public InProcessSignalingHub Hub { get; } = new();
 
-    public OverlayCluster(LinkTimings? timings = null, bool eventLoop = true)
+    public OverlayCluster(LinkTimings? timings = null)
     {
         _timings = timings ?? new LinkTimings();
-        _eventLoop = eventLoop;
     }
-
-    private readonly bool _eventLoop;
 
     public List<OverlayNode> Nodes { get; } = [];
 
@@ -47,7 +44,6 @@ internal sealed class OverlayCluster : IAsyncDisposable
                 configure?.Invoke(o);
             })
             .Build(new MemoryLoggerProvider($"n{index}"));
-        node.UseEventLoop = _eventLoop;
         node.LinkChanged += (_, e) =>
         {
             lock (_gate)

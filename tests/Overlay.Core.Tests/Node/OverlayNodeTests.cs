@@ -19,9 +19,9 @@ public class OverlayNodeTests
     private static readonly TimeSpan Formation = TimeSpan.FromSeconds(30);
 
     [Test]
-    public async Task FiveNodesFormARingAndEveryPairPings([Values] bool eventLoop)
+    public async Task FiveNodesFormARingAndEveryPairPings()
     {
-        await using var cluster = new OverlayCluster(eventLoop: eventLoop);
+        await using var cluster = new OverlayCluster();
         for (var i = 0; i < 5; i++) await cluster.AddAsync();
         await cluster.WaitAsync(() => cluster.RingFormedAsync(perNode: 2), Formation, "every node to have two links up at both ends");
 
@@ -45,8 +45,7 @@ public class OverlayNodeTests
         });
         var (onLoop, sockets) = await cluster.Nodes[0].Overlays[0].Engine.CountLoopSocketsAsync();
         Assert.That(sockets, Is.GreaterThanOrEqualTo(2));
-        if (eventLoop && Overlay.Transport.EventLoop.IsSupported) Assert.That(onLoop, Is.EqualTo(sockets), "every link socket is served by the node's event loop");
-        else Assert.That(onLoop, Is.Zero, "each socket has a receive thread of its own");
+        Assert.That(onLoop, Is.EqualTo(sockets), "every link socket is served by the node's event loop");
         var ups = cluster.Events.Where(e => e.Change == LinkChange.Up).ToArray();
         TestContext.Out.WriteLine($"{ups.Length} link-up events; setup time median {ups.Select(e => e.Elapsed.TotalMilliseconds).Order().ElementAt(ups.Length / 2):0} ms, max {ups.Max(e => e.Elapsed.TotalMilliseconds):0} ms");
     }

@@ -12,22 +12,16 @@ public class BatchingTests
     private sealed class Collector : IDatagramReceiver
     {
         public BlockingCollection<byte[]> Datagrams { get; } = [];
-        public void OnDatagram(ReadOnlySpan<byte> datagram) => Datagrams.Add(datagram.ToArray());
+        public void OnDatagram(ReadOnlySpan<byte> datagram, DataPathBatch? batch) => Datagrams.Add(datagram.ToArray());
     }
 
-    /// <summary>An event loop for the receiving socket, or none (it runs a receive thread of its own).</summary>
-    private static EventLoop? LoopFor(bool onEventLoop)
-    {
-        if (!onEventLoop) return null;
-        Assume.That(EventLoop.IsSupported, "the event loop is Linux epoll's");
-        return EventLoop.Start("test io");
-    }
+    [SetUp]
+    public void RequireEpoll() => Assume.That(EventLoop.IsSupported, "the event loop is Linux epoll's");
 
-    private static void Serve(UdpMux mux, EventLoop? loop)
-    {
-        if (loop is null) mux.Start();
-        else mux.Attach(loop);
-    }
+    /// <summary>An event loop shared by the receiving sockets, or none (each gets a loop of its own).</summary>
+    private static EventLoop? LoopFor(bool sharedLoop) => sharedLoop ? EventLoop.Start("test io") : null;
+
+    private static void Serve(UdpMux mux, EventLoop? loop) => mux.Attach(loop);
 
     /// <summary>
     /// Routes <paramref name="sender"/>'s datagrams at <paramref name="receiver"/> to a new collector, starts the receiver
@@ -42,28 +36,27 @@ public class BatchingTests
     }
 
     [Test]
-    public void Batched_sends_arrive_complete_in_order_and_intact([Values] bool onEventLoop)
+    public void Batched_sends_arrive_complete_in_order_and_intact([Values] bool sharedLoop)
     {
-        using var loop = LoopFor(onEventLoop);
+        using var loop = LoopFor(sharedLoop);
         using var sender = UdpMux.Bind();
         using var receiver = UdpMux.Bind();
         var (collector, destination) = Connect(sender, receiver, loop);
-        sender.Start();
+        using var batch = new DataPathBatch();
         var random = new Random(7);
         const int total = 3000;
         var sent = 0;
         while (sent < total)
         {
-            // Bursts of 1..100: smaller than, equal to and larger than the batch capacity (32), with nested scopes.
+            // Bursts of 1..100: smaller than, equal to and larger than the batch capacity (32), some sent early.
             var burst = Math.Min(random.Next(1, 101), total - sent);
-            using (SendBatch.Begin())
+            for (var i = 0; i < burst; i++, sent++)
             {
-                for (var i = 0; i < burst; i++, sent++)
-                {
-                    using var nested = i % 10 == 0 ? SendBatch.Begin() : default;
-                    Assert.That(sender.Send(Datagram(sent), destination), Is.True);
-                }
+                Assert.That(sender.Send(Datagram(sent), destination, batch), Is.True);
+                if (i % 45 == 44) batch.FlushSends();
             }
+            batch.Complete();
+            Assert.That(batch.QueuedDatagrams, Is.Zero, "a completed batch holds nothing");
             // Let the receiver keep up (loopback drops what overflows the socket buffer, like any UDP path).
             while (collector.Datagrams.Count < sent - 500) Thread.Yield();
         }
@@ -76,24 +69,22 @@ public class BatchingTests
     }
 
     [Test]
-    public void Runs_of_equal_datagrams_leave_segmented_and_arrive_cut_back_into_the_datagrams([Values] bool onEventLoop)
+    public void Runs_of_equal_datagrams_leave_segmented_and_arrive_cut_back_into_the_datagrams([Values] bool sharedLoop)
     {
-        Assume.That(OperatingSystem.IsLinux(), "UDP GSO/GRO is Linux's");
-        using var loop = LoopFor(onEventLoop);
+        using var loop = LoopFor(sharedLoop);
         using var sender = UdpMux.Bind();
         using var receiver = UdpMux.Bind();
         var (collector, destination) = Connect(sender, receiver, loop);
+        using var batch = new DataPathBatch();
         // Bursts as a TCP stream makes them: full-size frames, then a shorter one that ends the run, then an odd one out.
         var expected = new List<byte[]>();
         for (var burst = 0; burst < 50; burst++)
         {
-            using (SendBatch.Begin())
-            {
-                for (var i = 0; i < 20; i++) expected.Add(Sized(expected.Count, 1466));
-                expected.Add(Sized(expected.Count, 300 + burst));
-                expected.Add(Sized(expected.Count, 1466));
-                foreach (var datagram in expected.Skip(expected.Count - 22)) Assert.That(sender.Send(datagram, destination), Is.True);
-            }
+            for (var i = 0; i < 20; i++) expected.Add(Sized(expected.Count, 1466));
+            expected.Add(Sized(expected.Count, 300 + burst));
+            expected.Add(Sized(expected.Count, 1466));
+            foreach (var datagram in expected.Skip(expected.Count - 22)) Assert.That(sender.Send(datagram, destination, batch), Is.True);
+            batch.Complete();
             while (collector.Datagrams.Count < expected.Count - 200) Thread.Yield();
         }
         foreach (var (want, n) in expected.Select((d, n) => (d, n)))
@@ -120,7 +111,7 @@ public class BatchingTests
     {
         public ManualResetEventSlim Called { get; } = new();
 
-        public void OnDatagram(ReadOnlySpan<byte> datagram)
+        public void OnDatagram(ReadOnlySpan<byte> datagram, DataPathBatch? batch)
         {
             Called.Set();
             throw new InvalidOperationException("a faulty receiver");
@@ -128,9 +119,9 @@ public class BatchingTests
     }
 
     [Test]
-    public void A_receiver_that_throws_is_counted_and_the_socket_keeps_receiving_for_the_others([Values] bool onEventLoop)
+    public void A_receiver_that_throws_is_counted_and_the_socket_keeps_receiving_for_the_others([Values] bool sharedLoop)
     {
-        using var loop = LoopFor(onEventLoop);
+        using var loop = LoopFor(sharedLoop);
         using var faulty = UdpMux.Bind();
         using var healthy = UdpMux.Bind();
         using var receiver = UdpMux.Bind();
@@ -148,13 +139,29 @@ public class BatchingTests
     }
 
     [Test]
-    public void Outside_a_batch_a_send_goes_at_once()
+    public void Without_a_batch_a_send_goes_at_once()
     {
         using var sender = UdpMux.Bind();
         using var receiver = UdpMux.Bind();
         var (collector, destination) = Connect(sender, receiver);
         Assert.That(sender.Send(Datagram(1), destination), Is.True);
         Assert.That(collector.Datagrams.TryTake(out var got, TimeSpan.FromSeconds(5)) ? got : null, Is.EqualTo(Datagram(1)));
+    }
+
+    [Test]
+    public void A_batch_holds_its_datagrams_until_it_completes()
+    {
+        using var sender = UdpMux.Bind();
+        using var receiver = UdpMux.Bind();
+        var (collector, destination) = Connect(sender, receiver);
+        using var batch = new DataPathBatch();
+        Assert.That(sender.Send(Datagram(1), destination, batch), Is.True);
+        Assert.That(sender.Send(Datagram(2), destination, batch), Is.True);
+        Assert.That(batch.QueuedDatagrams, Is.EqualTo(2), "queued, not sent");
+        batch.Complete();
+        Assert.That(batch.QueuedDatagrams, Is.Zero);
+        Assert.That(collector.Datagrams.TryTake(out var first, TimeSpan.FromSeconds(5)) ? first : null, Is.EqualTo(Datagram(1)));
+        Assert.That(collector.Datagrams.TryTake(out var second, TimeSpan.FromSeconds(5)) ? second : null, Is.EqualTo(Datagram(2)));
     }
 
     /// <summary>A data-range datagram (first byte ≥ 192) of a length and content that depend on its number.</summary>

@@ -12,7 +12,7 @@ namespace Overlay.Core.Tests.Transport;
 public class DeviceReadinessTests
 {
     /// <summary>A device whose readiness is a UDP socket that the test makes readable and nobody drains.</summary>
-    private sealed class FailedDevice : IEthernetDevice
+    private sealed class FailedDevice : IPolledEthernetDevice
     {
         public readonly Socket Socket = new(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         public int Polls;
@@ -24,13 +24,13 @@ public class DeviceReadinessTests
         public PhysicalAddress MacAddress => PhysicalAddress.None;
         public int Mtu => 1500;
         public EthernetDeviceCounters Counters { get; } = new();
-        public int ReadinessDescriptor => (int)Socket.Handle;
+        public IReadOnlyList<int> ReadinessDescriptors => [(int)Socket.Handle];
         public string? Fault => "gone";
         public void Start(IFrameSink sink) => throw new NotSupportedException();
         public void StartPolled(IFrameSink sink) { }
         public bool TryWrite(ReadOnlySpan<byte> frame) => false;
 
-        public int PollReady()
+        public int PollReady(int queue, DeviceBatch batch)
         {
             Interlocked.Increment(ref Polls);
             Polled.Set();
@@ -47,7 +47,7 @@ public class DeviceReadinessTests
     private sealed class Counter : IReadableSource
     {
         public readonly ManualResetEventSlim Called = new();
-        public void OnReadable() => Called.Set();
+        public void OnReadable(DataPathBatch batch) => Called.Set();
     }
 
     [Test]
@@ -56,8 +56,8 @@ public class DeviceReadinessTests
         Assume.That(EventLoop.IsSupported, "the event loop is Linux epoll's");
         using var loop = EventLoop.Start("test io");
         await using var device = new FailedDevice();
-        var readiness = new DeviceReadiness(device, loop);
-        readiness.Registration = loop.Register(device.ReadinessDescriptor, readiness);
+        var readiness = new DeviceReadiness(device, 0, loop);
+        readiness.Register();
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         client.SendTo([1], device.Socket.LocalEndPoint!); // readable, and stays so: nobody reads it
         Assert.That(device.Polled.Wait(TimeSpan.FromSeconds(5)), Is.True);

@@ -27,7 +27,7 @@ public class EventLoopTests
             client.SendTo([value], Socket.LocalEndPoint!);
         }
 
-        public void OnReadable()
+        public void OnReadable(DataPathBatch batch)
         {
             while (Socket.Available > 0)
             {

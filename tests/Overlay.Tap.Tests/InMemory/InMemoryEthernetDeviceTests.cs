@@ -9,7 +9,7 @@ public class InMemoryEthernetDeviceTests
     private sealed class Recorder : IFrameSink
     {
         public List<byte[]> Frames { get; } = [];
-        public void OnFrame(ReadOnlySpan<byte> frame) => Frames.Add(frame.ToArray());
+        public void OnFrame(ReadOnlySpan<byte> frame, DeviceBatch? batch) => Frames.Add(frame.ToArray());
     }
 
     [Test]

@@ -9,7 +9,7 @@ public class InMemoryIpHostTests
 {
     private sealed class Cable(InMemoryEthernetDevice other) : IFrameSink
     {
-        public void OnFrame(ReadOnlySpan<byte> frame) => other.TryWrite(frame);
+        public void OnFrame(ReadOnlySpan<byte> frame, DeviceBatch? batch) => other.TryWrite(frame);
     }
 
     /// <summary>Loses the first frame it carries, as a network in the middle of a change might.</summary>
@@ -17,7 +17,7 @@ public class InMemoryIpHostTests
     {
         public int Carried;
 
-        public void OnFrame(ReadOnlySpan<byte> frame)
+        public void OnFrame(ReadOnlySpan<byte> frame, DeviceBatch? batch)
         {
             if (Interlocked.Increment(ref Carried) > 1) other.TryWrite(frame);
         }

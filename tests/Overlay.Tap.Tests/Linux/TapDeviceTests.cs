@@ -57,8 +57,9 @@ public sealed partial class TapDeviceTests
     public async Task A_multi_queue_device_has_its_queues()
     {
         await using var device = _ns.Run(() => TapDevice.Create(new TapDeviceOptions { Name = "ovtq", Queues = 2 }));
-        Assert.That(device.ReadinessDescriptor, Is.EqualTo(-1), "several queues, no single descriptor to watch");
-        Assert.That(() => device.StartPolled(new NullSink()), Throws.TypeOf<NotSupportedException>());
+        Assert.That(device.ReadinessDescriptors, Has.Count.EqualTo(2), "a descriptor to watch per queue");
+        Assert.That(device.ReadinessDescriptors.Distinct().Count(), Is.EqualTo(2));
+        Assert.That(() => device.PollReady(2, new DeviceBatch()), Throws.TypeOf<ArgumentOutOfRangeException>(), "there is no third queue");
         device.Start(new NullSink());
         var queues = _ns.Exec("ls", "/sys/class/net/ovtq/queues");
         Assert.That(queues, Does.Contain("rx-1").And.Contain("tx-1"));
@@ -67,7 +68,7 @@ public sealed partial class TapDeviceTests
     private sealed class FrameList : IFrameSink
     {
         public List<byte[]> Frames { get; } = [];
-        public void OnFrame(ReadOnlySpan<byte> frame) => Frames.Add(frame.ToArray());
+        public void OnFrame(ReadOnlySpan<byte> frame, DeviceBatch? batch) => Frames.Add(frame.ToArray());
     }
 
     [Test]
@@ -82,15 +83,16 @@ public sealed partial class TapDeviceTests
         Assert.That(() => device.StartPolled(sink), Throws.InvalidOperationException, "started once");
         // The kernel asks for 10.78.0.2's MAC on the device: an ARP request to read.
         using var ping = _ns.Start("ping", "-c 1 -W 2 10.78.0.2");
-        Assert.That(WaitReadable(device.ReadinessDescriptor, TimeSpan.FromSeconds(5)), Is.True, "the descriptor polls readable");
+        var batch = new DeviceBatch();
+        Assert.That(WaitReadable(device.ReadinessDescriptors[0], TimeSpan.FromSeconds(5)), Is.True, "the descriptor polls readable");
         Assert.That(sink.Frames, Is.Empty, "nothing is read behind the caller's back");
-        Assert.That(device.PollReady(), Is.GreaterThanOrEqualTo(1));
+        Assert.That(device.PollReady(0, batch), Is.GreaterThanOrEqualTo(1));
         // The first frames may be the kernel's own IPv6 chatter on a fresh link (MLD reports, router solicitations), read
         // before ping's ARP request is queued: poll again, each time the descriptor says there is more.
         static bool IsArpRequest(byte[] f) => f.Length >= 42 && f[12] == 0x08 && f[13] == 0x06 && f.AsSpan(38, 4).SequenceEqual(new byte[] { 10, 78, 0, 2 });
         var deadline = DateTime.UtcNow.AddSeconds(5);
-        while (!sink.Frames.Any(IsArpRequest) && WaitReadable(device.ReadinessDescriptor, deadline - DateTime.UtcNow))
-            Assert.That(device.PollReady(), Is.GreaterThanOrEqualTo(1), "readable means a frame to read");
+        while (!sink.Frames.Any(IsArpRequest) && WaitReadable(device.ReadinessDescriptors[0], deadline - DateTime.UtcNow))
+            Assert.That(device.PollReady(0, batch), Is.GreaterThanOrEqualTo(1), "readable means a frame to read");
         Assert.That(sink.Frames.Any(IsArpRequest), Is.True, "the ARP request for 10.78.0.2");
         Assert.That(Threads(), Has.None.StartsWith("tap ovtpl"), "no receive thread of the device's own");
     }
@@ -107,8 +109,8 @@ public sealed partial class TapDeviceTests
         if (polled)
         {
             // The error polls (POLLERR) for ever: the caller learns from PollReady that it should stop watching.
-            Assert.That(WaitReadable(device.ReadinessDescriptor, TimeSpan.FromSeconds(5)), Is.True);
-            Assert.That(device.PollReady(), Is.EqualTo(-1));
+            Assert.That(WaitReadable(device.ReadinessDescriptors[0], TimeSpan.FromSeconds(5)), Is.True);
+            Assert.That(device.PollReady(0, new DeviceBatch()), Is.EqualTo(-1));
         }
         else
         {
@@ -117,7 +119,7 @@ public sealed partial class TapDeviceTests
                 Is.True, "and ended instead of polling the error in a loop");
         }
         Assert.That(device.Fault, Does.Contain("ovtdel can no longer be read").And.Contain("deleted"));
-        Assert.That(device.PollReady(), Is.EqualTo(-1));
+        Assert.That(device.PollReady(0, new DeviceBatch()), Is.EqualTo(-1));
         Assert.That(device.Counters.ReadErrors, Is.EqualTo(1), "counted once, not once per wake-up");
         var frame = new byte[60];
         frame[0] = 0xff;
@@ -137,7 +139,7 @@ public sealed partial class TapDeviceTests
 
     private sealed class NullSink : IFrameSink
     {
-        public void OnFrame(ReadOnlySpan<byte> frame) { }
+        public void OnFrame(ReadOnlySpan<byte> frame, DeviceBatch? batch) { }
     }
 
     [Test]

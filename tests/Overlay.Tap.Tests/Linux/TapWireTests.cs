@@ -121,22 +121,18 @@ public sealed class TapWireTests
     {
         public volatile bool Merge = true;
 
-        public void OnFrame(ReadOnlySpan<byte> frame)
+        public void OnFrame(ReadOnlySpan<byte> frame, DeviceBatch? batch)
         {
-            if (Merge) other.TryWriteDeferred(frame);
+            if (Merge && batch is not null) other.TryWrite(frame, batch);
             else other.TryWrite(frame);
-        }
-
-        public void OnBurstStart()
-        {
         }
 
         public long Polled;
 
-        public void OnBurstEnd()
+        public void OnBurstEnd(DeviceBatch batch)
         {
-            other.FlushWrites();
-            Interlocked.Add(ref Polled, other.PollReady());
+            other.FlushWrites(batch);
+            Interlocked.Add(ref Polled, other.PollReady(0, batch));
         }
     }
 }

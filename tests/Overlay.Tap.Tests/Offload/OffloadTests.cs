@@ -17,7 +17,7 @@ public class OffloadTests
     private sealed class Frames : IFrameSink
     {
         public List<byte[]> List { get; } = [];
-        public void OnFrame(ReadOnlySpan<byte> frame) => List.Add(frame.ToArray());
+        public void OnFrame(ReadOnlySpan<byte> frame, DeviceBatch? batch) => List.Add(frame.ToArray());
     }
 
     [Test]

@@ -67,20 +67,25 @@ internal sealed partial class IceAgent : IAsyncDisposable
         endpoint.Requests = new RequestHandler(this);
     }
 
-    /// <summary>Creates an agent: binds its UDP socket and gathers host candidates in the calling thread's network namespace.</summary>
+    /// <summary>
+    /// Creates an agent: binds its UDP socket (served by an event loop of its own) and gathers host candidates in the
+    /// calling thread's network namespace.
+    /// </summary>
     public static IceAgent Create(IceOptions options, IceRole role) => Create(options, role, loop: null);
 
-    /// <summary>Creates an agent whose socket is served by <paramref name="loop"/> (null: by a receive thread of its own).</summary>
-    internal static IceAgent Create(IceOptions options, IceRole role, EventLoop? loop)
+    /// <summary>
+    /// Creates an agent whose socket is served by <paramref name="loop"/> (null: by a loop of its own), with UDP
+    /// segmentation offload and receive coalescing when <paramref name="segmentation"/>.
+    /// </summary>
+    internal static IceAgent Create(IceOptions options, IceRole role, EventLoop? loop, bool segmentation = true)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        var mux = UdpMux.Bind(options.Port);
+        var mux = UdpMux.Bind(options.Port, segmentation);
         var endpoint = new StunEndpoint(mux, options.TimeProvider, options.LoggerFactory?.CreateLogger<StunEndpoint>());
         var agent = new IceAgent(options, role, endpoint);
         agent.GatherHostCandidates();
-        if (loop is not null) mux.Attach(loop);
-        else mux.Start();
+        mux.Attach(loop);
         return agent;
     }
 
@@ -298,7 +303,7 @@ internal sealed partial class IceAgent : IAsyncDisposable
     }
 
     /// <summary>Feeds one datagram into the receive path as if it arrived on the socket (tests: hostile input).</summary>
-    internal void Receive(ReadOnlySpan<byte> datagram, IPEndPoint from) => _endpoint.Mux.Dispatch(datagram, _endpoint.Mux.ToSocketAddress(from));
+    internal void Receive(ReadOnlySpan<byte> datagram, IPEndPoint from) => _endpoint.Mux.Dispatch(datagram, _endpoint.Mux.ToSocketAddress(from), batch: null);
 
     internal IReadOnlyList<string> Pairs
     {

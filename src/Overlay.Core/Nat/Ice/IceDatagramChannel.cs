@@ -22,7 +22,7 @@ internal sealed class IceDatagramChannel(IceAgent agent) : IDatagramChannel, IDa
 
     public long SendFailures => Interlocked.Read(ref _sendFailures);
 
-    public bool TrySend(Span<byte> buffer, int payloadLength)
+    public bool TrySend(Span<byte> buffer, int payloadLength, DataPathBatch? batch = null)
     {
         var pair = agent.Selected;
         if (pair is null || payloadLength < 0 || buffer.Length < ChannelData.HeaderSize + payloadLength)
@@ -31,8 +31,8 @@ internal sealed class IceDatagramChannel(IceAgent agent) : IDatagramChannel, IDa
             return false;
         }
         var sent = pair.ViaRelay
-            ? agent.Endpoint.Turn is { } turn && turn.TrySendFramed(buffer, payloadLength, pair.RemoteAddress)
-            : agent.Endpoint.Mux.Send(buffer.Slice(ChannelData.HeaderSize, payloadLength), pair.RemoteSocketAddress);
+            ? agent.Endpoint.Turn is { } turn && turn.TrySendFramed(buffer, payloadLength, pair.RemoteAddress, batch)
+            : agent.Endpoint.Mux.Send(buffer.Slice(ChannelData.HeaderSize, payloadLength), pair.RemoteSocketAddress, batch);
         if (!sent) Interlocked.Increment(ref _sendFailures);
         return sent;
     }
@@ -46,17 +46,17 @@ internal sealed class IceDatagramChannel(IceAgent agent) : IDatagramChannel, IDa
         }
         lock (_earlyGate)
         {
-            while (_early is { Count: > 0 } early) receiver.OnDatagram(early.Dequeue());
+            while (_early is { Count: > 0 } early) receiver.OnDatagram(early.Dequeue(), batch: null);
             _early = null;
             _receiver = receiver;
         }
     }
 
-    public void OnDatagram(ReadOnlySpan<byte> datagram)
+    public void OnDatagram(ReadOnlySpan<byte> datagram, DataPathBatch? batch)
     {
         if (_receiver is { } receiver)
         {
-            receiver.OnDatagram(datagram);
+            receiver.OnDatagram(datagram, batch);
             return;
         }
         // The peer nominated the pair and sent its first DTLS flight before this side's handshake took the channel
@@ -66,7 +66,7 @@ internal sealed class IceDatagramChannel(IceAgent agent) : IDatagramChannel, IDa
         {
             if (_receiver is { } late)
             {
-                late.OnDatagram(datagram);
+                late.OnDatagram(datagram, batch);
                 return;
             }
             if (datagram.Length > 0 && datagram[0] is >= 20 and <= 63 && (_early ??= new Queue<byte[]>()).Count < MaxEarly)

@@ -212,13 +212,16 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
         return _mux.Send(buffer[..length], Server);
     }
 
-    /// <summary>Sends a datagram whose 4 bytes of headroom become the ChannelData header (no copy).</summary>
-    public bool TrySendFramed(Span<byte> buffer, int payloadLength, StunAddress peer)
+    /// <summary>
+    /// Sends a datagram whose 4 bytes of headroom become the ChannelData header (no copy), queued in
+    /// <paramref name="batch"/> when there is one.
+    /// </summary>
+    public bool TrySendFramed(Span<byte> buffer, int payloadLength, StunAddress peer, DataPathBatch? batch = null)
     {
         var channel = ChannelFor(peer);
         if (channel == 0) return SendTo(buffer.Slice(ChannelData.HeaderSize, payloadLength), peer);
         ChannelData.WriteHeader(buffer, channel, payloadLength);
-        return _mux.Send(buffer[..(ChannelData.HeaderSize + payloadLength)], Server);
+        return _mux.Send(buffer[..(ChannelData.HeaderSize + payloadLength)], Server, batch);
     }
 
     /// <summary>Routes DTLS and data datagrams relayed from <paramref name="peer"/> to <paramref name="receiver"/>.</summary>
@@ -228,7 +231,7 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
     }
 
     /// <summary>Handles a Data indication from the server (RFC 8656 §11.4).</summary>
-    public void OnDataIndication(scoped ref StunReader indication)
+    public void OnDataIndication(scoped ref StunReader indication, DataPathBatch? batch = null)
     {
         if (!indication.TryGetXorAddress(StunAttributeType.XorPeerAddress, out var peer) ||
             !indication.TryGetAttribute(StunAttributeType.Data, out var data) || data.IsEmpty)
@@ -236,11 +239,11 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
             Interlocked.Increment(ref _dropped);
             return;
         }
-        DeliverRelayed(data, peer);
+        DeliverRelayed(data, peer, batch);
     }
 
     /// <summary>Handles a ChannelData message (RFC 8656 §12.6).</summary>
-    public void OnChannelData(ReadOnlySpan<byte> datagram, SocketAddress from)
+    public void OnChannelData(ReadOnlySpan<byte> datagram, SocketAddress from, DataPathBatch? batch)
     {
         if (!from.Equals(Server) || !ChannelData.TryRead(datagram, out var channel, out var payload) || payload.IsEmpty)
         {
@@ -251,14 +254,14 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
         {
             if (b.Channel == channel)
             {
-                DeliverRelayed(payload, b.Peer);
+                DeliverRelayed(payload, b.Peer, batch);
                 return;
             }
         }
         Interlocked.Increment(ref _dropped);
     }
 
-    private void DeliverRelayed(ReadOnlySpan<byte> payload, StunAddress peer)
+    private void DeliverRelayed(ReadOnlySpan<byte> payload, StunAddress peer, DataPathBatch? batch)
     {
         var first = payload[0];
         if (first <= 3)
@@ -273,7 +276,7 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
             {
                 if (route.Peer == peer)
                 {
-                    route.Receiver.OnDatagram(payload);
+                    route.Receiver.OnDatagram(payload, batch);
                     return;
                 }
             }

@@ -52,19 +52,19 @@ internal sealed class SimulatedSwitch
 
     private sealed class LocalPort(SimulatedSwitch owner) : ISwitchPort
     {
-        public bool TrySendFrame(ReadOnlySpan<byte> frame)
+        public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch)
         {
             owner.Deliveries++;
             owner.LastDepth = Math.Max(owner.LastDepth, t_depth);
             return true;
         }
 
-        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame) => false;
+        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch) => false;
     }
 
     private sealed class LinkPort(UInt128 self, SimulatedSwitch peer) : ISwitchPort
     {
-        public bool TrySendFrame(ReadOnlySpan<byte> frame)
+        public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch)
         {
             if (!peer.Alive) return false;
             t_depth++;
@@ -73,7 +73,7 @@ internal sealed class SimulatedSwitch
             return true;
         }
 
-        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame)
+        public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch)
         {
             if (!peer.Alive) return false;
             t_depth++;
