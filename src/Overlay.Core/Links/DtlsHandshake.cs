@@ -26,7 +26,8 @@ internal sealed class LinkSecret(byte[] master, bool client)
 
     public bool IsClient => client;
 
-    public LinkKeys ForEpoch(byte epoch)
+    /// <summary>The keys of <paramref name="epoch"/> (epochs below 256 use the info strings of the one-byte epochs before).</summary>
+    public LinkKeys ForEpoch(uint epoch)
     {
         Span<byte> material = stackalloc byte[2 * (KeyLength + SaltLength)];
         System.Security.Cryptography.HKDF.Expand(System.Security.Cryptography.HashAlgorithmName.SHA256, master, material,
@@ -63,10 +64,14 @@ internal static class DtlsHandshake
     private const string ExporterLabel = "EXPORTER-overlay-link-keys";
     private const int SecretLength = 32;
 
-    /// <summary>Runs the handshake as DTLS client (ICE controlling) or server, and exports the frame keys.</summary>
+    /// <summary>
+    /// Runs the handshake as DTLS client (ICE controlling) or server, and exports the frame keys. With
+    /// <paramref name="expectedPeerNodeId"/>, the peer's key must also own that node ID (<see cref="NodeIdentity.NodeId"/>).
+    /// </summary>
     public static async Task<LinkSecret> RunAsync(IDatagramChannel channel, bool client, NodeIdentity identity, CertificateFingerprint expectedPeer,
-        TimeSpan timeout, CancellationToken cancellationToken)
+        TimeSpan timeout, CancellationToken cancellationToken, string? expectedPeerNodeId = null)
     {
+        var check = new PeerCheck(expectedPeer, expectedPeerNodeId);
         using var transport = new ChannelDatagramTransport(channel);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         cts.CancelAfter(timeout);
@@ -83,14 +88,14 @@ internal static class DtlsHandshake
                 byte[] material;
                 if (client)
                 {
-                    var peer = new Client(crypto, certificate, key, expectedPeer);
+                    var peer = new Client(crypto, certificate, key, check);
                     var dtls = new DtlsClientProtocol().Connect(peer, transport);
                     material = peer.Export();
                     dtls.Close();
                 }
                 else
                 {
-                    var peer = new Server(crypto, certificate, key, expectedPeer);
+                    var peer = new Server(crypto, certificate, key, check);
                     var dtls = new DtlsServerProtocol().Accept(peer, transport);
                     material = peer.Export();
                     dtls.Close();
@@ -111,14 +116,24 @@ internal static class DtlsHandshake
         }
     }
 
-    private static void Verify(Certificate? presented, CertificateFingerprint expected, string who)
+    /// <summary>What the peer must present: the signalled certificate, and a key that owns the peer's node ID.</summary>
+    private sealed record PeerCheck(CertificateFingerprint Fingerprint, string? NodeId);
+
+    private static void Verify(Certificate? presented, PeerCheck expected, string who)
     {
         if (presented is null || presented.IsEmpty)
             throw new TlsFatalAlert(AlertDescription.bad_certificate, new PeerAuthenticationException($"the {who} presented no certificate"));
-        var actual = CertificateFingerprint.Of(presented.GetCertificateAt(0).GetEncoded());
-        if (actual != expected)
+        var der = presented.GetCertificateAt(0).GetEncoded();
+        var actual = CertificateFingerprint.Of(der);
+        if (actual != expected.Fingerprint)
             throw new TlsFatalAlert(AlertDescription.bad_certificate,
-                new PeerAuthenticationException($"the {who}'s certificate {actual} is not the one signalled ({expected})"));
+                new PeerAuthenticationException($"the {who}'s certificate {actual} is not the one signalled ({expected.Fingerprint})"));
+        if (expected.NodeId is null) return;
+        using var x509 = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(der);
+        var owned = NodeIdentity.NodeIdOf(x509);
+        if (owned != expected.NodeId)
+            throw new TlsFatalAlert(AlertDescription.bad_certificate,
+                new PeerAuthenticationException($"the {who}'s key owns node ID {owned}, not {expected.NodeId}, the one it claims"));
     }
 
     private static TlsCredentialedSigner Signer(TlsContext context, BcTlsCrypto crypto, Certificate certificate, AsymmetricKeyParameter key) =>
@@ -127,7 +142,7 @@ internal static class DtlsHandshake
 
     private static readonly int[] Suites = [CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256];
 
-    private sealed class Client(BcTlsCrypto crypto, Certificate certificate, AsymmetricKeyParameter key, CertificateFingerprint expected)
+    private sealed class Client(BcTlsCrypto crypto, Certificate certificate, AsymmetricKeyParameter key, PeerCheck expected)
         : DefaultTlsClient(crypto)
     {
         private byte[]? _material;
@@ -154,13 +169,13 @@ internal static class DtlsHandshake
             public TlsCredentials GetClientCredentials(CertificateRequest certificateRequest) => Signer(owner.m_context, owner.OwnCrypto, owner.OwnCertificate, owner.OwnKey);
         }
 
-        private CertificateFingerprint ExpectedPeer => expected;
+        private PeerCheck ExpectedPeer => expected;
         private BcTlsCrypto OwnCrypto => crypto;
         private Certificate OwnCertificate => certificate;
         private AsymmetricKeyParameter OwnKey => key;
     }
 
-    private sealed class Server(BcTlsCrypto crypto, Certificate certificate, AsymmetricKeyParameter key, CertificateFingerprint expected)
+    private sealed class Server(BcTlsCrypto crypto, Certificate certificate, AsymmetricKeyParameter key, PeerCheck expected)
         : DefaultTlsServer(crypto)
     {
         private byte[]? _material;

@@ -29,14 +29,18 @@ internal sealed class FrameSealer : IDisposable
     private ulong _sequence;
     private bool _disposed;
 
-    public FrameSealer(ReadOnlySpan<byte> key, ReadOnlySpan<byte> salt, byte epoch)
+    public FrameSealer(ReadOnlySpan<byte> key, ReadOnlySpan<byte> salt, uint epoch)
     {
         _aes = new AesGcm(key, TagLength);
         _salt = BinaryPrimitives.ReadUInt32BigEndian(salt);
         Epoch = epoch;
     }
 
-    public byte Epoch { get; }
+    /// <summary>
+    /// The key epoch: 32 bits, of which the header carries the low byte. Keys are derived from the whole number, so
+    /// epoch 256 does not reuse epoch 0's key and salt (the sequence restarts with each epoch).
+    /// </summary>
+    public uint Epoch { get; }
 
     /// <summary>Packets sealed so far (the next sequence number).</summary>
     public ulong Sequence => Volatile.Read(ref _sequence);
@@ -56,7 +60,7 @@ internal sealed class FrameSealer : IDisposable
             if (_disposed) return 0;
             var sequence = _sequence++;
             packet[0] = (byte)(KindBase | (byte)kind);
-            packet[1] = Epoch;
+            packet[1] = (byte)Epoch; // the low byte of the epoch: receivers follow one epoch at a time
             BinaryPrimitives.WriteUInt64BigEndian(packet[2..], sequence);
             WriteNonce(nonce, _salt, packet);
             var payload = packet.Slice(HeaderLength, payloadLength);
@@ -104,14 +108,18 @@ internal sealed class FrameOpener : IDisposable
     private readonly Lock _lock = new();
     private bool _disposed;
 
-    public FrameOpener(ReadOnlySpan<byte> key, ReadOnlySpan<byte> salt, byte epoch)
+    public FrameOpener(ReadOnlySpan<byte> key, ReadOnlySpan<byte> salt, uint epoch)
     {
         _aes = new AesGcm(key, FrameSealer.TagLength);
         _salt = BinaryPrimitives.ReadUInt32BigEndian(salt);
         Epoch = epoch;
     }
 
-    public byte Epoch { get; }
+    /// <summary>
+    /// The key epoch: 32 bits, of which the header carries the low byte. Keys are derived from the whole number, so
+    /// epoch 256 does not reuse epoch 0's key and salt (the sequence restarts with each epoch).
+    /// </summary>
+    public uint Epoch { get; }
 
     /// <summary>The epoch byte of a packet, or -1 when it is not a data packet.</summary>
     public static int EpochOf(ReadOnlySpan<byte> packet) =>
@@ -138,7 +146,7 @@ internal sealed class FrameOpener : IDisposable
         kind = default;
         payload = default;
         if (packet.Length < FrameSealer.Overhead || (packet[0] & 0xFC) != FrameSealer.KindBase) return OpenResult.Malformed;
-        if (packet[1] != Epoch) return OpenResult.UnknownEpoch;
+        if (packet[1] != (byte)Epoch) return OpenResult.UnknownEpoch;
         var sequence = BinaryPrimitives.ReadUInt64BigEndian(packet[2..]);
         Span<byte> nonce = stackalloc byte[12];
         FrameSealer.WriteNonce(nonce, _salt, packet);

@@ -24,6 +24,7 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
     private readonly ILinkFrameReceiver _receiver;
     private volatile IDatagramChannel _channel;
     private LinkSecret? _secret;
+    private readonly string? _peerNodeId;
     private volatile FrameSealer? _sealer;
     private volatile FrameOpener? _opener;
     private volatile FrameOpener? _previousOpener;
@@ -37,10 +38,14 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
     private long _framesSent, _bytesSent, _framesReceived, _bytesReceived, _oversize, _malformed, _forged, _replayed, _tooOld, _unknownEpoch, _sendFailures;
     private int _state = (int)LinkState.Connecting;
 
-    /// <summary>Creates a link over <paramref name="channel"/>; nothing is sent until <see cref="ConnectAsync"/>.</summary>
+    /// <summary>
+    /// Creates a link over <paramref name="channel"/>; nothing is sent until <see cref="ConnectAsync"/>. With
+    /// <paramref name="peerNodeId"/>, the handshake also requires the peer's key to own that node ID.
+    /// </summary>
     public TinCanLink(IDatagramChannel channel, bool controlling, NodeIdentity identity, CertificateFingerprint peer,
-        ILinkFrameReceiver receiver, TinCanLinkOptions? options = null, TimeProvider? time = null)
+        ILinkFrameReceiver receiver, TinCanLinkOptions? options = null, TimeProvider? time = null, string? peerNodeId = null)
     {
+        _peerNodeId = peerNodeId;
         _channel = channel ?? throw new ArgumentNullException(nameof(channel));
         _identity = identity ?? throw new ArgumentNullException(nameof(identity));
         _receiver = receiver ?? throw new ArgumentNullException(nameof(receiver));
@@ -69,14 +74,14 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         Interlocked.Read(ref _oversize), Interlocked.Read(ref _malformed), Interlocked.Read(ref _forged), Interlocked.Read(ref _replayed),
         Interlocked.Read(ref _tooOld), Interlocked.Read(ref _unknownEpoch), Interlocked.Read(ref _sendFailures),
         Interlocked.Read(ref _rttTicks) is var t and >= 0 ? TimeSpan.FromTicks(t) : null,
-        _sealer?.Epoch ?? 0, Interlocked.Read(ref _rotations));
+        (int)Math.Min(_sealer?.Epoch ?? 0, int.MaxValue), Interlocked.Read(ref _rotations));
 
     /// <summary>Runs the handshake (as DTLS client when ICE-controlling) and starts the keepalives.</summary>
     public async Task ConnectAsync(CancellationToken cancellationToken = default)
     {
         try
         {
-            _secret = await DtlsHandshake.RunAsync(_channel, _controlling, _identity, _peer, _options.HandshakeTimeout, cancellationToken).ConfigureAwait(false);
+            _secret = await DtlsHandshake.RunAsync(_channel, _controlling, _identity, _peer, _options.HandshakeTimeout, cancellationToken, _peerNodeId).ConfigureAwait(false);
         }
         catch (Exception e) when (e is PeerAuthenticationException or TimeoutException)
         {
@@ -163,10 +168,12 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
     private void Receive(FrameOpener opener, ReadOnlySpan<byte> datagram, Span<byte> buffer, DataPathBatch? batch)
     {
         var epoch = FrameOpener.EpochOf(datagram);
-        if (epoch >= 0 && epoch != opener.Epoch)
+        // The header carries the epoch's low byte; the receiver knows the whole number, and only the epochs beside its own
+        // are accepted, so the byte names one epoch: a packet recorded 256 epochs ago is tried with today's keys and fails.
+        if (epoch >= 0 && epoch != (byte)opener.Epoch)
         {
-            if (_previousOpener is { } previous && previous.Epoch == epoch) opener = previous; // still in flight from before the change
-            else if (epoch == (byte)(opener.Epoch + 1)) opener = NextOpener(opener);           // the peer moved on: follow once it authenticates
+            if (_previousOpener is { } previous && (byte)previous.Epoch == epoch) opener = previous;          // still in flight from before the change
+            else if (epoch == (byte)(opener.Epoch + 1) && opener.Epoch < uint.MaxValue) opener = NextOpener(opener); // the peer moved on: follow once it authenticates
         }
         var result = opener.TryOpen(datagram, buffer, out var kind, out var payload);
         if (result == OpenResult.Opened && opener == _nextOpener) Promote(opener);
@@ -184,6 +191,14 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         if (State == LinkState.Disconnected) SetState(LinkState.Connected);
         switch (kind)
         {
+            case PacketKind.Keepalive when payload.IsEmpty:
+                // A goodbye: an empty keepalive, sealed like every packet, so only the peer can have sent it.
+                if (State is LinkState.Connected or LinkState.Disconnected)
+                {
+                    Reason = "the peer said goodbye";
+                    SetState(LinkState.Ended);
+                }
+                return;
             case PacketKind.Keepalive:
                 Send(payload, PacketKind.KeepaliveEcho, batch);
                 return;
@@ -203,9 +218,9 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
     {
         lock (_keyLock)
         {
-            if (_nextOpener is { } next && next.Epoch == (byte)(current.Epoch + 1)) return next;
-            var keys = _secret!.ForEpoch((byte)(current.Epoch + 1));
-            return _nextOpener = new FrameOpener(keys.ReceiveKey, keys.ReceiveSalt, (byte)(current.Epoch + 1));
+            if (_nextOpener is { } next && next.Epoch == current.Epoch + 1) return next;
+            var keys = _secret!.ForEpoch(current.Epoch + 1);
+            return _nextOpener = new FrameOpener(keys.ReceiveKey, keys.ReceiveSalt, current.Epoch + 1);
         }
     }
 
@@ -226,7 +241,8 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         lock (_keyLock)
         {
             var current = _sealer!;
-            var epoch = (byte)(current.Epoch + 1);
+            if (current.Epoch == uint.MaxValue) return; // the last epoch: it seals until its packet limit, then the link stops sending (Send)
+            var epoch = current.Epoch + 1;
             var keys = _secret!.ForEpoch(epoch);
             // The old sealer is not disposed: another thread may be sealing with it right now; the GC reclaims it.
             _sealer = new FrameSealer(keys.SendKey, keys.SendSalt, epoch);
@@ -272,6 +288,13 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
     /// <summary>Seals <paramref name="payload"/> in <paramref name="buffer"/> behind the channel's headroom and sends it.</summary>
     private bool Send(FrameSealer sealer, IDatagramChannel channel, ReadOnlySpan<byte> payload, PacketKind kind, Span<byte> buffer, DataPathBatch? batch)
     {
+        if (sealer.Epoch == uint.MaxValue && sealer.Sequence >= _options.RekeyAfterPackets)
+        {
+            // Every epoch is spent (2^32 of them): a hard stop, never a key used past its limit. The link falls silent
+            // and is set up anew, with a new handshake and new secrets.
+            Interlocked.Increment(ref _sendFailures);
+            return false;
+        }
         var headroom = channel.Headroom;
         var packet = buffer.Slice(headroom, FrameSealer.Overhead + payload.Length);
         payload.CopyTo(packet[FrameSealer.HeaderLength..]);
@@ -312,6 +335,19 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
     /// meanwhile finishes first (sealer and opener free their keys under the lock each packet takes); later ones fail
     /// and are counted.
     /// </summary>
+    /// <summary>
+    /// Tells the peer, over the link itself, that this end is going (it stops, or leaves the overlay): the peer ends the
+    /// link at once instead of after its dead-peer timeout, whatever state signaling is in. Sent a few times, since
+    /// datagrams may be lost; a peer that hears none notices the silence as before.
+    /// </summary>
+    public void SayGoodbye()
+    {
+        if (State is not (LinkState.Connected or LinkState.Disconnected)) return;
+        for (var i = 0; i < GoodbyeCopies; i++) Send(ReadOnlySpan<byte>.Empty, PacketKind.Keepalive, batch: null);
+    }
+
+    private const int GoodbyeCopies = 3;
+
     public async ValueTask DisposeAsync()
     {
         SetState(LinkState.Closed);

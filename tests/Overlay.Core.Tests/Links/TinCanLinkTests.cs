@@ -160,6 +160,43 @@ public class TinCanLinkTests
         }
     }
 
+    /// <summary>
+    /// The header carries one byte of the key epoch. After 256 rotations (43 hours at the default interval) the keys
+    /// must not come round again: the same frame sealed at epoch 256 differs from epoch 0's, and a packet recorded at
+    /// epoch 0 does not open.
+    /// </summary>
+    [Test]
+    public async Task After_256_rotations_no_key_repeats_and_a_packet_recorded_at_epoch_0_is_refused()
+    {
+        var (ca, cb) = MemoryChannel.Pair();
+        var counting = new CountingReceiver();
+        var options = new TinCanLinkOptions { RekeyAfterPackets = 2 }; // two packets per epoch
+        var (a, b, _, _) = await ConnectAsync(ca, cb, options, new ManualTimeProvider(), receiverB: counting);
+        await using (a)
+        await using (b)
+        {
+            ca.Capture = true;
+            var frame = new byte[100];
+            Assert.That(a.TrySend(frame), Is.True);
+            var first = ca.Last!;    // epoch 0, sequence 0
+            Assert.That(a.TrySend(new byte[100]), Is.True);
+            var recorded = ca.Last!; // epoch 0, sequence 1
+            for (var i = 0; i < 2 * 255; i++) Assert.That(a.TrySend(new byte[100]), Is.True);
+            Assert.That(a.TrySend(frame), Is.True);
+            var again = ca.Last!;    // epoch 256, sequence 0: the same header as the first packet
+
+            Assert.That(a.Statistics.KeyEpoch, Is.EqualTo(256));
+            Assert.That(again.AsSpan(0, FrameSealer.HeaderLength).ToArray(), Is.EqualTo(first.AsSpan(0, FrameSealer.HeaderLength).ToArray()),
+                "the header carries the epoch's low byte, and the sequence starts again");
+            Assert.That(again, Is.Not.EqualTo(first), "a new key and nonce: the same frame seals differently");
+            Assert.That(counting.Count, Is.EqualTo(513), "the receiver followed every epoch");
+
+            b.OnDatagram(recorded);
+            Assert.That(counting.Count, Is.EqualTo(513), "the recorded packet does not open");
+            Assert.That(b.Statistics.DroppedForged, Is.EqualTo(1), "tried with epoch 256's keys, its tag fails");
+        }
+    }
+
     [Test]
     public async Task Packets_of_the_previous_epoch_still_in_flight_open_after_the_change()
     {
