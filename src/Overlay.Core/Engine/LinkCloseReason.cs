@@ -35,6 +35,9 @@ internal enum LinkCloseReason
 
     /// <summary>The link fell silent after signaling stopped listing the peer: both say it is gone.</summary>
     PeerGone,
+
+    /// <summary>The peer said goodbye over the link itself (it is stopping or leaving the overlay).</summary>
+    Goodbye,
 }
 
 /// <summary>What the topology hears when a link ends.</summary>
@@ -69,6 +72,7 @@ internal readonly record struct LinkEnding(LinkChange Change, bool NotifyPeer, T
         LinkCloseReason.Shutdown => new(LinkChange.Closed, true, TopologyNotice.None, "the node is shutting down"),
         LinkCloseReason.Revoked => new(LinkChange.Closed, false, TopologyNotice.None, "the peer is no longer a member of the overlay"),
         LinkCloseReason.PeerGone => new(LinkChange.Closed, false, TopologyNotice.None, "silent, and signaling no longer lists the peer"),
+        LinkCloseReason.Goodbye => new(LinkChange.Closed, false, TopologyNotice.Down, "the peer said goodbye"),
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 }

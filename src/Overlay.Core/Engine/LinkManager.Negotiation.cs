@@ -132,7 +132,9 @@ internal sealed partial class LinkManager
     {
         var pair = await agent.WaitForSelectedPairAsync(cancellationToken).ConfigureAwait(false);
         link.RouteOver(pair);
-        var tincan = new TinCanLink(agent.Channel, agent.Role == IceRole.Controlling, _node.Identity, link.PeerFingerprint, link, _linkOptions, _node.Time);
+        // The peer's key must own the node ID it signals under: a member claiming another's ID cannot complete the link.
+        var tincan = new TinCanLink(agent.Channel, agent.Role == IceRole.Controlling, _node.Identity, link.PeerFingerprint, link, _linkOptions, _node.Time,
+            link.PeerNodeId);
         link.UseTinCan(tincan);
         tincan.StateChanged += (_, state) => _queue.Post(() => OnLinkState(link, state));
         await tincan.ConnectAsync(cancellationToken).ConfigureAwait(false);
@@ -171,6 +173,11 @@ internal sealed partial class LinkManager
     private void OnLinkState(PeerLink link, LinkState state)
     {
         if (!IsCurrent(link)) return;
+        if (state == LinkState.Ended)
+        {
+            End(link, LinkCloseReason.Goodbye);
+            return;
+        }
         if (state == LinkState.Disconnected && link.State == PeerLinkState.Up)
         {
             // Stop using it at once: the switch re-floods what it sent this way and re-learns paths around it.

@@ -284,6 +284,8 @@ internal sealed partial class LinkManager
         await link.Lifetime.CancelAsync().ConfigureAwait(false);
         try
         {
+            // The goodbye goes over the link itself first: it reaches the peer whatever signaling's state.
+            if (ending.NotifyPeer) link.Link?.SayGoodbye();
             if (ending.NotifyPeer && knownToPeer)
                 await SendQuietlyAsync(link.PeerNodeId, new LinkTeardown(_overlayId, link.LinkId, ending.Text.Length == 0 ? ending.Change.ToString() : ending.Text)).ConfigureAwait(false);
             if (link.Link is { } tincan) await tincan.DisposeAsync().ConfigureAwait(false);

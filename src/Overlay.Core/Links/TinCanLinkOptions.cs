@@ -47,6 +47,8 @@ internal enum LinkState
     Failed,
     /// <summary>Closed by its owner.</summary>
     Closed,
+    /// <summary>The peer said goodbye over the link itself (it is stopping or leaving the overlay).</summary>
+    Ended,
 }
 
 /// <summary>Receives what arrives on a link.</summary>
