@@ -46,12 +46,12 @@ internal sealed class EngineNode : IAsyncDisposable
     }
 
     /// <summary>Creates the node and connects its signaling (presence goes out); the engine starts with <see cref="Start"/>.</summary>
-    public static async Task<EngineNode> ConnectAsync(InProcessSignalingHub hub, string nodeId, ManualTimeProvider time, MemoryPathNetwork paths, LinkTimings? timings = null)
+    public static async Task<EngineNode> ConnectAsync(InProcessSignalingHub hub, string nodeId, ManualTimeProvider time, MemoryPathNetwork paths, LinkTimings? timings = null, NodeIdentity? identity = null)
     {
         var loggers = new MemoryLoggerProvider(nodeId[..4]);
         var signaling = SignalingChannels.Create(new InProcessSignalingOptions { Hub = hub }, nodeId, [OverlayId], loggers, time);
         await signaling.ConnectAsync();
-        var identity = NodeIdentity.CreateEphemeral(nodeId);
+        identity ??= NodeIdentity.CreateEphemeral();
         var node = new EngineNode(nodeId, signaling, identity);
         var context = new NodeContext
         {

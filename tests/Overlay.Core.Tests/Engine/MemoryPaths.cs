@@ -15,7 +15,8 @@ internal sealed class MemoryPathNetwork
     private readonly Lock _gate = new();
     private readonly List<MemoryPath> _paths = [];
     private readonly List<(int Count, TaskCompletionSource Done)> _pairingWaiters = [];
-    private int _pairings;
+    private readonly List<(int Count, TaskCompletionSource Done)> _startWaiters = [];
+    private int _pairings, _starts;
 
     /// <summary>While true, no two paths find each other.</summary>
     public bool Unreachable { get; set; }
@@ -45,6 +46,8 @@ internal sealed class MemoryPathNetwork
         MemoryPath? peer;
         lock (_gate)
         {
+            _starts++;
+            Release(_startWaiters, _starts);
             if (Unreachable) return;
             peer = _paths.FirstOrDefault(p => p != path && p.IsChecking && p.LocalCredentials == path.RemoteCredentials && p.RemoteCredentials == path.LocalCredentials);
         }
@@ -54,22 +57,32 @@ internal sealed class MemoryPathNetwork
         lock (_gate)
         {
             _pairings++;
-            foreach (var waiter in _pairingWaiters.Where(w => w.Count <= _pairings).ToArray())
-            {
-                _pairingWaiters.Remove(waiter);
-                waiter.Done.TrySetResult();
-            }
+            Release(_pairingWaiters, _pairings);
+        }
+    }
+
+    private static void Release(List<(int Count, TaskCompletionSource Done)> waiters, int reached)
+    {
+        foreach (var waiter in waiters.Where(w => w.Count <= reached).ToArray())
+        {
+            waiters.Remove(waiter);
+            waiter.Done.TrySetResult();
         }
     }
 
     /// <summary>Completes once <paramref name="count"/> pairs of paths have found each other in all.</summary>
-    public Task WaitForPairingsAsync(int count)
+    public Task WaitForPairingsAsync(int count) => WaitAsync(_pairingWaiters, count, () => _pairings);
+
+    /// <summary>Completes once paths have started their checks <paramref name="count"/> times in all (both ends of a negotiation are past offer and answer).</summary>
+    public Task WaitForStartsAsync(int count) => WaitAsync(_startWaiters, count, () => _starts);
+
+    private Task WaitAsync(List<(int Count, TaskCompletionSource Done)> waiters, int count, Func<int> reached)
     {
         lock (_gate)
         {
-            if (_pairings >= count) return Task.CompletedTask;
+            if (reached() >= count) return Task.CompletedTask;
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            _pairingWaiters.Add((count, done));
+            waiters.Add((count, done));
             return done.Task.WaitAsync(TimeSpan.FromSeconds(20));
         }
     }

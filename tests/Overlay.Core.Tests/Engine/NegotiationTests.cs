@@ -2,6 +2,7 @@ using NUnit.Framework;
 using Overlay.Core.Tests.Nat;
 using Overlay.Core.Tests.Signaling;
 using Overlay.Engine;
+using Overlay.Links;
 using Overlay.Nat.Ice;
 using Overlay.Signaling;
 using Overlay.Signaling.InProcess;
@@ -20,6 +21,7 @@ public class NegotiationTests
     private MemoryPathNetwork _paths = null!;
     private InProcessSignalingHub _hub = null!;
     private readonly List<IAsyncDisposable> _owned = [];
+    private readonly Dictionary<string, NodeIdentity> _identities = [];
 
     [SetUp]
     public void SetUp()
@@ -34,19 +36,30 @@ public class NegotiationTests
     {
         for (var i = _owned.Count - 1; i >= 0; i--) await _owned[i].DisposeAsync();
         _owned.Clear();
+        foreach (var identity in _identities.Values) identity.Dispose();
+        _identities.Clear();
     }
 
     /// <summary>Two node IDs, the lower first.</summary>
-    private static (string Low, string High) TwoIds()
+    private (string Low, string High) TwoIds()
     {
-        var a = NodeIds.NewRandom();
-        var b = NodeIds.NewRandom();
+        var a = NewId();
+        var b = NewId();
         return string.CompareOrdinal(a, b) < 0 ? (a, b) : (b, a);
+    }
+
+    /// <summary>A node ID with the key that owns it (links check that the peer's key owns the ID it signals under).</summary>
+    private string NewId()
+    {
+        var identity = NodeIdentity.CreateEphemeral();
+        _identities[identity.NodeId] = identity;
+        return identity.NodeId;
     }
 
     private async Task<EngineNode> NodeAsync(string nodeId, LinkTimings? timings = null)
     {
-        var node = await EngineNode.ConnectAsync(_hub, nodeId, _time, _paths, timings);
+        _identities.Remove(nodeId, out var identity);
+        var node = await EngineNode.ConnectAsync(_hub, nodeId, _time, _paths, timings, identity);
         _owned.Add(node);
         return node;
     }
@@ -284,12 +297,50 @@ public class NegotiationTests
     }
 
     [Test]
+    public async Task A_node_whose_key_does_not_own_the_node_id_it_claims_cannot_complete_a_link()
+    {
+        var (honestId, claimedId) = TwoIds();
+        var honest = await NodeAsync(honestId);
+        // Another member starts a node under claimedId (a copied configuration) with a key of its own.
+        var otherKey = NodeIdentity.CreateEphemeral(); // the impostor node owns and disposes it
+        var impostor = await EngineNode.ConnectAsync(_hub, claimedId, _time, _paths, identity: otherKey);
+        _owned.Add(impostor);
+        honest.Start();
+        impostor.Start();
+
+        // Whichever end is the DTLS server, the honest end refuses the key: it reports why, or the impostor ends the
+        // attempt first with the alert the honest end sent it.
+        var refused = await honest.WaitForAsync(e => e.PeerNodeId == claimedId && e.Change is LinkChange.Failed or LinkChange.Closed
+            && (e.Reason.Contains("owns node ID", StringComparison.Ordinal) || e.Reason.Contains("bad_certificate", StringComparison.Ordinal)),
+            "the link to the impostor refused for its key");
+        if (refused.Change == LinkChange.Failed) Assert.That(refused.Reason, Does.Contain($"owns node ID {otherKey.NodeId}, not {claimedId}"));
+        Assert.That(honest.Events.Concat(impostor.Events).Where(e => e.Change == LinkChange.Up), Is.Empty, "no link came up at either end");
+    }
+
+    [Test]
+    public async Task A_stopping_node_says_goodbye_over_the_link_and_its_peer_ends_the_link_at_once_without_signaling()
+    {
+        var (low, high) = await TwoNodesAsync();
+        var up = await high.WaitForAsync(Change(LinkChange.Up), "the link up");
+        await low.WaitForAsync(Change(LinkChange.Up, up.LinkId), "the link up at the lower node");
+        await low.Signaling.DisposeAsync();          // its signaling is gone: no teardown can travel there
+        await high.LinksAsync();                     // its presence went (advisory: the link stays)
+        Assert.That((await high.LinksAsync()).Single().State, Is.EqualTo(LinkChange.Up));
+
+        await low.StopEngineAsync();                 // no time passes: no keepalive could have noticed
+
+        var closed = await high.WaitForAsync(Change(LinkChange.Closed, up.LinkId), "the link ended by the goodbye");
+        Assert.That(closed.Reason, Is.EqualTo("the peer said goodbye"));
+    }
+
+    [Test]
     public async Task A_link_the_peer_tears_down_is_closed_with_the_peer_s_reason()
     {
         var (low, high) = await TwoNodesAsync();
         var up = await high.WaitForAsync(Change(LinkChange.Up), "the link up");
         await low.WaitForAsync(Change(LinkChange.Up, up.LinkId), "the link up at the lower node");
 
+        _paths.CutAll();             // the goodbye over the link is lost: signaling's teardown still tells
         await low.StopEngineAsync(); // tells its peers, as a node shutting down does
 
         var closed = await high.WaitForAsync(Change(LinkChange.Closed, up.LinkId), "the link closed by the peer");
@@ -318,6 +369,7 @@ public class NegotiationTests
         var (low, high) = await TwoNodesAsync();
         var connecting = await high.WaitForAsync(Change(LinkChange.Connecting), "the higher node to ask for the link");
         await low.WaitForAsync(Change(LinkChange.Connecting, connecting.LinkId), "the lower node to answer it");
+        await _paths.WaitForStartsAsync(2); // the answer reached the initiator: no signaling request is left to time out
         var timings = new LinkTimings();
 
         _time.Advance(timings.SetupTimeout - TimeSpan.FromSeconds(1));
