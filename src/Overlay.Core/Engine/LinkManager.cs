@@ -53,7 +53,7 @@ internal sealed partial class LinkManager
         _logger = logger;
         _linkOptions = new TinCanLinkOptions
         {
-            Mtu = options.NetDevice.MTU,
+            Mtu = options.NetDevice.Mtu,
             KeepaliveInterval = node.Timings.KeepaliveInterval,
             DeadPeerTimeout = node.Timings.DeadPeerTimeout,
             HandshakeTimeout = node.Timings.SetupTimeout,

@@ -36,9 +36,4 @@ internal sealed class NodeContext
 
     /// <summary>The fingerprint as it travels in offers and answers.</summary>
     public string FingerprintText => "sha-256 " + Identity.Fingerprint;
-
-    // Forwarders to NodeId, the one place node IDs are parsed and formatted; callers move to NodeId directly.
-    public static UInt128 ParseNodeId(string nodeId) => Switching.NodeId.Parse(nodeId).Value;
-
-    public static string FormatNodeId(UInt128 id) => new Switching.NodeId(id).ToString();
 }

@@ -43,7 +43,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         Switch = new OverlaySwitch(new NodeId(node.Self), new DevicePort(device),
             new SwitchOptions
             {
-                MaxFrameLength = options.NetDevice.MTU + 18,
+                MaxFrameLength = options.NetDevice.Mtu + EthernetFrame.HeaderLength + EthernetFrame.VlanTagLength,
                 MaxLearnedAddresses = options.MaxLearnedAddresses,
                 MaxLearnedPaths = 2 * options.MaxLearnedAddresses,
                 MaxLocalAddresses = options.MaxLocalAddresses,
@@ -54,7 +54,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
             MaxLongDistEdges = options.MaxLongDistEdges,
             MaxOnDemandEdges = options.MaxOnDemandEdges,
             MaxIncomingEdges = options.MaxIncomingEdges,
-            StaticEdges = [.. options.StaticEdges.Select(NodeContext.ParseNodeId)],
+            StaticEdges = [.. options.StaticEdges.Select(id => Switching.NodeId.Parse(id).Value)],
         };
         _ring.Add(node.Self);
         _topology = new SymphonyTopology(node.Self, _ring, topology, this, node.Time, new Random());
@@ -133,8 +133,8 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
 
     private void HandleSignal(IncomingSignal signal)
     {
-        if (_closed || !NodeIds.IsValid(signal.SenderNodeId)) return;
-        var peer = NodeContext.ParseNodeId(signal.SenderNodeId);
+        if (_closed || !Switching.NodeId.IsValid(signal.SenderNodeId)) return;
+        var peer = Switching.NodeId.Parse(signal.SenderNodeId).Value;
         if (!_ring.Contains(peer)) Joined(signal.SenderNodeId); // signaling vouched for it; its presence may still be queued
         _links.OnSignal(signal, peer);
     }
@@ -158,8 +158,8 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
 
     private void Joined(string nodeId)
     {
-        if (_closed || !NodeIds.IsValid(nodeId)) return;
-        var peer = NodeContext.ParseNodeId(nodeId);
+        if (_closed || !Switching.NodeId.IsValid(nodeId)) return;
+        var peer = Switching.NodeId.Parse(nodeId).Value;
         _absent.Remove(peer);
         if (peer == _node.Self || !_ring.Add(peer)) return;
         LogJoined(nodeId, _ring.Count);
@@ -173,8 +173,8 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     /// </summary>
     private void Absent(string nodeId)
     {
-        if (_closed || !NodeIds.IsValid(nodeId)) return;
-        var peer = NodeContext.ParseNodeId(nodeId);
+        if (_closed || !Switching.NodeId.IsValid(nodeId)) return;
+        var peer = Switching.NodeId.Parse(nodeId).Value;
         if (peer == _node.Self || !_ring.Contains(peer)) return;
         if (_links.HasEstablishedLink(peer))
         {
@@ -186,8 +186,8 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
 
     private void Left(string nodeId, LinkCloseReason reason = LinkCloseReason.PeerLeft)
     {
-        if (_closed || !NodeIds.IsValid(nodeId)) return;
-        var peer = NodeContext.ParseNodeId(nodeId);
+        if (_closed || !Switching.NodeId.IsValid(nodeId)) return;
+        var peer = Switching.NodeId.Parse(nodeId).Value;
         _absent.Remove(peer);
         if (peer == _node.Self) return;
         if (reason != LinkCloseReason.PeerLeft) _links.OnPeerLeft(peer, reason); // before the topology ends it as unwanted
@@ -215,8 +215,8 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         // A member whose presence went is gone once its link is too, or falls silent (both then say it is gone).
         foreach (var peer in _absent.ToArray())
         {
-            if (!_links.HasEstablishedLink(peer)) Left(NodeContext.FormatNodeId(peer));
-            else if (_links.IsDown(peer)) Left(NodeContext.FormatNodeId(peer), LinkCloseReason.PeerGone);
+            if (!_links.HasEstablishedLink(peer)) Left(new Switching.NodeId(peer).ToString());
+            else if (_links.IsDown(peer)) Left(new Switching.NodeId(peer).ToString(), LinkCloseReason.PeerGone);
         }
         // Every 10 ticks: members signaling no longer lists and that we cannot reach are gone (their departure may
         // have happened while our signaling connection was down, so no presence told us).
@@ -224,8 +224,8 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         {
             var listed = _node.Signaling.GetPeers(Id);
             foreach (var member in _ring.ToArray())
-                if (member != _node.Self && !listed.ContainsKey(NodeContext.FormatNodeId(member)) && !_links.HasLink(member))
-                    Left(NodeContext.FormatNodeId(member));
+                if (member != _node.Self && !listed.ContainsKey(new Switching.NodeId(member).ToString()) && !_links.HasLink(member))
+                    Left(new Switching.NodeId(member).ToString());
         }
     }
 

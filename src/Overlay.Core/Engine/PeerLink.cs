@@ -72,7 +72,7 @@ internal sealed class PeerLink : ILinkFrameReceiver
     public PeerLink(UInt128 peer, string linkId, bool initiator, OverlaySwitch sw, DateTimeOffset now)
     {
         Peer = peer;
-        PeerNodeId = NodeContext.FormatNodeId(peer);
+        PeerNodeId = new Switching.NodeId(peer).ToString();
         SwitchId = new NodeId(peer);
         LinkId = linkId;
         Initiator = initiator;

@@ -151,7 +151,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
             _loops = Transport.EventLoopGroup.Start("overlay io " + NodeId[..8]);
             var context = new NodeContext
             {
-                NodeId = NodeId, Self = NodeContext.ParseNodeId(NodeId), Identity = Identity, Signaling = signaling, Ice = ice,
+                NodeId = NodeId, Self = Switching.NodeId.Parse(NodeId).Value, Identity = Identity, Signaling = signaling, Ice = ice,
                 Timings = Options.Links, Time = _time, LoggerFactory = _loggerFactory, RaiseLink = RaiseLink, Loops = _loops,
                 DataPath = Options.DataPath,
             };

@@ -90,9 +90,6 @@ public sealed record NetDeviceOptions
     /// <summary>MAC address as xx:xx:xx:xx:xx:xx (key <c>MAC</c>); null derives a stable locally administered one from the node ID.</summary>
     public string? MacAddress { get; init; }
 
-    /// <summary>Forwarder for the engine, which is being rewritten elsewhere; removed once it reads <see cref="Mtu"/>.</summary>
-    internal int MTU => Mtu;
-
     /// <summary>
     /// Checksum and TCP segmentation offload on the TAP (key <c>Offload</c>): far less CPU per byte for TCP; frames on
     /// links are the same either way. Turn off only to rule it out when diagnosing.

@@ -437,9 +437,8 @@ public sealed unsafe class TapDevice : IPolledEthernetDevice, ICoalescingEtherne
 
     private static void ValidateName(string name)
     {
-        if (string.IsNullOrEmpty(name) || name.Length > 15 || name is "." or ".."
-            || name.Any(c => c is '/' or ':' || char.IsWhiteSpace(c) || c > 0x7e || c < 0x21))
-            throw new TapDeviceException(TapError.InvalidName, $"'{name}' is not a valid interface name (1-15 printable characters, no '/', ':' or spaces)");
+        if (!InterfaceName.IsValid(name))
+            throw new TapDeviceException(TapError.InvalidName, $"'{name}' is not a valid interface name ({InterfaceName.Rule})");
     }
 
     /// <summary>SIOCGIFHWADDR on the TAP descriptor itself, so it works from inside any network namespace.</summary>

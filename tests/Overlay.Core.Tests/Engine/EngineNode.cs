@@ -55,7 +55,7 @@ internal sealed class EngineNode : IAsyncDisposable
         var node = new EngineNode(nodeId, signaling, identity);
         var context = new NodeContext
         {
-            NodeId = nodeId, Self = NodeContext.ParseNodeId(nodeId), Identity = identity, Signaling = signaling, Ice = new IceOptions(),
+            NodeId = nodeId, Self = Switching.NodeId.Parse(nodeId).Value, Identity = identity, Signaling = signaling, Ice = new IceOptions(),
             Timings = timings ?? new LinkTimings(), Time = time, LoggerFactory = loggers, RaiseLink = node.OnLink, Paths = paths.Factory(),
             Loops = node._loops, DataPath = new DataPathOptions(), // the loop idles: memory paths and an in-memory NIC need none
         };

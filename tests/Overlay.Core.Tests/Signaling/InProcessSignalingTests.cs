@@ -59,7 +59,7 @@ public sealed class InProcessSignalingTests : SignalingBehaviourTests
     [Test]
     public async Task Joining_an_overlays_roster_group_makes_an_announced_member_a_peer_there()
     {
-        string one = NodeIds.NewRandom(), five = NodeIds.NewRandom();
+        string one = Switching.NodeId.NewRandom().ToString(), five = Switching.NodeId.NewRandom().ToString();
         var node5 = Track(await CreateMemberAsync(5, five, ["ovlA", "ovlB"],
             new Dictionary<string, IReadOnlyList<string>> { ["ovlA"] = ["overlay1"], ["ovlB"] = ["overlay2"] }));
         Track(await CreateMemberAsync(1, one, ["ovlA", "ovlB"]));

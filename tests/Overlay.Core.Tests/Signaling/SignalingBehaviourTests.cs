@@ -106,7 +106,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task A_member_is_a_peer_only_in_the_overlays_its_roster_groups_belong_to()
     {
-        string one = NodeIds.NewRandom(), five = NodeIds.NewRandom(), six = NodeIds.NewRandom();
+        string one = Switching.NodeId.NewRandom().ToString(), five = Switching.NodeId.NewRandom().ToString(), six = Switching.NodeId.NewRandom().ToString();
         // node5 serves A (group overlay1: node1..node8) and B (group overlay2: node5..node8) through one account.
         var node5 = Track(await CreateMemberAsync(5, five, ["ovlA", "ovlB"],
             new Dictionary<string, IReadOnlyList<string>> { ["ovlA"] = ["overlay1"], ["ovlB"] = ["overlay2"] }));
@@ -138,7 +138,7 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task A_node_id_another_account_holds_is_refused_until_that_account_goes()
     {
-        string id = NodeIds.NewRandom(), observerId = NodeIds.NewRandom();
+        string id = Switching.NodeId.NewRandom().ToString(), observerId = Switching.NodeId.NewRandom().ToString();
         var observer = Track(await CreateMemberAsync(3, observerId, ["ovl1"]));
         var owner = await CreateMemberAsync(1, id, ["ovl1"]);
         await WaitForPeerAsync(observer, "ovl1", id);
@@ -157,8 +157,8 @@ public abstract class SignalingBehaviourTests
     [Test]
     public async Task An_account_has_one_node_per_overlay()
     {
-        string first = NodeIds.NewRandom(), second = NodeIds.NewRandom();
-        var observer = Track(await CreateMemberAsync(3, NodeIds.NewRandom(), ["ovl1"]));
+        string first = Switching.NodeId.NewRandom().ToString(), second = Switching.NodeId.NewRandom().ToString();
+        var observer = Track(await CreateMemberAsync(3, Switching.NodeId.NewRandom().ToString(), ["ovl1"]));
         Track(await CreateMemberAsync(1, first, ["ovl1"]));
         await WaitForPeerAsync(observer, "ovl1", first);
 

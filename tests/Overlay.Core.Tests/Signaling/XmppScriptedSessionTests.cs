@@ -59,7 +59,7 @@ public sealed class XmppScriptedSessionTests
     [Test]
     public async Task An_iq_result_from_another_user_does_not_answer_our_request_to_the_server()
     {
-        var member = NodeIds.NewRandom();
+        var member = Switching.NodeId.NewRandom().ToString();
         var processed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var server = new ScriptedXmppServer(async (p, _) =>
         {
@@ -74,7 +74,7 @@ public sealed class XmppScriptedSessionTests
             processed.TrySetResult();
             try { while (true) await p.ReadAsync(); } catch (Exception ex) when (ex is EndOfStreamException or IOException) { }
         });
-        await using var channel = new XmppSignalingChannel(server.ClientOptions(NodeIds.NewRandom()));
+        await using var channel = new XmppSignalingChannel(server.ClientOptions(Switching.NodeId.NewRandom().ToString()));
         await channel.ConnectAsync();
         await processed.Task.WaitAsync(Wait);
 
