@@ -106,12 +106,16 @@ internal sealed class OverlaySwitch
     }
 
     /// <summary>
-    /// <paramref name="owner"/> advertised <paramref name="mac"/> as its host's (in its link offer or answer): floods from
-    /// that address are accepted only with that switch as their root, whichever came first.
+    /// <paramref name="owner"/> advertised <paramref name="mac"/> as its host's (in its link offer or answer): from now on
+    /// floods from that address are accepted only with that switch as their root. An address another switch already
+    /// holds stays with it (false, counted as <see cref="SwitchCounters.AddressNotOwned"/>).
     /// </summary>
-    public void BindAddress(NodeId owner, ulong mac)
+    public bool BindAddress(NodeId owner, ulong mac)
     {
-        if (owner != Self) _tables.Bind(mac, owner);
+        if (owner == Self) return false;
+        if (!_localMacSnapshot.Contains(mac) && _tables.Bind(mac, owner)) return true;
+        Interlocked.Increment(ref Counters.AddressNotOwnedValue);
+        return false;
     }
 
     /// <summary>Multicast groups known (for status and tests).</summary>

@@ -199,6 +199,8 @@ public class HostileFrameTests
         var (fabric, ids) = Ring();
         var owned = SwitchFabric.MacOf(ids[3]);
         foreach (var sw in fabric.Switches.Values) sw.BindAddress(ids[3], owned); // from ids[3]'s link offers
+        // A later advertisement of the same address by another member is refused: the first claim holds.
+        Assert.That(fabric.Switches[ids[5]].BindAddress(ids[0], owned), Is.False);
 
         fabric.Switches[ids[0]].OnLocalFrame(SwitchFabric.Frame(EthernetFrame.Broadcast, owned, 53)); // first, and forged
         fabric.Switches[ids[3]].OnLocalFrame(Broadcast(ids[3], 54));

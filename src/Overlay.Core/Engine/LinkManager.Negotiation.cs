@@ -15,6 +15,7 @@ internal sealed partial class LinkManager
     {
         var link = new PeerLink(peer, offer.LinkId, initiator: false, _switch, now);
         link.ExpectFingerprint(fingerprint);
+        link.Advertised(offer.Mac);
         ILinkPath agent;
         try
         {
@@ -101,6 +102,7 @@ internal sealed partial class LinkManager
             if (!TryReadFingerprint(answer.Fingerprint, out var fingerprint))
                 throw new LinkSetupException("the answer's fingerprint is malformed");
             link.ExpectFingerprint(fingerprint);
+            link.Advertised(answer.Mac);
             ReleaseCandidates(link);
             agent.SetRemoteCredentials(new IceCredentials(answer.IceUfrag, answer.IcePassword));
             AddCandidates(agent, answer.Candidates);
@@ -164,6 +166,8 @@ internal sealed partial class LinkManager
         var port = new LinkPort(tincan);
         link.UsePort(port);
         _switch.AddLink(link.SwitchId, port);
+        // The peer is authenticated now: the MAC it advertised is its own, and no other member's frames teach it.
+        if (link.PeerMac is { } mac) _switch.BindAddress(link.SwitchId, mac);
         _topology.OnLinkUp(link.Peer);
         LogUp(link.LinkId, link.PeerNodeId, link.Path?.ToString() ?? "?", elapsed.TotalMilliseconds);
         _node.RaiseLink(new LinkEvent(_overlayId, link.PeerNodeId, link.LinkId, LinkChange.Up, link.Path, "", elapsed));

@@ -219,6 +219,18 @@ internal sealed class PeerLink : ILinkFrameReceiver
     /// <summary>The certificate fingerprint the peer signalled (its offer or answer).</summary>
     public void ExpectFingerprint(CertificateFingerprint fingerprint) => PeerFingerprint = fingerprint;
 
+    /// <summary>The MAC the peer advertised for its host on the overlay (its offer or answer), as the switch keys it.</summary>
+    public ulong? PeerMac { get; private set; }
+
+    /// <summary>Notes the MAC the peer advertised; a malformed one is ignored (the link works without the binding).</summary>
+    public void Advertised(string? mac)
+    {
+        var text = mac?.Replace(":", "", StringComparison.Ordinal).Replace("-", "", StringComparison.Ordinal);
+        if (text is { Length: 12 } && ulong.TryParse(text, System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture, out var key)
+            && (key >> 40 & 1) == 0)
+            PeerMac = key;
+    }
+
     /// <summary>The pair ICE selected; false when it is the path already known.</summary>
     public bool RouteOver(IceSelectedPair pair)
     {

@@ -125,11 +125,15 @@ internal sealed class ForwardingTables(int maxAddresses, int maxPaths, int maxAd
     /// <summary>Addresses learned per owner switch (a member's share of the table is bounded).</summary>
     public int CountOwnedBy(NodeId owner) => _perOwner.TryGetValue(owner, out var n) ? n : 0;
 
-    /// <summary>Binds <paramref name="mac"/> to <paramref name="owner"/>, which advertised it: no other switch's frames teach it.</summary>
-    public void Bind(ulong mac, NodeId owner)
+    /// <summary>
+    /// Binds <paramref name="mac"/> to <paramref name="owner"/>, which advertised it: no other switch's frames teach it.
+    /// An advertisement is a claim like any other: one for an address another switch already holds is refused (false).
+    /// </summary>
+    public bool Bind(ulong mac, NodeId owner)
     {
+        if (IsOwnedByOther(mac, owner)) return false;
         _bound[mac] = owner;
-        if (_macs.TryGetValue(mac, out var known) && known.Owner != owner) RemoveMac(mac, known);
+        return true;
     }
 
     /// <summary>Forgets the bindings of a switch that left.</summary>
