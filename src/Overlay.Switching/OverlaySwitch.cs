@@ -33,6 +33,9 @@ internal sealed class OverlaySwitch
     private volatile bool _localFull; // the host has addresses this switch did not learn: unknown unicast may be for it
     private long _now;
     private long _nextQuery = long.MinValue;
+    private readonly Lock _sequenceLock = new();
+    private byte[]? _sequenceBytes; // random sequence numbers, drawn at the first flood
+    private int _sequencePosition;
     private int _queriesSent;
 
     /// <summary>Creates a switch for the node <paramref name="self"/> whose local device is <paramref name="localPort"/>.</summary>
@@ -352,15 +355,31 @@ internal sealed class OverlaySwitch
     /// <summary>Starts a flood: neighbour p_i gets the arc up to p_{i+1}; the farthest gets the arc back to this switch.</summary>
     private void Originate(FloodType type, ulong destination, ReadOnlySpan<byte> frame, IFrameBatch? batch, bool prune = true)
     {
-        // Random, not counted: a member that sees this switch's floods cannot send the next sequence numbers first and
-        // make every switch drop the real ones as duplicates. Duplicate suppression needs only (root, sequence) to be
-        // unique among recent floods (a chance collision, 4,096 / 2^32, drops one flood at one switch).
-        Span<byte> random = stackalloc byte[sizeof(uint)];
-        System.Security.Cryptography.RandomNumberGenerator.Fill(random);
-        var sequence = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(random);
-        _duplicates.TryAdd(Self, sequence);
+        var sequence = NextSequence(); // not remembered: a flood of our own that comes back is dropped as OwnRoot first
         Interlocked.Increment(ref Counters.FloodsOriginatedValue);
         Forward(new FloodHeader(Self, Self, sequence, 1, type), destination, frame, Volatile.Read(ref _now), batch, prune);
+    }
+
+    /// <summary>
+    /// A random sequence number, not a count: a member that sees this switch's floods cannot send the next numbers first
+    /// and make every switch drop the real ones as duplicates. Duplicate suppression needs only (root, sequence) to be
+    /// unique among recent floods (a chance collision, 4,096 in 2^32, drops one flood at one switch). The operating
+    /// system's generator costs about 2 µs a call, so its bytes are drawn 1 KiB (256 floods) at a time.
+    /// </summary>
+    private uint NextSequence()
+    {
+        lock (_sequenceLock)
+        {
+            if (_sequenceBytes is null || _sequencePosition == _sequenceBytes.Length)
+            {
+                _sequenceBytes ??= new byte[1024];
+                System.Security.Cryptography.RandomNumberGenerator.Fill(_sequenceBytes);
+                _sequencePosition = 0;
+            }
+            var sequence = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(_sequenceBytes.AsSpan(_sequencePosition));
+            _sequencePosition += sizeof(uint);
+            return sequence;
+        }
     }
 
     /// <summary>Sends copies to the neighbours strictly inside (Self, header.Bound), each with the arc up to the next one.</summary>
