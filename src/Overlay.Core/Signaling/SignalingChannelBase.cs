@@ -27,7 +27,7 @@ internal abstract class SignalingChannelBase : ISignalingChannel
     private int _disposed;
     private long _accepted, _responsesMatched, _notInRoster, _unservedOverlay, _unknownType, _malformed, _spoofed, _unknownPeer, _unmatched, _queueFull, _timedOut, _notInGroup, _claimRefused;
     private readonly IReadOnlyDictionary<string, IReadOnlyList<string>> _overlayGroups;
-    private readonly Dictionary<(string Overlay, string NodeId), string> _known = []; // see Remember
+    private readonly Dictionary<(string Overlay, string Account), (string NodeId, string Address)> _known = []; // see Remember
 
     private sealed record PendingRequest(TaskCompletionSource<SignalMessage> Completion, string PeerNodeId, string Address, SignalMessage Request);
 
@@ -203,10 +203,11 @@ internal abstract class SignalingChannelBase : ISignalingChannel
         lock (_gate)
         {
             events = _peers.Reevaluate();
-            foreach (var ((overlay, nodeId), address) in _known.ToArray())
+            foreach (var (key, (nodeId, address)) in _known.ToArray())
             {
+                var overlay = key.Overlay;
                 if (IsRosterMember(address) && IsMemberOf(address, overlay)) continue;
-                _known.Remove((overlay, nodeId));
+                _known.Remove(key);
                 if (!events.Exists(e => e.OverlayId == overlay && e.NodeId == nodeId && e.Change == PeerChange.Revoked))
                     events.Add(new PeerEvent(overlay, nodeId, address, PeerChange.Revoked));
             }
@@ -215,26 +216,17 @@ internal abstract class SignalingChannelBase : ISignalingChannel
     }
 
     /// <summary>
-    /// Every node listed since start, by overlay, with its last address: presence may go (a server restart, our own
-    /// reconnect) while links stay, so revocation must still reach nodes no longer listed. One node per account and
-    /// overlay is remembered, so the table is bounded by the roster.
+    /// The last node each account listed in each overlay, with its address: presence may go (a server restart, our own
+    /// reconnect) while links stay, so revocation must still reach nodes no longer listed. Keyed by account and overlay
+    /// (an account has one node per overlay), so the table is bounded by the roster.
     /// </summary>
     private void Remember(List<PeerEvent> events)
     {
         foreach (var e in events)
         {
-            var key = (e.OverlayId, e.NodeId);
-            if (e.Change == PeerChange.Revoked)
-            {
-                _known.Remove(key);
-            }
-            else if (e.Change == PeerChange.Joined)
-            {
-                var account = AccountOf(e.Address);
-                foreach (var (other, address) in _known.ToArray())
-                    if (other.Overlay == e.OverlayId && other.NodeId != e.NodeId && AccountOf(address) == account) _known.Remove(other);
-                _known[key] = e.Address;
-            }
+            var key = (e.OverlayId, AccountOf(e.Address));
+            if (e.Change == PeerChange.Revoked) _known.Remove(key);
+            else if (e.Change == PeerChange.Joined) _known[key] = (e.NodeId, e.Address);
         }
     }
 
