@@ -133,8 +133,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
 
     private void HandleSignal(IncomingSignal signal)
     {
-        if (_closed || !Switching.NodeId.IsValid(signal.SenderNodeId)) return;
-        var peer = Switching.NodeId.Parse(signal.SenderNodeId).Value;
+        if (!TryMember(signal.SenderNodeId, out var peer)) return;
         if (!_ring.Contains(peer)) Joined(signal.SenderNodeId); // signaling vouched for it; its presence may still be queued
         _links.OnSignal(signal, peer);
     }
@@ -156,10 +155,18 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
             _links.RefusedSignals);
     });
 
+    /// <summary>The member a signaling event names; false once closed or for a malformed node ID.</summary>
+    private bool TryMember(string nodeId, out UInt128 peer)
+    {
+        peer = default;
+        if (_closed || !Switching.NodeId.TryParse(nodeId, out var id)) return false;
+        peer = id.Value;
+        return true;
+    }
+
     private void Joined(string nodeId)
     {
-        if (_closed || !Switching.NodeId.IsValid(nodeId)) return;
-        var peer = Switching.NodeId.Parse(nodeId).Value;
+        if (!TryMember(nodeId, out var peer)) return;
         _absent.Remove(peer);
         if (peer == _node.Self || !_ring.Add(peer)) return;
         LogJoined(nodeId, _ring.Count);
@@ -173,26 +180,27 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     /// </summary>
     private void Absent(string nodeId)
     {
-        if (_closed || !Switching.NodeId.IsValid(nodeId)) return;
-        var peer = Switching.NodeId.Parse(nodeId).Value;
-        if (peer == _node.Self || !_ring.Contains(peer)) return;
+        if (!TryMember(nodeId, out var peer) || peer == _node.Self || !_ring.Contains(peer)) return;
         if (_links.HasEstablishedLink(peer))
         {
             if (_absent.Add(peer)) LogAbsent(nodeId);
             return;
         }
-        Left(nodeId);
+        Left(peer);
     }
 
-    private void Left(string nodeId, LinkCloseReason reason = LinkCloseReason.PeerLeft)
+    private void Left(string nodeId, LinkCloseReason reason)
     {
-        if (_closed || !Switching.NodeId.IsValid(nodeId)) return;
-        var peer = Switching.NodeId.Parse(nodeId).Value;
+        if (TryMember(nodeId, out var peer)) Left(peer, reason);
+    }
+
+    private void Left(UInt128 peer, LinkCloseReason reason = LinkCloseReason.PeerLeft)
+    {
         _absent.Remove(peer);
-        if (peer == _node.Self) return;
+        if (_closed || peer == _node.Self) return;
         if (reason != LinkCloseReason.PeerLeft) _links.OnPeerLeft(peer, reason); // before the topology ends it as unwanted
         if (!_ring.Remove(peer)) return;
-        LogLeft(nodeId, _ring.Count, reason == LinkCloseReason.Revoked ? "no longer a member" : "left");
+        LogLeft(new NodeId(peer).ToString(), _ring.Count, reason == LinkCloseReason.Revoked ? "no longer a member" : "left");
         Switch.ForgetSwitch(new NodeId(peer));
         _links.ForgetAcceptedEdge(peer);
         _topology.OnPeerLeft(peer); // disconnects through the controller when linked
@@ -215,8 +223,8 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         // A member whose presence went is gone once its link is too, or falls silent (both then say it is gone).
         foreach (var peer in _absent.ToArray())
         {
-            if (!_links.HasEstablishedLink(peer)) Left(new Switching.NodeId(peer).ToString());
-            else if (_links.IsDown(peer)) Left(new Switching.NodeId(peer).ToString(), LinkCloseReason.PeerGone);
+            if (!_links.HasEstablishedLink(peer)) Left(peer);
+            else if (_links.IsDown(peer)) Left(peer, LinkCloseReason.PeerGone);
         }
         // Every 10 ticks: members signaling no longer lists and that we cannot reach are gone (their departure may
         // have happened while our signaling connection was down, so no presence told us).
@@ -225,7 +233,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
             var listed = _node.Signaling.GetPeers(Id);
             foreach (var member in _ring.ToArray())
                 if (member != _node.Self && !listed.ContainsKey(new Switching.NodeId(member).ToString()) && !_links.HasLink(member))
-                    Left(new Switching.NodeId(member).ToString());
+                    Left(member);
         }
     }
 
