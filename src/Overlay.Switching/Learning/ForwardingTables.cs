@@ -86,10 +86,9 @@ internal sealed class ForwardingTables(int maxAddresses, int maxPaths, int maxAd
     {
         // An address belongs to the switch that advertised it, else to the one it was first learned from while that
         // entry lives: a member sending from another's address must not take over the traffic to it.
-        if (_bound.TryGetValue(mac, out var boundOwner) && boundOwner != owner) return LearnResult.NotOwner;
-        if (_macs.TryGetValue(mac, out var known))
+        if (OwnedByOther(mac, owner, out var known)) return LearnResult.NotOwner;
+        if (known is not null)
         {
-            if (known.Owner != owner && !known.Stale) return LearnResult.NotOwner;
             if (ReferenceEquals(known.Port, port) && known.Owner == owner && !known.Stale)
             {
                 known.LastSeen = now;
@@ -118,9 +117,14 @@ internal sealed class ForwardingTables(int maxAddresses, int maxPaths, int maxAd
     }
 
     /// <summary>True when another switch than <paramref name="self"/> advertised <paramref name="mac"/> or is its live owner.</summary>
-    public bool IsOwnedByOther(ulong mac, NodeId self) =>
-        (_bound.TryGetValue(mac, out var bound) && bound != self)
-        || (_macs.TryGetValue(mac, out var known) && known.Owner != self && !known.Stale);
+    public bool IsOwnedByOther(ulong mac, NodeId self) => OwnedByOther(mac, self, out _);
+
+    /// <summary>The ownership rule, once: <paramref name="known"/> is the address's entry, if it has one.</summary>
+    private bool OwnedByOther(ulong mac, NodeId self, out MacEntry? known)
+    {
+        var found = _macs.TryGetValue(mac, out known);
+        return (_bound.TryGetValue(mac, out var bound) && bound != self) || (found && known!.Owner != self && !known.Stale);
+    }
 
     /// <summary>Addresses learned per owner switch (a member's share of the table is bounded).</summary>
     public int CountOwnedBy(NodeId owner) => _perOwner.TryGetValue(owner, out var n) ? n : 0;
