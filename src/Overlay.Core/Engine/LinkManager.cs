@@ -40,7 +40,7 @@ internal sealed partial class LinkManager
     internal const int NewLinkBurst = 3;
 
     public LinkManager(NodeContext node, OverlayOptions options, string macText, OverlaySwitch sw, SymphonyTopology topology,
-        SerialQueue queue, BackgroundWork work, ILogger logger)
+        SerialQueue queue, BackgroundWork work, ILogger logger, TrustAnchor? trust = null)
     {
         _node = node;
         _overlayId = options.Id;
@@ -57,6 +57,7 @@ internal sealed partial class LinkManager
             KeepaliveInterval = node.Timings.KeepaliveInterval,
             DeadPeerTimeout = node.Timings.DeadPeerTimeout,
             HandshakeTimeout = node.Timings.SetupTimeout,
+            Trust = trust,
         };
     }
 

@@ -32,7 +32,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     private long _ticks;
     private bool _closed;
 
-    public OverlayEngine(NodeContext node, OverlayOptions options, IEthernetDevice device)
+    public OverlayEngine(NodeContext node, OverlayOptions options, IEthernetDevice device, Links.TrustAnchor? trust = null)
     {
         _node = node;
         _options = options;
@@ -58,7 +58,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         };
         _ring.Add(node.Self);
         _topology = new SymphonyTopology(node.Self, _ring, topology, this, node.Time, new Random());
-        _links = new LinkManager(node, options, MacText, Switch, _topology, _queue, _work, _logger);
+        _links = new LinkManager(node, options, MacText, Switch, _topology, _queue, _work, _logger, trust);
     }
 
     public string Id => _options.Id;

@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using X509Certificate2 = System.Security.Cryptography.X509Certificates.X509Certificate2;
+using X509CertificateLoader = System.Security.Cryptography.X509Certificates.X509CertificateLoader;
 using Org.BouncyCastle.Crypto;
 using Org.BouncyCastle.Crypto.Parameters;
 using Org.BouncyCastle.Security;
@@ -66,18 +68,21 @@ internal static class DtlsHandshake
 
     /// <summary>
     /// Runs the handshake as DTLS client (ICE controlling) or server, and exports the frame keys. With
-    /// <paramref name="expectedPeerNodeId"/>, the peer's key must also own that node ID (<see cref="NodeIdentity.NodeId"/>).
+    /// <paramref name="expectedPeerNodeId"/>, the peer's key must also own that node ID (<see cref="NodeIdentity.NodeId"/>);
+    /// with <paramref name="trust"/>, the overlay's trust anchor must accept the peer's certificate at <paramref name="now"/>.
     /// </summary>
     public static async Task<LinkSecret> RunAsync(IDatagramChannel channel, bool client, NodeIdentity identity, CertificateFingerprint expectedPeer,
-        TimeSpan timeout, CancellationToken cancellationToken, string? expectedPeerNodeId = null)
+        TimeSpan timeout, CancellationToken cancellationToken, string? expectedPeerNodeId = null, TrustAnchor? trust = null, DateTimeOffset now = default)
     {
-        var check = new PeerCheck(expectedPeer, expectedPeerNodeId);
+        var check = new PeerCheck(expectedPeer, expectedPeerNodeId, trust, now);
         using var transport = new ChannelDatagramTransport(channel);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         cts.CancelAfter(timeout);
         await using var _ = cts.Token.Register(transport.Close).ConfigureAwait(false);
         var crypto = new BcTlsCrypto(new SecureRandom());
-        var certificate = new Certificate([new BcTlsCertificate(crypto, identity.Certificate.RawData)]);
+        // The node's certificate, then its chain, so that a peer whose overlay trusts a root CA can build the path to it.
+        var certificate = new Certificate([new BcTlsCertificate(crypto, identity.Certificate.RawData),
+            .. identity.Chain.Select(c => (TlsCertificate)new BcTlsCertificate(crypto, c.RawData))]);
         var key = (ECPrivateKeyParameters)PrivateKeyFactory.CreateKey(identity.Key.ExportPkcs8PrivateKey());
         try
         {
@@ -116,8 +121,11 @@ internal static class DtlsHandshake
         }
     }
 
-    /// <summary>What the peer must present: the signalled certificate, and a key that owns the peer's node ID.</summary>
-    private sealed record PeerCheck(CertificateFingerprint Fingerprint, string? NodeId);
+    /// <summary>
+    /// What the peer must present: the signalled certificate, a key that owns the peer's node ID, and, where the overlay
+    /// names a trust anchor, a certificate that the anchor accepts.
+    /// </summary>
+    private sealed record PeerCheck(CertificateFingerprint Fingerprint, string? NodeId, TrustAnchor? Trust, DateTimeOffset Now);
 
     private static void Verify(Certificate? presented, PeerCheck expected, string who)
     {
@@ -128,12 +136,28 @@ internal static class DtlsHandshake
         if (actual != expected.Fingerprint)
             throw new TlsFatalAlert(AlertDescription.bad_certificate,
                 new PeerAuthenticationException($"the {who}'s certificate {actual} is not the one signalled ({expected.Fingerprint})"));
-        if (expected.NodeId is null) return;
-        using var x509 = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(der);
-        var owned = NodeIdentity.NodeIdOf(x509);
-        if (owned != expected.NodeId)
+        if (expected.NodeId is null && expected.Trust is null) return;
+        using var x509 = X509CertificateLoader.LoadCertificate(der);
+        if (expected.NodeId is not null && NodeIdentity.NodeIdOf(x509) is var owned && owned != expected.NodeId)
             throw new TlsFatalAlert(AlertDescription.bad_certificate,
                 new PeerAuthenticationException($"the {who}'s key owns node ID {owned}, not {expected.NodeId}, the one it claims"));
+        if (expected.Trust is not { } trust) return;
+        var chain = new List<X509Certificate2>();
+        try
+        {
+            for (var i = 1; i < presented.Length && i <= TrustAnchor.MaxIntermediates + 1; i++)
+                chain.Add(X509CertificateLoader.LoadCertificate(presented.GetCertificateAt(i).GetEncoded()));
+            if (trust.Refuse(x509, chain, expected.Now) is { } refusal)
+                throw new TlsFatalAlert(AlertDescription.bad_certificate, new PeerAuthenticationException($"the {who} is not trusted by the overlay: {refusal}"));
+        }
+        catch (System.Security.Cryptography.CryptographicException e)
+        {
+            throw new TlsFatalAlert(AlertDescription.bad_certificate, new PeerAuthenticationException($"the {who}'s certificate chain cannot be read: {e.Message}"));
+        }
+        finally
+        {
+            foreach (var c in chain) c.Dispose();
+        }
     }
 
     private static TlsCredentialedSigner Signer(TlsContext context, BcTlsCrypto crypto, Certificate certificate, AsymmetricKeyParameter key) =>

@@ -10,10 +10,11 @@ namespace Overlay.Links;
 /// </summary>
 public sealed class NodeIdentity : IDisposable
 {
-    private NodeIdentity(X509Certificate2 certificate, ECDsa key)
+    private NodeIdentity(X509Certificate2 certificate, ECDsa key, IReadOnlyList<X509Certificate2>? chain = null)
     {
         Certificate = certificate;
         Key = key;
+        Chain = chain ?? [];
         Fingerprint = CertificateFingerprint.Of(certificate.RawData);
         NodeId = NodeIdOf(certificate);
     }
@@ -35,6 +36,12 @@ public sealed class NodeIdentity : IDisposable
 
     /// <summary>The certificate (DER in <see cref="X509Certificate.GetRawCertData"/>).</summary>
     public X509Certificate2 Certificate { get; }
+
+    /// <summary>
+    /// The certificates that follow <see cref="Certificate"/> in its file (intermediate CAs), sent with it in the handshake
+    /// so that peers whose overlay trusts a root CA can build the chain.
+    /// </summary>
+    internal IReadOnlyList<X509Certificate2> Chain { get; }
 
     /// <summary>The private key.</summary>
     public ECDsa Key { get; }
@@ -71,11 +78,22 @@ public sealed class NodeIdentity : IDisposable
             try
             {
                 key.ImportFromPem(pem);
-                var certificate = X509Certificate2.CreateFromPem(pem);
-                using var publicKey = certificate.GetECDsaPublicKey() ?? throw new InvalidDataException($"{path}: the certificate is not ECDSA");
-                if (!publicKey.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(key.ExportSubjectPublicKeyInfo()))
-                    throw new InvalidDataException($"{path}: the key does not belong to the certificate");
-                return new NodeIdentity(X509CertificateLoader.LoadCertificate(certificate.RawData), key);
+                // The node's own certificate is the one its key belongs to; any others are its chain, in file order.
+                var certificates = new X509Certificate2Collection();
+                certificates.ImportFromPem(pem);
+                var own = key.ExportSubjectPublicKeyInfo();
+                X509Certificate2? leaf = null;
+                var chain = new List<X509Certificate2>();
+                foreach (var certificate in certificates)
+                {
+                    if (leaf is null && certificate.PublicKey.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(own)) leaf = certificate;
+                    else chain.Add(certificate);
+                }
+                if (leaf is null)
+                    throw new InvalidDataException(certificates.Count == 0 ? $"{path}: no certificate" : $"{path}: the key does not belong to any certificate in the file");
+                if (leaf.GetECDsaPublicKey() is not { } publicKey) throw new InvalidDataException($"{path}: the certificate is not ECDSA");
+                publicKey.Dispose();
+                return new NodeIdentity(leaf, key, chain);
             }
             catch (Exception e) when (e is CryptographicException or ArgumentException)
             {
@@ -99,6 +117,7 @@ public sealed class NodeIdentity : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
+        foreach (var certificate in Chain) certificate.Dispose();
         Certificate.Dispose();
         Key.Dispose();
     }

@@ -81,7 +81,8 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
     {
         try
         {
-            _secret = await DtlsHandshake.RunAsync(_channel, _controlling, _identity, _peer, _options.HandshakeTimeout, cancellationToken, _peerNodeId).ConfigureAwait(false);
+            _secret = await DtlsHandshake.RunAsync(_channel, _controlling, _identity, _peer, _options.HandshakeTimeout, cancellationToken, _peerNodeId,
+                _options.Trust, _time.GetUtcNow()).ConfigureAwait(false);
         }
         catch (Exception e) when (e is PeerAuthenticationException or TimeoutException)
         {

@@ -125,7 +125,7 @@ public static class OverlayConfiguration
     private static OverlayOptions ReadOverlay(Node overlay)
     {
         overlay.Only("NetDevice", "MinSuccessors", "MaxLongDistEdges", "MaxOnDemandEdges", "MaxIncomingEdges", "StaticEdges",
-            "MaxLearnedAddresses", "MaxLocalAddresses", "Groups");
+            "MaxLearnedAddresses", "MaxLocalAddresses", "Groups", "TrustedCertificates");
         var defaults = new OverlayOptions { Id = overlay.Name };
         var device = overlay.Child("NetDevice");
         device?.Only("Name", "IP4", "PrefixLen", "IP6", "MTU", "MAC", "Offload");
@@ -148,6 +148,7 @@ public static class OverlayConfiguration
             MaxIncomingEdges = overlay.Int("MaxIncomingEdges") ?? defaults.MaxIncomingEdges,
             StaticEdges = overlay.Strings("StaticEdges") ?? [],
             Groups = overlay.Strings("Groups") ?? [],
+            TrustedCertificates = overlay.Strings("TrustedCertificates") ?? [],
             MaxLearnedAddresses = overlay.Int("MaxLearnedAddresses") ?? defaults.MaxLearnedAddresses,
             MaxLocalAddresses = overlay.Int("MaxLocalAddresses") ?? defaults.MaxLocalAddresses,
         };

@@ -38,6 +38,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
     private readonly List<Channel<LinkEvent>> _linkWatchers = [];
     private readonly CancellationTokenSource _lifetime = new();
     private readonly Dictionary<string, OverlayEngine> _engines = new(StringComparer.Ordinal);
+    private readonly List<TrustAnchor?> _trust = []; // per overlay, in Options.Overlays' order
     private OverlayNetwork[] _overlays = [];
     private SignalingChannelBase? _signaling;
     private Task? _reader;
@@ -142,6 +143,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
         var devices = new List<IEthernetDevice>();
         try
         {
+            LoadTrustAnchors();
             var ice = await BuildIceOptionsAsync(cancellationToken).ConfigureAwait(false);
             foreach (var overlay in Options.Overlays) devices.Add(OpenDevice(overlay));
 
@@ -158,7 +160,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
             var networks = new List<OverlayNetwork>();
             for (var i = 0; i < Options.Overlays.Count; i++)
             {
-                var engine = new OverlayEngine(context, Options.Overlays[i], devices[i]);
+                var engine = new OverlayEngine(context, Options.Overlays[i], devices[i], _trust[i]);
                 _engines[engine.Id] = engine;
                 networks.Add(new OverlayNetwork(engine));
             }
@@ -175,6 +177,22 @@ public sealed partial class OverlayNode : IAsyncDisposable
                 foreach (var device in devices) await device.DisposeAsync().ConfigureAwait(false);
             await DisposeAsync().ConfigureAwait(false);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Reads each overlay's trust anchor, and checks that it trusts this node's own certificate: otherwise every peer would
+    /// refuse every link, which is a configuration error better said once at start.
+    /// </summary>
+    private void LoadTrustAnchors()
+    {
+        foreach (var overlay in Options.Overlays)
+        {
+            var key = $"Overlays.{overlay.Id}.TrustedCertificates";
+            var anchor = TrustAnchor.Load(overlay.TrustedCertificates, key);
+            _trust.Add(anchor);
+            if (anchor?.Refuse(Identity.Certificate, Identity.Chain, _time.GetUtcNow()) is { } refusal)
+                throw new OverlayConfigurationException(key, $"does not trust this node's own certificate, so every peer would refuse it: {refusal}");
         }
     }
 
@@ -275,7 +293,10 @@ public sealed partial class OverlayNode : IAsyncDisposable
     {
         var overlays = new List<OverlayStatus>();
         foreach (var network in Overlays) overlays.Add(await network.GetStatusAsync().ConfigureAwait(false));
-        return new OverlayNodeStatus(NodeId, "sha-256 " + Identity.Fingerprint, SignalingState, overlays);
+        return new OverlayNodeStatus(NodeId, "sha-256 " + Identity.Fingerprint, SignalingState, overlays)
+        {
+            NodeIdConflicts = _signaling is { } signaling ? [.. signaling.NodeIdConflicts.Order(StringComparer.Ordinal)] : [],
+        };
     }
 
     /// <summary>Tears down every link (telling the peers), closes the NICs and leaves signaling.</summary>
@@ -294,6 +315,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
         lock (_gate)
             foreach (var watcher in _linkWatchers) watcher.Writer.TryComplete();
         _lifetime.Dispose();
+        foreach (var anchor in _trust) anchor?.Dispose();
         if (_ownsIdentity) Identity.Dispose();
         LogStopped(NodeId);
     }

@@ -199,6 +199,16 @@ public sealed class OverlayBuilder
         return this;
     }
 
+    /// <summary>
+    /// Trusts only peers whose certificates these PEM files' CAs signed, or whose keys they or the pins name (see
+    /// <see cref="OverlayOptions.TrustedCertificates"/>), whatever signaling says.
+    /// </summary>
+    public OverlayBuilder WithTrustedCertificates(params string[] pemFilesOrKeyPins)
+    {
+        Options = Options with { TrustedCertificates = [.. Options.TrustedCertificates, .. pemFilesOrKeyPins] };
+        return this;
+    }
+
     private OverlayBuilder Device(Func<NetDeviceOptions, NetDeviceOptions> change)
     {
         Options = Options with { NetDevice = change(Options.NetDevice) };

@@ -49,7 +49,14 @@ public sealed record LinkPath(IceCandidateType LocalType, IPEndPoint Local, IceC
 /// <param name="Fingerprint">Its certificate fingerprint (what peers check).</param>
 /// <param name="Signaling">The signaling connection's state.</param>
 /// <param name="Overlays">One entry per overlay.</param>
-public sealed record OverlayNodeStatus(string NodeId, string Fingerprint, SignalingState Signaling, IReadOnlyList<OverlayStatus> Overlays);
+public sealed record OverlayNodeStatus(string NodeId, string Fingerprint, SignalingState Signaling, IReadOnlyList<OverlayStatus> Overlays)
+{
+    /// <summary>
+    /// Signaling addresses that also announce this node's ID (a copied key and configuration): peers keep whichever node
+    /// they listed first and refuse the other, so this one may be refused. Empty when there is no conflict.
+    /// </summary>
+    public IReadOnlyList<string> NodeIdConflicts { get; init; } = [];
+}
 
 /// <summary>A snapshot of one overlay on a node.</summary>
 /// <param name="OverlayId">The overlay.</param>

@@ -47,6 +47,14 @@ public sealed record OverlayOptions
     /// </summary>
     public IReadOnlyList<string> Groups { get; init; } = [];
 
+    /// <summary>
+    /// This overlay's own trust, which does not rest on the signaling server (key <c>TrustedCertificates</c>): PEM files of CA
+    /// certificates (a peer's certificate must chain to one) or of peers' certificates (their keys are trusted), and key
+    /// pins <c>sha256:</c> + 64 hex characters of the SHA-256 of a SubjectPublicKeyInfo. Checked in every link's handshake;
+    /// a peer outside it is refused with a reason naming its key. Empty: the fingerprints signaling carries are trusted.
+    /// </summary>
+    public IReadOnlyList<string> TrustedCertificates { get; init; } = [];
+
     internal void Validate(string key)
     {
         if (string.IsNullOrWhiteSpace(Id) || Id.Length > 64 || Id.Any(c => !char.IsAsciiLetterOrDigit(c) && c is not '-' and not '_'))
@@ -63,6 +71,9 @@ public sealed record OverlayOptions
         for (var i = 0; i < Groups.Count; i++)
             if (string.IsNullOrWhiteSpace(Groups[i]))
                 throw new OverlayConfigurationException($"{key}.Groups[{i}]", "must name a roster group");
+        for (var i = 0; i < TrustedCertificates.Count; i++)
+            if (string.IsNullOrWhiteSpace(TrustedCertificates[i]))
+                throw new OverlayConfigurationException($"{key}.TrustedCertificates[{i}]", "must name a PEM file or a key pin (sha256:...)");
         for (var i = 0; i < StaticEdges.Count; i++)
             if (!Switching.NodeId.IsValid(StaticEdges[i]))
                 throw new OverlayConfigurationException($"{key}.StaticEdges[{i}]", $"'{StaticEdges[i]}' is not a node ID (32 lower-case hex characters)");

@@ -61,4 +61,10 @@ internal interface ISignalingChannel : IAsyncDisposable
 
     /// <summary>A snapshot of the channel's counters (accepted and dropped messages by reason).</summary>
     SignalingCounters Counters { get; }
+
+    /// <summary>
+    /// Other addresses that announce this node's own ID (a copied key and configuration, or an impostor with the key):
+    /// each peer keeps whichever it listed first and refuses the other, so this node may be refused. Bounded by the roster.
+    /// </summary>
+    IReadOnlyCollection<string> NodeIdConflicts { get; }
 }

@@ -28,6 +28,7 @@ internal abstract class SignalingChannelBase : ISignalingChannel
     private long _accepted, _responsesMatched, _notInRoster, _unservedOverlay, _unknownType, _malformed, _spoofed, _unknownPeer, _unmatched, _queueFull, _timedOut, _notInGroup, _claimRefused;
     private readonly IReadOnlyDictionary<string, IReadOnlyList<string>> _overlayGroups;
     private readonly Dictionary<(string Overlay, string Account), (string NodeId, string Address)> _known = []; // see Remember
+    private readonly HashSet<string> _ownIdClaimedBy = new(StringComparer.Ordinal); // addresses announcing our node ID
 
     private sealed record PendingRequest(TaskCompletionSource<SignalMessage> Completion, string PeerNodeId, string Address, SignalMessage Request);
 
@@ -258,7 +259,11 @@ internal abstract class SignalingChannelBase : ISignalingChannel
         if (payload is null) { OnPresenceUnavailable(address); return; }
         var result = SignalCodec.TryDecode(payload, out var env);
         if (result != SignalDecodeError.None || env.AnnouncedOverlays is null) { Drop(ref _malformed, "malformed"); return; }
-        if (env.NodeId == NodeId) return;
+        if (env.NodeId == NodeId)
+        {
+            if (address != LocalAddress) OnOwnIdAnnounced(address);
+            return;
+        }
         var refused = env.AnnouncedOverlays.Count(o => _peers.Serves(o) && !IsMemberOf(address, o));
         for (var i = 0; i < refused; i++) Drop(ref _notInGroup, "not-in-overlay-group");
         List<PeerEvent> events;
@@ -278,10 +283,27 @@ internal abstract class SignalingChannelBase : ISignalingChannel
         Raise(events);
     }
 
+    /// <inheritdoc />
+    public IReadOnlyCollection<string> NodeIdConflicts { get { lock (_gate) return [.. _ownIdClaimedBy]; } }
+
+    /// <summary>Another address announces this node's ID: said once per address, and shown in status until it goes.</summary>
+    private void OnOwnIdAnnounced(string address)
+    {
+        bool added;
+        lock (_gate) added = _ownIdClaimedBy.Add(address);
+        if (added)
+            Logger.LogError("node ID conflict: {Address} also announces this node's ID {NodeId} (a copied key?); each peer keeps the node it "
+                + "listed first and refuses the other, so this node may be refused", address, NodeId);
+    }
+
     private protected void OnPresenceUnavailable(string address)
     {
         List<PeerEvent> events;
-        lock (_gate) events = _peers.Remove(address);
+        lock (_gate)
+        {
+            _ownIdClaimedBy.Remove(address);
+            events = _peers.Remove(address);
+        }
         Raise(events);
     }
 

@@ -32,18 +32,19 @@ internal sealed class OverlayCluster : IAsyncDisposable
     private readonly List<(Func<bool> Condition, TaskCompletionSource Done)> _waiters = [];
 
     /// <summary>Adds and starts a node with address 10.20.0.(index+1).</summary>
-    public async Task<OverlayNode> AddAsync(Action<OverlayBuilder>? configure = null)
+    public async Task<OverlayNode> AddAsync(Action<OverlayBuilder>? configure = null, Action<OverlayNodeBuilder>? configureNode = null)
     {
         var index = Nodes.Count;
-        var node = OverlayNode.Create()
+        var builder = OverlayNode.Create()
             .UseInProcessSignaling(Hub)
             .WithLinkTimings(_timings)
             .JoinOverlay(OverlayId, o =>
             {
                 o.WithInMemoryDevice().WithAddress($"10.20.0.{index + 1}/24");
                 configure?.Invoke(o);
-            })
-            .Build(new MemoryLoggerProvider($"n{index}"));
+            });
+        configureNode?.Invoke(builder);
+        var node = builder.Build(new MemoryLoggerProvider($"n{index}"));
         node.LinkChanged += (_, e) =>
         {
             lock (_gate)

@@ -148,10 +148,15 @@ public abstract class SignalingBehaviourTests
         var claimant = Track(await CreateMemberAsync(2, id, ["ovl1"]));
         await WaitUntilAsync(() => observer.Counters.DroppedNodeIdClaimed == 1, "the claim to be refused");
         Assert.That(observer.GetPeers("ovl1")[id], Is.EqualTo(ownerAddress), "the owner keeps its node ID");
+        // Both ends of the conflict are told, so that the one refused can say why in its log and status.
+        await WaitUntilAsync(() => claimant.NodeIdConflicts.Contains(ownerAddress), "the claimant to see the owner announce its ID");
+        await WaitUntilAsync(() => owner.NodeIdConflicts.Contains(claimant.LocalAddress!), "the owner to see the claimant announce its ID");
+        Assert.That(observer.NodeIdConflicts, Is.Empty, "a third member has no conflict of its own");
 
-        // Once the owner is gone, the remembered claim is listed.
+        // Once the owner is gone, the remembered claim is listed, and the claimant's conflict is over.
         await owner.DisposeAsync();
         await WaitForAddressAsync(observer, "ovl1", id, claimant.LocalAddress!);
+        await WaitUntilAsync(() => claimant.NodeIdConflicts.Count == 0, "the conflict to end with the owner's presence");
     }
 
     [Test]
