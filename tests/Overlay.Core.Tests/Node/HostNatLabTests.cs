@@ -13,7 +13,7 @@ namespace Overlay.Core.Tests.Node;
 /// killed and the others re-form the ring and ping again.
 /// </summary>
 [NonParallelizable]
-public class HostNatLabTests
+public partial class HostNatLabTests
 {
     private const string OverlayId = "lab";
 
@@ -154,6 +154,9 @@ public class HostNatLabTests
         }
     }
 
+    /// <summary>How a host differs from the plain one of its index: another account, a given key, a configured node ID, trust.</summary>
+    private sealed record HostSetup(string? Account = null, string? CertificateFile = null, string? NodeId = null, string[]? TrustedCertificates = null);
+
     private sealed class HostProcess
     {
         private readonly Process _process;
@@ -167,8 +170,8 @@ public class HostNatLabTests
             Address = address;
             _process = process;
             _statusFile = statusFile;
-            process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_output) _output.AppendLine(e.Data); };
-            process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_output) _output.AppendLine(e.Data); };
+            process.OutputDataReceived += (_, e) => { if (e.Data is not null) OnLine(e.Data); };
+            process.ErrorDataReceived += (_, e) => { if (e.Data is not null) OnLine(e.Data); };
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
         }
@@ -178,10 +181,11 @@ public class HostNatLabTests
         public string Address { get; }
         public bool HasExited => _process.HasExited;
 
-        public static HostProcess Start(NatLab lab, int index, string directory, object? links = null)
+        public static HostProcess Start(NatLab lab, int index, string directory, object? links = null, HostSetup? setup = null)
         {
+            setup ??= new HostSetup();
             // The node's key is made first: its node ID is derived from it, and the configuration names both.
-            var certificate = Path.Combine(directory, $"node{index + 1}.pem");
+            var certificate = setup.CertificateFile ?? Path.Combine(directory, $"node{index + 1}.pem");
             string nodeId;
             using (var identity = Overlay.Links.NodeIdentity.LoadOrCreate(certificate)) nodeId = identity.NodeId;
             var address = $"10.99.0.{index + 1}";
@@ -189,17 +193,21 @@ public class HostNatLabTests
             var status = Path.Combine(directory, $"node{index + 1}.status.json");
             File.WriteAllText(config, JsonSerializer.Serialize(new
             {
-                NodeId = nodeId,
+                NodeId = setup.NodeId ?? nodeId,
                 Signal = new
                 {
                     HostAddress = lab.ServerAddress.ToString(), Port = lab.Xmpp.Port, AuthenticationMethod = "password",
-                    Username = $"{ProsodyServer.GroupMembers[index]}@{lab.XmppDomain}", Password = ProsodyServer.Password, CaFile = lab.CaCertificatePath,
+                    Username = $"{setup.Account ?? ProsodyServer.GroupMembers[index]}@{lab.XmppDomain}", Password = ProsodyServer.Password,
+                    CaFile = lab.CaCertificatePath,
                 },
                 Stun = new[] { lab.StunTurn.ToString() },
                 Turn = new[] { new { Address = lab.StunTurn.ToString(), User = lab.Coturn.Username, Password = lab.Coturn.Password } },
                 CertificateFile = certificate,
                 Links = links ?? new { },
-                Overlays = new Dictionary<string, object> { [OverlayId] = new { NetDevice = new { Name = "ovl0", IP4 = address, PrefixLen = 24 } } },
+                Overlays = new Dictionary<string, object>
+                {
+                    [OverlayId] = new { NetDevice = new { Name = "ovl0", IP4 = address, PrefixLen = 24 }, TrustedCertificates = setup.TrustedCertificates ?? [] },
+                },
             }));
             var host = Path.Combine(AppContext.BaseDirectory, "Overlay.Host.dll");
             var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : Prerequisites.FindOnPath("dotnet") ?? "dotnet";
@@ -210,7 +218,67 @@ public class HostNatLabTests
                 RedirectStandardInput = true,
                 UseShellExecute = false,
             }) ?? throw new InvalidOperationException("cannot start Overlay.Host");
-            return new HostProcess(index, nodeId, address, process, status);
+            return new HostProcess(index, setup.NodeId ?? nodeId, address, process, status);
+        }
+
+        /// <summary>The signaling state in the host's last status file, or null before the first.</summary>
+        public string? Signaling() => ReadStatus(root => root.GetProperty("Signaling").GetString());
+
+        /// <summary>Other addresses that announce this host's node ID, as its last status file shows them.</summary>
+        public IReadOnlyList<string> NodeIdConflicts() =>
+            ReadStatus(root => root.GetProperty("NodeIdConflicts").EnumerateArray().Select(e => e.GetString()!).ToArray()) ?? [];
+
+        private T? ReadStatus<T>(Func<JsonElement, T> read)
+        {
+            try
+            {
+                using var json = JsonDocument.Parse(File.ReadAllText(_statusFile));
+                return read(json.RootElement);
+            }
+            catch (Exception e) when (e is FileNotFoundException or JsonException or IOException or KeyNotFoundException or InvalidOperationException)
+            {
+                return default;
+            }
+        }
+
+        /// <summary>Completes when the host prints a line containing both fragments (lines already printed count).</summary>
+        public Task WaitForLineAsync(string first, string second, TimeSpan timeout)
+        {
+            var seen = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            bool Matches(string line) => line.Contains(first, StringComparison.Ordinal) && line.Contains(second, StringComparison.Ordinal);
+            lock (_output)
+            {
+                if (_output.ToString().Split('\n').Any(Matches)) return Task.CompletedTask;
+                _lineWaiters.Add((Matches, seen));
+            }
+            return seen.Task.WaitAsync(timeout);
+        }
+
+        private readonly List<(Func<string, bool> Matches, TaskCompletionSource Seen)> _lineWaiters = [];
+
+        private void OnLine(string line)
+        {
+            lock (_output)
+            {
+                _output.AppendLine(line);
+                foreach (var waiter in _lineWaiters.ToArray())
+                    if (waiter.Matches(line))
+                    {
+                        _lineWaiters.Remove(waiter);
+                        waiter.Seen.TrySetResult();
+                    }
+            }
+        }
+
+        /// <summary>SIGINT, as Ctrl+C in its terminal.</summary>
+        public void Interrupt() => Process.Start("kill", $"-INT {_process.Id}")?.WaitForExit();
+
+        /// <summary>Waits for the host to exit and returns its exit code.</summary>
+        public async Task<int> WaitForExitAsync(TimeSpan timeout)
+        {
+            using var wait = new CancellationTokenSource(timeout);
+            await _process.WaitForExitAsync(wait.Token);
+            return _process.ExitCode;
         }
 
         /// <summary>The links the host's last status file shows up: peer and path.</summary>

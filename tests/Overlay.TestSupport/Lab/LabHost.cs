@@ -49,6 +49,29 @@ public sealed class LabHost
         router.Exec("sh", "-c \"conntrack -D -p udp >/dev/null 2>&1 || true\""); // exits 1 when there was nothing to delete
     }
 
+    /// <summary>
+    /// Resets the host's TCP connections to <paramref name="server"/>:<paramref name="port"/> at its NAT, as a router that lost
+    /// its TCP state does, and keeps resetting new ones until <see cref="AllowTcp"/>; UDP is untouched. The router answers
+    /// every packet of such a flow, either way, with a reset, and the connection that is open now is reset at once.
+    /// </summary>
+    public void ResetTcp(IPAddress server, int port)
+    {
+        var router = Router ?? throw new InvalidOperationException("a public host has no NAT");
+        // The open connection may be idle for a while: the resets both ends would get at their next packet are delivered
+        // now (the host's socket is aborted, and its reset reaches the server), then the router refuses the flow.
+        Namespace.Exec("ss", $"-K dst {server} dport = {port}");
+        router.Exec("iptables", $"-I FORWARD -s {Address} -d {server} -p tcp --dport {port} -j REJECT --reject-with tcp-reset");
+        router.Exec("iptables", $"-I FORWARD -s {server} -d {Address} -p tcp --sport {port} -j REJECT --reject-with tcp-reset");
+    }
+
+    /// <summary>Lifts <see cref="ResetTcp"/>.</summary>
+    public void AllowTcp(IPAddress server, int port)
+    {
+        var router = Router ?? throw new InvalidOperationException("a public host has no NAT");
+        router.Exec("iptables", $"-D FORWARD -s {Address} -d {server} -p tcp --dport {port} -j REJECT --reject-with tcp-reset");
+        router.Exec("iptables", $"-D FORWARD -s {server} -d {Address} -p tcp --sport {port} -j REJECT --reject-with tcp-reset");
+    }
+
     private void Udp(string op)
     {
         if (Router is { } router)
