@@ -217,12 +217,29 @@ internal sealed class OverlaySwitch
             Interlocked.Increment(ref Counters.LoopValue);
             return;
         }
-        // The reply path installs the forward path: (destination → source) leaves by the port this came in on.
-        if (!_tables.TryGetFlow(destination, source, out var reverse) || !reverse.Valid)
+        // A conversation already pinned to this port was vetted when its path was installed: the common case costs one lookup.
+        var pinned = _tables.TryGetFlow(destination, source, out var reverse) && reverse.Valid;
+        if (!pinned || !ReferenceEquals(reverse.Port, port))
         {
-            if (_tables.HasRoomForFlow(destination, source))
-                _tables.SetFlow(destination, source, new FlowEntry(port, null, _tables.TryGetMac(source, out var m) ? m.Owner : from, now));
-            else Interlocked.Increment(ref Counters.NotLearnedValue);
+            // A plain frame names no root: only the link it came on vouches for its source. This host's own address, or one
+            // whose owner is linked here directly, arrives only from that owner; from another member it is a forgery, which
+            // would otherwise turn this switch's traffic to that address towards the forger.
+            MacEntry? known = null;
+            if (!EthernetFrame.IsGroup(source)
+                && (_localMacSnapshot.Contains(source)
+                    || _tables.TryGetOwner(source, out var owner, out known) && owner != from && FindPort(owner) is not null))
+            {
+                Interlocked.Increment(ref Counters.AddressNotOwnedValue);
+                return;
+            }
+            // The reply path installs the forward path: (destination → source) leaves by the port this came in on, unless the
+            // source is known to be reached by another port (then the address table, which floods taught, decides).
+            if (!pinned && (known is null || ReferenceEquals(known.Port, port)))
+            {
+                if (_tables.HasRoomForFlow(destination, source))
+                    _tables.SetFlow(destination, source, new FlowEntry(port, null, known?.Owner ?? from, now));
+                else Interlocked.Increment(ref Counters.NotLearnedValue);
+            }
         }
 
         if (_localMacSnapshot.Contains(destination))

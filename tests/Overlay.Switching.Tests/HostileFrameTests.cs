@@ -194,6 +194,35 @@ public class HostileFrameTests
     }
 
     [Test]
+    public void A_plain_frame_from_a_directly_linked_members_address_sent_by_another_member_turns_no_traffic_to_it()
+    {
+        var (fabric, ids) = Ring();
+        var sw = fabric.Switches[ids[0]];
+        var (owner, forger) = (sw.Neighbours[0], sw.Neighbours[1]);
+        var (ownerMac, hostMac) = (SwitchFabric.MacOf(owner), SwitchFabric.MacOf(ids[0]));
+        sw.BindAddress(owner, ownerMac); // the owner's link advertised it
+        // A plain unicast frame carries no root: only the link vouches for its source. The forger claims the owner's address
+        // (first, before any traffic between the two), which would make this switch send its replies to the forger.
+        sw.OnLinkFrame(forger, SwitchFabric.Frame(hostMac, ownerMac, 60));
+        // Nor may a member send from this switch's own host's address.
+        sw.OnLocalFrame(Broadcast(ids[0], 61));
+        fabric.Pump();
+        sw.OnLinkFrame(forger, SwitchFabric.Frame(hostMac, hostMac, 62));
+        Assert.That(sw.Counters.AddressNotOwned, Is.EqualTo(2));
+        Assert.That(fabric.Hosts[ids[0]].Count(60) + fabric.Hosts[ids[0]].Count(62), Is.Zero, "the forged frames are not delivered");
+
+        // The host's traffic to the owner's address goes to the owner, not to the forger.
+        fabric.ResetCounts();
+        sw.OnLocalFrame(SwitchFabric.Frame(ownerMac, hostMac, 63));
+        fabric.Pump();
+        Assert.That((fabric.Hosts[owner].Count(63), fabric.Hosts[forger].Count(63)), Is.EqualTo((1, 0)));
+        // The owner's own frames, on its own link, are delivered as ever.
+        sw.OnLinkFrame(owner, SwitchFabric.Frame(hostMac, ownerMac, 64));
+        fabric.Pump();
+        Assert.That(fabric.Hosts[ids[0]].Count(64), Is.EqualTo(1));
+    }
+
+    [Test]
     public void An_advertised_address_is_refused_from_any_other_switch_even_before_its_owner_sent()
     {
         var (fabric, ids) = Ring();

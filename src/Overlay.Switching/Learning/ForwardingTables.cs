@@ -126,6 +126,18 @@ internal sealed class ForwardingTables(int maxAddresses, int maxPaths, int maxAd
         return (_bound.TryGetValue(mac, out var bound) && bound != self) || (found && known!.Owner != self && !known.Stale);
     }
 
+    /// <summary>
+    /// The switch an address belongs to: the one that advertised it, else the one it was learned from (while fresh);
+    /// <paramref name="known"/> is its learned entry, if it has one.
+    /// </summary>
+    public bool TryGetOwner(ulong mac, out NodeId owner, out MacEntry? known)
+    {
+        var found = _macs.TryGetValue(mac, out known);
+        if (_bound.TryGetValue(mac, out owner)) return true;
+        owner = found && !known!.Stale ? known.Owner : default;
+        return found && !known!.Stale;
+    }
+
     /// <summary>Addresses learned per owner switch (a member's share of the table is bounded).</summary>
     public int CountOwnedBy(NodeId owner) => _perOwner.TryGetValue(owner, out var n) ? n : 0;
 
