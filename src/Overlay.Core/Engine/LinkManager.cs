@@ -66,6 +66,9 @@ internal sealed partial class LinkManager
 
     public bool HasLink(UInt128 peer) => _links.ContainsKey(peer);
 
+    /// <summary>The authenticated link to <paramref name="peer"/> while it is up (tests drive a hostile member's link with it).</summary>
+    public TinCanLink? UpLinkTo(UInt128 peer) => _links.TryGetValue(peer, out var l) && l.State == PeerLinkState.Up ? l.Link : null;
+
     /// <summary>The links, ordered by peer, as status reports them.</summary>
     public LinkStatus[] Status(IReadOnlyDictionary<UInt128, LinkRoles> roles) => [.. _links.Values.OrderBy(l => l.Peer).Select(l => new LinkStatus(
         l.PeerNodeId, l.LinkId, roles.GetValueOrDefault(l.Peer), ToChange(l.Phase), l.Initiator, l.Path,

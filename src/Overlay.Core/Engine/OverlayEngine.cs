@@ -141,6 +141,9 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     /// <summary>How many of the links' sockets the node's event loop serves, of how many sockets (diagnostics, tests).</summary>
     internal Task<(int OnLoop, int Sockets)> CountLoopSocketsAsync() => _queue.InvokeAsync(_links.CountLoopSockets);
 
+    /// <summary>The authenticated link to a peer while it is up, from the control queue.</summary>
+    internal Task<Links.TinCanLink?> UpLinkToAsync(UInt128 peer) => _queue.InvokeAsync(() => _links.UpLinkTo(peer));
+
     /// <summary>Tasks started beside the control queue and still running (tests).</summary>
     internal BackgroundWork Work => _work;
 
