@@ -8,8 +8,9 @@ namespace Overlay.Core.Tests.Node;
 
 /// <summary>
 /// Links outlive signaling, with real <c>Overlay.Host</c> processes behind real NATs: presence is advisory, so neither the
-/// XMPP server going away nor one node's connection to it being reset ends a link whose keepalives pass; a node stopped
-/// with Ctrl+C says goodbye over its links; and a node that claims another's ID is refused and told why.
+/// XMPP server going away nor one node's connection to it being reset ends a link whose keepalives pass (the overlay
+/// trusting its own CA rather than the server); a node stopped with Ctrl+C says goodbye over its links; and a node that
+/// claims another's ID is refused and told why.
 /// </summary>
 public partial class HostNatLabTests
 {
@@ -24,9 +25,14 @@ public partial class HostNatLabTests
         var work = Directory.CreateTempSubdirectory("overlay-e2e-");
         var hosts = new List<HostProcess>();
         var pings = new List<PingRun>();
+        // The overlay trusts its own CA, not the server: every host's certificate is issued by it.
+        using var ca = TestCertificateAuthority.Create("lab overlay CA");
+        string[] trusted = [ca.WriteCertificate(Path.Combine(work.FullName, "overlay-ca.pem"))];
         try
         {
-            for (var i = 0; i < lab.Hosts.Count; i++) hosts.Add(HostProcess.Start(lab, i, work.FullName));
+            for (var i = 0; i < lab.Hosts.Count; i++)
+                hosts.Add(HostProcess.Start(lab, i, work.FullName, setup: new HostSetup(
+                    CertificateFile: ca.IssueNodeFile(Path.Combine(work.FullName, $"issued{i + 1}.pem"), $"node{i + 1}"), TrustedCertificates: trusted)));
             await WaitAsync(hosts, () => RingFormed(hosts) && hosts.All(h => h.Signaling() == "Connected"), TimeSpan.FromSeconds(60), "the ring of four");
             PingAll(lab, hosts); // neighbours' ARP entries are in place before counting
             var linksBefore = LinkIds(hosts);
@@ -186,7 +192,7 @@ public partial class HostNatLabTests
         public string To { get; }
 
         public static PingRun Start(NetNamespace ns, string from, string to) =>
-            new(ns.Start("ping", $"-n -i {PingInterval} -W 1 {to}"), from, to);
+            new(ns.Start("env", $"--default-signal=INT ping -n -i {PingInterval} -W 1 {to}"), from, to);
 
         public async Task<PingResult> StopAsync()
         {

@@ -211,7 +211,9 @@ public partial class HostNatLabTests
             }));
             var host = Path.Combine(AppContext.BaseDirectory, "Overlay.Host.dll");
             var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : Prerequisites.FindOnPath("dotnet") ?? "dotnet";
-            var process = Process.Start(new ProcessStartInfo("ip", $"netns exec {lab.Hosts[index].Namespace.Name} {dotnet} {host} {config} --status-file {status}")
+            // SIGINT as in a terminal: a shell that ran the tests in the background left it ignored, and that is inherited.
+            var process = Process.Start(new ProcessStartInfo("ip",
+                $"netns exec {lab.Hosts[index].Namespace.Name} env --default-signal=INT {dotnet} {host} {config} --status-file {status}")
             {
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
