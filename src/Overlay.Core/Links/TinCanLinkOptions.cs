@@ -23,6 +23,9 @@ internal sealed record TinCanLinkOptions
     /// <summary>Time after which the link moves to the next key epoch whatever the traffic.</summary>
     public TimeSpan RekeyInterval { get; init; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>Told each round trip a keepalive echo measures (on the receive thread, once a keepalive interval).</summary>
+    public Action<TimeSpan>? RoundTripMeasured { get; init; }
+
     /// <summary>Largest Ethernet frame carried: MTU plus a 14-byte header and a 4-byte VLAN tag.</summary>
     public int MaxFrameLength => Mtu + 18;
 
