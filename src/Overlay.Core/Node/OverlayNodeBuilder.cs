@@ -103,6 +103,21 @@ public sealed class OverlayNodeBuilder
         return this;
     }
 
+    /// <summary>
+    /// Changes overlay <paramref name="id"/>, already joined (for example read from configuration), or joins it: an
+    /// application may give an overlay from a configuration file its own device (<see cref="OverlayBuilder.WithDevice"/>).
+    /// </summary>
+    public OverlayNodeBuilder ConfigureOverlay(string id, Action<OverlayBuilder> configure)
+    {
+        ArgumentNullException.ThrowIfNull(configure);
+        var index = _overlays.FindIndex(o => o.Id == id);
+        if (index < 0) return JoinOverlay(id, configure);
+        var overlay = new OverlayBuilder(_overlays[index]);
+        configure(overlay);
+        _overlays[index] = overlay.Options;
+        return this;
+    }
+
     /// <summary>Builds the node (not started) from the validated options.</summary>
     /// <param name="loggerFactory">Where the node logs; nowhere when null.</param>
     /// <exception cref="OverlayConfigurationException">A setting is invalid; the exception names it.</exception>
@@ -150,6 +165,8 @@ public sealed class OverlayNodeBuilder
 public sealed class OverlayBuilder
 {
     internal OverlayBuilder(string id) => Options = new OverlayOptions { Id = id };
+
+    internal OverlayBuilder(OverlayOptions options) => Options = options;
 
     internal OverlayOptions Options { get; private set; }
 

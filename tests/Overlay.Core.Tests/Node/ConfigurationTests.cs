@@ -180,4 +180,29 @@ public class ConfigurationTests
             directory.Delete(recursive: true);
         }
     }
+
+    [Test]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_state_directory_keeps_the_key_so_the_node_id_survives_a_restart()
+    {
+        var parent = Directory.CreateTempSubdirectory("overlay-state-");
+        try
+        {
+            var state = Path.Combine(parent.FullName, "state", "node1");
+            var options = OverlayConfiguration.Parse($$"""{ "StateDirectory": "{{state}}", "Overlays": { "a": {} } }""");
+
+            string first;
+            await using (var node = OverlayNode.Create(options)) first = node.NodeId;
+            await using (var again = OverlayNode.Create(options)) Assert.That(again.NodeId, Is.EqualTo(first), "the same key, so the same ID");
+            await using (var other = OverlayNode.Create(options with { StateDirectory = null })) Assert.That(other.NodeId, Is.Not.EqualTo(first), "no state: a new key each run");
+
+            const UnixFileMode owner = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            Assert.That(File.GetUnixFileMode(state), Is.EqualTo(owner | UnixFileMode.UserExecute), "the directory is the owner's alone");
+            Assert.That(File.GetUnixFileMode(Path.Combine(state, "node.pem")), Is.EqualTo(owner), "and so is the key");
+        }
+        finally
+        {
+            parent.Delete(recursive: true);
+        }
+    }
 }
