@@ -28,6 +28,7 @@ internal sealed partial class LinkManager
             return;
         }
         _links[peer] = link;
+        link.Setup = _node.Telemetry?.StartSetup(_overlayId, link.PeerNodeId, link.LinkId, initiator: false);
         Raise(link, LinkChange.Connecting, "");
         agent.SetRemoteCredentials(new IceCredentials(offer.IceUfrag, offer.IcePassword));
         AddCandidates(agent, offer.Candidates);
@@ -93,6 +94,7 @@ internal sealed partial class LinkManager
             var edge = await _node.Signaling.RequestAsync(link.PeerNodeId, new EdgeRequest(_overlayId, EdgeTypes.Format(roles)), timings.RequestTimeout, setup.Token).ConfigureAwait(false);
             if (edge is not EdgeResponse { Accepted: true })
                 throw new LinkSetupException($"edge refused: {(edge as EdgeResponse)?.Reason ?? edge.GetType().Name}");
+            link.Setup?.AddEvent(new("edge.accepted"));
             var agent = await _queue.InvokeAsync(() => IsCurrent(link) ? CreatePath(link, IceRole.Controlling) : null).ConfigureAwait(false)
                 ?? throw new OperationCanceledException();
             var offer = (LinkOffer)Describe(link, answer: false);
@@ -102,6 +104,7 @@ internal sealed partial class LinkManager
             if (!TryReadFingerprint(answer.Fingerprint, out var fingerprint))
                 throw new LinkSetupException("the answer's fingerprint is malformed");
             link.ExpectFingerprint(fingerprint);
+            link.Setup?.AddEvent(new("offer.answered"));
             link.Advertised(answer.Mac);
             ReleaseCandidates(link);
             agent.SetRemoteCredentials(new IceCredentials(answer.IceUfrag, answer.IcePassword));
@@ -134,12 +137,14 @@ internal sealed partial class LinkManager
     {
         var pair = await agent.WaitForSelectedPairAsync(cancellationToken).ConfigureAwait(false);
         link.RouteOver(pair);
+        link.Setup?.AddEvent(new("ice.selected", tags: new() { ["overlay.path"] = PeerLink.PathOf(pair).ToString() }));
         // The peer's key must own the node ID it signals under: a member claiming another's ID cannot complete the link.
         var tincan = new TinCanLink(agent.Channel, agent.Role == IceRole.Controlling, _node.Identity, link.PeerFingerprint, link, _linkOptions, _node.Time,
             link.PeerNodeId);
         link.UseTinCan(tincan);
         tincan.StateChanged += (_, state) => _queue.Post(() => OnLinkState(link, state));
         await tincan.ConnectAsync(cancellationToken).ConfigureAwait(false);
+        link.Setup?.AddEvent(new("dtls.authenticated"));
         _queue.Post(() => OnUp(link));
     }
 
@@ -169,6 +174,8 @@ internal sealed partial class LinkManager
         // The peer is authenticated now: the MAC it advertised is its own, and no other member's frames teach it.
         if (link.PeerMac is { } mac) _switch.BindAddress(link.SwitchId, mac);
         _topology.OnLinkUp(link.Peer);
+        link.Setup?.SetTag("overlay.path.type", NodeTelemetry.PathType(link.Path));
+        link.EndSetup(System.Diagnostics.ActivityStatusCode.Ok, "");
         LogUp(link.LinkId, link.PeerNodeId, link.Path?.ToString() ?? "?", elapsed.TotalMilliseconds);
         _node.RaiseLink(new LinkEvent(_overlayId, link.PeerNodeId, link.LinkId, LinkChange.Up, link.Path, "", elapsed));
         if (tincan.State == LinkState.Disconnected) OnLinkState(link, LinkState.Disconnected); // fell silent before we got here

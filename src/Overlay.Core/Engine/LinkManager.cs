@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Overlay.Links;
 using Overlay.Nat.Ice;
@@ -58,6 +59,7 @@ internal sealed partial class LinkManager
             DeadPeerTimeout = node.Timings.DeadPeerTimeout,
             HandshakeTimeout = node.Timings.SetupTimeout,
             Trust = trust,
+            RoundTripMeasured = node.Telemetry is { } telemetry ? rtt => telemetry.OnRoundTrip(options.Id, rtt) : null,
         };
     }
 
@@ -95,6 +97,7 @@ internal sealed partial class LinkManager
         if (_closed || _links.ContainsKey(peer)) return;
         var link = new PeerLink(peer, Guid.NewGuid().ToString("N"), initiator: true, _switch, _node.Time.GetUtcNow());
         _links[peer] = link;
+        link.Setup = _node.Telemetry?.StartSetup(_overlayId, link.PeerNodeId, link.LinkId, initiator: true);
         Raise(link, LinkChange.Connecting, "");
         _work.Track(InitiateAsync(link, roles));
     }
@@ -278,6 +281,7 @@ internal sealed partial class LinkManager
         var wasUp = link.Port is not null && link.State == PeerLinkState.Up;
         var knownToPeer = link.KnownToPeer;
         link.TryMoveTo(PeerLinkState.Closed, _node.Time.GetUtcNow());
+        link.EndSetup(ending.Change == LinkChange.Closed ? ActivityStatusCode.Unset : ActivityStatusCode.Error, ending.Text);
         if (link.Port is not null)
         {
             _switch.RemoveLink(link.SwitchId);

@@ -19,6 +19,9 @@ internal sealed class NodeContext
     public required Action<LinkEvent> RaiseLink { get; init; }
     public required DataPathOptions DataPath { get; init; }
 
+    /// <summary>The node's instruments and link-setup spans; null in tests that run engines alone.</summary>
+    public NodeTelemetry? Telemetry { get; init; }
+
     /// <summary>The node's data-path threads: the first serves the TAP devices and every link socket, the others a multi-queue TAP's other queues.</summary>
     public required Transport.EventLoopGroup Loops { get; init; }
 

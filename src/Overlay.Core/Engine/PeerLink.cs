@@ -123,6 +123,19 @@ internal sealed class PeerLink : ILinkFrameReceiver
 
     public long MalformedFloods => Interlocked.Read(ref _malformedFloods);
 
+    /// <summary>The span of this link's setup (edge request, offer, ICE, DTLS), while it runs and someone listens.</summary>
+    public System.Diagnostics.Activity? Setup { get; set; }
+
+    /// <summary>Ends the setup span, once: up, failed or abandoned.</summary>
+    public void EndSetup(System.Diagnostics.ActivityStatusCode status, string description)
+    {
+        if (Interlocked.Exchange(ref _setupEnded, 1) != 0 || Setup is not { } activity) return;
+        activity.SetStatus(status, description.Length == 0 ? null : description);
+        activity.Stop();
+    }
+
+    private int _setupEnded;
+
     /// <summary>The moves a link may make; everything else is refused.</summary>
     public static bool IsLegal(PeerLinkState from, PeerLinkState to) => (from, to) switch
     {

@@ -205,7 +205,9 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
                 return;
             case PacketKind.KeepaliveEcho when payload.Length >= 8:
                 var sent = BinaryPrimitives.ReadInt64BigEndian(payload);
-                Interlocked.Exchange(ref _rttTicks, _time.GetElapsedTime(sent).Ticks);
+                var roundTrip = _time.GetElapsedTime(sent);
+                Interlocked.Exchange(ref _rttTicks, roundTrip.Ticks);
+                _options.RoundTripMeasured?.Invoke(roundTrip);
                 return;
             case PacketKind.Frame or PacketKind.FloodFrame:
                 Interlocked.Increment(ref _framesReceived);

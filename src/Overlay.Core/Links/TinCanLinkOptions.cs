@@ -26,6 +26,9 @@ internal sealed record TinCanLinkOptions
     /// <summary>The overlay's own trust anchor (<c>TrustedCertificates</c>) that the peer's certificate must satisfy; null: none.</summary>
     public TrustAnchor? Trust { get; init; }
 
+    /// <summary>Told each round trip a keepalive echo measures (on the receive thread, once a keepalive interval).</summary>
+    public Action<TimeSpan>? RoundTripMeasured { get; init; }
+
     /// <summary>Largest Ethernet frame carried: MTU plus a 14-byte header and a 4-byte VLAN tag.</summary>
     public int MaxFrameLength => Mtu + 18;
 

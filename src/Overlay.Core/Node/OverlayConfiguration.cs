@@ -1,9 +1,10 @@
 using System.Text.Json;
+using Microsoft.Extensions.Configuration;
 
 namespace Overlay;
 
 /// <summary>
-/// Reads <see cref="OverlayNodeOptions"/> from a JSON file whose keys follow EdgeVPN's where they mean the
+/// Reads <see cref="OverlayNodeOptions"/> from a JSON file (or any <see cref="IConfiguration"/> source, <see cref="Read"/>) whose keys follow EdgeVPN's where they mean the
 /// same thing. Unknown keys and wrong types are errors naming the key, so a typo never passes silently.
 /// The options' properties carry .NET names where EdgeVPN's keys do not: <c>NetDevice.IP4</c> is
 /// <see cref="NetDeviceOptions.IPv4Address"/>, <c>PrefixLen</c> <see cref="NetDeviceOptions.PrefixLength"/>,
@@ -26,7 +27,7 @@ namespace Overlay;
 /// }
 /// </code>
 /// </example>
-public static class OverlayConfiguration
+public static partial class OverlayConfiguration
 {
     /// <summary>Reads and validates a configuration file.</summary>
     public static OverlayNodeOptions Load(string path)
@@ -52,25 +53,41 @@ public static class OverlayConfiguration
         {
             throw new OverlayConfigurationException("(file)", $"not valid JSON: {e.Message}", e);
         }
-        using (document)
+        using (document) return ReadOptions(new JsonNode(document.RootElement, ""));
+    }
+
+    /// <summary>
+    /// Reads and validates the same keys from any <see cref="IConfiguration"/> source: an <c>appsettings.json</c>
+    /// section, environment variables (<c>Overlay__Signal__Password</c>), the command line. Keys are matched without
+    /// regard to case, as configuration does; unknown keys and wrong types are errors naming the key. Values are text
+    /// there, so <c>"Port": "5222"</c>, <c>"Offload": "false"</c> and <c>"DeadPeerTimeout": "8"</c> are read as typed.
+    /// </summary>
+    /// <param name="configuration">The section holding the node's keys (for example <c>configuration.GetSection("Overlay")</c>).</param>
+    /// <exception cref="OverlayConfigurationException">A setting is missing or invalid; the exception names it.</exception>
+    public static OverlayNodeOptions Read(IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        return ReadOptions(new SectionNode(configuration, ""));
+    }
+
+    private static OverlayNodeOptions ReadOptions(Node root)
+    {
+        root.Only("NodeId", "Signal", "Stun", "Turn", "CertificateFile", "StateDirectory", "IgnoredNetInterfaces", "Links", "Overlays");
+        var options = new OverlayNodeOptions
         {
-            var root = new Node(document.RootElement, "");
-            root.Only("NodeId", "Signal", "Stun", "Turn", "CertificateFile", "IgnoredNetInterfaces", "Links", "Overlays");
-            var options = new OverlayNodeOptions
-            {
-                NodeId = root.String("NodeId"),
-                Signal = root.Child("Signal") is { } signal ? ReadSignal(signal) : new InProcessSignalingOptions(),
-                Stun = root.Strings("Stun") ?? [],
-                Turn = root.Array("Turn")?.Select(ReadTurn).ToArray() ?? [],
-                CertificateFile = root.String("CertificateFile"),
-                IgnoredNetInterfaces = root.Strings("IgnoredNetInterfaces") ?? [],
-                Links = root.Child("Links") is { } links ? ReadLinks(links) : new LinkTimings(),
-                Overlays = root.Child("Overlays")?.Members().Select(ReadOverlay).ToArray()
-                    ?? throw new OverlayConfigurationException("Overlays", "is required"),
-            };
-            options.Validate();
-            return options;
-        }
+            NodeId = root.String("NodeId"),
+            Signal = root.Child("Signal") is { } signal ? ReadSignal(signal) : new InProcessSignalingOptions(),
+            Stun = root.Strings("Stun") ?? [],
+            Turn = root.Array("Turn")?.Select(ReadTurn).ToArray() ?? [],
+            CertificateFile = root.String("CertificateFile"),
+            StateDirectory = root.String("StateDirectory"),
+            IgnoredNetInterfaces = root.Strings("IgnoredNetInterfaces") ?? [],
+            Links = root.Child("Links") is { } links ? ReadLinks(links) : new LinkTimings(),
+            Overlays = root.Child("Overlays")?.Members().Select(ReadOverlay).ToArray()
+                ?? throw new OverlayConfigurationException("Overlays", "is required"),
+        };
+        options.Validate();
+        return options;
     }
 
     private static SignalingOptions ReadSignal(Node signal)
@@ -152,87 +169,5 @@ public static class OverlayConfiguration
             MaxLearnedAddresses = overlay.Int("MaxLearnedAddresses") ?? defaults.MaxLearnedAddresses,
             MaxLocalAddresses = overlay.Int("MaxLocalAddresses") ?? defaults.MaxLocalAddresses,
         };
-    }
-
-    /// <summary>A JSON object with its key path, reading typed members with errors that name the key.</summary>
-    private sealed class Node(JsonElement element, string path)
-    {
-        public string Name => path[(path.LastIndexOf('.') + 1)..];
-
-        public string KeyOf(string member) => path.Length == 0 ? member : $"{path}.{member}";
-
-        public bool Has(string member) => element.TryGetProperty(member, out _);
-
-        public void Only(params string[] allowed)
-        {
-            if (element.ValueKind != JsonValueKind.Object)
-                throw new OverlayConfigurationException(path.Length == 0 ? "(root)" : path, "must be an object");
-            foreach (var property in element.EnumerateObject())
-                if (System.Array.IndexOf(allowed, property.Name) < 0)
-                    throw new OverlayConfigurationException(KeyOf(property.Name), $"unknown key (known here: {string.Join(", ", allowed)})");
-        }
-
-        public Node? Child(string member) => Get(member, JsonValueKind.Object, "an object") is { } e ? new Node(e, KeyOf(member)) : null;
-
-        public IEnumerable<Node> Members()
-        {
-            foreach (var property in element.EnumerateObject())
-                yield return new Node(property.Value, KeyOf(property.Name));
-        }
-
-        public IEnumerable<Node>? Array(string member) =>
-            Get(member, JsonValueKind.Array, "an array") is { } e ? e.EnumerateArray().Select((item, i) => new Node(item, $"{KeyOf(member)}[{i}]")).ToArray() : null;
-
-        public string? String(string member) => Get(member, JsonValueKind.String, "a string")?.GetString();
-
-        public int? Int(string member)
-        {
-            if (!element.TryGetProperty(member, out var value) || value.ValueKind == JsonValueKind.Null) return null;
-            // EdgeVPN wrote some numbers as strings ("Port": "5222"); accept both.
-            if (value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var n)) return n;
-            if (value.ValueKind == JsonValueKind.String && int.TryParse(value.GetString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out n)) return n;
-            throw new OverlayConfigurationException(KeyOf(member), $"must be an integer, not {value.GetRawText()}");
-        }
-
-        public bool? Bool(string member)
-        {
-            if (!element.TryGetProperty(member, out var value) || value.ValueKind == JsonValueKind.Null) return null;
-            return value.ValueKind switch
-            {
-                JsonValueKind.True => true,
-                JsonValueKind.False => false,
-                _ => throw new OverlayConfigurationException(KeyOf(member), $"must be true or false, not {value.GetRawText()}"),
-            };
-        }
-
-        public TimeSpan? Seconds(string member)
-        {
-            if (!element.TryGetProperty(member, out var value) || value.ValueKind == JsonValueKind.Null) return null;
-            if (value.ValueKind == JsonValueKind.Number && value.TryGetDouble(out var seconds) && seconds is > 0 and <= 86_400)
-                return TimeSpan.FromSeconds(seconds);
-            throw new OverlayConfigurationException(KeyOf(member), $"must be a number of seconds in (0, 86400], not {value.GetRawText()}");
-        }
-
-        public IReadOnlyList<string>? Strings(string member)
-        {
-            if (Get(member, JsonValueKind.Array, "an array of strings") is not { } array) return null;
-            var list = new List<string>();
-            var i = 0;
-            foreach (var item in array.EnumerateArray())
-            {
-                if (item.ValueKind != JsonValueKind.String)
-                    throw new OverlayConfigurationException($"{KeyOf(member)}[{i}]", "must be a string");
-                list.Add(item.GetString()!);
-                i++;
-            }
-            return list;
-        }
-
-        private JsonElement? Get(string member, JsonValueKind kind, string what)
-        {
-            if (!element.TryGetProperty(member, out var value) || value.ValueKind == JsonValueKind.Null) return null;
-            if (value.ValueKind != kind) throw new OverlayConfigurationException(KeyOf(member), $"must be {what}");
-            return value;
-        }
     }
 }

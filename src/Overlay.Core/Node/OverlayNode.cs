@@ -45,8 +45,17 @@ public sealed partial class OverlayNode : IAsyncDisposable
     private int _started;
     private int _disposed;
     private Transport.EventLoopGroup? _loops;
+    private readonly TaskCompletionSource _startedOnce = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly NodeTelemetry _telemetry;
 
-    private OverlayNode(OverlayNodeOptions options, ILoggerFactory? loggerFactory, TimeProvider? time, NodeIdentity? identity)
+    /// <summary>The name of the node's <see cref="System.Diagnostics.Metrics.Meter"/> (README "Metrics" lists its instruments).</summary>
+    public const string MeterName = "Overlay";
+
+    /// <summary>The name of the <see cref="System.Diagnostics.ActivitySource"/> of link setups (span <c>overlay.link.setup</c>).</summary>
+    public const string ActivitySourceName = "Overlay";
+
+    private OverlayNode(OverlayNodeOptions options, ILoggerFactory? loggerFactory, TimeProvider? time, NodeIdentity? identity,
+        System.Diagnostics.Metrics.IMeterFactory? meterFactory)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -55,7 +64,8 @@ public sealed partial class OverlayNode : IAsyncDisposable
         _logger = _loggerFactory.CreateLogger<OverlayNode>();
         _time = time ?? TimeProvider.System;
         _ownsIdentity = identity is null;
-        Identity = identity ?? (options.CertificateFile is { } file ? NodeIdentity.LoadOrCreate(file) : NodeIdentity.CreateEphemeral());
+        if (identity is null && options.StateDirectory is { } state) CreateStateDirectory(state);
+        Identity = identity ?? (options.KeyFile is { } file ? NodeIdentity.LoadOrCreate(file) : NodeIdentity.CreateEphemeral());
         // A node ID belongs to a key: it is derived from the identity's, and a configured one must be that one.
         NodeId = Identity.NodeId;
         if (options.NodeId is { } configured && configured != NodeId)
@@ -66,6 +76,22 @@ public sealed partial class OverlayNode : IAsyncDisposable
                 : $"'{configured}' does not belong to the key in '{options.CertificateFile}', which owns node ID {NodeId}: leave NodeId out, or use the key that owns it");
         }
         WarnAboutExposedSecrets(options);
+        _telemetry = new NodeTelemetry(NodeId, meterFactory, () => Overlays, () => _signaling);
+    }
+
+    /// <summary>The state directory is created owner-only; one that exists is used as it is (its key file is owner-only).</summary>
+    private static void CreateStateDirectory(string path)
+    {
+        try
+        {
+            if (Directory.Exists(path)) return;
+            if (OperatingSystem.IsWindows()) Directory.CreateDirectory(path);
+            else Directory.CreateDirectory(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new OverlayConfigurationException("StateDirectory", $"cannot create '{path}': {e.Message}", e);
+        }
     }
 
     /// <summary>A file holding a password or a private key that the group or others may read gets a warning (it still runs).</summary>
@@ -77,7 +103,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
         (string? Path, string What)[] files =
         [
             (configHoldsSecret ? options.SourceFile : null, "configuration with passwords"),
-            (_ownsIdentity ? options.CertificateFile : null, "the node's private key"),
+            (_ownsIdentity ? options.KeyFile : null, "the node's private key"),
             (xmpp?.ClientCertificateFile, "the XMPP client key"),
         ];
         foreach (var (path, what) in files)
@@ -98,10 +124,13 @@ public sealed partial class OverlayNode : IAsyncDisposable
     /// <param name="options">The node's settings; validated here.</param>
     /// <param name="loggerFactory">Where the node logs; nowhere when null.</param>
     /// <param name="time">The clock (tests may supply their own).</param>
-    /// <param name="identity">The node's certificate and key; when null, loaded from (or created at) <see cref="OverlayNodeOptions.CertificateFile"/>, or ephemeral.</param>
+    /// <param name="identity">The node's certificate and key; when null, loaded from (or created at) <see cref="OverlayNodeOptions.CertificateFile"/>
+    /// or the <see cref="OverlayNodeOptions.StateDirectory"/>, or ephemeral.</param>
+    /// <param name="meterFactory">Creates the node's meter (<see cref="MeterName"/>); when null, the node keeps a meter of its own.</param>
     /// <exception cref="OverlayConfigurationException">A setting is invalid; the exception names it.</exception>
-    public static OverlayNode Create(OverlayNodeOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? time = null, NodeIdentity? identity = null) =>
-        new(options, loggerFactory, time, identity);
+    public static OverlayNode Create(OverlayNodeOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? time = null, NodeIdentity? identity = null,
+        System.Diagnostics.Metrics.IMeterFactory? meterFactory = null) =>
+        new(options, loggerFactory, time, identity, meterFactory);
 
     /// <summary>The node's ID (32 lower-case hex characters).</summary>
     public string NodeId { get; }
@@ -155,7 +184,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
             {
                 NodeId = NodeId, Self = Switching.NodeId.Parse(NodeId).Value, Identity = Identity, Signaling = signaling, Ice = ice,
                 Timings = Options.Links, Time = _time, LoggerFactory = _loggerFactory, RaiseLink = RaiseLink, Loops = _loops,
-                DataPath = Options.DataPath,
+                DataPath = Options.DataPath, Telemetry = _telemetry,
             };
             var networks = new List<OverlayNetwork>();
             for (var i = 0; i < Options.Overlays.Count; i++)
@@ -170,9 +199,11 @@ public sealed partial class OverlayNode : IAsyncDisposable
             foreach (var engine in _engines.Values) engine.Start(signaling.GetPeers(engine.Id).Keys);
             Volatile.Write(ref _overlays, [.. networks]);
             LogStarted(NodeId, string.Join(", ", Options.Overlays.Select(o => o.Id)), Identity.Fingerprint.ToString());
+            _startedOnce.TrySetResult();
         }
-        catch
+        catch (Exception e)
         {
+            if (_startedOnce.TrySetException(e)) _ = _startedOnce.Task.Exception; // observed: WaitUntilReadyAsync rethrows it
             if (_engines.Count == 0)
                 foreach (var device in devices) await device.DisposeAsync().ConfigureAwait(false);
             await DisposeAsync().ConfigureAwait(false);
@@ -236,6 +267,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
     {
         var net = overlay.NetDevice;
         var mac = net.MacAddress is { } text ? PhysicalAddress.Parse(text.Replace(':', '-')) : OverlayEngine.DeriveMac(NodeId, overlay.Id);
+        if (overlay.Device is { } own) return own;
         if (net.Name is null) return new InMemoryEthernetDevice($"mem-{overlay.Id}", mac, net.Mtu);
         var addresses = new List<InterfaceAddress>();
         if (net.IPv4Address is { } ip4) addresses.Add(new InterfaceAddress(IPAddress.Parse(ip4), net.PrefixLength));
@@ -264,6 +296,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
 
     private void RaiseLink(LinkEvent e)
     {
+        _telemetry.OnLinkEvent(e);
         LinkChanged?.Invoke(this, e);
         lock (_gate)
             foreach (var watcher in _linkWatchers) watcher.Writer.TryWrite(e);
@@ -299,10 +332,50 @@ public sealed partial class OverlayNode : IAsyncDisposable
         };
     }
 
-    /// <summary>Tears down every link (telling the peers), closes the NICs and leaves signaling.</summary>
+    /// <summary>
+    /// Waits until the node is ready: started, its signaling connected, and every overlay joined (its members known and
+    /// links being formed to them). After a lost signaling connection it waits for the reconnection; links that work go on
+    /// meanwhile.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The node stopped (or its start failed: then the start's exception).</exception>
+    public async Task WaitUntilReadyAsync(CancellationToken cancellationToken = default)
+    {
+        await _startedOnce.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var signaling = _signaling ?? throw new ObjectDisposedException(nameof(OverlayNode));
+        var connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnState(object? sender, SignalingStateChangedEventArgs e)
+        {
+            if (e.State == SignalingState.Connected) connected.TrySetResult();
+            else if (e.State == SignalingState.Closed) connected.TrySetException(new ObjectDisposedException(nameof(OverlayNode)));
+        }
+        signaling.StateChanged += OnState;
+        try
+        {
+            switch (signaling.State)
+            {
+                case SignalingState.Connected: return;
+                case SignalingState.Closed: throw new ObjectDisposedException(nameof(OverlayNode));
+            }
+            await connected.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            signaling.StateChanged -= OnState;
+        }
+    }
+
+    /// <summary>
+    /// Stops the node: tears down every link (telling the peers over the link and through signaling), closes the NICs and
+    /// leaves signaling. A stopped node does not start again. When <paramref name="cancellationToken"/> fires first, the
+    /// call returns and the teardown goes on in the background.
+    /// </summary>
+    public Task StopAsync(CancellationToken cancellationToken = default) => DisposeAsync().AsTask().WaitAsync(cancellationToken);
+
+    /// <summary>Tears down every link (telling the peers), closes the NICs and leaves signaling (as <see cref="StopAsync"/>).</summary>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        if (_startedOnce.TrySetException(new ObjectDisposedException(nameof(OverlayNode)))) _ = _startedOnce.Task.Exception;
         foreach (var engine in _engines.Values) await engine.DisposeAsync().ConfigureAwait(false);
         _loops?.Dispose(); // after the engines: their NICs and link sockets have left them
         await _lifetime.CancelAsync().ConfigureAwait(false);
@@ -316,6 +389,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
             foreach (var watcher in _linkWatchers) watcher.Writer.TryComplete();
         _lifetime.Dispose();
         foreach (var anchor in _trust) anchor?.Dispose();
+        _telemetry.Dispose();
         if (_ownsIdentity) Identity.Dispose();
         LogStopped(NodeId);
     }

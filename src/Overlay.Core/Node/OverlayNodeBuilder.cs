@@ -15,6 +15,7 @@ public sealed class OverlayNodeBuilder
     private readonly List<TurnServerOptions> _turn = [];
     private Links.NodeIdentity? _identity;
     private TimeProvider? _time;
+    private System.Diagnostics.Metrics.IMeterFactory? _meterFactory;
 
     /// <summary>Starts from <paramref name="options"/> (for example read by <see cref="OverlayConfiguration"/>), or from defaults.</summary>
     public OverlayNodeBuilder(OverlayNodeOptions? options = null)
@@ -36,6 +37,20 @@ public sealed class OverlayNodeBuilder
     public OverlayNodeBuilder WithCertificateFile(string path)
     {
         _options = _options with { CertificateFile = path };
+        return this;
+    }
+
+    /// <summary>Keeps the node's state (its key, and so its ID) in <paramref name="path"/>, created owner-only on first use.</summary>
+    public OverlayNodeBuilder WithStateDirectory(string path)
+    {
+        _options = _options with { StateDirectory = path };
+        return this;
+    }
+
+    /// <summary>Creates the node's instruments (<see cref="OverlayNode.MeterName"/>) through <paramref name="meterFactory"/> instead of a meter of its own.</summary>
+    public OverlayNodeBuilder WithMeterFactory(System.Diagnostics.Metrics.IMeterFactory meterFactory)
+    {
+        _meterFactory = meterFactory ?? throw new ArgumentNullException(nameof(meterFactory));
         return this;
     }
 
@@ -88,11 +103,26 @@ public sealed class OverlayNodeBuilder
         return this;
     }
 
+    /// <summary>
+    /// Changes overlay <paramref name="id"/>, already joined (for example read from configuration), or joins it: an
+    /// application may give an overlay from a configuration file its own device (<see cref="OverlayBuilder.WithDevice"/>).
+    /// </summary>
+    public OverlayNodeBuilder ConfigureOverlay(string id, Action<OverlayBuilder> configure)
+    {
+        ArgumentNullException.ThrowIfNull(configure);
+        var index = _overlays.FindIndex(o => o.Id == id);
+        if (index < 0) return JoinOverlay(id, configure);
+        var overlay = new OverlayBuilder(_overlays[index]);
+        configure(overlay);
+        _overlays[index] = overlay.Options;
+        return this;
+    }
+
     /// <summary>Builds the node (not started) from the validated options.</summary>
     /// <param name="loggerFactory">Where the node logs; nowhere when null.</param>
     /// <exception cref="OverlayConfigurationException">A setting is invalid; the exception names it.</exception>
     public OverlayNode Build(Microsoft.Extensions.Logging.ILoggerFactory? loggerFactory = null) =>
-        OverlayNode.Create(BuildOptions(), loggerFactory, _time, _identity);
+        OverlayNode.Create(BuildOptions(), loggerFactory, _time, _identity, _meterFactory);
 
     /// <summary>Uses a certificate the host supplies (with its private key) as the node's identity.</summary>
     public OverlayNodeBuilder WithIdentity(Links.NodeIdentity identity)
@@ -136,6 +166,8 @@ public sealed class OverlayBuilder
 {
     internal OverlayBuilder(string id) => Options = new OverlayOptions { Id = id };
 
+    internal OverlayBuilder(OverlayOptions options) => Options = options;
+
     internal OverlayOptions Options { get; private set; }
 
     /// <summary>Uses a Linux TAP device named <paramref name="name"/> (needs CAP_NET_ADMIN).</summary>
@@ -143,6 +175,17 @@ public sealed class OverlayBuilder
 
     /// <summary>Uses an in-memory device instead of a TAP (demo, tests, no root).</summary>
     public OverlayBuilder WithInMemoryDevice() => Device(d => d with { Name = null });
+
+    /// <summary>
+    /// Uses the application's own device as the overlay's virtual NIC (a batching device, a bridge to a VM or container);
+    /// the node disposes of it when it stops.
+    /// </summary>
+    public OverlayBuilder WithDevice(Tap.IEthernetDevice device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        Options = Options with { Device = device };
+        return this;
+    }
 
     /// <summary>Sets an IPv4 (a.b.c.d/len) or IPv6 (x::y/len) address of the node on the overlay.</summary>
     public OverlayBuilder WithAddress(string cidr)

@@ -28,6 +28,16 @@ public sealed record OverlayNodeOptions
     /// <summary>Where the node's long-lived certificate lives; created there on first use. Null keeps it in memory only.</summary>
     public string? CertificateFile { get; init; }
 
+    /// <summary>
+    /// A directory the node keeps its state in (key <c>StateDirectory</c>): created owner-only (0700) when missing, it
+    /// holds the node's key (<c>node.pem</c>, 0600, created on first start), so the node ID survives restarts.
+    /// <see cref="CertificateFile"/>, when also set, names the key instead. Null keeps no state.
+    /// </summary>
+    public string? StateDirectory { get; init; }
+
+    /// <summary>Where the node's key is kept: <see cref="CertificateFile"/>, else <c>node.pem</c> in <see cref="StateDirectory"/>, else nowhere.</summary>
+    internal string? KeyFile => CertificateFile ?? (StateDirectory is { } directory ? System.IO.Path.Combine(directory, "node.pem") : null);
+
     /// <summary>Names of network interfaces never gathered as ICE host candidates (the overlays' own TAPs always are excluded).</summary>
     public IReadOnlyList<string> IgnoredNetInterfaces { get; init; } = [];
 
@@ -48,6 +58,8 @@ public sealed record OverlayNodeOptions
     {
         if (NodeId is not null && !Switching.NodeId.IsValid(NodeId))
             throw new OverlayConfigurationException("NodeId", "must be 32 lower-case hex characters (a 128-bit ID)");
+        if (StateDirectory is not null && string.IsNullOrWhiteSpace(StateDirectory))
+            throw new OverlayConfigurationException("StateDirectory", "must name a directory");
         Signal.Validate("Signal");
         for (var i = 0; i < Stun.Count; i++)
             if (!OptionChecks.IsHostPort(Stun[i]))

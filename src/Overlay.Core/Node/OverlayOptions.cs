@@ -55,11 +55,20 @@ public sealed record OverlayOptions
     /// </summary>
     public IReadOnlyList<string> TrustedCertificates { get; init; } = [];
 
+    /// <summary>
+    /// The application's own virtual NIC for this overlay (a batching device, a bridge to a VM or container) instead
+    /// of the TAP or in-memory device <see cref="NetDevice"/> describes; the node owns it from its start and disposes
+    /// of it when it stops. Not read from configuration (set it with <see cref="OverlayBuilder.WithDevice"/>).
+    /// </summary>
+    public Tap.IEthernetDevice? Device { get; init; }
+
     internal void Validate(string key)
     {
         if (string.IsNullOrWhiteSpace(Id) || Id.Length > 64 || Id.Any(c => !char.IsAsciiLetterOrDigit(c) && c is not '-' and not '_'))
             throw new OverlayConfigurationException(key, "the overlay ID must be 1-64 letters, digits, '-' or '_'");
         NetDevice.Validate($"{key}.NetDevice");
+        if (Device is not null && NetDevice.Name is not null)
+            throw new OverlayConfigurationException($"{key}.NetDevice.Name", "a TAP is named, but the application supplies the overlay's device: choose one");
         if (MinSuccessors is < 1 or > 16) throw new OverlayConfigurationException($"{key}.MinSuccessors", $"{MinSuccessors} is outside 1..16");
         if (MaxLongDistEdges is < 0 or > 64) throw new OverlayConfigurationException($"{key}.MaxLongDistEdges", $"{MaxLongDistEdges} is outside 0..64");
         if (MaxOnDemandEdges is < 0 or > 64) throw new OverlayConfigurationException($"{key}.MaxOnDemandEdges", $"{MaxOnDemandEdges} is outside 0..64");

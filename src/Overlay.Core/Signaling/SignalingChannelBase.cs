@@ -351,7 +351,6 @@ internal abstract class SignalingChannelBase : ISignalingChannel
                 && p.Completion.TrySetResult(message))
             {
                 Interlocked.Increment(ref _responsesMatched);
-                SignalingMetrics.Accepted.Add(1);
             }
             else
             {
@@ -367,7 +366,6 @@ internal abstract class SignalingChannelBase : ISignalingChannel
         if (_incoming.Writer.TryWrite(new IncomingSignal(env.NodeId, fromAddress, message, respond)))
         {
             Interlocked.Increment(ref _accepted);
-            SignalingMetrics.Accepted.Add(1);
         }
         else
         {
@@ -395,7 +393,6 @@ internal abstract class SignalingChannelBase : ISignalingChannel
     private void Drop(ref long counter, string reason)
     {
         Interlocked.Increment(ref counter);
-        SignalingMetrics.Dropped.Add(1, new KeyValuePair<string, object?>("reason", reason));
         Logger.LogDebug("dropped inbound signaling message: {Reason}", reason);
     }
 

@@ -66,34 +66,42 @@ public class ConfigurationTests
         Assert.That(built.Turn, Is.EqualTo(read.Turn));
     }
 
-    [TestCase("""{ "NodeId": "XYZ", "Overlays": { "a": {} } }""", "NodeId")]
-    [TestCase("""{ "Overlays": { "a": {} }, "Stunn": [] }""", "Stunn")]
-    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "PrefixLen": 33 } } } }""", "Overlays.a.NetDevice.PrefixLen")]
-    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "MTU": "big" } } } }""", "Overlays.a.NetDevice.MTU")]
-    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Offload": "yes" } } } }""", "Overlays.a.NetDevice.Offload")]
-    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "IP4": "10.0.0.300" } } } }""", "Overlays.a.NetDevice.IP4")]
-    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Name": "a-name-longer-than-15" } } } }""", "Overlays.a.NetDevice.Name")]
-    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Name": ".." } } } }""", "Overlays.a.NetDevice.Name")]
-    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Name": "tap\u00e9" } } } }""", "Overlays.a.NetDevice.Name")]
-    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "MAC": "01:00:5e:00:00:01" } } } }""", "Overlays.a.NetDevice.MAC")]
-    [TestCase("""{ "Overlays": { "a": { "StaticEdges": [ "nope" ] } } }""", "Overlays.a.StaticEdges[0]")]
-    [TestCase("""{ "Overlays": { "a": { "Groups": [ " " ] } } }""", "Overlays.a.Groups[0]")]
-    [TestCase("""{ "Signal": { "HostAddress": "x.example", "Username": "n@x.example", "Password": "p" }, "Overlays": { "a": { "Groups": [ "g" ] }, "b": {} } }""", "Overlays.b.Groups")]
-    [TestCase("""{ "Overlays": { "a": { "MinSuccessors": 0 } } }""", "Overlays.a.MinSuccessors")]
-    [TestCase("""{ "Overlays": { "a": { "MaxLearnedAddresses": 0 } } }""", "Overlays.a.MaxLearnedAddresses")]
-    [TestCase("""{ "Overlays": { "a": { "MaxLocalAddresses": -1 } } }""", "Overlays.a.MaxLocalAddresses")]
-    [TestCase("""{ "Overlays": { "a": { "NetDevice": { "Name": "t0" } }, "b": { "NetDevice": { "Name": "t0" } } } }""", "Overlays.b.NetDevice.Name")]
-    [TestCase("""{ "Overlays": {} }""", "Overlays")]
-    [TestCase("""{ }""", "Overlays")]
-    [TestCase("""{ "Stun": [ "no-port" ], "Overlays": { "a": {} } }""", "Stun[0]")]
-    [TestCase("""{ "Turn": [ { "Address": "t:3478", "User": "u" } ], "Overlays": { "a": {} } }""", "Turn[0].Password")]
-    [TestCase("""{ "Signal": { "HostAddress": "x", "Username": "u@d" }, "Overlays": { "a": {} } }""", "Signal.Password")]
-    [TestCase("""{ "Signal": { "HostAddress": "x", "Username": "nodomain", "Password": "p" }, "Overlays": { "a": {} } }""", "Signal.Username")]
-    [TestCase("""{ "Signal": { "HostAddress": "x", "Username": "u@d", "Password": "p", "AuthenticationMethod": "TOKEN" }, "Overlays": { "a": {} } }""", "Signal.AuthenticationMethod")]
-    [TestCase("""{ "Signal": { "HostAddress": "x", "Username": "u@d", "Password": "p", "Port": 70000 }, "Overlays": { "a": {} } }""", "Signal.Port")]
-    [TestCase("""{ "Overlays": [ "a" ] }""", "Overlays")]
-    [TestCase("""{ "Overlays": { "a b": {} } }""", "Overlays.a b")]
-    [TestCase("""{ "Overlays": """, "(file)")]
+    /// <summary>Invalid settings and the key their error must name (also read through configuration, ConfigurationSourceTests).</summary>
+    internal static readonly (string Json, string Key)[] InvalidSettings =
+    [
+        ("""{ "NodeId": "XYZ", "Overlays": { "a": {} } }""", "NodeId"),
+        ("""{ "Overlays": { "a": {} }, "Stunn": [] }""", "Stunn"),
+        ("""{ "Overlays": { "a": { "NetDevice": { "PrefixLen": 33 } } } }""", "Overlays.a.NetDevice.PrefixLen"),
+        ("""{ "Overlays": { "a": { "NetDevice": { "MTU": "big" } } } }""", "Overlays.a.NetDevice.MTU"),
+        ("""{ "Overlays": { "a": { "NetDevice": { "Offload": "yes" } } } }""", "Overlays.a.NetDevice.Offload"),
+        ("""{ "Overlays": { "a": { "NetDevice": { "IP4": "10.0.0.300" } } } }""", "Overlays.a.NetDevice.IP4"),
+        ("""{ "Overlays": { "a": { "NetDevice": { "Name": "a-name-longer-than-15" } } } }""", "Overlays.a.NetDevice.Name"),
+        ("""{ "Overlays": { "a": { "NetDevice": { "Name": ".." } } } }""", "Overlays.a.NetDevice.Name"),
+        ("""{ "Overlays": { "a": { "NetDevice": { "Name": "tap\u00e9" } } } }""", "Overlays.a.NetDevice.Name"),
+        ("""{ "Overlays": { "a": { "NetDevice": { "MAC": "01:00:5e:00:00:01" } } } }""", "Overlays.a.NetDevice.MAC"),
+        ("""{ "Overlays": { "a": { "StaticEdges": [ "nope" ] } } }""", "Overlays.a.StaticEdges[0]"),
+        ("""{ "Overlays": { "a": { "Groups": [ " " ] } } }""", "Overlays.a.Groups[0]"),
+        ("""{ "Signal": { "HostAddress": "x.example", "Username": "n@x.example", "Password": "p" }, "Overlays": { "a": { "Groups": [ "g" ] }, "b": {} } }""", "Overlays.b.Groups"),
+        ("""{ "Overlays": { "a": { "MinSuccessors": 0 } } }""", "Overlays.a.MinSuccessors"),
+        ("""{ "Overlays": { "a": { "MaxLearnedAddresses": 0 } } }""", "Overlays.a.MaxLearnedAddresses"),
+        ("""{ "Overlays": { "a": { "MaxLocalAddresses": -1 } } }""", "Overlays.a.MaxLocalAddresses"),
+        ("""{ "Overlays": { "a": { "NetDevice": { "Name": "t0" } }, "b": { "NetDevice": { "Name": "t0" } } } }""", "Overlays.b.NetDevice.Name"),
+        ("""{ "Overlays": {} }""", "Overlays"),
+        ("""{ }""", "Overlays"),
+        ("""{ "Stun": [ "no-port" ], "Overlays": { "a": {} } }""", "Stun[0]"),
+        ("""{ "Turn": [ { "Address": "t:3478", "User": "u" } ], "Overlays": { "a": {} } }""", "Turn[0].Password"),
+        ("""{ "Signal": { "HostAddress": "x", "Username": "u@d" }, "Overlays": { "a": {} } }""", "Signal.Password"),
+        ("""{ "Signal": { "HostAddress": "x", "Username": "nodomain", "Password": "p" }, "Overlays": { "a": {} } }""", "Signal.Username"),
+        ("""{ "Signal": { "HostAddress": "x", "Username": "u@d", "Password": "p", "AuthenticationMethod": "TOKEN" }, "Overlays": { "a": {} } }""", "Signal.AuthenticationMethod"),
+        ("""{ "Signal": { "HostAddress": "x", "Username": "u@d", "Password": "p", "Port": 70000 }, "Overlays": { "a": {} } }""", "Signal.Port"),
+        ("""{ "Overlays": [ "a" ] }""", "Overlays"),
+        ("""{ "Overlays": { "a b": {} } }""", "Overlays.a b"),
+        ("""{ "Overlays": """, "(file)"),
+    ];
+
+    private static IEnumerable<TestCaseData> InvalidCases() => InvalidSettings.Select(c => new TestCaseData(c.Json, c.Key));
+
+    [TestCaseSource(nameof(InvalidCases))]
     public void An_invalid_setting_is_an_error_naming_its_key(string json, string key)
     {
         var e = Assert.Throws<OverlayConfigurationException>(() => OverlayConfiguration.Parse(json))!;
@@ -170,6 +178,31 @@ public class ConfigurationTests
         finally
         {
             directory.Delete(recursive: true);
+        }
+    }
+
+    [Test]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_state_directory_keeps_the_key_so_the_node_id_survives_a_restart()
+    {
+        var parent = Directory.CreateTempSubdirectory("overlay-state-");
+        try
+        {
+            var state = Path.Combine(parent.FullName, "state", "node1");
+            var options = OverlayConfiguration.Parse($$"""{ "StateDirectory": "{{state}}", "Overlays": { "a": {} } }""");
+
+            string first;
+            await using (var node = OverlayNode.Create(options)) first = node.NodeId;
+            await using (var again = OverlayNode.Create(options)) Assert.That(again.NodeId, Is.EqualTo(first), "the same key, so the same ID");
+            await using (var other = OverlayNode.Create(options with { StateDirectory = null })) Assert.That(other.NodeId, Is.Not.EqualTo(first), "no state: a new key each run");
+
+            const UnixFileMode owner = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            Assert.That(File.GetUnixFileMode(state), Is.EqualTo(owner | UnixFileMode.UserExecute), "the directory is the owner's alone");
+            Assert.That(File.GetUnixFileMode(Path.Combine(state, "node.pem")), Is.EqualTo(owner), "and so is the key");
+        }
+        finally
+        {
+            parent.Delete(recursive: true);
         }
     }
 }

@@ -152,7 +152,6 @@ internal sealed class XmppSignalingChannel : SignalingChannelBase
                     await Task.Delay(Backoff(attempt), TimeProvider, ct).ConfigureAwait(false);
                     session = await StartSessionAsync(ct).ConfigureAwait(false);
                     Interlocked.Increment(ref _reconnections);
-                    SignalingMetrics.Reconnects.Add(1);
                     SetState(SignalingState.Connected, null);
                     break;
                 }
