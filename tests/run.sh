@@ -24,6 +24,14 @@ if [ "$(id -u)" = 0 ]; then
   for s in prosody coturn; do (service "$s" stop || true) >/dev/null 2>&1; done
 fi
 
+# One run at a time on a machine: runs share fixed namespaces' prefixes, prosody's port and the sweep below, which
+# would otherwise delete a live run's namespaces. A second run waits for the first.
+exec 9>/tmp/overlay-tests.lock
+if command -v flock >/dev/null && ! flock -n 9; then
+  echo "another test run holds /tmp/overlay-tests.lock: waiting for it to finish"
+  flock 9
+fi
+
 # Namespaces left by an interrupted earlier run (the fixtures name theirs o<hex>-..., otap..., ow[ab]...).
 if [ "$(id -u)" = 0 ] && command -v ip >/dev/null; then
   for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(o[0-9a-f]{5}-|otap[0-9a-f]{5}$|ow[ab][0-9a-f]{5}$)' || true); do
