@@ -7,6 +7,14 @@ internal sealed class SwitchCounters
     internal long MembershipQueriesValue, NotLearnedValue;
     internal long RuntValue, OversizeValue, OwnRootValue, OutsideArcValue, HopLimitValue, DuplicateValue, LoopValue, SendFailedValue, UnknownPortValue;
     internal long NotFromRootValue, AddressNotOwnedValue, GroupsRefusedValue;
+    internal long MssClampedValue, TooBigAnsweredValue, TooBigDroppedValue;
+
+    /// <summary>TCP SYNs crossing the local port whose MSS was lowered to what the link's path MTU leaves room for.</summary>
+    public long MssClamped => Volatile.Read(ref MssClampedValue);
+    /// <summary>Frames from the local host too long for their link, answered with ICMP "fragmentation needed" or ICMPv6 "packet too big".</summary>
+    public long TooBigAnswered => Volatile.Read(ref TooBigAnsweredValue);
+    /// <summary>Dropped: too long for their link and no ICMP answer due (IPv4 without DF, not IP, or forwarded for another switch).</summary>
+    public long TooBigDropped => Volatile.Read(ref TooBigDroppedValue);
 
     /// <summary>Frames from the local device.</summary>
     public long LocalIn => Volatile.Read(ref LocalInValue);
