@@ -359,7 +359,7 @@ internal sealed class OverlaySwitch
         var fits = port.Port.MaxFrameLength;
         if (frame.Length > fits)
         {
-            TooBig(frame, fits, ingress, batch);
+            if (!ingress.IsLocal || !SendFragments(port, frame, fits, batch)) TooBig(frame, fits, ingress, batch);
             return true;
         }
         if (ingress.IsLocal && PathFit.IsTcpSyn(frame))
@@ -390,6 +390,29 @@ internal sealed class OverlaySwitch
         }
         Interlocked.Increment(ref Counters.TooBigDroppedValue);
     }
+
+    /// <summary>
+    /// An IPv4 packet from the local host without DF that does not fit its link: sent in fragments that do, as a router
+    /// would (the peer's host reassembles them); false when it cannot be fragmented (DF, IPv6, options).
+    /// </summary>
+    private bool SendFragments(PortEntry port, ReadOnlySpan<byte> frame, int fits, IFrameBatch? batch)
+    {
+        Span<byte> fragment = stackalloc byte[Math.Min(fits, MaxStackFragment)];
+        var position = 0;
+        var length = PathFit.WriteFragment(frame, fragment.Length, ref position, fragment);
+        if (length == 0) return false;
+        do
+        {
+            if (port.Port.TrySendFrame(fragment[..length], batch)) Interlocked.Increment(ref Counters.UnicastForwardedValue);
+            else Interlocked.Increment(ref Counters.SendFailedValue);
+            length = PathFit.WriteFragment(frame, fragment.Length, ref position, fragment);
+        }
+        while (length > 0);
+        Interlocked.Increment(ref Counters.FragmentedValue);
+        return true;
+    }
+
+    private const int MaxStackFragment = 4096;
 
     /// <summary>A TCP SYN (small) copied and sent with its MSS lowered to what fits <paramref name="fits"/>-byte frames.</summary>
     private void SendClamped(PortEntry port, ReadOnlySpan<byte> frame, int fits, IFrameBatch? batch)

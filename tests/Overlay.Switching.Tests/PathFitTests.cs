@@ -172,6 +172,36 @@ public class PathFitTests
         Assert.That(PathFit.WriteTooBig(arp, 1200, answer), Is.Zero);
     }
 
+    [Test]
+    public void An_ipv4_packet_without_df_is_cut_into_fragments_that_fit_and_reassemble_to_it()
+    {
+        var l4 = new byte[3000];
+        new Random(5).NextBytes(l4);
+        var frame = Frame(false, 17, l4, dontFragment: false);
+        var output = new byte[1200];
+        var position = 0;
+        var data = new byte[l4.Length];
+        int length, count = 0, lastOffset = -1;
+        while ((length = PathFit.WriteFragment(frame, 1200, ref position, output)) > 0)
+        {
+            count++;
+            var ip = output.AsSpan(14, length - 14);
+            Assert.That(length, Is.LessThanOrEqualTo(1200));
+            Assert.That(InternetChecksum.Fold(InternetChecksum.Add(ip[..20])), Is.EqualTo(0xFFFF));
+            var flags = BinaryPrimitives.ReadUInt16BigEndian(ip[6..]);
+            var offset = (flags & 0x1FFF) * 8;
+            Assert.That(offset, Is.GreaterThan(lastOffset));
+            lastOffset = offset;
+            Assert.That((flags & 0x2000) != 0, Is.EqualTo(position < l4.Length), "MF on all but the last");
+            Assert.That(BinaryPrimitives.ReadUInt16BigEndian(ip[2..]), Is.EqualTo(ip.Length));
+            ip[20..].CopyTo(data.AsSpan(offset));
+        }
+        Assert.That(count, Is.EqualTo(3));
+        Assert.That(data, Is.EqualTo(l4), "the fragments carry the whole packet");
+        position = 0;
+        Assert.That(PathFit.WriteFragment(Frame(false, 17, l4), 1200, ref position, output), Is.Zero, "DF: never fragmented");
+    }
+
     private sealed class Port(int maxFrameLength) : ISwitchPort
     {
         public readonly List<byte[]> Frames = [];
@@ -216,10 +246,16 @@ public class PathFitTests
         Assert.That(link.Frames, Has.Count.EqualTo(1), "fits: sent");
         sw.OnLocalFrame(Frame(false, 17, new byte[1300]));
         sw.OnLocalFrame(Frame(true, 17, new byte[1300]));
-        sw.OnLocalFrame(Frame(false, 17, new byte[1300], dontFragment: false));
         Assert.That(link.Frames, Has.Count.EqualTo(1), "nothing too big reached the link");
         Assert.That(local.Frames.Select(f => f[14] >> 4), Is.EqualTo(new[] { 4, 6 }), "ICMP and ICMPv6 errors into the local port");
-        Assert.That((sw.Counters.TooBigAnswered, sw.Counters.TooBigDropped), Is.EqualTo((2L, 1L)));
+        Assert.That(sw.Counters.TooBigAnswered, Is.EqualTo(2));
+        sw.OnLocalFrame(Frame(false, 17, new byte[1300], dontFragment: false));
+        Assert.That(link.Frames.Skip(1).Select(f => f.Length), Has.All.LessThanOrEqualTo(1200), "without DF: fragments that fit");
+        Assert.That((link.Frames.Count, sw.Counters.Fragmented, sw.Counters.TooBigDropped), Is.EqualTo((3, 1L, 0L)));
+        var arp = Frame(false, 17, new byte[1300]);
+        arp[13] = 0x06;
+        sw.OnLocalFrame(arp);
+        Assert.That(sw.Counters.TooBigDropped, Is.EqualTo(1), "not IP: dropped and counted");
 
         var allocated = GC.GetAllocatedBytesForCurrentThread();
         var big = Frame(false, 17, new byte[1300]);

@@ -84,6 +84,7 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         DroppedTooBigForPath = Interlocked.Read(ref _tooBigForPath),
         PathMtuProbes = _pathMtu?.ProbesSent ?? 0,
         PathMtuBlackHoles = _pathMtu?.BlackHoles ?? 0,
+        PathMtuSearched = _pathMtu is not null && _pathMtuSearched.Task.IsCompleted,
     };
 
     /// <summary>

@@ -87,6 +87,9 @@ public sealed record LinkStatistics(long FramesSent, long BytesSent, long Frames
     /// <summary>Frames dropped because, sealed, they would have exceeded <see cref="PathMtu"/>.</summary>
     public long DroppedTooBigForPath { get; init; }
 
+    /// <summary>True once the first path MTU search has ended (until then <see cref="PathMtu"/> is the base, 1280).</summary>
+    public bool PathMtuSearched { get; init; }
+
     /// <summary>Path MTU probes sent.</summary>
     public long PathMtuProbes { get; init; }
 

@@ -149,6 +149,38 @@ internal static class PathFit
         return ip + length;
     }
 
+    /// <summary>
+    /// Writes the next fragment of an IPv4 packet without DF that does not fit frames of <paramref name="maxFrameLength"/>
+    /// (RFC 791 §3.2, as a router fragments it), starting at byte <paramref name="position"/> of its data, which it
+    /// advances; returns the fragment frame's length, or 0 when there is nothing (more) to write: not IPv4, DF set, IP
+    /// options (left unfragmented: they would have to be sorted by their copy flag), or no room for eight bytes of data.
+    /// </summary>
+    public static int WriteFragment(ReadOnlySpan<byte> frame, int maxFrameLength, ref int position, Span<byte> output)
+    {
+        if (!EthernetFrame.TryGetPayload(frame, out var etherType, out var ip) || etherType != EtherTypeIPv4) return 0;
+        var packet = frame[ip..];
+        if (packet.Length < IPv4HeaderLength || packet[0] != 0x45) return 0;
+        var flags = BinaryPrimitives.ReadUInt16BigEndian(packet[6..]);
+        if ((flags & 0x4000) != 0) return 0;
+        var total = Math.Min(BinaryPrimitives.ReadUInt16BigEndian(packet[2..]), packet.Length);
+        var data = packet[IPv4HeaderLength..Math.Max(IPv4HeaderLength, total)];
+        var room = (maxFrameLength - ip - IPv4HeaderLength) / 8 * 8; // fragment offsets count 8-byte units
+        if (position >= data.Length || room <= 0) return 0;
+        var chunk = Math.Min(room, data.Length - position);
+        var length = ip + IPv4HeaderLength + chunk;
+        if (output.Length < length) return 0;
+        frame[..(ip + IPv4HeaderLength)].CopyTo(output);
+        var header = output.Slice(ip, IPv4HeaderLength);
+        BinaryPrimitives.WriteUInt16BigEndian(header[2..], (ushort)(IPv4HeaderLength + chunk));
+        var more = position + chunk < data.Length || (flags & 0x2000) != 0; // a fragment of a fragment keeps its MF
+        var offset = (flags & 0x1FFF) + position / 8;
+        BinaryPrimitives.WriteUInt16BigEndian(header[6..], (ushort)((more ? 0x2000 : 0) | offset));
+        InternetChecksum.SetIPv4HeaderChecksum(header);
+        data.Slice(position, chunk).CopyTo(output[(ip + IPv4HeaderLength)..]);
+        position += chunk;
+        return length;
+    }
+
     /// <summary>The reply's Ethernet header: the frame's, with source and destination swapped (VLAN tags kept).</summary>
     private static void WriteEthernet(ReadOnlySpan<byte> frame, int ip, Span<byte> output)
     {
