@@ -141,7 +141,7 @@ static string Describe(OverlayNodeStatus status)
         text.AppendLine(CultureInfo.InvariantCulture, $"  overlay {overlay.OverlayId} on {overlay.Device} ({overlay.Mac}): {overlay.Members} members, {overlay.Links.Count(l => l.State == LinkChange.Up)} links up, " +
             $"switch in {overlay.Switch.LocalIn}/{overlay.Switch.LinkIn} delivered {overlay.Switch.Delivered} forwarded {overlay.Switch.Forwarded} dropped {overlay.Switch.Dropped} not learned {overlay.Switch.NotLearned}, signals refused {overlay.RefusedSignals}");
         foreach (var link in overlay.Links)
-            text.AppendLine(CultureInfo.InvariantCulture, $"    {link.PeerNodeId} {link.State} {link.Roles} {link.Path} rtt {link.RoundTrip?.TotalMilliseconds:0.00} ms " +
+            text.AppendLine(CultureInfo.InvariantCulture, $"    {link.PeerNodeId} {link.State} {link.Roles} {link.Path} rtt {link.RoundTrip?.TotalMilliseconds:0.00} ms path MTU {link.Statistics?.PathMtu} " +
                 $"sent {link.Statistics?.FramesSent} ({link.Statistics?.BytesSent} B) received {link.Statistics?.FramesReceived} ({link.Statistics?.BytesReceived} B)");
     }
     return text.ToString();

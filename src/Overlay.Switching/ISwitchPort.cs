@@ -27,6 +27,12 @@ internal interface ISwitchPort
 
     /// <summary>Sends a bounded-flood frame with its header (a link port); the local port is never asked.</summary>
     bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch);
+
+    /// <summary>
+    /// The longest plain frame the port can send now (a link's, what its path MTU leaves room for): a frame from the local
+    /// host that is longer gets an ICMP answer instead (<see cref="Frames.PathFit"/>), and TCP SYNs are clamped to it.
+    /// </summary>
+    int MaxFrameLength => int.MaxValue;
 }
 
 /// <summary>Options of an <see cref="OverlaySwitch"/>.</summary>

@@ -183,8 +183,17 @@ internal sealed class OverlaySwitch
         if (!EthernetFrame.IsGroup(destination))
         {
             if (_localMacSnapshot.Contains(destination)) return; // the host talking to itself
-            if (!TryForwardUnicast(source, destination, frame, _local, now, batch))
-                Originate(FloodType.UnknownUnicast, destination, frame, batch);
+            if (TryForwardUnicast(source, destination, frame, _local, now, batch)) return;
+            if (PathFit.IsTcpSyn(frame) && frame.Length <= MaxSynFrame)
+            {
+                // Its path is not known yet: clamped to what every link takes.
+                Span<byte> copy = stackalloc byte[frame.Length];
+                frame.CopyTo(copy);
+                if (PathFit.ClampMss(copy, SmallestLinkFrame())) Interlocked.Increment(ref Counters.MssClampedValue);
+                Originate(FloodType.UnknownUnicast, destination, copy, batch);
+                return;
+            }
+            Originate(FloodType.UnknownUnicast, destination, frame, batch);
             return;
         }
         if (destination == EthernetFrame.Broadcast)
@@ -244,12 +253,12 @@ internal sealed class OverlaySwitch
 
         if (_localMacSnapshot.Contains(destination))
         {
-            Deliver(frame, batch);
+            DeliverFrom(port, frame, batch);
             return;
         }
         if (!TryForwardUnicast(source, destination, frame, port, now, batch))
         {
-            if (_localFull) Deliver(frame, batch);
+            if (_localFull) DeliverFrom(port, frame, batch);
             Originate(FloodType.UnknownUnicast, destination, frame, batch);
         }
     }
@@ -326,7 +335,7 @@ internal sealed class OverlaySwitch
             // suppress its own report (RFC 2236 §3) and this switch would never learn it subscribed.
             _ => !report && (AlwaysFlooded(destination) || !_groups.IsKnown(destination, now) || _groups.HasLocal(destination, now)),
         };
-        if (deliver) Deliver(frame, batch);
+        if (deliver) DeliverFrom(port, frame, batch);
         Forward(header with { Hop = (byte)(header.Hop + 1) }, destination, frame, now, batch, prune: !report);
     }
 
@@ -356,7 +365,7 @@ internal sealed class OverlaySwitch
     {
         if (port.IsLocal)
         {
-            Deliver(frame, batch);
+            DeliverFrom(ingress, frame, batch);
             return false;
         }
         if (ReferenceEquals(port, ingress))
@@ -364,9 +373,93 @@ internal sealed class OverlaySwitch
             Interlocked.Increment(ref Counters.LoopValue);
             return false;
         }
+        var fits = port.Port.MaxFrameLength;
+        if (frame.Length > fits)
+        {
+            if (!ingress.IsLocal || !SendFragments(port, frame, fits, batch)) TooBig(frame, fits, ingress, batch);
+            return true;
+        }
+        if (ingress.IsLocal && PathFit.IsTcpSyn(frame))
+        {
+            SendClamped(port, frame, fits, batch);
+            return true;
+        }
         if (port.Port.TrySendFrame(frame, batch)) Interlocked.Increment(ref Counters.UnicastForwardedValue);
         else Interlocked.Increment(ref Counters.SendFailedValue);
         return true;
+    }
+
+    /// <summary>
+    /// A frame too long for its link's path: the local host's gets an ICMP answer (written into the local port, so its own
+    /// path MTU discovery learns the size); another switch's is dropped (that switch answers its own host).
+    /// </summary>
+    private void TooBig(ReadOnlySpan<byte> frame, int fits, PortEntry ingress, IFrameBatch? batch)
+    {
+        if (ingress.IsLocal)
+        {
+            Span<byte> answer = stackalloc byte[PathFit.MaxTooBigFrame];
+            var length = PathFit.WriteTooBig(frame, fits, answer);
+            if (length > 0 && _local.Port.TrySendFrame(answer[..length], batch))
+            {
+                Interlocked.Increment(ref Counters.TooBigAnsweredValue);
+                return;
+            }
+        }
+        Interlocked.Increment(ref Counters.TooBigDroppedValue);
+    }
+
+    /// <summary>
+    /// An IPv4 packet from the local host without DF that does not fit its link: sent in fragments that do, as a router
+    /// would (the peer's host reassembles them); false when it cannot be fragmented (DF, IPv6, options).
+    /// </summary>
+    private bool SendFragments(PortEntry port, ReadOnlySpan<byte> frame, int fits, IFrameBatch? batch)
+    {
+        Span<byte> fragment = stackalloc byte[Math.Min(fits, MaxStackFragment)];
+        var position = 0;
+        var length = PathFit.WriteFragment(frame, fragment.Length, ref position, fragment);
+        if (length == 0) return false;
+        do
+        {
+            if (port.Port.TrySendFrame(fragment[..length], batch)) Interlocked.Increment(ref Counters.UnicastForwardedValue);
+            else Interlocked.Increment(ref Counters.SendFailedValue);
+            length = PathFit.WriteFragment(frame, fragment.Length, ref position, fragment);
+        }
+        while (length > 0);
+        Interlocked.Increment(ref Counters.FragmentedValue);
+        return true;
+    }
+
+    private const int MaxStackFragment = 4096;
+
+    /// <summary>A TCP SYN (small) copied and sent with its MSS lowered to what fits <paramref name="fits"/>-byte frames.</summary>
+    private void SendClamped(PortEntry port, ReadOnlySpan<byte> frame, int fits, IFrameBatch? batch)
+    {
+        Span<byte> copy = stackalloc byte[Math.Min(frame.Length, MaxSynFrame)];
+        if (frame.Length > copy.Length)
+        {
+            Interlocked.Increment(ref Counters.TooBigDroppedValue);
+            return;
+        }
+        frame.CopyTo(copy);
+        if (PathFit.ClampMss(copy, fits)) Interlocked.Increment(ref Counters.MssClampedValue);
+        if (port.IsLocal)
+        {
+            Deliver(copy, batch);
+            return;
+        }
+        if (port.Port.TrySendFrame(copy, batch)) Interlocked.Increment(ref Counters.UnicastForwardedValue);
+        else Interlocked.Increment(ref Counters.SendFailedValue);
+    }
+
+    // A SYN carries at most 60 bytes of IP options or 40 of IPv6 header, 60 of TCP header, and rarely data (TCP Fast Open).
+    private const int MaxSynFrame = 1600;
+
+    /// <summary>The smallest frame any link takes now (for SYNs that are flooded: their path is not known yet).</summary>
+    private int SmallestLinkFrame()
+    {
+        var smallest = int.MaxValue;
+        foreach (var n in _neighbours) smallest = Math.Min(smallest, n.Port.MaxFrameLength);
+        return smallest;
     }
 
     /// <summary>Starts a flood: neighbour p_i gets the arc up to p_{i+1}; the farthest gets the arc back to this switch.</summary>
@@ -431,6 +524,13 @@ internal sealed class OverlaySwitch
         (group & 0xFFFF_FFFF_FF00) == 0x0100_5E00_0000
         || (group & 0xFFFF_FFFF_FF00) == 0x3333_0000_0000
         || (group & 0xFFFF_FF00_0000) == 0x3333_FF00_0000;
+
+    /// <summary>Delivers a frame that came over a link: a TCP SYN (or SYN-ACK) with its MSS clamped to what that link takes back.</summary>
+    private void DeliverFrom(PortEntry ingress, ReadOnlySpan<byte> frame, IFrameBatch? batch)
+    {
+        if (PathFit.IsTcpSyn(frame)) SendClamped(_local, frame, ingress.Port.MaxFrameLength, batch);
+        else Deliver(frame, batch);
+    }
 
     private void Deliver(ReadOnlySpan<byte> frame, IFrameBatch? batch)
     {

@@ -7,6 +7,17 @@ internal sealed class SwitchCounters
     internal long MembershipQueriesValue, NotLearnedValue;
     internal long RuntValue, OversizeValue, OwnRootValue, OutsideArcValue, HopLimitValue, DuplicateValue, LoopValue, SendFailedValue, UnknownPortValue;
     internal long NotFromRootValue, AddressNotOwnedValue, GroupsRefusedValue;
+    internal long MssClampedValue, TooBigAnsweredValue, TooBigDroppedValue, FragmentedValue;
+
+    /// <summary>IPv4 packets from the local host without DF, too long for their link, sent in fragments that fit.</summary>
+    public long Fragmented => Volatile.Read(ref FragmentedValue);
+
+    /// <summary>TCP SYNs crossing the local port whose MSS was lowered to what the link's path MTU leaves room for.</summary>
+    public long MssClamped => Volatile.Read(ref MssClampedValue);
+    /// <summary>Frames from the local host too long for their link, answered with ICMP "fragmentation needed" or ICMPv6 "packet too big".</summary>
+    public long TooBigAnswered => Volatile.Read(ref TooBigAnsweredValue);
+    /// <summary>Dropped: too long for their link and no ICMP answer due (not IP, IPv4 with options, or forwarded for another switch).</summary>
+    public long TooBigDropped => Volatile.Read(ref TooBigDroppedValue);
 
     /// <summary>Frames from the local device.</summary>
     public long LocalIn => Volatile.Read(ref LocalInValue);
@@ -60,5 +71,5 @@ internal sealed class SwitchCounters
     public long GroupsRefused => Volatile.Read(ref GroupsRefusedValue);
 
     /// <summary>Every drop, whatever the reason.</summary>
-    public long Dropped => Runts + Oversize + OwnRoot + OutsideArc + HopLimit + Duplicates + Loops + SendFailed + UnknownPort + NotFromRoot + AddressNotOwned;
+    public long Dropped => Runts + Oversize + OwnRoot + OutsideArc + HopLimit + Duplicates + Loops + SendFailed + UnknownPort + NotFromRoot + AddressNotOwned + TooBigAnswered + TooBigDropped;
 }

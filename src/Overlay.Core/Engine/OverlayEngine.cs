@@ -154,7 +154,11 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         var links = _links.Status(roles);
         var c = Switch.Counters;
         return new OverlayStatus(Id, Device.Name, MacText, _ring.Count, links,
-            new SwitchStatus(c.LocalIn, c.LinkIn, c.DeliveredLocal, c.UnicastForwarded + c.FloodCopiesSent, c.Dropped, c.NotLearned), Switch.LearnedAddresses,
+            new SwitchStatus(c.LocalIn, c.LinkIn, c.DeliveredLocal, c.UnicastForwarded + c.FloodCopiesSent, c.Dropped, c.NotLearned)
+            {
+                MssClamped = c.MssClamped, TooBigAnswered = c.TooBigAnswered, TooBigDropped = c.TooBigDropped, Fragmented = c.Fragmented,
+            },
+            Switch.LearnedAddresses,
             _links.RefusedSignals);
     });
 

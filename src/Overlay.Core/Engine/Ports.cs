@@ -73,6 +73,8 @@ internal sealed class LinkPort(TinCanLink link) : ISwitchPort
 
     public TinCanLink Link => link;
 
+    public int MaxFrameLength => link.MaxFrameLength;
+
     public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch) => link.TrySend(frame, PacketKind.Frame, batch as DataPathBatch);
 
     public bool TrySendFlood(in FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch)

@@ -123,7 +123,7 @@ internal sealed class FrameOpener : IDisposable
 
     /// <summary>The epoch byte of a packet, or -1 when it is not a data packet.</summary>
     public static int EpochOf(ReadOnlySpan<byte> packet) =>
-        packet.Length >= FrameSealer.Overhead && (packet[0] & 0xFC) == FrameSealer.KindBase ? packet[1] : -1;
+        packet.Length >= FrameSealer.Overhead && (packet[0] & 0xC0) == FrameSealer.KindBase ? packet[1] : -1;
 
     /// <summary>Authenticates and decrypts <paramref name="packet"/> in place; on success <paramref name="payload"/> is the plaintext.</summary>
     public OpenResult TryOpen(Span<byte> packet, out PacketKind kind, out Span<byte> payload)
@@ -145,7 +145,7 @@ internal sealed class FrameOpener : IDisposable
     {
         kind = default;
         payload = default;
-        if (packet.Length < FrameSealer.Overhead || (packet[0] & 0xFC) != FrameSealer.KindBase) return OpenResult.Malformed;
+        if (packet.Length < FrameSealer.Overhead || (packet[0] & 0xC0) != FrameSealer.KindBase) return OpenResult.Malformed;
         if (packet[1] != (byte)Epoch) return OpenResult.UnknownEpoch;
         var sequence = BinaryPrimitives.ReadUInt64BigEndian(packet[2..]);
         Span<byte> nonce = stackalloc byte[12];
@@ -171,7 +171,7 @@ internal sealed class FrameOpener : IDisposable
             }
             if (!_window.Accept(sequence)) return OpenResult.Replayed;
         }
-        kind = (PacketKind)(packet[0] & 0x03);
+        kind = (PacketKind)(packet[0] & 0x3F);
         payload = plain;
         return OpenResult.Opened;
     }

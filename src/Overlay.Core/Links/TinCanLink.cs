@@ -33,6 +33,10 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
     private long _epochStarted;
     private long _rotations;
     private ITimer? _keepalive;
+    private ITimer? _pathMtuTimer;
+    private volatile PathMtuDiscovery? _pathMtu;
+    private readonly TaskCompletionSource _pathMtuSearched = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _tooBigForPath;
     private long _lastHeard;
     private long _rttTicks = -1;
     private long _framesSent, _bytesSent, _framesReceived, _bytesReceived, _oversize, _malformed, _forged, _replayed, _tooOld, _unknownEpoch, _sendFailures;
@@ -74,7 +78,29 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         Interlocked.Read(ref _oversize), Interlocked.Read(ref _malformed), Interlocked.Read(ref _forged), Interlocked.Read(ref _replayed),
         Interlocked.Read(ref _tooOld), Interlocked.Read(ref _unknownEpoch), Interlocked.Read(ref _sendFailures),
         Interlocked.Read(ref _rttTicks) is var t and >= 0 ? TimeSpan.FromTicks(t) : null,
-        (int)Math.Min(_sealer?.Epoch ?? 0, int.MaxValue), Interlocked.Read(ref _rotations));
+        (int)Math.Min(_sealer?.Epoch ?? 0, int.MaxValue), Interlocked.Read(ref _rotations))
+    {
+        PathMtu = PathMtu,
+        DroppedTooBigForPath = Interlocked.Read(ref _tooBigForPath),
+        PathMtuProbes = _pathMtu?.ProbesSent ?? 0,
+        PathMtuBlackHoles = _pathMtu?.BlackHoles ?? 0,
+        PathMtuSearched = _pathMtu is not null && _pathMtuSearched.Task.IsCompleted,
+    };
+
+    /// <summary>
+    /// The largest outer IP packet the path takes, as path MTU discovery found it (the base, 1280, until a probe confirms
+    /// more); 0 before the link is up or with discovery off.
+    /// </summary>
+    public int PathMtu => _pathMtu is null ? 0 : MaxDatagram + _channel.PathOverhead;
+
+    /// <summary>The largest sealed datagram the path takes (path MTU discovery), or no limit with discovery off.</summary>
+    private int MaxDatagram => _pathMtu is { } pathMtu ? pathMtu.Confirmed : int.MaxValue;
+
+    /// <summary>Completes when the first path MTU search has ended (or found not even the base size answered).</summary>
+    internal Task PathMtuSearched => _pathMtuSearched.Task;
+
+    /// <summary>The largest plain Ethernet frame the link can send now without exceeding the path MTU.</summary>
+    public int MaxFrameLength => Math.Min(_options.MaxFrameLength, MaxDatagram - FrameSealer.Overhead);
 
     /// <summary>Runs the handshake (as DTLS client when ICE-controlling) and starts the keepalives.</summary>
     public async Task ConnectAsync(CancellationToken cancellationToken = default)
@@ -99,6 +125,16 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         SetState(LinkState.Connected);
         // The first keepalive goes out at once: it gives the status an RTT as soon as the link is up.
         _keepalive = _time.CreateTimer(_ => OnKeepaliveTimer(), null, TimeSpan.Zero, _options.KeepaliveInterval);
+        if (_options.PathMtuDiscovery)
+        {
+            var (baseSize, maxSize) = PathMtuSizes(_channel);
+            _pathMtu = new PathMtuDiscovery(baseSize, maxSize, _options.PathMtuConfirmInterval, _options.PathMtuRaiseInterval, _time);
+            _pathMtuTimer = _time.CreateTimer(_ => OnPathMtuTimer(), null, TimeSpan.Zero, Timeout.InfiniteTimeSpan);
+        }
+        else
+        {
+            _pathMtuSearched.TrySetResult();
+        }
     }
 
     /// <summary>
@@ -111,6 +147,12 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         if (frame.Length > limit)
         {
             Interlocked.Increment(ref _oversize);
+            return false;
+        }
+        if (frame.Length + FrameSealer.Overhead > MaxDatagram)
+        {
+            // Never an outer datagram larger than the path takes: it would be lost (DF) or fragmented.
+            Interlocked.Increment(ref _tooBigForPath);
             return false;
         }
         if (!Send(frame, kind, batch)) return false;
@@ -127,6 +169,13 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         _channel = channel;
         old.SetReceiver(null);
         if (_sealer is not null) channel.SetReceiver(this);
+        if (_pathMtu is { } pathMtu)
+        {
+            // Another path: what the old one took proves nothing about it.
+            var (baseSize, maxSize) = PathMtuSizes(channel);
+            pathMtu.Reset(baseSize, maxSize);
+            _pathMtuTimer?.Change(TimeSpan.Zero, Timeout.InfiniteTimeSpan);
+        }
         Volatile.Write(ref _lastHeard, _time.GetTimestamp());
         if (State == LinkState.Disconnected) SetState(LinkState.Connected);
     }
@@ -209,6 +258,17 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
                 Interlocked.Exchange(ref _rttTicks, roundTrip.Ticks);
                 _options.RoundTripMeasured?.Invoke(roundTrip);
                 return;
+            case PacketKind.Probe when payload.Length >= ProbeHeader:
+                // The answer is small whatever the probe's size: the way back need not take the probe's size.
+                Span<byte> ack = stackalloc byte[ProbeHeader];
+                payload[..4].CopyTo(ack);
+                BinaryPrimitives.WriteUInt16BigEndian(ack[4..], (ushort)Math.Min(datagram.Length, ushort.MaxValue));
+                Send(ack, PacketKind.ProbeAck, batch);
+                return;
+            case PacketKind.ProbeAck when payload.Length >= ProbeHeader && _pathMtu is { } pathMtu:
+                if (pathMtu.OnAck(BinaryPrimitives.ReadUInt32BigEndian(payload), BinaryPrimitives.ReadUInt16BigEndian(payload[4..])))
+                    _pathMtuTimer?.Change(TimeSpan.Zero, Timeout.InfiniteTimeSpan); // every probe of the round answered: the next round now
+                return;
             case PacketKind.Frame or PacketKind.FloodFrame:
                 Interlocked.Increment(ref _framesReceived);
                 Interlocked.Add(ref _bytesReceived, payload.Length);
@@ -254,7 +314,8 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         }
     }
 
-    private bool Send(ReadOnlySpan<byte> payload, PacketKind kind, DataPathBatch? batch)
+    /// <summary>Seals and sends; a probe (<paramref name="probing"/>) may be larger than the path is known to take, and its loss is no failure.</summary>
+    private bool Send(ReadOnlySpan<byte> payload, PacketKind kind, DataPathBatch? batch, bool probing = false)
     {
         var sealer = _sealer;
         var channel = _channel;
@@ -269,18 +330,18 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
             var buffer = batch.RentBuffer();
             try
             {
-                return Send(sealer, channel, payload, kind, buffer, batch);
+                return Send(sealer, channel, payload, kind, buffer, batch, probing);
             }
             finally
             {
                 batch.ReturnBuffer();
             }
         }
-        if (size <= StackPacket) return Send(sealer, channel, payload, kind, stackalloc byte[StackPacket], batch: null);
+        if (size <= StackPacket) return Send(sealer, channel, payload, kind, stackalloc byte[StackPacket], batch: null, probing);
         var rented = ArrayPool<byte>.Shared.Rent(size);
         try
         {
-            return Send(sealer, channel, payload, kind, rented, batch: null);
+            return Send(sealer, channel, payload, kind, rented, batch: null, probing);
         }
         finally
         {
@@ -289,7 +350,7 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
     }
 
     /// <summary>Seals <paramref name="payload"/> in <paramref name="buffer"/> behind the channel's headroom and sends it.</summary>
-    private bool Send(FrameSealer sealer, IDatagramChannel channel, ReadOnlySpan<byte> payload, PacketKind kind, Span<byte> buffer, DataPathBatch? batch)
+    private bool Send(FrameSealer sealer, IDatagramChannel channel, ReadOnlySpan<byte> payload, PacketKind kind, Span<byte> buffer, DataPathBatch? batch, bool probing)
     {
         if (sealer.Epoch == uint.MaxValue && sealer.Sequence >= _options.RekeyAfterPackets)
         {
@@ -309,7 +370,7 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         }
         if (sealer.Sequence >= _options.RekeyAfterPackets && sealer == _sealer) Rotate();
         if (channel.TrySend(buffer[..(headroom + length)], length, batch)) return true;
-        Interlocked.Increment(ref _sendFailures);
+        if (!probing) Interlocked.Increment(ref _sendFailures); // a probe too large for the local interface fails here (EMSGSIZE)
         return false;
     }
 
@@ -326,6 +387,51 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         Span<byte> stamp = stackalloc byte[8];
         BinaryPrimitives.WriteInt64BigEndian(stamp, _time.GetTimestamp());
         Send(stamp, PacketKind.Keepalive, batch: null);
+    }
+
+    /// <summary>A probe's payload starts with its 32-bit number; an acknowledgement adds the 16-bit size that arrived.</summary>
+    private const int ProbeHeader = 6;
+
+    /// <summary>Datagram sizes for path MTU discovery on <paramref name="channel"/>: the base (an outer packet of 1280, IPv6's minimum) and the most a frame needs.</summary>
+    private (int Base, int Max) PathMtuSizes(IDatagramChannel channel) =>
+        (BasePathMtu - channel.PathOverhead, FrameSealer.Overhead + _options.MaxFrameLength + Switching.Flood.FloodHeader.Length);
+
+    /// <summary>RFC 8899 §5.1.2's BASE_PLPMTU, as an outer packet size: what IPv6 guarantees (RFC 8200 §5).</summary>
+    internal const int BasePathMtu = 1280;
+
+    private void OnPathMtuTimer()
+    {
+        if (_pathMtu is not { } pathMtu || State is LinkState.Closed or LinkState.Failed or LinkState.Ended) return;
+        Span<PathMtuProbe> probes = stackalloc PathMtuProbe[PathMtuDiscovery.Ladder];
+        var rtt = Interlocked.Read(ref _rttTicks);
+        // A round waits a few round trips for answers (at least 250 ms: a loaded host answers late), 1 s before the first RTT.
+        var timeout = rtt < 0 ? TimeSpan.FromSeconds(1) : TimeSpan.FromTicks(Math.Clamp(4 * rtt, TimeSpan.TicksPerMillisecond * 250, TimeSpan.TicksPerSecond * 2));
+        var count = pathMtu.Poll(timeout, probes, out var next);
+        if (pathMtu.Phase is PathMtuPhase.Complete or PathMtuPhase.Error) _pathMtuSearched.TrySetResult();
+        for (var i = 0; i < count; i++) SendProbe(probes[i]);
+        if (State is LinkState.Closed or LinkState.Failed or LinkState.Ended) return;
+        _pathMtuTimer?.Change(next, Timeout.InfiniteTimeSpan);
+        // Answers that came while the probes were going out (a fast path) ended the round already: their own call to come
+        // back at once may have been overwritten just above.
+        if (pathMtu.RoundOver) _pathMtuTimer?.Change(TimeSpan.Zero, Timeout.InfiniteTimeSpan);
+    }
+
+    private void SendProbe(PathMtuProbe probe)
+    {
+        var length = Math.Max(ProbeHeader, probe.Size - FrameSealer.Overhead);
+        var rented = length > StackPacket ? ArrayPool<byte>.Shared.Rent(length) : null;
+        Span<byte> payload = rented is null ? stackalloc byte[StackPacket] : rented;
+        try
+        {
+            payload = payload[..length];
+            payload.Clear();
+            BinaryPrimitives.WriteUInt32BigEndian(payload, probe.Id);
+            Send(payload, PacketKind.Probe, batch: null, probing: true);
+        }
+        finally
+        {
+            if (rented is not null) ArrayPool<byte>.Shared.Return(rented);
+        }
     }
 
     private void SetState(LinkState state)
@@ -355,6 +461,7 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
     {
         SetState(LinkState.Closed);
         if (_keepalive is not null) await _keepalive.DisposeAsync().ConfigureAwait(false);
+        if (_pathMtuTimer is not null) await _pathMtuTimer.DisposeAsync().ConfigureAwait(false);
         _channel.SetReceiver(null);
         lock (_keyLock)
         {

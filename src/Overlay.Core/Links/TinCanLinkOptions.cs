@@ -29,6 +29,18 @@ internal sealed record TinCanLinkOptions
     /// <summary>Told each round trip a keepalive echo measures (on the receive thread, once a keepalive interval).</summary>
     public Action<TimeSpan>? RoundTripMeasured { get; init; }
 
+    /// <summary>
+    /// Whether the link discovers its path MTU (RFC 8899 probes) and keeps every datagram within it. Off, it sends frames
+    /// up to <see cref="MaxFrameLength"/> whatever the path takes, as links did before.
+    /// </summary>
+    public bool PathMtuDiscovery { get; init; } = true;
+
+    /// <summary>How often the path MTU in use is confirmed by a probe of that size (black-hole detection, RFC 8899 §4.3).</summary>
+    public TimeSpan PathMtuConfirmInterval { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>How often a larger path MTU is searched for (RFC 8899 §5.1.1's PMTU_RAISE_TIMER).</summary>
+    public TimeSpan PathMtuRaiseInterval { get; init; } = TimeSpan.FromMinutes(10);
+
     /// <summary>Largest Ethernet frame carried: MTU plus a 14-byte header and a 4-byte VLAN tag.</summary>
     public int MaxFrameLength => Mtu + 18;
 
@@ -70,4 +82,23 @@ internal interface ILinkFrameReceiver
 /// <summary>A snapshot of a link's counters.</summary>
 public sealed record LinkStatistics(long FramesSent, long BytesSent, long FramesReceived, long BytesReceived,
     long DroppedOversize, long DroppedMalformed, long DroppedForged, long DroppedReplayed, long DroppedTooOld, long DroppedUnknownEpoch,
-    long SendFailures, TimeSpan? RoundTrip, int KeyEpoch, long Rotations);
+    long SendFailures, TimeSpan? RoundTrip, int KeyEpoch, long Rotations)
+{
+    /// <summary>
+    /// The largest outer IP packet the link's path takes, found by probing (RFC 8899): 1280 until a probe confirms more,
+    /// and no datagram of the link is ever larger. 0 with discovery off.
+    /// </summary>
+    public int PathMtu { get; init; }
+
+    /// <summary>Frames dropped because, sealed, they would have exceeded <see cref="PathMtu"/>.</summary>
+    public long DroppedTooBigForPath { get; init; }
+
+    /// <summary>True once the first path MTU search has ended (until then <see cref="PathMtu"/> is the base, 1280).</summary>
+    public bool PathMtuSearched { get; init; }
+
+    /// <summary>Path MTU probes sent.</summary>
+    public long PathMtuProbes { get; init; }
+
+    /// <summary>Times the path MTU in use stopped getting through (a black hole) and the link fell back to 1280.</summary>
+    public long PathMtuBlackHoles { get; init; }
+}

@@ -91,4 +91,17 @@ public sealed record LinkStatus(string PeerNodeId, string LinkId, LinkRoles Role
 /// <param name="Forwarded">Frame copies sent on links.</param>
 /// <param name="Dropped">Frames dropped for any reason (malformed, oversize, duplicate, no port...).</param>
 /// <param name="NotLearned">Frames whose address or path went unlearned because the switch's table was full (still forwarded).</param>
-public sealed record SwitchStatus(long LocalIn, long LinkIn, long Delivered, long Forwarded, long Dropped, long NotLearned);
+public sealed record SwitchStatus(long LocalIn, long LinkIn, long Delivered, long Forwarded, long Dropped, long NotLearned)
+{
+    /// <summary>TCP SYNs to or from the local host whose MSS was lowered to what their link's path MTU takes.</summary>
+    public long MssClamped { get; init; }
+
+    /// <summary>Frames from the local host too large for their link, answered with ICMP "fragmentation needed" or ICMPv6 "packet too big" (in <see cref="Dropped"/>).</summary>
+    public long TooBigAnswered { get; init; }
+
+    /// <summary>Frames too large for their link with no ICMP answer due (not IP, forwarded ones), dropped (in <see cref="Dropped"/>).</summary>
+    public long TooBigDropped { get; init; }
+
+    /// <summary>IPv4 packets from the local host without DF, too large for their link, sent in fragments that fit (as a router does).</summary>
+    public long Fragmented { get; init; }
+}

@@ -16,6 +16,12 @@ internal interface IDatagramChannel
     int Headroom { get; }
 
     /// <summary>
+    /// Bytes the path adds to each datagram on the wire: IP and UDP headers (28 over IPv4, 48 over IPv6), plus the TURN
+    /// ChannelData header on a relayed path. A datagram of n bytes makes an outer IP packet of n + this.
+    /// </summary>
+    int PathOverhead => 28;
+
+    /// <summary>
     /// Sends one datagram. <paramref name="buffer"/> holds <see cref="Headroom"/> free bytes followed by the
     /// <paramref name="payloadLength"/>-byte payload; the channel may frame it in place. With a <paramref name="batch"/>
     /// the datagram may be queued (copied) in it, to leave with the batch's others when it completes. Never blocks on

@@ -97,7 +97,39 @@ internal sealed class UdpMux : IReadableSource, IDisposable
         }
         socket.ReceiveBufferSize = 4 << 20; // the kernel caps it at net.core.rmem_max; bursts of 64 KiB runs need room
         socket.SendBufferSize = 1 << 20;
+        NeverFragment(socket);
         return new UdpMux(socket, segmentation);
+    }
+
+    // Linux <netinet/in.h>, <linux/in6.h>: the options and the mode of ip(7) and ipv6(7).
+    private const int SolIp = 0, IpMtuDiscover = 10, SolIpv6 = 41, Ipv6MtuDiscover = 23, Ipv6DontFrag = 62, PmtuDiscProbe = 3;
+
+    /// <summary>
+    /// DF on every IPv4 datagram and no fragmentation of IPv6 ones, with the kernel's own path MTU (learned from ICMP) left
+    /// out of it (IP_PMTUDISC_PROBE): links size their datagrams by their own probes (RFC 8899), so a datagram too large for
+    /// the path is lost, never cut into fragments that networks drop, and a forged ICMP message cannot shrink the path.
+    /// A datagram larger than the local interface fails at once (EMSGSIZE). On a dual-stack socket the IPv4 option
+    /// governs the IPv4-mapped destinations. Where the options do not exist (not Linux) the socket stays as it was.
+    /// </summary>
+    private static void NeverFragment(Socket socket)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        Span<byte> value = stackalloc byte[sizeof(int)];
+        BitConverter.TryWriteBytes(value, PmtuDiscProbe); // an int in the host's byte order
+        try
+        {
+            socket.SetRawSocketOption(SolIp, IpMtuDiscover, value);
+            if (socket.AddressFamily == AddressFamily.InterNetworkV6)
+            {
+                socket.SetRawSocketOption(SolIpv6, Ipv6MtuDiscover, value);
+                BitConverter.TryWriteBytes(value, 1);
+                socket.SetRawSocketOption(SolIpv6, Ipv6DontFrag, value);
+            }
+        }
+        catch (SocketException)
+        {
+            // an older kernel without the mode: the kernel's own discovery (DF and ICMP) remains
+        }
     }
 
     public void SetHandlers(IStunPacketHandler stun, IChannelDataHandler? channelData)

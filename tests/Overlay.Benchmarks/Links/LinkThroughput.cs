@@ -44,6 +44,8 @@ internal static partial class LinkThroughput
             await using var sender = new TinCanLink(agentA.Channel, true, alice, bob.Fingerprint, new Counter());
             await using var receiver = new TinCanLink(agentB.Channel, false, bob, alice.Fingerprint, counter);
             await Task.WhenAll(sender.ConnectAsync(), receiver.ConnectAsync());
+            // Until its first path MTU search ends a link sends nothing above the base size (1280 in all): 1400-byte frames wait for it.
+            await Task.WhenAll(sender.PathMtuSearched, receiver.PathMtuSearched).WaitAsync(TimeSpan.FromSeconds(10));
 
             var frame = new byte[1400];
             Random.Shared.NextBytes(frame);

@@ -86,6 +86,8 @@ public class TinCanLinkNatLabTests
         await using var a = new TinCanLink(agentA.Channel, true, alice, bob.Fingerprint, inA, linkOptions);
         await using var b = new TinCanLink(agentB.Channel, false, bob, alice.Fingerprint, inB, linkOptions);
         await Task.WhenAll(a.ConnectAsync(), b.ConnectAsync());
+        // Until its first path MTU search ends a link sends no datagram above the base size (1280 bytes in all).
+        await Task.WhenAll(a.PathMtuSearched, b.PathMtuSearched).WaitAsync(TimeSpan.FromSeconds(10));
         await body(lab, pair, a, b, inA, inB);
     }
 }

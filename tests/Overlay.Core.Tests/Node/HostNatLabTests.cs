@@ -114,7 +114,7 @@ public partial class HostNatLabTests
         }
     }
 
-    private static void PingAll(NatLab lab, List<HostProcess> hosts)
+    internal static void PingAll(NatLab lab, List<HostProcess> hosts)
     {
         foreach (var from in hosts)
             foreach (var to in hosts)
@@ -128,7 +128,7 @@ public partial class HostNatLabTests
     }
 
     /// <summary>Every host's ring successor is linked, at both ends.</summary>
-    private static bool RingFormed(List<HostProcess> hosts)
+    internal static bool RingFormed(List<HostProcess> hosts)
     {
         var up = hosts.ToDictionary(h => h.NodeId, h => h.UpLinks().Select(l => l.Peer).ToHashSet());
         var ring = up.Keys.Order(StringComparer.Ordinal).ToArray();
@@ -141,7 +141,7 @@ public partial class HostNatLabTests
     }
 
     /// <summary>The hosts are other processes: their status files are polled (no event crosses the process boundary).</summary>
-    private static async Task WaitAsync(List<HostProcess> hosts, Func<bool> condition, TimeSpan timeout, string what)
+    internal static async Task WaitAsync(List<HostProcess> hosts, Func<bool> condition, TimeSpan timeout, string what)
     {
         var deadline = Stopwatch.StartNew();
         while (!condition())
@@ -155,9 +155,9 @@ public partial class HostNatLabTests
     }
 
     /// <summary>How a host differs from the plain one of its index: another account, a given key, a configured node ID, trust.</summary>
-    private sealed record HostSetup(string? Account = null, string? CertificateFile = null, string? NodeId = null, string[]? TrustedCertificates = null);
+    internal sealed record HostSetup(string? Account = null, string? CertificateFile = null, string? NodeId = null, string[]? TrustedCertificates = null);
 
-    private sealed class HostProcess
+    internal sealed class HostProcess
     {
         private readonly Process _process;
         private readonly string _statusFile;
@@ -302,6 +302,19 @@ public partial class HostNatLabTests
             catch (Exception e) when (e is FileNotFoundException or JsonException or IOException or KeyNotFoundException or IndexOutOfRangeException)
             {
                 return [];
+            }
+        }
+
+        /// <summary>The host's last status file, parsed (null before the first).</summary>
+        public JsonDocument? Status()
+        {
+            try
+            {
+                return JsonDocument.Parse(File.ReadAllText(_statusFile));
+            }
+            catch (Exception e) when (e is FileNotFoundException or JsonException or IOException)
+            {
+                return null;
             }
         }
 

@@ -19,6 +19,7 @@ public sealed class NatLab : IAsyncDisposable
     private readonly List<NetNamespace> _namespaces = [];
     private readonly List<LabHost> _hosts = [];
     private CoturnServer? _coturn;
+    private NetNamespace? _inet;
     private ProsodyServer? _prosody;
 
     private NatLab(string prefix) => _prefix = prefix;
@@ -86,7 +87,7 @@ public sealed class NatLab : IAsyncDisposable
 
     private void Build(IReadOnlyList<NatKind> kinds)
     {
-        var inet = NewNamespace("inet");
+        var inet = _inet = NewNamespace("inet");
         inet.Exec("ip", "link add br0 type bridge");
         inet.Exec("ip", "link set br0 up");
         Server = NewNamespace("srv");
@@ -129,6 +130,31 @@ public sealed class NatLab : IAsyncDisposable
             // are never confirmed, so the mapping keeps its port as an endpoint-independent NAT's would.
             router.Exec("iptables", $"-A INPUT -i {wan} -p udp -j DROP");
             _hosts.Add(new LabHost(host, kinds[i], hostAddress, publicAddress, router, wan));
+        }
+    }
+
+    /// <summary>
+    /// Lowers the MTU of public host <paramref name="index"/>'s way to the internet to <paramref name="mtu"/>: on its own
+    /// interface (its kernel refuses or fragments larger packets), or with <paramref name="silently"/> only on the bridge's
+    /// side, where larger packets in either direction vanish without an ICMP message (a black hole, as a tunnel with a
+    /// smaller MTU that filters ICMP makes; from the host up to 4 bytes more pass) for all but the host's TCP to the server.
+    /// </summary>
+    public void SetPathMtu(int index, int mtu, bool silently = false)
+    {
+        if (_hosts[index].Kind != NatKind.Public) throw new InvalidOperationException("only a public host's link is lowered");
+        var inside = $"{_prefix}-p{index + 1}";
+        if (silently)
+        {
+            // Toward the host the limit is exact; from it a veth lets frames 4 bytes over its MTU in (room for a VLAN tag,
+            // is_skb_forwardable()), so that way takes up to mtu + 4.
+            _inet!.Exec("ip", $"link set {inside}b mtu {mtu}");
+            // The lab's services are not under test: the host's TCP to the server (XMPP) keeps to the size by a route MTU,
+            // which the overlay's UDP sockets ignore (they probe for themselves).
+            _hosts[index].Namespace.Exec("ip", $"route add {ServerAddress}/32 dev {inside} mtu lock {mtu}");
+        }
+        else
+        {
+            _hosts[index].Namespace.Exec("ip", $"link set {inside} mtu {mtu}");
         }
     }
 

@@ -18,6 +18,32 @@ internal sealed class IceDatagramChannel(IceAgent agent) : IDatagramChannel, IDa
 
     public int Headroom => ChannelData.HeaderSize;
 
+    /// <summary>IPv4 or IPv6 and UDP headers of the pair's first leg, and ChannelData's when relayed (the relay's leg to the peer is no larger).</summary>
+    public int PathOverhead
+    {
+        get
+        {
+            if (agent.Selected is not { } pair) return IPv6Overhead;
+            if (!pair.ViaRelay) return IsIPv6(pair.RemoteSocketAddress) ? IPv6Overhead : IPv4Overhead;
+            var server = agent.Endpoint.Turn?.Options.EndPoint;
+            return ChannelData.HeaderSize + (server is null || server.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && !server.Address.IsIPv4MappedToIPv6
+                ? IPv6Overhead : IPv4Overhead);
+        }
+    }
+
+    private const int IPv4Overhead = 20 + 8, IPv6Overhead = 40 + 8; // RFC 791, RFC 8200, RFC 768 headers
+
+    /// <summary>True for an IPv6 socket address that is not an IPv4-mapped one (::ffff:a.b.c.d, RFC 4291 §2.5.5.2).</summary>
+    private static bool IsIPv6(System.Net.SocketAddress address)
+    {
+        if (address.Family != System.Net.Sockets.AddressFamily.InterNetworkV6) return false;
+        var bytes = address.Buffer.Span;
+        // sockaddr_in6: family (2), port (2), flow info (4), then the address.
+        for (var i = 8; i < 18; i++)
+            if (bytes[i] != 0) return true;
+        return bytes[18] != 0xFF || bytes[19] != 0xFF;
+    }
+
     public long Dropped => Interlocked.Read(ref _dropped);
 
     public long SendFailures => Interlocked.Read(ref _sendFailures);
