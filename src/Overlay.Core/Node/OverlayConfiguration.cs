@@ -128,7 +128,8 @@ public static class OverlayConfiguration
             "MaxLearnedAddresses", "MaxLocalAddresses", "Groups");
         var defaults = new OverlayOptions { Id = overlay.Name };
         var device = overlay.Child("NetDevice");
-        device?.Only("Name", "IP4", "PrefixLen", "IP6", "MTU", "MAC", "Offload");
+        device?.Only("Name", "IP4", "PrefixLen", "IP6", "MTU", "MAC", "Offload",
+            "Userspace");
         var netDefaults = new NetDeviceOptions();
         return defaults with
         {
@@ -141,6 +142,7 @@ public static class OverlayConfiguration
                 Mtu = device.Int("MTU") ?? netDefaults.Mtu,
                 MacAddress = device.String("MAC"),
                 Offload = device.Bool("Offload") ?? netDefaults.Offload,
+                UserspaceStack = device.Bool("Userspace") ?? netDefaults.UserspaceStack,
             },
             MinSuccessors = overlay.Int("MinSuccessors") ?? defaults.MinSuccessors,
             MaxLongDistEdges = overlay.Int("MaxLongDistEdges"),

@@ -139,10 +139,16 @@ public sealed class OverlayBuilder
     internal OverlayOptions Options { get; private set; }
 
     /// <summary>Uses a Linux TAP device named <paramref name="name"/> (needs CAP_NET_ADMIN).</summary>
-    public OverlayBuilder WithTap(string name) => Device(d => d with { Name = name });
+    public OverlayBuilder WithTap(string name) => Device(d => d with { Name = name, UserspaceStack = false });
 
     /// <summary>Uses an in-memory device instead of a TAP (demo, tests, no root).</summary>
-    public OverlayBuilder WithInMemoryDevice() => Device(d => d with { Name = null });
+    public OverlayBuilder WithInMemoryDevice() => Device(d => d with { Name = null, UserspaceStack = false });
+
+    /// <summary>
+    /// Puts a TCP/IP stack in the process on the overlay instead of a TAP (no root): dial and listen through
+    /// <see cref="OverlayNode.Network"/>. Give it an address with <see cref="WithAddress"/>.
+    /// </summary>
+    public OverlayBuilder WithUserspaceStack() => Device(d => d with { Name = null, UserspaceStack = true });
 
     /// <summary>Sets an IPv4 (a.b.c.d/len) or IPv6 (x::y/len) address of the node on the overlay.</summary>
     public OverlayBuilder WithAddress(string cidr)
