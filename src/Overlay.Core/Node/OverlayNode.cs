@@ -215,8 +215,12 @@ public sealed partial class OverlayNode : IAsyncDisposable
         }
     }
 
+    /// <summary>Tests only: makes an overlay's NIC instead of the options (a TAP in a test's namespace, a lossy wrapper).</summary>
+    internal Func<OverlayOptions, IEthernetDevice?>? DeviceFactory { get; set; }
+
     private IEthernetDevice OpenDevice(OverlayOptions overlay)
     {
+        if (DeviceFactory?.Invoke(overlay) is { } made) return made;
         var net = overlay.NetDevice;
         var mac = net.MacAddress is { } text ? PhysicalAddress.Parse(text.Replace(':', '-')) : OverlayEngine.DeriveMac(NodeId, overlay.Id);
         if (net.UserspaceStack) return new UserspaceStack($"stack-{overlay.Id}", StackOptions(net, mac), _time);
