@@ -342,7 +342,9 @@ internal sealed class TcpConnection
         var acked = ack - _sndUna;
         var window = (long)segment.Window << _sndScale;
         var outstanding = _sndMax != _sndUna;
+        var sackedBefore = SackedBytes();
         if (_sackPermitted && segment.SackCount > 0) TakeSack(ref segment);
+        var newlySacked = SackedBytes() > sackedBefore;
         if (acked > 0)
         {
             var finAcked = _finSent && Gt(ack, _finSeq);
@@ -374,8 +376,10 @@ internal sealed class TcpConnection
                 }
             }
         }
-        else if (segment.Payload.Length == 0 && !segment.Fin && window == _sndWnd && outstanding)
+        else if (outstanding && (newlySacked || (segment.Payload.Length == 0 && !segment.Fin && window == _sndWnd)))
         {
+            // A duplicate: the same acknowledgment with no data and the same window (RFC 5681 §2), or one that SACKs
+            // more (RFC 6675 §5: a receiver that grows its window as it goes would otherwise never send a duplicate).
             OnDuplicateAck(now);
         }
         // Window update (RFC 9293 §3.10.7.4): only from a segment no older than the last one that set it.
@@ -424,7 +428,8 @@ internal sealed class TcpConnection
     private void OnDuplicateAck(long now)
     {
         _dupAcks++;
-        if (_dupAcks == 3 && !_inRecovery && Gt(_sndUna, _recover - 1))
+        // Three duplicates, or more than three segments' worth SACKed above the first hole (RFC 6675 §5 (a)).
+        if ((_dupAcks >= 3 || SackedBytes() > 3L * Mss) && !_inRecovery && Gt(_sndUna, _recover - 1))
         {
             // Fast retransmit (RFC 5681 §3.2, RFC 6582 §3.2 step 2).
             Interlocked.Increment(ref _stack.Statistics.FastRetransmitsValue);
@@ -474,6 +479,13 @@ internal sealed class TcpConnection
         _timing = false;
         _rtoDeadline = now + _rto;
         _stack.ScheduleTimer(_rtoDeadline);
+    }
+
+    private long SackedBytes()
+    {
+        long total = 0;
+        for (var i = 0; i < _sackedCount; i++) total += _sacked[2 * i + 1] - _sacked[2 * i];
+        return total;
     }
 
     private void TakeSack(ref TcpSegment segment)
@@ -864,6 +876,7 @@ internal sealed class TcpConnection
 
     private void OnRetransmissionTimeout(long now)
     {
+        if (State is TcpState.TimeWait or TcpState.Closed || (State is not (TcpState.SynSent or TcpState.SynReceived) && _sndUna == _sndMax)) return;
         Interlocked.Increment(ref _stack.Statistics.TimeoutsValue);
         _retries++;
         _rto = Math.Min(_rto * 2, MaxRto); // RFC 6298 §5.5
@@ -878,10 +891,7 @@ internal sealed class TcpConnection
                 if (_retries > MaxSynAckRetries) Abort(sendReset: false);
                 else SendSyn(now);
                 return;
-            case TcpState.TimeWait or TcpState.Closed or TcpState.FinWait2 or TcpState.CloseWait when _sndUna == _sndMax:
-                return;
         }
-        if (_sndUna == _sndMax) return;
         if (_retries > MaxRetries)
         {
             Abort(sendReset: true, new SocketException((int)SocketError.TimedOut));
