@@ -44,8 +44,11 @@ public sealed class OverlayTcpStream : Stream
     /// <inheritdoc />
     public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
+    // The defaults are Stream's own; without them a caller holding this type could not write ReadAsync(buffer). RS0027
+    // wants optional parameters only on the longest overload, which an override of Stream cannot choose.
+#pragma warning disable RS0027
     /// <inheritdoc />
-    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         while (true)
         {
@@ -59,7 +62,7 @@ public sealed class OverlayTcpStream : Stream
     }
 
     /// <inheritdoc />
-    public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken)
+    public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
         while (buffer.Length > 0)
         {
@@ -71,6 +74,8 @@ public sealed class OverlayTcpStream : Stream
             else await wait.ConfigureAwait(false);
         }
     }
+
+#pragma warning restore RS0027
 
     /// <inheritdoc />
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
