@@ -412,7 +412,9 @@ internal sealed class TcpConnection
             }
             return;
         }
-        if (_cwnd < _ssthresh) _cwnd += Math.Min(acked, 2L * Mss); // slow start (RFC 5681 §3.1, RFC 3465 L=2)
+        // Slow start (RFC 5681 §3.1) counting bytes acknowledged (RFC 3465) without its L limit, as Linux does: a kernel
+        // behind a TAP with offload sees merged segments and acknowledges dozens at once.
+        if (_cwnd < _ssthresh) _cwnd += acked;
         else
         {
             _bytesAckedInAvoidance += acked;  // congestion avoidance: one MSS per window acknowledged
