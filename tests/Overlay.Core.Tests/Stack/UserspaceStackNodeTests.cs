@@ -88,7 +88,17 @@ public sealed class UserspaceStackNodeTests
     }
 
     [Test]
-    public void A_TAP_and_a_userspace_stack_on_one_NIC_is_a_configuration_error()
+    public void The_JSON_key_Userspace_chooses_the_stack()
+    {
+        var options = OverlayConfiguration.Parse("""{ "Overlays": { "a": { "NetDevice": { "Userspace": true, "IP4": "10.0.0.1" } } } }""");
+        Assert.That(options.Overlays[0].NetDevice.UserspaceStack, Is.True);
+        var error = Assert.Throws<OverlayConfigurationException>(() =>
+            OverlayConfiguration.Parse("""{ "Overlays": { "a": { "NetDevice": { "Userspace": true, "Name": "t0", "IP4": "10.0.0.1" } } } }"""));
+        Assert.That(error!.Key, Is.EqualTo("Overlays.a.NetDevice.Userspace"));
+    }
+
+    [Test]
+    public void A_userspace_stack_without_an_address_is_a_configuration_error()
     {
         var error = Assert.Throws<OverlayConfigurationException>(() => OverlayNode.Create()
             .JoinOverlay("x", o => o.WithUserspaceStack().WithAddress("10.0.0.1/24"))
