@@ -3,6 +3,8 @@
 //   - each links to its Symphony neighbours with real links: ICE (host candidates) on this machine, a DTLS handshake
 //     that checks both certificates, AES-GCM sealed frames
 //   - an in-memory IP host sits behind each node's switch: ARP + ping between every pair, a broadcast reaching each once
+//   - the first two nodes also join overlay 'web' with the userspace TCP/IP stack: one serves a web page on it, the
+//     other fetches it with HttpClient, all without a TAP or root
 // usage: dotnet run --project samples/Overlay.Demo -c Release [-- --nodes N] ; exits non-zero if anything fails.
 using System.Diagnostics;
 using System.Globalization;
@@ -35,10 +37,11 @@ try
 {
     for (var i = 0; i < count; i++)
     {
-        var node = OverlayNode.Create()
+        var builder = OverlayNode.Create()
             .UseInProcessSignaling(hub)
-            .JoinOverlay("demo", o => o.WithInMemoryDevice().WithAddress($"10.77.0.{i + 1}/24"))
-            .Build();
+            .JoinOverlay("demo", o => o.WithInMemoryDevice().WithAddress($"10.77.0.{i + 1}/24"));
+        if (i < 2) builder.JoinOverlay("web", o => o.WithUserspaceStack().WithAddress($"10.78.0.{i + 1}/24"));
+        var node = builder.Build();
         node.LinkChanged += (_, e) => OnLink(node, e);
         await node.StartAsync();
         nodes.Add(node);
@@ -74,11 +77,14 @@ try
     Console.WriteLine("Links (node -> peer: path, RTT, frames sent/received):");
     foreach (var node in nodes)
     {
-        var overlay = (await node.GetStatusAsync()).Overlays[0];
+        var overlay = (await node.GetStatusAsync()).Overlays.First(o => o.OverlayId == "demo");
         foreach (var link in overlay.Links.Where(l => string.CompareOrdinal(node.NodeId, l.PeerNodeId) < 0))
             Console.WriteLine($"   {node.NodeId[..8]} -> {link.PeerNodeId[..8]} {link.State,-3} {link.Roles,-24} {link.Path?.LocalType} {link.Path?.Local} -> {link.Path?.Remote}" +
                 $"  rtt {link.RoundTrip?.TotalMilliseconds ?? double.NaN:0.00} ms  frames {link.Statistics?.FramesSent}/{link.Statistics?.FramesReceived}");
     }
+
+    Console.WriteLine("A web page over the userspace TCP/IP stack (overlay 'web': no TAP, no root):");
+    failures += await ServeAndFetchAsync(nodes[0], nodes[1]);
 }
 finally
 {
@@ -89,8 +95,57 @@ finally
 Console.WriteLine(failures == 0 ? $"OK in {total.Elapsed.TotalSeconds:0.0} s" : $"{failures} failure(s)");
 return failures == 0 ? 0 : 1;
 
+// Node 0 serves one page with a minimal HTTP/1.1 responder on its stack; node 1 fetches it with HttpClient.
+static async Task<int> ServeAndFetchAsync(OverlayNode server, OverlayNode client)
+{
+    using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+    var web = server.Network("web");
+    await using var listener = await web.ListenAsync(80);
+    var serving = Task.Run(async () =>
+    {
+        await using var connection = await listener.AcceptAsync(timeout.Token);
+        var request = new byte[4096];
+        var length = 0;
+        while (!System.Text.Encoding.ASCII.GetString(request, 0, length).Contains("\r\n\r\n", StringComparison.Ordinal))
+            length += await connection.ReadAsync(request.AsMemory(length), timeout.Token);
+        var body = System.Text.Encoding.UTF8.GetBytes($"<h1>Hello from {server.NodeId[..8]}</h1><p>served at {web.IPv4Address} by the userspace TCP/IP stack</p>");
+        await connection.WriteAsync(System.Text.Encoding.ASCII.GetBytes(
+            $"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n"), timeout.Token);
+        await connection.WriteAsync(body, timeout.Token);
+        connection.CompleteWrites();
+    });
+    try
+    {
+        // The link on 'web' may still be forming: the first tries can find no one to answer ARP.
+        using var http = new HttpClient(client.Network("web").CreateHttpHandler());
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                var fetched = Stopwatch.StartNew();
+                var page = await http.GetStringAsync(new Uri($"http://{web.IPv4Address}/"), timeout.Token);
+                Console.WriteLine($"   {client.NodeId[..8]} fetched http://{web.IPv4Address}/ from {server.NodeId[..8]} in {fetched.Elapsed.TotalMilliseconds:0} ms:");
+                Console.WriteLine($"   {page}");
+                break;
+            }
+            catch (HttpRequestException) when (attempt < 10)
+            {
+                await Task.Delay(500, timeout.Token);
+            }
+        }
+        await serving;
+        return 0;
+    }
+    catch (Exception e) when (e is HttpRequestException or OperationCanceledException)
+    {
+        Console.WriteLine($"   fetching the page failed: {e.Message}");
+        return 1;
+    }
+}
+
 void OnLink(OverlayNode node, LinkEvent e)
 {
+    if (e.OverlayId != "demo") return;
     lock (gate)
     {
         var mine = up.TryGetValue(node.NodeId, out var set) ? set : up[node.NodeId] = [];

@@ -145,7 +145,8 @@ public static partial class OverlayConfiguration
             "MaxLearnedAddresses", "MaxLocalAddresses", "Groups", "TrustedCertificates");
         var defaults = new OverlayOptions { Id = overlay.Name };
         var device = overlay.Child("NetDevice");
-        device?.Only("Name", "IP4", "PrefixLen", "IP6", "MTU", "MAC", "Offload");
+        device?.Only("Name", "IP4", "PrefixLen", "IP6", "MTU", "MAC", "Offload",
+            "Userspace");
         var netDefaults = new NetDeviceOptions();
         return defaults with
         {
@@ -158,6 +159,7 @@ public static partial class OverlayConfiguration
                 Mtu = device.Int("MTU") ?? netDefaults.Mtu,
                 MacAddress = device.String("MAC"),
                 Offload = device.Bool("Offload") ?? netDefaults.Offload,
+                UserspaceStack = device.Bool("Userspace") ?? netDefaults.UserspaceStack,
             },
             MinSuccessors = overlay.Int("MinSuccessors") ?? defaults.MinSuccessors,
             MaxLongDistEdges = overlay.Int("MaxLongDistEdges"),

@@ -8,6 +8,7 @@ using Overlay.Engine;
 using Overlay.Links;
 using Overlay.Nat.Ice;
 using Overlay.Signaling;
+using Overlay.Stack;
 using Overlay.Switching;
 using Overlay.Tap;
 using Overlay.Tap.InMemory;
@@ -263,17 +264,40 @@ public sealed partial class OverlayNode : IAsyncDisposable
         }
     }
 
+    /// <summary>Tests only: makes an overlay's NIC instead of the options (a TAP in a test's namespace, a lossy wrapper).</summary>
+    internal Func<OverlayOptions, IEthernetDevice?>? DeviceFactory { get; set; }
+
     private IEthernetDevice OpenDevice(OverlayOptions overlay)
     {
+        if (DeviceFactory?.Invoke(overlay) is { } made) return made;
         var net = overlay.NetDevice;
         var mac = net.MacAddress is { } text ? PhysicalAddress.Parse(text.Replace(':', '-')) : OverlayEngine.DeriveMac(NodeId, overlay.Id);
         if (overlay.Device is { } own) return own;
+        if (net.UserspaceStack) return new UserspaceStack($"stack-{overlay.Id}", StackOptions(net, mac), _time);
         if (net.Name is null) return new InMemoryEthernetDevice($"mem-{overlay.Id}", mac, net.Mtu);
         var addresses = new List<InterfaceAddress>();
         if (net.IPv4Address is { } ip4) addresses.Add(new InterfaceAddress(IPAddress.Parse(ip4), net.PrefixLength));
         if (net.IPv6Address is { } ip6) addresses.Add(InterfaceAddress.Parse(ip6));
         return TapDevice.Create(new TapDeviceOptions { Name = net.Name, MacAddress = mac, Mtu = net.Mtu, Addresses = addresses, Offload = net.Offload });
     }
+
+    private static UserspaceStackOptions StackOptions(NetDeviceOptions net, PhysicalAddress mac) => new()
+    {
+        MacAddress = mac,
+        IPv4Address = net.IPv4Address is { } v4 ? IPAddress.Parse(v4) : null,
+        IPv6Address = net.IPv6Address is { } v6 ? InterfaceAddress.Parse(v6).Address : null,
+        Mtu = net.Mtu,
+    };
+
+    /// <summary>
+    /// The TCP/IP stack of an overlay joined with <see cref="OverlayBuilder.WithUserspaceStack"/>: connect, listen and
+    /// send datagrams on the overlay from this process, with no TAP and no root.
+    /// </summary>
+    /// <exception cref="KeyNotFoundException">The node does not serve the overlay (or is not started).</exception>
+    /// <exception cref="InvalidOperationException">The overlay's NIC is a TAP or an in-memory device, not a stack.</exception>
+    public UserspaceStack Network(string overlayId) =>
+        GetOverlay(overlayId).Device as UserspaceStack
+        ?? throw new InvalidOperationException($"overlay '{overlayId}' has no userspace stack: join it with WithUserspaceStack()");
 
     private void OnPeerChanged(object? sender, PeerEvent e)
     {

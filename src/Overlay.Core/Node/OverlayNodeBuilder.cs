@@ -171,10 +171,16 @@ public sealed class OverlayBuilder
     internal OverlayOptions Options { get; private set; }
 
     /// <summary>Uses a Linux TAP device named <paramref name="name"/> (needs CAP_NET_ADMIN).</summary>
-    public OverlayBuilder WithTap(string name) => Device(d => d with { Name = name });
+    public OverlayBuilder WithTap(string name) => Device(d => d with { Name = name, UserspaceStack = false });
 
     /// <summary>Uses an in-memory device instead of a TAP (demo, tests, no root).</summary>
-    public OverlayBuilder WithInMemoryDevice() => Device(d => d with { Name = null });
+    public OverlayBuilder WithInMemoryDevice() => Device(d => d with { Name = null, UserspaceStack = false });
+
+    /// <summary>
+    /// Puts a TCP/IP stack in the process on the overlay instead of a TAP (no root): dial and listen through
+    /// <see cref="OverlayNode.Network"/>. Give it an address with <see cref="WithAddress"/>.
+    /// </summary>
+    public OverlayBuilder WithUserspaceStack() => Device(d => d with { Name = null, UserspaceStack = true });
 
     /// <summary>
     /// Uses the application's own device as the overlay's virtual NIC (a batching device, a bridge to a VM or container);

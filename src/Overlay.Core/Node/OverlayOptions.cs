@@ -116,8 +116,18 @@ public sealed record NetDeviceOptions
     /// </summary>
     public bool Offload { get; init; } = true;
 
+    /// <summary>
+    /// A TCP/IP stack in the process instead of a TAP (key <c>Userspace</c>): no root, and the program reaches the overlay
+    /// through <see cref="OverlayNode.Network"/>. Needs an address; excludes <see cref="Name"/>.
+    /// </summary>
+    public bool UserspaceStack { get; init; }
+
     internal void Validate(string key)
     {
+        if (UserspaceStack && Name is not null)
+            throw new OverlayConfigurationException($"{key}.Userspace", "a NIC is a TAP (Name) or a userspace stack, not both");
+        if (UserspaceStack && IPv4Address is null && IPv6Address is null)
+            throw new OverlayConfigurationException($"{key}.Userspace", "a userspace stack needs an address (IP4 or IP6)");
         if (Name is not null && !Tap.Linux.InterfaceName.IsValid(Name))
             throw new OverlayConfigurationException($"{key}.Name", $"'{Name}' is not a valid interface name ({Tap.Linux.InterfaceName.Rule})");
         if (IPv4Address is not null && !(IPAddress.TryParse(IPv4Address, out var v4) && v4.AddressFamily == AddressFamily.InterNetwork))
