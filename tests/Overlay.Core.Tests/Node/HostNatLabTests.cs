@@ -114,7 +114,7 @@ public class HostNatLabTests
         }
     }
 
-    private static void PingAll(NatLab lab, List<HostProcess> hosts)
+    internal static void PingAll(NatLab lab, List<HostProcess> hosts)
     {
         foreach (var from in hosts)
             foreach (var to in hosts)
@@ -128,7 +128,7 @@ public class HostNatLabTests
     }
 
     /// <summary>Every host's ring successor is linked, at both ends.</summary>
-    private static bool RingFormed(List<HostProcess> hosts)
+    internal static bool RingFormed(List<HostProcess> hosts)
     {
         var up = hosts.ToDictionary(h => h.NodeId, h => h.UpLinks().Select(l => l.Peer).ToHashSet());
         var ring = up.Keys.Order(StringComparer.Ordinal).ToArray();
@@ -141,7 +141,7 @@ public class HostNatLabTests
     }
 
     /// <summary>The hosts are other processes: their status files are polled (no event crosses the process boundary).</summary>
-    private static async Task WaitAsync(List<HostProcess> hosts, Func<bool> condition, TimeSpan timeout, string what)
+    internal static async Task WaitAsync(List<HostProcess> hosts, Func<bool> condition, TimeSpan timeout, string what)
     {
         var deadline = Stopwatch.StartNew();
         while (!condition())
@@ -154,7 +154,7 @@ public class HostNatLabTests
         }
     }
 
-    private sealed class HostProcess
+    internal sealed class HostProcess
     {
         private readonly Process _process;
         private readonly string _statusFile;
@@ -178,7 +178,8 @@ public class HostNatLabTests
         public string Address { get; }
         public bool HasExited => _process.HasExited;
 
-        public static HostProcess Start(NatLab lab, int index, string directory, object? links = null)
+        /// <summary>Starts host <paramref name="index"/>; <paramref name="stun"/> and <paramref name="turn"/> replace the lab's coturn as its servers.</summary>
+        public static HostProcess Start(NatLab lab, int index, string directory, object? links = null, string[]? stun = null, object[]? turn = null)
         {
             // The node's key is made first: its node ID is derived from it, and the configuration names both.
             var certificate = Path.Combine(directory, $"node{index + 1}.pem");
@@ -195,13 +196,14 @@ public class HostNatLabTests
                     HostAddress = lab.ServerAddress.ToString(), Port = lab.Xmpp.Port, AuthenticationMethod = "password",
                     Username = $"{ProsodyServer.GroupMembers[index]}@{lab.XmppDomain}", Password = ProsodyServer.Password, CaFile = lab.CaCertificatePath,
                 },
-                Stun = new[] { lab.StunTurn.ToString() },
-                Turn = new[] { new { Address = lab.StunTurn.ToString(), User = lab.Coturn.Username, Password = lab.Coturn.Password } },
+                Stun = stun ?? [lab.StunTurn.ToString()],
+                Turn = turn ?? [new { Address = lab.StunTurn.ToString(), User = lab.Coturn.Username, Password = lab.Coturn.Password }],
                 CertificateFile = certificate,
                 Links = links ?? new { },
                 Overlays = new Dictionary<string, object> { [OverlayId] = new { NetDevice = new { Name = "ovl0", IP4 = address, PrefixLen = 24 } } },
             }));
-            var host = Path.Combine(AppContext.BaseDirectory, "Overlay.Host.dll");
+            // tests/bench/link-setup.sh points OVERLAY_HOST_DLL at another build's host to measure before and after.
+            var host = Environment.GetEnvironmentVariable("OVERLAY_HOST_DLL") is { Length: > 0 } other ? other : Path.Combine(AppContext.BaseDirectory, "Overlay.Host.dll");
             var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : Prerequisites.FindOnPath("dotnet") ?? "dotnet";
             var process = Process.Start(new ProcessStartInfo("ip", $"netns exec {lab.Hosts[index].Namespace.Name} {dotnet} {host} {config} --status-file {status}")
             {

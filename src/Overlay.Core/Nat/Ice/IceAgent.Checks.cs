@@ -431,6 +431,10 @@ internal sealed partial class IceAgent
         var local = relay is not null ? RelayCandidateOf(relay) : _hostBase.GetValueOrDefault(address.AddressFamily);
         if (local is null) return;
         var pair = FindOrAddPair(local, remote, relay);
+        // The check proved the sender knows our password: what it sends on this pair is taken from now on, so frames
+        // the peer sends once it moves here are not lost while our own check on the pair is still under way.
+        if (relay is not null) relay.AddDataRoute(source, _channel);
+        else _endpoint.Mux.AddRoute(pair.RemoteSocketAddress, _channel);
         // RFC 8445 §7.3.1.4: triggered check.
         if (pair.State == CandidatePairState.Failed) pair.State = CandidatePairState.Waiting;
         if (pair.State == CandidatePairState.Waiting && !_triggered.Contains(pair))

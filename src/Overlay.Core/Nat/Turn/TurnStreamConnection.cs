@@ -157,10 +157,11 @@ internal sealed class TurnStreamConnection : IReadableSource, IAsyncDisposable
             {
                 var result = await reader.ReadAsync(_closing.Token).ConfigureAwait(false);
                 var buffer = result.Buffer;
+                var length = buffer.Length; // read before AdvanceTo hands the segments back
                 foreach (var segment in buffer) await _stream!.WriteAsync(segment, _closing.Token).ConfigureAwait(false);
                 await _stream!.FlushAsync(_closing.Token).ConfigureAwait(false);
                 reader.AdvanceTo(buffer.End);
-                Interlocked.Add(ref _queued, -buffer.Length);
+                Interlocked.Add(ref _queued, -length);
                 if (result.IsCompleted) return;
             }
         }
