@@ -13,7 +13,7 @@ dotnet build Overlay.sln -c Release -v:q -nologo >/dev/null
 measure() { # LABEL KINDS [HOST_DLL]
   OVERLAY_SETUP_RUNS=$runs OVERLAY_SETUP_KINDS=$2 OVERLAY_HOST_DLL=${3:-} dotnet test tests/Overlay.Core.Tests -c Release --no-build \
     --filter "FullyQualifiedName~HostTurnLabTests.Link_setup_medians" --logger "console;verbosity=detailed" 2>&1 |
-    grep -E '^SETUP ' | sed "s/^SETUP /$1 /" | sort -u
+    grep -E '^SETUP |^  Error Message|timed out' | sed "s/^SETUP /$1 /" | sort -u || true
 }
 if [ -n "$before" ]; then
   tree=$(mktemp -d); trap 'git -C "$repo" worktree remove --force "$tree" >/dev/null 2>&1 || true' EXIT
