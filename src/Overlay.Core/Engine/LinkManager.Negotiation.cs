@@ -42,6 +42,11 @@ internal sealed partial class LinkManager
         var agent = _paths.Create(role);
         link.UsePath(agent);
         agent.CandidateGathered += candidate => Trickle(link, candidate);
+        agent.SelectedPairChanged += pair => _queue.Post(() =>
+        {
+            if (IsCurrent(link) && link.Agent == agent && link.Phase != LinkPhase.Down && link.RouteOver(pair))
+                LogPathChanged(link.PeerNodeId, link.Path!.ToString());
+        });
         _work.Track(GatherAsync(link, agent));
         return agent;
     }

@@ -28,6 +28,9 @@ internal interface ILinkPath : IAsyncDisposable
     /// <summary>A local candidate was gathered (any thread).</summary>
     event Action<IceCandidate>? CandidateGathered;
 
+    /// <summary>The selected pair was replaced by a better one that succeeded later (any thread).</summary>
+    event Action<IceSelectedPair>? SelectedPairChanged;
+
     /// <summary>Gathers local candidates (again, after a restart); completes when gathering ends.</summary>
     Task GatherAsync(CancellationToken cancellationToken);
 
@@ -77,6 +80,12 @@ internal sealed class IcePath(IceAgent agent) : ILinkPath
     {
         add => agent.CandidateGathered += value;
         remove => agent.CandidateGathered -= value;
+    }
+
+    public event Action<IceSelectedPair>? SelectedPairChanged
+    {
+        add => agent.SelectedPairChanged += value;
+        remove => agent.SelectedPairChanged -= value;
     }
 
     public Task GatherAsync(CancellationToken cancellationToken) => agent.GatherAsync(cancellationToken);

@@ -10,18 +10,23 @@ namespace Overlay.Nat;
 /// <summary>Answers incoming STUN requests (ICE connectivity checks).</summary>
 internal interface IStunRequestHandler
 {
-    /// <summary><paramref name="viaRelay"/> is the TURN peer when the request came through the relay, else null.</summary>
-    void OnStunRequest(scoped ref StunReader request, SocketAddress from, StunAddress? viaRelay);
+    /// <summary><paramref name="viaRelay"/> is the TURN peer when the request came through <paramref name="relay"/>, else null.</summary>
+    void OnStunRequest(scoped ref StunReader request, SocketAddress from, StunAddress? viaRelay, TurnClient? relay);
 }
 
 /// <summary>
 /// The STUN side of one ICE component's socket: the <see cref="UdpMux"/>, the shared scheduler and client
-/// transactions, the TURN client, and the dispatch of incoming STUN (responses to their transactions, Data
-/// indications to TURN, requests to ICE). Malformed and unsolicited messages are dropped and counted here.
+/// transactions, the TURN clients (one per server and transport; those over UDP share the socket, those over TCP or
+/// TLS have a stream each), and the dispatch of incoming STUN (responses to their transactions, Data indications and
+/// ChannelData to the TURN client of the server they came from, requests to ICE). Malformed and unsolicited messages
+/// are dropped and counted here.
 /// </summary>
-internal sealed class StunEndpoint : IStunPacketHandler, IRelayedPacketHandler, IDisposable
+internal sealed class StunEndpoint : IStunPacketHandler, IChannelDataHandler, IRelayedPacketHandler, IDisposable
 {
     private readonly ILogger _logger;
+    private readonly Lock _turnGate = new();
+    private TurnClient[] _turns = [];
+    private long _channelDataDropped;
     private long _malformed, _unsolicited, _keepalives;
 
     public StunEndpoint(UdpMux mux, TimeProvider time, ILogger? logger = null)
@@ -31,7 +36,7 @@ internal sealed class StunEndpoint : IStunPacketHandler, IRelayedPacketHandler, 
         Transactions = new StunTransactionTable(Scheduler);
         Sender = new DirectStunSender(mux);
         _logger = logger ?? NullLogger.Instance;
-        mux.SetHandlers(this, null);
+        mux.SetHandlers(this, this);
     }
 
     public UdpMux Mux { get; }
@@ -42,7 +47,22 @@ internal sealed class StunEndpoint : IStunPacketHandler, IRelayedPacketHandler, 
 
     public IStunSender Sender { get; }
 
-    public TurnClient? Turn { get; private set; }
+    /// <summary>The first TURN client (the only one in single-server uses and tests).</summary>
+    public TurnClient? Turn => _turns.Length > 0 ? _turns[0] : null;
+
+    /// <summary>Every TURN client attached, in order.</summary>
+    public IReadOnlyList<TurnClient> Turns => _turns;
+
+    /// <summary>What every TURN client dropped, plus ChannelData from no known server.</summary>
+    public long TurnDropped
+    {
+        get
+        {
+            var sum = Interlocked.Read(ref _channelDataDropped);
+            foreach (var t in _turns) sum += t.Dropped;
+            return sum;
+        }
+    }
 
     public IStunRequestHandler? Requests { get; set; }
 
@@ -58,9 +78,28 @@ internal sealed class StunEndpoint : IStunPacketHandler, IRelayedPacketHandler, 
     public TurnClient AttachTurn(TurnServer options)
     {
         var turn = new TurnClient(Mux, Transactions, Scheduler, options, _logger) { Handler = this };
-        Turn = turn;
-        Mux.SetHandlers(this, turn);
+        lock (_turnGate) _turns = [.. _turns, turn];
         return turn;
+    }
+
+    /// <summary>Forgets a TURN client (replaced or given up); the caller disposes it.</summary>
+    public void DetachTurn(TurnClient turn)
+    {
+        lock (_turnGate) _turns = [.. _turns.Where(t => t != turn)];
+    }
+
+    /// <summary>The TURN client over UDP whose server sent <paramref name="from"/>, or null.</summary>
+    private TurnClient? UdpTurnFrom(SocketAddress from)
+    {
+        foreach (var t in _turns)
+            if (!t.IsStream && from.Equals(t.Server)) return t;
+        return null;
+    }
+
+    public void OnChannelData(ReadOnlySpan<byte> datagram, SocketAddress from, DataPathBatch? batch)
+    {
+        if (UdpTurnFrom(from) is { } turn) turn.OnChannelData(datagram, from, batch);
+        else Interlocked.Increment(ref _channelDataDropped);
     }
 
     /// <summary>Learns this socket's server-reflexive address from a STUN server (RFC 8489 Binding); null on timeout.</summary>
@@ -81,11 +120,11 @@ internal sealed class StunEndpoint : IStunPacketHandler, IRelayedPacketHandler, 
         return w.Length;
     }
 
-    public void OnStunPacket(ReadOnlySpan<byte> datagram, SocketAddress from, DataPathBatch? batch) => Handle(datagram, from, null, batch);
+    public void OnStunPacket(ReadOnlySpan<byte> datagram, SocketAddress from, DataPathBatch? batch) => Handle(datagram, from, null, null, batch);
 
-    public void OnRelayedStun(ReadOnlySpan<byte> message, StunAddress peer) => Handle(message, null, peer, batch: null);
+    public void OnRelayedStun(ReadOnlySpan<byte> message, StunAddress peer, TurnClient relay) => Handle(message, null, peer, relay, batch: null);
 
-    private void Handle(ReadOnlySpan<byte> datagram, SocketAddress? from, StunAddress? viaRelay, DataPathBatch? batch)
+    private void Handle(ReadOnlySpan<byte> datagram, SocketAddress? from, StunAddress? viaRelay, TurnClient? relay, DataPathBatch? batch)
     {
         if (!StunReader.TryParse(datagram, out var reader) || (reader.HasFingerprint && !reader.VerifyFingerprint()))
         {
@@ -95,10 +134,10 @@ internal sealed class StunEndpoint : IStunPacketHandler, IRelayedPacketHandler, 
         switch (reader.Class)
         {
             case StunClass.SuccessResponse or StunClass.ErrorResponse:
-                if (!Transactions.TryComplete(ref reader, from, viaRelay)) Interlocked.Increment(ref _unsolicited);
+                if (!Transactions.TryComplete(ref reader, from, viaRelay, relay)) Interlocked.Increment(ref _unsolicited);
                 return;
             case StunClass.Indication:
-                if (reader.Method == StunMethod.Data && viaRelay is null && Turn is { } turn && from!.Equals(turn.Server))
+                if (reader.Method == StunMethod.Data && viaRelay is null && UdpTurnFrom(from!) is { } turn)
                     turn.OnDataIndication(ref reader, batch);
                 else if (reader.Method == StunMethod.Binding) // Binding indications are keepalives (RFC 8445 §11)
                     Interlocked.Increment(ref _keepalives);
@@ -106,7 +145,7 @@ internal sealed class StunEndpoint : IStunPacketHandler, IRelayedPacketHandler, 
                     Interlocked.Increment(ref _unsolicited);
                 return;
             default:
-                if (Requests is { } handler) handler.OnStunRequest(ref reader, from ?? Turn!.Server, viaRelay);
+                if (Requests is { } handler) handler.OnStunRequest(ref reader, from ?? relay!.Server, viaRelay, relay);
                 else Interlocked.Increment(ref _unsolicited);
                 return;
         }

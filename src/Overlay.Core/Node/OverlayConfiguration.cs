@@ -132,11 +132,15 @@ public static partial class OverlayConfiguration
 
     private static TurnServerOptions ReadTurn(Node turn)
     {
-        turn.Only("Address", "User", "Password");
+        turn.Only("Address", "User", "Password", "Transport", "CaFile");
         return new TurnServerOptions(
             turn.String("Address") ?? throw new OverlayConfigurationException(turn.KeyOf("Address"), "is required"),
             turn.String("User") ?? throw new OverlayConfigurationException(turn.KeyOf("User"), "is required"),
-            turn.String("Password") ?? throw new OverlayConfigurationException(turn.KeyOf("Password"), "is required"));
+            turn.String("Password") ?? throw new OverlayConfigurationException(turn.KeyOf("Password"), "is required"))
+        {
+            Transport = turn.String("Transport"),
+            CaFile = turn.String("CaFile"),
+        };
     }
 
     private static OverlayOptions ReadOverlay(Node overlay)

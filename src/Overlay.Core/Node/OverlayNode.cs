@@ -234,8 +234,22 @@ public sealed partial class OverlayNode : IAsyncDisposable
         foreach (var server in Options.Stun) stun.AddRange(await ResolveAsync(server, cancellationToken).ConfigureAwait(false));
         var turn = new List<Nat.Turn.TurnServer>();
         foreach (var server in Options.Turn)
-            foreach (var endpoint in await ResolveAsync(server.Address, cancellationToken).ConfigureAwait(false))
-                turn.Add(new Nat.Turn.TurnServer(endpoint, server.User, server.Password));
+        {
+            // A name in the address is what a TLS server's certificate must carry; an IP literal, the address itself.
+            var host = server.HostPort[..server.HostPort.LastIndexOf(':')].Trim('[', ']');
+            System.Security.Cryptography.X509Certificates.X509Certificate2Collection? roots = null;
+            if (server.CaFile is not null)
+            {
+                roots = [];
+                roots.ImportFromPemFile(server.CaFile);
+            }
+            foreach (var endpoint in await ResolveAsync(server.HostPort, cancellationToken).ConfigureAwait(false))
+                foreach (var transport in server.Transports)
+                    turn.Add(new Nat.Turn.TurnServer(endpoint, server.User, server.Password)
+                    {
+                        Transport = transport, ServerName = IPAddress.TryParse(host, out _) ? null : host, TrustedRoots = roots,
+                    });
+        }
         return new IceOptions
         {
             StunServers = stun,

@@ -84,17 +84,45 @@ public sealed record OverlayNodeOptions
     }
 }
 
-/// <summary>A TURN server with long-term credentials (RFC 8656).</summary>
-/// <param name="Address">host:port of the server.</param>
+/// <summary>
+/// A TURN server with long-term credentials (RFC 8656). Without a transport it is tried over UDP and over TCP on its
+/// port at once; TLS is asked for with a <c>turns:</c> address or <see cref="Transport"/> <c>"tls"</c>.
+/// </summary>
+/// <param name="Address">host:port of the server, optionally as <c>turn:host:port</c> or <c>turns:host:port</c> (TLS).</param>
 /// <param name="User">Long-term credential user name.</param>
 /// <param name="Password">Long-term credential password.</param>
 public sealed record TurnServerOptions(string Address, string User, string Password)
 {
+    /// <summary><c>"udp"</c>, <c>"tcp"</c>, <c>"tls"</c>, or null: UDP and TCP (TLS for a <c>turns:</c> address).</summary>
+    public string? Transport { get; init; }
+
+    /// <summary>PEM file of the CA certificates trusted for a TLS server (null: the system's).</summary>
+    public string? CaFile { get; init; }
+
+    /// <summary>host:port without the scheme.</summary>
+    internal string HostPort => Address.StartsWith("turns:", StringComparison.OrdinalIgnoreCase) ? Address[6..]
+        : Address.StartsWith("turn:", StringComparison.OrdinalIgnoreCase) ? Address[5..] : Address;
+
+    /// <summary>The transports to reach the server over, in order of preference.</summary>
+    internal Nat.Turn.TurnTransport[] Transports =>
+        (Transport?.ToUpperInvariant(), Address.StartsWith("turns:", StringComparison.OrdinalIgnoreCase)) switch
+        {
+            ("TLS", _) or (null, true) => [Nat.Turn.TurnTransport.Tls],
+            ("TCP", _) => [Nat.Turn.TurnTransport.Tcp],
+            ("UDP", _) => [Nat.Turn.TurnTransport.Udp],
+            _ => [Nat.Turn.TurnTransport.Udp, Nat.Turn.TurnTransport.Tcp],
+        };
+
     internal void Validate(string key)
     {
-        if (!OptionChecks.IsHostPort(Address)) throw new OverlayConfigurationException($"{key}.Address", $"'{Address}' is not host:port");
+        if (!OptionChecks.IsHostPort(HostPort)) throw new OverlayConfigurationException($"{key}.Address", $"'{Address}' is not host:port, turn:host:port or turns:host:port");
         if (string.IsNullOrEmpty(User)) throw new OverlayConfigurationException($"{key}.User", "is required");
         if (string.IsNullOrEmpty(Password)) throw new OverlayConfigurationException($"{key}.Password", "is required");
+        if (Transport is not (null or "udp" or "tcp" or "tls"))
+            throw new OverlayConfigurationException($"{key}.Transport", $"'{Transport}' is not udp, tcp or tls");
+        if (Transport is "udp" or "tcp" && Address.StartsWith("turns:", StringComparison.OrdinalIgnoreCase))
+            throw new OverlayConfigurationException($"{key}.Transport", $"a turns: address is reached over TLS, not {Transport}");
+        if (CaFile is not null && !File.Exists(CaFile)) throw new OverlayConfigurationException($"{key}.CaFile", $"'{CaFile}' does not exist");
     }
 }
 

@@ -155,6 +155,12 @@ internal sealed class MemoryPath(MemoryPathNetwork network, IceRole role, int in
 
     public event Action<IceCandidate>? CandidateGathered;
 
+    public event Action<IceSelectedPair>? SelectedPairChanged
+    {
+        add { }
+        remove { }
+    }
+
     /// <summary>Each gathering finds one more (server-reflexive) candidate, announced as ICE announces it.</summary>
     public Task GatherAsync(CancellationToken cancellationToken)
     {

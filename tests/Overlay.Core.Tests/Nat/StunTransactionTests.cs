@@ -20,7 +20,7 @@ public class StunTransactionTests
         public int Responses;
         public ManualTimeProvider? Time;
 
-        public bool Accept(StunTransaction transaction, scoped ref StunReader response, SocketAddress? from, StunAddress? viaRelay) => true;
+        public bool Accept(StunTransaction transaction, scoped ref StunReader response, SocketAddress? from, StunAddress? viaRelay, object? relay) => true;
 
         public void OnResponse(StunTransaction transaction, scoped ref StunReader response) => Responses++;
 

@@ -32,12 +32,30 @@ public class TurnClientTests
         Assert.That(mapped!.Value.ToEndPoint(), Is.EqualTo(new IPEndPoint(IPAddress.Loopback, endpoint.Mux.LocalEndPoint.Port)));
     }
 
-    [Test]
-    public async Task Allocation_relays_data_both_ways_by_indications_and_by_channel()
+    /// <summary>The server over <paramref name="transport"/>: TLS on its own port, trusting only the test CA.</summary>
+    private static TurnServer ServerOver(CoturnServer coturn, TurnTransport transport, string? password = null) =>
+        new(transport == TurnTransport.Tls ? coturn.TlsEndPoint! : coturn.EndPoint, coturn.Username, password ?? coturn.Password)
+        {
+            Transport = transport,
+            TrustedRoots = transport == TurnTransport.Tls ? LoadRoots(coturn.CaCertificatePath) : null,
+        };
+
+    private static System.Security.Cryptography.X509Certificates.X509Certificate2Collection LoadRoots(string path)
     {
-        await using var coturn = await CoturnServer.StartAsync();
+        var roots = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+        roots.ImportFromPemFile(path);
+        return roots;
+    }
+
+    [TestCase("Udp")]
+    [TestCase("Tcp")]
+    [TestCase("Tls")]
+    public async Task Allocation_relays_data_both_ways_by_indications_and_by_channel(string over)
+    {
+        var transport = Enum.Parse<TurnTransport>(over);
+        await using var coturn = await CoturnServer.StartAsync(tlsPort: transport == TurnTransport.Tls ? 0 : null);
         using var endpoint = new StunEndpoint(UdpMux.Bind(), TimeProvider.System);
-        var turn = endpoint.AttachTurn(new TurnServer(coturn.EndPoint, coturn.Username, coturn.Password));
+        var turn = endpoint.AttachTurn(ServerOver(coturn, transport));
         endpoint.Mux.Attach(null); // a loop of its own
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
 
@@ -71,9 +89,35 @@ public class TurnClientTests
         await peer.SendToAsync(new byte[] { 0xC3, 5 }, relayed, cts.Token);
         Assert.That(await inbox.Received.Reader.ReadAsync(cts.Token), Is.EqualTo(new byte[] { 0xC3, 5 }));
 
+        // Over a stream, ChannelData is padded to 4 bytes both ways (RFC 8656 §12.5): odd lengths in a row keep framing.
+        for (var length = 1; length <= 7; length++)
+        {
+            var odd = new byte[ChannelData.HeaderSize + length];
+            odd[ChannelData.HeaderSize] = 0xC4;
+            Assert.That(turn.TrySendFramed(odd, length, peerAddress), Is.True);
+            (payload, _) = await ReceiveAsync(peer, cts.Token);
+            Assert.That(payload, Has.Length.EqualTo(length));
+            await peer.SendToAsync(odd.AsMemory(ChannelData.HeaderSize, length), relayed, cts.Token);
+            Assert.That(await inbox.Received.Reader.ReadAsync(cts.Token), Has.Length.EqualTo(length));
+        }
+        Assert.That(turn.IsStream, Is.EqualTo(transport != TurnTransport.Udp));
+
         Assert.That(await turn.RefreshAsync(TimeSpan.FromMinutes(10), cts.Token), Is.True, "Refresh");
         await turn.DisposeAsync(); // Refresh with LIFETIME 0
         Assert.That(turn.Dropped, Is.Zero);
+    }
+
+    [Test]
+    public async Task A_tls_server_whose_certificate_chains_to_another_ca_is_refused()
+    {
+        await using var coturn = await CoturnServer.StartAsync(tlsPort: 0);
+        await using var other = await CoturnServer.StartAsync(tlsPort: 0); // its own CA
+        using var endpoint = new StunEndpoint(UdpMux.Bind(), TimeProvider.System);
+        var turn = endpoint.AttachTurn(ServerOver(coturn, TurnTransport.Tls) with { TrustedRoots = LoadRoots(other.CaCertificatePath) });
+        endpoint.Mux.Attach(null);
+        Assert.That(await turn.AllocateAsync().WaitAsync(TimeSpan.FromSeconds(20)), Is.False);
+        Assert.That(turn.Stream!.IsOpen, Is.False);
+        await turn.DisposeAsync();
     }
 
     [Test]

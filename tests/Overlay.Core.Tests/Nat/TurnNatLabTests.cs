@@ -17,7 +17,7 @@ public class TurnNatLabTests
     {
         public TaskCompletionSource<StunAddress> Peer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public void OnRelayedStun(ReadOnlySpan<byte> message, StunAddress peer) => Peer.TrySetResult(peer);
+        public void OnRelayedStun(ReadOnlySpan<byte> message, StunAddress peer, TurnClient relay) => Peer.TrySetResult(peer);
     }
 
     [Test]

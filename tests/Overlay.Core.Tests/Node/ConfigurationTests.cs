@@ -90,6 +90,10 @@ public class ConfigurationTests
         ("""{ }""", "Overlays"),
         ("""{ "Stun": [ "no-port" ], "Overlays": { "a": {} } }""", "Stun[0]"),
         ("""{ "Turn": [ { "Address": "t:3478", "User": "u" } ], "Overlays": { "a": {} } }""", "Turn[0].Password"),
+        ("""{ "Turn": [ { "Address": "t:3478", "User": "u", "Password": "p", "Transport": "sctp" } ], "Overlays": { "a": {} } }""", "Turn[0].Transport"),
+        ("""{ "Turn": [ { "Address": "turns:t:443", "User": "u", "Password": "p", "Transport": "udp" } ], "Overlays": { "a": {} } }""", "Turn[0].Transport"),
+        ("""{ "Turn": [ { "Address": "turns:t", "User": "u", "Password": "p" } ], "Overlays": { "a": {} } }""", "Turn[0].Address"),
+        ("""{ "Turn": [ { "Address": "t:443", "User": "u", "Password": "p", "CaFile": "/nonexistent/ca.pem" } ], "Overlays": { "a": {} } }""", "Turn[0].CaFile"),
         ("""{ "Signal": { "HostAddress": "x", "Username": "u@d" }, "Overlays": { "a": {} } }""", "Signal.Password"),
         ("""{ "Signal": { "HostAddress": "x", "Username": "nodomain", "Password": "p" }, "Overlays": { "a": {} } }""", "Signal.Username"),
         ("""{ "Signal": { "HostAddress": "x", "Username": "u@d", "Password": "p", "AuthenticationMethod": "TOKEN" }, "Overlays": { "a": {} } }""", "Signal.AuthenticationMethod"),
@@ -107,6 +111,19 @@ public class ConfigurationTests
         var e = Assert.Throws<OverlayConfigurationException>(() => OverlayConfiguration.Parse(json))!;
         Assert.That(e.Key, Is.EqualTo(key), e.Message);
         Assert.That(e.Message, Does.Contain(key));
+    }
+
+    [TestCase("t.example:3478", null, "Udp,Tcp")]
+    [TestCase("turn:t.example:3478", null, "Udp,Tcp")]
+    [TestCase("t.example:3478", "tcp", "Tcp")]
+    [TestCase("t.example:443", "tls", "Tls")]
+    [TestCase("turns:t.example:443", null, "Tls")]
+    public void A_turn_server_without_a_transport_is_tried_over_udp_and_tcp_and_tls_is_asked_for(string address, string? transport, string expected)
+    {
+        var json = $$"""{ "Turn": [ { "Address": "{{address}}", "User": "u", "Password": "p"{{(transport is null ? "" : $", \"Transport\": \"{transport}\"")}} } ], "Overlays": { "a": {} } }""";
+        var turn = OverlayConfiguration.Parse(json).Turn.Single();
+        Assert.That(string.Join(",", turn.Transports), Is.EqualTo(expected));
+        Assert.That(turn.HostPort, Is.EqualTo(address.Split(':', 2)[0] is "turn" or "turns" ? address.Split(':', 2)[1] : address));
     }
 
     [Test]

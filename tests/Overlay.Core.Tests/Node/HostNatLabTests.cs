@@ -181,7 +181,8 @@ public partial class HostNatLabTests
         public string Address { get; }
         public bool HasExited => _process.HasExited;
 
-        public static HostProcess Start(NatLab lab, int index, string directory, object? links = null, HostSetup? setup = null)
+        /// <summary>Starts host <paramref name="index"/>; <paramref name="stun"/> and <paramref name="turn"/> replace the lab's coturn as its servers.</summary>
+        public static HostProcess Start(NatLab lab, int index, string directory, object? links = null, HostSetup? setup = null, string[]? stun = null, object[]? turn = null)
         {
             setup ??= new HostSetup();
             // The node's key is made first: its node ID is derived from it, and the configuration names both.
@@ -200,16 +201,20 @@ public partial class HostNatLabTests
                     Username = $"{setup.Account ?? ProsodyServer.GroupMembers[index]}@{lab.XmppDomain}", Password = ProsodyServer.Password,
                     CaFile = lab.CaCertificatePath,
                 },
-                Stun = new[] { lab.StunTurn.ToString() },
-                Turn = new[] { new { Address = lab.StunTurn.ToString(), User = lab.Coturn.Username, Password = lab.Coturn.Password } },
+                Stun = stun ?? [lab.StunTurn.ToString()],
+                Turn = turn ?? [new { Address = lab.StunTurn.ToString(), User = lab.Coturn.Username, Password = lab.Coturn.Password }],
                 CertificateFile = certificate,
                 Links = links ?? new { },
                 Overlays = new Dictionary<string, object>
                 {
-                    [OverlayId] = new { NetDevice = new { Name = "ovl0", IP4 = address, PrefixLen = 24 }, TrustedCertificates = setup.TrustedCertificates ?? [] },
+                    // TrustedCertificates only when set: the link-setup bench runs older hosts, which do not know the key.
+                    [OverlayId] = setup.TrustedCertificates is { } trusted
+                        ? new { NetDevice = new { Name = "ovl0", IP4 = address, PrefixLen = 24 }, TrustedCertificates = trusted }
+                        : new { NetDevice = new { Name = "ovl0", IP4 = address, PrefixLen = 24 } },
                 },
             }));
-            var host = Path.Combine(AppContext.BaseDirectory, "Overlay.Host.dll");
+            // tests/bench/link-setup.sh points OVERLAY_HOST_DLL at another build's host to measure before and after.
+            var host = Environment.GetEnvironmentVariable("OVERLAY_HOST_DLL") is { Length: > 0 } other ? other : Path.Combine(AppContext.BaseDirectory, "Overlay.Host.dll");
             var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : Prerequisites.FindOnPath("dotnet") ?? "dotnet";
             // SIGINT as in a terminal: a shell that ran the tests in the background left it ignored, and that is inherited.
             var process = Process.Start(new ProcessStartInfo("ip",

@@ -52,7 +52,7 @@ public sealed class NatLab : IAsyncDisposable
     public NetNamespace Server { get; private set; } = null!;
 
     /// <summary>Builds the lab and starts its services. Needs root, iproute2 and iptables.</summary>
-    public static async Task<NatLab> StartAsync(IReadOnlyList<NatKind> hosts, bool xmpp = false, CancellationToken ct = default)
+    public static async Task<NatLab> StartAsync(IReadOnlyList<NatKind> hosts, bool xmpp = false, CancellationToken ct = default, bool turnTls = false)
     {
         ArgumentNullException.ThrowIfNull(hosts);
         Prerequisites.RequireNetworkNamespaces();
@@ -60,7 +60,7 @@ public sealed class NatLab : IAsyncDisposable
         try
         {
             lab.Build(hosts);
-            lab._coturn = await CoturnServer.StartAsync(lab.Server, lab.ServerAddress, ct).ConfigureAwait(false);
+            lab._coturn = await CoturnServer.StartAsync(lab.Server, lab.ServerAddress, ct, tlsPort: turnTls ? 443 : null).ConfigureAwait(false);
             if (xmpp) lab._prosody = await ProsodyServer.StartAsync(lab.Server, lab.ServerAddress, ct).ConfigureAwait(false);
         }
         catch

@@ -1,5 +1,6 @@
 using System.Net;
 using Overlay.Nat.Stun;
+using Overlay.Nat.Turn;
 
 namespace Overlay.Nat.Ice;
 
@@ -18,9 +19,10 @@ internal enum CandidatePairState
 /// </summary>
 internal sealed class CandidatePair
 {
-    public CandidatePair(IceCandidate local, IceCandidate remote, SocketAddress remoteSocketAddress)
+    public CandidatePair(IceCandidate local, IceCandidate remote, SocketAddress remoteSocketAddress, TurnClient? relay = null)
     {
         Local = local;
+        Relay = relay;
         Remote = remote;
         RemoteAddress = new StunAddress(remote.Address);
         RemoteSocketAddress = remoteSocketAddress;
@@ -36,6 +38,12 @@ internal sealed class CandidatePair
     public SocketAddress RemoteSocketAddress { get; }
 
     public bool ViaRelay => Local.Type == IceCandidateType.Relayed;
+
+    /// <summary>The TURN client of the relayed local candidate (relayed pairs only).</summary>
+    public TurnClient? Relay { get; }
+
+    /// <summary>Relayed over TCP or TLS to the server: the path to leave once UDP works again.</summary>
+    public bool OverStream => Relay?.IsStream == true;
 
     public CandidatePairState State { get; set; } = CandidatePairState.Waiting;
 
@@ -66,5 +74,5 @@ internal sealed class CandidatePair
         return (Math.Min(g, d) << 32) + 2 * Math.Max(g, d) + (g > d ? 1UL : 0UL);
     }
 
-    public override string ToString() => $"{Local.Type} {Local.Address} -> {Remote.Type} {Remote.Address} {State}";
+    public override string ToString() => $"{Local.Type}{(Relay is { } r ? $" ({r.Options})" : "")} {Local.Address} -> {Remote.Type} {Remote.Address} {State}";
 }

@@ -25,8 +25,8 @@ internal sealed partial class IceAgent
 
     private sealed class CheckOwner(IceAgent agent) : IStunTransactionOwner
     {
-        public bool Accept(StunTransaction transaction, scoped ref StunReader response, SocketAddress? from, StunAddress? viaRelay) =>
-            agent.AcceptResponse(transaction, ref response, from, viaRelay);
+        public bool Accept(StunTransaction transaction, scoped ref StunReader response, SocketAddress? from, StunAddress? viaRelay, object? relay) =>
+            agent.AcceptResponse(transaction, ref response, from, viaRelay, relay);
 
         public void OnResponse(StunTransaction transaction, scoped ref StunReader response) => agent.OnCheckResponse(transaction, ref response);
 
@@ -35,7 +35,8 @@ internal sealed partial class IceAgent
 
     private sealed class RequestHandler(IceAgent agent) : IStunRequestHandler
     {
-        public void OnStunRequest(scoped ref StunReader request, SocketAddress from, StunAddress? viaRelay) => agent.OnCheckRequest(ref request, from, viaRelay);
+        public void OnStunRequest(scoped ref StunReader request, SocketAddress from, StunAddress? viaRelay, TurnClient? relay) =>
+            agent.OnCheckRequest(ref request, from, viaRelay, relay);
     }
 
     internal CandidatePair? Selected => _selected;
@@ -47,7 +48,9 @@ internal sealed partial class IceAgent
     /// <summary>
     /// One pacing interval (Ta, RFC 8445 §6.1.4.2): at most one check, nomination, failure and consent decisions. While
     /// checking it runs every <see cref="IceOptions.Pacing"/>; once connected only when consent is next due, so an idle
-    /// link costs a timer every few seconds rather than twenty a second.
+    /// link costs a timer every few seconds rather than twenty a second, except while pairs better than the selected
+    /// one are still to be checked or nominated (checks go on after the first selection, and a better pair that
+    /// succeeds later replaces it).
     /// </summary>
     private void Tick(Ticker ticker, long now)
     {
@@ -78,6 +81,11 @@ internal sealed partial class IceAgent
                     _ticker = null;
                     return;
                 }
+                if (ImproveSelected(now, selected))
+                {
+                    ScheduleTick(ticker, now + Ticks(_options.Pacing));
+                    return;
+                }
                 // Nothing to do until the next consent check, or the deadline of the one outstanding (never sooner than Ta).
                 var due = Math.Min(_nextConsentAt, selected.LastConsent + Ticks(_options.ConsentTimeout) + 1);
                 ScheduleTick(ticker, Math.Max(due, now + Ticks(_options.Pacing)));
@@ -101,7 +109,28 @@ internal sealed partial class IceAgent
         ScheduleTick(_ticker = new Ticker(this), due);
     }
 
-    private void SendNextCheck()
+    /// <summary>
+    /// Once connected: checks the pairs better than the selected one that wait (trickled late, or found again when UDP
+    /// came back), nominates one that succeeded (controlling side), and while the path is relayed over a stream asks
+    /// the servers from time to time whether UDP passes again. True while there is such work (ticks stay at Ta).
+    /// </summary>
+    private bool ImproveSelected(long now, CandidatePair selected)
+    {
+        var floor = selected.Priority(Role);
+        if (_remoteCredentials is not null && (_triggered.Count > 0 || _pairs.Exists(p => p.State == CandidatePairState.Waiting && p.Priority(Role) > floor)))
+            SendNextCheck(floor);
+        if (Role == IceRole.Controlling && _nominating is null) Nominate(now);
+        if (selected.OverStream && now >= _nextUpgradeAt && Interlocked.CompareExchange(ref _upgrading, 1, 0) == 0)
+        {
+            _nextUpgradeAt = now + Ticks(_options.UpgradeInterval);
+            _ = TryUpgradeAsync();
+        }
+        return _nominating is not null || _triggered.Count > 0 ||
+               _pairs.Exists(p => p.State is CandidatePairState.Waiting or CandidatePairState.InProgress && p.Priority(Role) > floor);
+    }
+
+    /// <summary>Sends the next triggered check, or else the best waiting pair's above <paramref name="floor"/>.</summary>
+    private void SendNextCheck(ulong floor = 0)
     {
         CandidatePair? next = null;
         while (_triggered.Count > 0)
@@ -116,19 +145,23 @@ internal sealed partial class IceAgent
         if (next is null)
         {
             foreach (var p in _pairs)
-                if (p.State == CandidatePairState.Waiting && (next is null || p.Priority(Role) > next.Priority(Role))) next = p;
+                if (p.State == CandidatePairState.Waiting && p.Priority(Role) > floor && (next is null || p.Priority(Role) > next.Priority(Role))) next = p;
         }
         if (next is not null) SendCheck(next, useCandidate: false, consent: false);
     }
 
-    /// <summary>Regular nomination (RFC 8445 §8.1.1): the best valid pair, once nothing better is pending or the delay passed.</summary>
+    /// <summary>
+    /// Regular nomination (RFC 8445 §8.1.1): the best valid pair, once nothing better is pending or the delay passed.
+    /// Connected, a valid pair better than the selected one is nominated too, and the peer (this implementation)
+    /// moves to it: a relayed path goes direct when a direct pair succeeds later.
+    /// </summary>
     private void Nominate(long now)
     {
-        if (_selected is { } current && _pairs.Contains(current)) return;
+        var current = _selected is { } s && _pairs.Contains(s) ? s : null;
         CandidatePair? best = null;
         foreach (var p in _pairs)
             if (p.State == CandidatePairState.Succeeded && (best is null || p.Priority(Role) > best.Priority(Role))) best = p;
-        if (best is null) return;
+        if (best is null || (current is not null && best.Priority(Role) <= current.Priority(Role))) return;
         var bestPriority = best.Priority(Role);
         var betterPending = _pairs.Exists(p => p.State is CandidatePairState.Waiting or CandidatePairState.InProgress && p.Priority(Role) > bestPriority);
         if (betterPending && now - _firstValidAt < Ticks(_options.NominationDelay)) return;
@@ -181,11 +214,11 @@ internal sealed partial class IceAgent
     private (IStunSender? Sender, SocketAddress Destination) PathOf(CandidatePair pair)
     {
         if (!pair.ViaRelay) return (_endpoint.Sender, pair.RemoteSocketAddress);
-        if (_endpoint.Turn is not { } turn) return (null, pair.RemoteSocketAddress);
+        if (pair.Relay is not { } turn) return (null, pair.RemoteSocketAddress);
         return (pair.RelaySender ??= new RelayedStunSender(turn, pair.RemoteAddress), turn.Server);
     }
 
-    private bool AcceptResponse(StunTransaction transaction, scoped ref StunReader response, SocketAddress? from, StunAddress? viaRelay)
+    private bool AcceptResponse(StunTransaction transaction, scoped ref StunReader response, SocketAddress? from, StunAddress? viaRelay, object? relay)
     {
         lock (_gate)
         {
@@ -197,7 +230,9 @@ internal sealed partial class IceAgent
                 return false;
             }
             var pair = context.Pair;
-            context.NonSymmetric = pair.ViaRelay ? viaRelay != pair.RemoteAddress : from is null || !from.Equals(pair.RemoteSocketAddress);
+            context.NonSymmetric = pair.ViaRelay
+                ? viaRelay != pair.RemoteAddress || !ReferenceEquals(relay, pair.Relay)
+                : from is null || !from.Equals(pair.RemoteSocketAddress);
             return true;
         }
     }
@@ -243,7 +278,7 @@ internal sealed partial class IceAgent
             pair.State = CandidatePairState.Succeeded;
             pair.ReportedLocal = LocalFor(mapped, pair);
             if (_firstValidAt == 0) _firstValidAt = now;
-            if (pair.ViaRelay) _endpoint.Turn?.AddDataRoute(pair.RemoteAddress, _channel);
+            if (pair.ViaRelay) pair.Relay?.AddDataRoute(pair.RemoteAddress, _channel);
             else _endpoint.Mux.AddRoute(pair.RemoteSocketAddress, _channel);
             if (context.UseCandidate || (pair.NominateOnSuccess && Role == IceRole.Controlled)) Select(pair);
         }
@@ -284,23 +319,29 @@ internal sealed partial class IceAgent
     private void Select(CandidatePair pair)
     {
         if (ReferenceEquals(_selected, pair) && State == IceState.Connected) return;
+        var previous = State == IceState.Connected ? _selected : null;
         pair.Nominated = true;
         _selected = pair;
         var now = _endpoint.Scheduler.Now;
         pair.LastConsent = now;
         _nextConsentAt = now + Ticks(_options.ConsentInterval);
-        if (_endpoint.Turn is { } turn)
-        {
-            // Only the selected pair's peer may still reach us through the relay: the permissions for every other
-            // address the peer signalled lapse (after a restart, pairing installs them again as needed).
-            var keep = pair.ViaRelay ? pair.Remote.Address.Address : null;
-            _permissions.RemoveWhere(ip => !ip.Equals(keep));
-            turn.RetainPermissions(keep);
-            if (pair.ViaRelay) _ = turn.BindChannelAsync(pair.RemoteAddress);
-        }
+        // Only the selected pair's peer may still reach us through its relay: the permissions for every other address
+        // the peer signalled, and on every other relay, lapse (after a restart, pairing installs them again as needed).
+        var keep = pair.ViaRelay ? pair.Remote.Address.Address : null;
+        _permissions.RemoveWhere(p => p.Turn != pair.Relay || !p.Peer.Equals(keep));
+        foreach (var turn in _endpoint.Turns) turn.RetainPermissions(turn == pair.Relay ? keep : null);
+        if (pair.Relay is { } relay) _ = relay.BindChannelAsync(pair.RemoteAddress);
         SetState(IceState.Connected);
-        _selectedPair.TrySetResult(new IceSelectedPair(pair.ReportedLocal ?? pair.Local, pair.Remote, pair.RoundTrip));
+        var selected = new IceSelectedPair(pair.ReportedLocal ?? pair.Local, pair.Remote, pair.RoundTrip) { OverStream = pair.OverStream };
+        _selectedPair.TrySetResult(selected);
         LogSelected(pair);
+        if (previous is not null && !ReferenceEquals(previous, pair) && _selectedPair.Task.IsCompletedSuccessfully)
+        {
+            // A later, better pair: the path moved (frames already go the new way; the old pair's stay accepted).
+            _selectedPair = NewSelectedPairSource();
+            _selectedPair.TrySetResult(selected);
+            if (SelectedPairChanged is { } changed) ThreadPool.QueueUserWorkItem(static s => s.changed(s.selected), (changed, selected), preferLocal: false);
+        }
     }
 
     private void SwitchRole()
@@ -311,7 +352,7 @@ internal sealed partial class IceAgent
     }
 
     /// <summary>Answers a connectivity check (RFC 8445 §7.3) and learns from it; refused checks change nothing.</summary>
-    private void OnCheckRequest(scoped ref StunReader request, SocketAddress from, StunAddress? viaRelay)
+    private void OnCheckRequest(scoped ref StunReader request, SocketAddress from, StunAddress? viaRelay, TurnClient? relay)
     {
         lock (_gate)
         {
@@ -330,19 +371,19 @@ internal sealed partial class IceAgent
             if (!request.TryGetAttribute(StunAttributeType.Username, out var username) || !request.HasMessageIntegrity)
             {
                 Interlocked.Increment(ref _badRequests);
-                Respond(ref request, from, viaRelay, 400, "Bad Request", authenticated: false);
+                Respond(ref request, from, viaRelay, relay, 400, "Bad Request", authenticated: false);
                 return;
             }
             if (!username.StartsWith(_expectedUsernamePrefix) || !request.VerifyMessageIntegrity(_localKey))
             {
                 Interlocked.Increment(ref _unauthorized);
-                Respond(ref request, from, viaRelay, 401, "Unauthorized", authenticated: false);
+                Respond(ref request, from, viaRelay, relay, 401, "Unauthorized", authenticated: false);
                 return;
             }
             if (request.UnknownComprehensionRequiredCount > 0)
             {
                 Interlocked.Increment(ref _unknownAttributes);
-                Respond(ref request, from, viaRelay, 420, "Unknown Attribute", authenticated: true);
+                Respond(ref request, from, viaRelay, relay, 420, "Unknown Attribute", authenticated: true);
                 return;
             }
             // RFC 8445 §7.3.1.1: role conflict, decided by the tie-breakers.
@@ -351,7 +392,7 @@ internal sealed partial class IceAgent
                 Interlocked.Increment(ref _roleConflicts);
                 if (_tieBreaker >= theirs)
                 {
-                    Respond(ref request, from, viaRelay, 487, "Role Conflict", authenticated: true);
+                    Respond(ref request, from, viaRelay, relay, 487, "Role Conflict", authenticated: true);
                     return;
                 }
                 SwitchRole();
@@ -361,19 +402,19 @@ internal sealed partial class IceAgent
                 Interlocked.Increment(ref _roleConflicts);
                 if (_tieBreaker < theirs)
                 {
-                    Respond(ref request, from, viaRelay, 487, "Role Conflict", authenticated: true);
+                    Respond(ref request, from, viaRelay, relay, 487, "Role Conflict", authenticated: true);
                     return;
                 }
                 SwitchRole();
             }
             var source = viaRelay ?? new StunAddress(UdpMux.ToEndPoint(from));
-            Respond(ref request, from, viaRelay, 0, null, authenticated: true, source);
+            Respond(ref request, from, viaRelay, relay, 0, null, authenticated: true, source);
             LogCheckReceived(source, viaRelay is not null);
-            LearnFromCheck(ref request, source, viaRelay is not null);
+            LearnFromCheck(ref request, source, relay);
         }
     }
 
-    private void LearnFromCheck(scoped ref StunReader request, StunAddress source, bool viaRelay)
+    private void LearnFromCheck(scoped ref StunReader request, StunAddress source, TurnClient? relay)
     {
         var address = source.ToEndPoint();
         var remote = _remote.Find(c => c.Address.Equals(address));
@@ -385,14 +426,22 @@ internal sealed partial class IceAgent
             remote = new IceCandidate(Foundation(IceCandidateType.PeerReflexive, address.Address, null),
                 priority != 0 ? priority : IceCandidate.ComputePriority(IceCandidateType.PeerReflexive, 65535), address, IceCandidateType.PeerReflexive);
             _remote.Add(remote);
-            if (!viaRelay) EnsurePermission(address);
+            if (relay is null) EnsurePermissions(address);
         }
-        var local = viaRelay ? _relay : _hostBase.GetValueOrDefault(address.AddressFamily);
+        var local = relay is not null ? RelayCandidateOf(relay) : _hostBase.GetValueOrDefault(address.AddressFamily);
         if (local is null) return;
-        var pair = FindOrAddPair(local, remote);
+        var pair = FindOrAddPair(local, remote, relay);
+        // The check proved the sender knows our password: what it sends on this pair is taken from now on, so frames
+        // the peer sends once it moves here are not lost while our own check on the pair is still under way.
+        if (relay is not null) relay.AddDataRoute(source, _channel);
+        else _endpoint.Mux.AddRoute(pair.RemoteSocketAddress, _channel);
         // RFC 8445 §7.3.1.4: triggered check.
         if (pair.State == CandidatePairState.Failed) pair.State = CandidatePairState.Waiting;
-        if (pair.State == CandidatePairState.Waiting && !_triggered.Contains(pair)) _triggered.Enqueue(pair);
+        if (pair.State == CandidatePairState.Waiting && !_triggered.Contains(pair))
+        {
+            _triggered.Enqueue(pair);
+            if (State == IceState.Connected) TickSoon(); // connected, the next tick may be seconds away
+        }
         if (request.HasAttribute(StunAttributeType.UseCandidate) && Role == IceRole.Controlled)
         {
             // RFC 8445 §7.3.1.5: nominated; selected once our own check on the pair has succeeded.
@@ -401,7 +450,7 @@ internal sealed partial class IceAgent
         }
     }
 
-    private void Respond(scoped ref StunReader request, SocketAddress from, StunAddress? viaRelay, int errorCode, string? reason,
+    private void Respond(scoped ref StunReader request, SocketAddress from, StunAddress? viaRelay, TurnClient? relay, int errorCode, string? reason,
         bool authenticated, StunAddress mapped = default)
     {
         Span<byte> buffer = stackalloc byte[256];
@@ -416,7 +465,7 @@ internal sealed partial class IceAgent
         if (authenticated) w.AddMessageIntegrity(_localKey);
         w.AddFingerprint();
         if (w.Overflowed) return;
-        if (viaRelay is { } peer) _endpoint.Turn?.SendTo(w.Written, peer);
+        if (viaRelay is { } peer) relay?.SendTo(w.Written, peer);
         else _endpoint.Mux.Send(w.Written, from);
     }
 

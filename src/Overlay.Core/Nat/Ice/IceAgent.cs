@@ -33,11 +33,10 @@ internal sealed partial class IceAgent : IAsyncDisposable
     private readonly List<CandidatePair> _pairs = [];
     private readonly Queue<CandidatePair> _triggered = new();
     private readonly Dictionary<AddressFamily, IceCandidate> _hostBase = [];
-    private readonly HashSet<IPAddress> _permissions = [];
-    private readonly SemaphoreSlim _relayGathering = new(1, 1);
+    private readonly HashSet<(TurnClient Turn, IPAddress Peer)> _permissions = [];
+    private readonly RelaySlot[] _relays;
     private readonly Channel<IceState> _stateChanges = System.Threading.Channels.Channel.CreateUnbounded<IceState>();
     private readonly IceDatagramChannel _channel;
-    private IceCandidate? _relay;
     private IceCredentials _localCredentials;
     private IceCredentials? _remoteCredentials;
     private byte[] _localKey = [];
@@ -48,7 +47,8 @@ internal sealed partial class IceAgent : IAsyncDisposable
     private int _generation;
     private bool _started, _endOfRemoteCandidates;
     private long _tickDue;
-    private long _checkingSince, _firstValidAt, _nextConsentAt;
+    private long _checkingSince, _firstValidAt, _nextConsentAt, _nextUpgradeAt;
+    private int _upgrading;
     private CandidatePair? _nominating;
     private volatile CandidatePair? _selected;
     private TaskCompletionSource<IceSelectedPair> _selectedPair = NewSelectedPairSource();
@@ -65,6 +65,8 @@ internal sealed partial class IceAgent : IAsyncDisposable
         _channel = new IceDatagramChannel(this);
         ApplyLocalCredentials();
         endpoint.Requests = new RequestHandler(this);
+        // Every TURN server gets its client now, so that a stream's socket is made in the caller's network namespace.
+        _relays = [.. options.TurnServers.Select((server, index) => new RelaySlot(server, index) { Turn = endpoint.AttachTurn(server) })];
     }
 
     /// <summary>
@@ -107,6 +109,9 @@ internal sealed partial class IceAgent : IAsyncDisposable
     /// <summary>Raised (outside the agent's lock) for each candidate gathered, for trickling to the peer.</summary>
     public event Action<IceCandidate>? CandidateGathered;
 
+    /// <summary>Raised (on the thread pool) when the selected pair changes to another one: a better pair was nominated later.</summary>
+    public event Action<IceSelectedPair>? SelectedPairChanged;
+
     /// <summary>The local UDP port all candidates are based on.</summary>
     public int LocalPort => _endpoint.Mux.LocalEndPoint.Port;
 
@@ -132,7 +137,7 @@ internal sealed partial class IceAgent : IAsyncDisposable
     public IceAgentCounters Counters => new(
         _endpoint.Malformed, _endpoint.Unsolicited, Interlocked.Read(ref _unauthorized), Interlocked.Read(ref _badRequests),
         Interlocked.Read(ref _unknownAttributes), Interlocked.Read(ref _roleConflicts), _endpoint.Keepalives,
-        _endpoint.Mux.Dropped + (_endpoint.Turn?.Dropped ?? 0) + _channel.Dropped, Interlocked.Read(ref _candidatesRefused),
+        _endpoint.Mux.Dropped + _endpoint.TurnDropped + _channel.Dropped, Interlocked.Read(ref _candidatesRefused),
         Interlocked.Read(ref _candidatesUnusable));
 
     private static TaskCompletionSource<IceSelectedPair> NewSelectedPairSource() => new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -180,6 +185,7 @@ internal sealed partial class IceAgent : IAsyncDisposable
             if (!RoomForRemote()) return;
             _remote.Add(candidate);
             PairWithLocals(candidate);
+            if (_started) TickSoon(); // trickled after the link came up: checked at once, not at the next consent
         }
     }
 
@@ -298,7 +304,7 @@ internal sealed partial class IceAgent : IAsyncDisposable
             _selectedPair.TrySetException(new ObjectDisposedException(nameof(IceAgent)));
             _stateChanges.Writer.TryComplete();
         }
-        if (_endpoint.Turn is { } turn) await turn.DisposeAsync().ConfigureAwait(false);
+        await Task.WhenAll(_endpoint.Turns.Select(t => t.DisposeAsync().AsTask())).ConfigureAwait(false);
         _endpoint.Dispose();
     }
 
@@ -310,7 +316,7 @@ internal sealed partial class IceAgent : IAsyncDisposable
         get { lock (_gate) return [.. _pairs.Select(p => p.ToString())]; }
     }
 
-    internal string Diagnostics => $"received {_endpoint.Mux.Received} muxDropped {_endpoint.Mux.Dropped} turnDropped {_endpoint.Turn?.Dropped} pendingTx {_endpoint.Transactions.Pending} sendFailures {_endpoint.Mux.SendFailures} alive {_endpoint.Mux.ReceiverAlive}";
+    internal string Diagnostics => $"received {_endpoint.Mux.Received} muxDropped {_endpoint.Mux.Dropped} turnDropped {_endpoint.TurnDropped} pendingTx {_endpoint.Transactions.Pending} sendFailures {_endpoint.Mux.SendFailures} alive {_endpoint.Mux.ReceiverAlive}";
 
     internal int PairCount
     {
@@ -325,6 +331,9 @@ internal sealed partial class IceAgent : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "TURN allocation {Relayed} no longer refreshes (the mapping towards the server changed?): allocating again")]
     private partial void LogRelayLost(StunAddress? relayed);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "ICE: UDP passes again, checking the direct and UDP-relayed pairs anew")]
+    private partial void LogUpgrade();
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "ICE selected {Pair}")]
     private partial void LogSelected(CandidatePair pair);

@@ -57,7 +57,7 @@ internal sealed class IceDatagramChannel(IceAgent agent) : IDatagramChannel, IDa
             return false;
         }
         var sent = pair.ViaRelay
-            ? agent.Endpoint.Turn is { } turn && turn.TrySendFramed(buffer, payloadLength, pair.RemoteAddress, batch)
+            ? pair.Relay is { } turn && turn.TrySendFramed(buffer, payloadLength, pair.RemoteAddress, batch)
             : agent.Endpoint.Mux.Send(buffer.Slice(ChannelData.HeaderSize, payloadLength), pair.RemoteSocketAddress, batch);
         if (!sent) Interlocked.Increment(ref _sendFailures);
         return sent;

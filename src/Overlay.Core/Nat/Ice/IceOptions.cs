@@ -11,7 +11,7 @@ internal sealed record IceOptions
     /// <summary>STUN servers for server-reflexive candidates.</summary>
     public IReadOnlyList<IPEndPoint> StunServers { get; init; } = [];
 
-    /// <summary>TURN servers for relayed candidates (the first one is used).</summary>
+    /// <summary>TURN servers for relayed candidates: every one is used, gathered in parallel (one per transport and endpoint).</summary>
     public IReadOnlyList<TurnServer> TurnServers { get; init; } = [];
 
     /// <summary>Interface names never gathered (an overlay's own TAP must not carry its tunnel). Prefix match with a trailing '*'.</summary>
@@ -38,8 +38,17 @@ internal sealed record IceOptions
     /// <summary>Retransmission of gathering requests to STUN/TURN servers.</summary>
     public StunRetransmissionOptions ServerRetransmission { get; init; } = new(TimeSpan.FromMilliseconds(250), MaxRequests: 5, FinalWaitMultiplier: 4);
 
-    /// <summary>How long the controlling agent waits for a better pair after the first valid one before nominating.</summary>
-    public TimeSpan NominationDelay { get; init; } = TimeSpan.FromMilliseconds(500);
+    /// <summary>
+    /// How long the controlling agent waits for a better pair after the first valid one before nominating. Short: a
+    /// better pair that succeeds later is nominated then, and the path moves to it (a relayed link goes direct).
+    /// </summary>
+    public TimeSpan NominationDelay { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// While the selected pair is relayed over TCP or TLS, how often the agent asks its STUN and UDP TURN servers again
+    /// to learn whether UDP passes now; when it does, the new candidates are checked and the path moves to UDP.
+    /// </summary>
+    public TimeSpan UpgradeInterval { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Failed when no pair is selected this long after checks start.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(30);
@@ -70,6 +79,7 @@ internal sealed record IceOptions
         ServerRetransmission.Validate();
         if (NominationDelay < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(NominationDelay), NominationDelay, "NominationDelay must not be negative");
         if (ConnectTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(ConnectTimeout), ConnectTimeout, "ConnectTimeout must be positive");
+        if (UpgradeInterval <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(UpgradeInterval), UpgradeInterval, "UpgradeInterval must be positive");
         if (ConsentInterval <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(ConsentInterval), ConsentInterval, "ConsentInterval must be positive");
         if (ConsentTimeout <= ConsentInterval) throw new ArgumentOutOfRangeException(nameof(ConsentTimeout), ConsentTimeout, "ConsentTimeout must exceed ConsentInterval");
     }

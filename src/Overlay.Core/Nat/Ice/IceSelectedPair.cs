@@ -8,4 +8,7 @@ internal sealed record IceSelectedPair(IceCandidate Local, IceCandidate Remote, 
 {
     /// <summary>True when data passes through a TURN relay (either side's candidate is relayed).</summary>
     public bool IsRelayed => Local.Type == IceCandidateType.Relayed || Remote.Type == IceCandidateType.Relayed;
+
+    /// <summary>This side reaches its TURN server over TCP or TLS (head-of-line blocking; left once UDP passes).</summary>
+    public bool OverStream { get; init; }
 }

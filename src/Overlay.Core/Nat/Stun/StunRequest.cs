@@ -28,7 +28,7 @@ internal sealed class StunRequest : IStunTransactionOwner
         return request._done.Task;
     }
 
-    public bool Accept(StunTransaction transaction, scoped ref StunReader response, SocketAddress? from, StunAddress? viaRelay) => true;
+    public bool Accept(StunTransaction transaction, scoped ref StunReader response, SocketAddress? from, StunAddress? viaRelay, object? relay) => true;
 
     public void OnResponse(StunTransaction transaction, scoped ref StunReader response) => _done.TrySetResult(response.Message.ToArray());
 

@@ -17,7 +17,8 @@ internal interface IStunTransactionOwner
     /// <param name="response">The response.</param>
     /// <param name="from">Where the response came from on the socket, or null when it came through the TURN relay.</param>
     /// <param name="viaRelay">The TURN peer it came from when relayed.</param>
-    bool Accept(StunTransaction transaction, scoped ref StunReader response, SocketAddress? from, StunAddress? viaRelay);
+    /// <param name="relay">The TURN client whose relay it came through, when relayed.</param>
+    bool Accept(StunTransaction transaction, scoped ref StunReader response, SocketAddress? from, StunAddress? viaRelay, object? relay);
 
     void OnResponse(StunTransaction transaction, scoped ref StunReader response);
 
@@ -115,14 +116,14 @@ internal sealed class StunTransactionTable
     }
 
     /// <summary>Completes the matching transaction with <paramref name="response"/>; false when none is pending.</summary>
-    public bool TryComplete(scoped ref StunReader response, SocketAddress? from = null, StunAddress? viaRelay = null)
+    public bool TryComplete(scoped ref StunReader response, SocketAddress? from = null, StunAddress? viaRelay = null, object? relay = null)
     {
         StunTransaction? tx;
         lock (_gate)
         {
             if (!_pending.TryGetValue(response.TransactionId, out tx)) return false;
         }
-        if (!tx.Owner.Accept(tx, ref response, from, viaRelay)) return false;
+        if (!tx.Owner.Accept(tx, ref response, from, viaRelay, relay)) return false;
         lock (_gate)
         {
             if (tx.Done) return false;

@@ -9,10 +9,15 @@ namespace Overlay.Nat.Turn;
 /// <summary>
 /// TURN client for one allocation (RFC 8656) on the component's shared socket: Allocate with long-term credentials
 /// (401 challenge, 438 stale nonce), Refresh before expiry, CreatePermission, ChannelBind with ChannelData framing,
-/// Send/Data indications, and deallocation (Refresh with LIFETIME 0) on dispose.
+/// Send/Data indications, and deallocation (Refresh with LIFETIME 0) on dispose. Over UDP it shares the component's
+/// socket; over TCP or TLS (RFC 8656 §3.1) it has a <see cref="TurnStreamConnection"/> of its own, and requests are
+/// sent once (a reliable transport, RFC 8489 §6.2.2).
 /// </summary>
-internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsyncDisposable
+internal sealed partial class TurnClient : IChannelDataHandler, IStreamFrameHandler, IScheduled, IAsyncDisposable
 {
+    private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(5);
+    private static readonly StunRetransmissionOptions StreamRetransmission = new(TimeSpan.FromSeconds(5), MaxRequests: 1, FinalWaitMultiplier: 1);
+
     private static readonly TimeSpan PermissionRefresh = TimeSpan.FromMinutes(4);   // RFC 8656 §9: permissions last 300 s
     private static readonly TimeSpan ChannelRefresh = TimeSpan.FromMinutes(8);      // RFC 8656 §12: channels last 600 s
     private static readonly TimeSpan MaintenanceInterval = TimeSpan.FromSeconds(30);
@@ -23,6 +28,7 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
     private readonly StunTransactionTable _transactions;
     private readonly NatScheduler _scheduler;
     private readonly IStunSender _sender;
+    private readonly TurnStreamConnection? _stream;
     private readonly ILogger _logger;
     private readonly Lock _gate = new();
     private readonly Dictionary<IPAddress, (StunAddress Peer, long At)> _permissions = [];
@@ -49,13 +55,21 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
         _mux = mux;
         _transactions = transactions;
         _scheduler = scheduler;
-        _sender = new DirectStunSender(mux);
+        // A stream's socket is made here, in the caller's network namespace, and connected when allocating.
+        _stream = options.IsStream ? new TurnStreamConnection(options) : null;
+        _sender = _stream is null ? new DirectStunSender(mux) : new StreamStunSender(this);
         Options = options;
         _logger = logger ?? NullLogger.Instance;
         Server = mux.ToSocketAddress(options.EndPoint);
     }
 
     public TurnServer Options { get; }
+
+    /// <summary>Over TCP or TLS rather than the shared UDP socket.</summary>
+    public bool IsStream => _stream is not null;
+
+    /// <summary>The stream to the server, when there is one (diagnostics, tests).</summary>
+    internal TurnStreamConnection? Stream => _stream;
 
     /// <summary>The server in socket form (to recognise its packets).</summary>
     public SocketAddress Server { get; }
@@ -67,11 +81,21 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
     public IRelayedPacketHandler? Handler { get; set; }
 
     /// <summary>Relayed packets dropped: malformed, unknown channel, unknown peer.</summary>
-    public long Dropped => Interlocked.Read(ref _dropped);
+    public long Dropped => Interlocked.Read(ref _dropped) + (_stream?.Dropped ?? 0);
+
+    private sealed class StreamStunSender(TurnClient turn) : IStunSender
+    {
+        public void SendStun(ReadOnlySpan<byte> message, SocketAddress destination) => turn._stream!.Send(message);
+    }
 
     /// <summary>Allocates a relayed address; false when the server refused or did not answer.</summary>
     public async Task<bool> AllocateAsync(CancellationToken ct = default)
     {
+        if (_stream is { IsOpen: false } stream && !await stream.ConnectAsync(this, _mux.Loop, ConnectTimeout, ct).ConfigureAwait(false))
+        {
+            LogUnreachable(Options);
+            return false;
+        }
         var response = await RequestAsync(StunMethod.Allocate, static (ref StunWriter w, object? s) =>
         {
             w.AddRequestedTransport();
@@ -84,7 +108,7 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
         var lifetime = r.TryGetUInt32(StunAttributeType.Lifetime, out var seconds) ? TimeSpan.FromSeconds(seconds) : Options.Lifetime;
         ScheduleRefresh(lifetime);
         _scheduler.In(MaintenanceInterval, this);
-        LogAllocated(relayed, lifetime);
+        LogAllocated(relayed, lifetime, Options);
         return true;
     }
 
@@ -209,8 +233,11 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
             if (w.Overflowed) return false;
             length = w.Length;
         }
-        return _mux.Send(buffer[..length], Server);
+        return Transmit(buffer[..length], batch: null);
     }
+
+    private bool Transmit(ReadOnlySpan<byte> message, DataPathBatch? batch) =>
+        _stream is { } stream ? stream.Send(message) : _mux.Send(message, Server, batch);
 
     /// <summary>
     /// Sends a datagram whose 4 bytes of headroom become the ChannelData header (no copy), queued in
@@ -221,7 +248,7 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
         var channel = ChannelFor(peer);
         if (channel == 0) return SendTo(buffer.Slice(ChannelData.HeaderSize, payloadLength), peer);
         ChannelData.WriteHeader(buffer, channel, payloadLength);
-        return _mux.Send(buffer[..(ChannelData.HeaderSize + payloadLength)], Server, batch);
+        return Transmit(buffer[..(ChannelData.HeaderSize + payloadLength)], batch);
     }
 
     /// <summary>Routes DTLS and data datagrams relayed from <paramref name="peer"/> to <paramref name="receiver"/>.</summary>
@@ -261,12 +288,39 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
         Interlocked.Increment(ref _dropped);
     }
 
+    /// <summary>A frame from the stream to the server: a response, a Data indication or ChannelData (on the event loop).</summary>
+    public void OnStreamFrame(ReadOnlySpan<byte> frame, DataPathBatch? batch)
+    {
+        if (frame[0] >= 0x40)
+        {
+            OnChannelData(frame, Server, batch);
+            return;
+        }
+        if (!StunReader.TryParse(frame, out var r) || (r.HasFingerprint && !r.VerifyFingerprint()))
+        {
+            Interlocked.Increment(ref _dropped);
+            return;
+        }
+        if (r.Class is StunClass.SuccessResponse or StunClass.ErrorResponse)
+        {
+            if (!_transactions.TryComplete(ref r, Server)) Interlocked.Increment(ref _dropped);
+        }
+        else if (r.Class == StunClass.Indication && r.Method == StunMethod.Data)
+        {
+            OnDataIndication(ref r, batch);
+        }
+        else
+        {
+            Interlocked.Increment(ref _dropped);
+        }
+    }
+
     private void DeliverRelayed(ReadOnlySpan<byte> payload, StunAddress peer, DataPathBatch? batch)
     {
         var first = payload[0];
         if (first <= 3)
         {
-            if (Handler is { } handler) handler.OnRelayedStun(payload, peer);
+            if (Handler is { } handler) handler.OnRelayedStun(payload, peer, this);
             else Interlocked.Increment(ref _dropped);
             return;
         }
@@ -310,7 +364,7 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
         for (var attempt = 0; attempt < 3; attempt++)
         {
             var message = Build(method, attributes, state);
-            var response = await StunRequest.SendAsync(_transactions, message, Server, _sender, null, ct).ConfigureAwait(false);
+            var response = await StunRequest.SendAsync(_transactions, message, Server, _sender, _stream is null ? null : StreamRetransmission, ct).ConfigureAwait(false);
             if (response is null) return null;
             if (!Challenged(response)) return response;
         }
@@ -377,10 +431,14 @@ internal sealed partial class TurnClient : IChannelDataHandler, IScheduled, IAsy
                 // best effort: the server expires the allocation on its own
             }
         }
+        if (_stream is { } stream) await stream.DisposeAsync().ConfigureAwait(false);
     }
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "TURN allocation {Relayed} for {Lifetime}")]
-    private partial void LogAllocated(StunAddress relayed, TimeSpan lifetime);
+    [LoggerMessage(Level = LogLevel.Debug, Message = "TURN allocation {Relayed} for {Lifetime} from {Server}")]
+    private partial void LogAllocated(StunAddress relayed, TimeSpan lifetime, TurnServer server);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "TURN server {Server} cannot be reached")]
+    private partial void LogUnreachable(TurnServer server);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "TURN {Request} for {Peer} failed")]
     private partial void LogRequestFailed(string request, StunAddress peer);

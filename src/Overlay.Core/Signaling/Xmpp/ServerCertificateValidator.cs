@@ -36,19 +36,27 @@ internal static class ServerCertificateValidator
         {
             var roots = new X509Certificate2Collection();
             roots.ImportFromPemFile(options.TrustedCaCertificatePath);
-            using var custom = new X509Chain();
-            custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-            custom.ChainPolicy.CustomTrustStore.AddRange(roots);
-            custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-            if (chain is not null) custom.ChainPolicy.ExtraStore.AddRange(chain.ChainElements.Select(e => e.Certificate).ToArray());
-            using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
-            if (custom.Build(leaf)) return true;
-            error = $"the chain of {certificate.Subject} does not lead to the CA in {options.TrustedCaCertificatePath}: {Describe(custom)}";
+            if (ChainsTo(certificate, chain, roots, out var problem)) return true;
+            error = $"the chain of {certificate.Subject} does not lead to the CA in {options.TrustedCaCertificatePath}: {problem}";
             return false;
         }
         if (errors == SslPolicyErrors.None) return true;
         error = $"{errors} ({certificate.Subject}, issuer {certificate.Issuer}){(chain is null ? "" : ": " + Describe(chain))}";
         return false;
+    }
+
+    /// <summary>True when <paramref name="certificate"/> chains to one of <paramref name="roots"/> (and no other root); else the chain's problems.</summary>
+    internal static bool ChainsTo(X509Certificate certificate, X509Chain? chain, X509Certificate2Collection roots, out string? problem)
+    {
+        using var custom = new X509Chain();
+        custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        custom.ChainPolicy.CustomTrustStore.AddRange(roots);
+        custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        if (chain is not null) custom.ChainPolicy.ExtraStore.AddRange(chain.ChainElements.Select(e => e.Certificate).ToArray());
+        using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+        var built = custom.Build(leaf);
+        problem = built ? null : Describe(custom);
+        return built;
     }
 
     private static string Describe(X509Chain chain)
