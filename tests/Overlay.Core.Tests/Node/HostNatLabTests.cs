@@ -128,7 +128,7 @@ public class HostNatLabTests
     }
 
     /// <summary>Every host's ring successor is linked, at both ends.</summary>
-    private static bool RingFormed(List<HostProcess> hosts)
+    internal static bool RingFormed(List<HostProcess> hosts)
     {
         var up = hosts.ToDictionary(h => h.NodeId, h => h.UpLinks().Select(l => l.Peer).ToHashSet());
         var ring = up.Keys.Order(StringComparer.Ordinal).ToArray();
@@ -141,7 +141,7 @@ public class HostNatLabTests
     }
 
     /// <summary>The hosts are other processes: their status files are polled (no event crosses the process boundary).</summary>
-    private static async Task WaitAsync(List<HostProcess> hosts, Func<bool> condition, TimeSpan timeout, string what)
+    internal static async Task WaitAsync(List<HostProcess> hosts, Func<bool> condition, TimeSpan timeout, string what)
     {
         var deadline = Stopwatch.StartNew();
         while (!condition())
@@ -154,7 +154,7 @@ public class HostNatLabTests
         }
     }
 
-    private sealed class HostProcess
+    internal sealed class HostProcess
     {
         private readonly Process _process;
         private readonly string _statusFile;
@@ -178,7 +178,10 @@ public class HostNatLabTests
         public string Address { get; }
         public bool HasExited => _process.HasExited;
 
-        public static HostProcess Start(NatLab lab, int index, string directory, object? links = null)
+        /// <summary>The host's control socket (overlay status --control-socket).</summary>
+        public string ControlSocket { get; private init; } = "";
+
+        public static HostProcess Start(NatLab lab, int index, string directory, object? links = null, string extra = "")
         {
             // The node's key is made first: its node ID is derived from it, and the configuration names both.
             var certificate = Path.Combine(directory, $"node{index + 1}.pem");
@@ -203,14 +206,15 @@ public class HostNatLabTests
             }));
             var host = Path.Combine(AppContext.BaseDirectory, "Overlay.Host.dll");
             var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : Prerequisites.FindOnPath("dotnet") ?? "dotnet";
-            var process = Process.Start(new ProcessStartInfo("ip", $"netns exec {lab.Hosts[index].Namespace.Name} {dotnet} {host} {config} --status-file {status}")
+            var socket = Path.Combine(directory, $"node{index + 1}.sock");
+            var process = Process.Start(new ProcessStartInfo("ip", $"netns exec {lab.Hosts[index].Namespace.Name} {dotnet} {host} run {config} --status-file {status} --control-socket {socket} {extra}")
             {
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
                 RedirectStandardInput = true,
                 UseShellExecute = false,
             }) ?? throw new InvalidOperationException("cannot start Overlay.Host");
-            return new HostProcess(index, nodeId, address, process, status);
+            return new HostProcess(index, nodeId, address, process, status) { ControlSocket = socket };
         }
 
         /// <summary>The links the host's last status file shows up: peer and path.</summary>
