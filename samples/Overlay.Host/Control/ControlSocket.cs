@@ -185,7 +185,8 @@ public sealed partial class ControlSocket : IHostedService, IAsyncDisposable
         }
         catch (SocketException e)
         {
-            throw new ControlSocketException($"no node answers at {path} ({e.Message}); is it running, with this --control-socket?", e, ExitCodes.NotRunning);
+            var why = File.Exists(path) ? e.Message : "no such socket";
+            throw new ControlSocketException($"no node answers at {path} ({why}); is it running, with this --control-socket?", e, ExitCodes.NotRunning);
         }
         await using var stream = new NetworkStream(socket, ownsSocket: false);
         await stream.WriteAsync(Encoding.UTF8.GetBytes(request + "\n"), cancellationToken).ConfigureAwait(false);
