@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-packages=(prosody coturn iptables iproute2 iputils-ping iperf3 openssl procps psmisc conntrack)
+packages=(prosody coturn iptables iproute2 iputils-ping iperf3 openssl procps psmisc conntrack chromium)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
