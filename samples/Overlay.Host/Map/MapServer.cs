@@ -28,6 +28,7 @@ public sealed partial class MapServer : IHostedService, IAsyncDisposable
     private readonly NodeService _node;
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
     private WebApplication? _app;
 
     /// <summary>Creates the map's server; nothing listens until <see cref="StartAsync"/>.</summary>
@@ -69,7 +70,7 @@ public sealed partial class MapServer : IHostedService, IAsyncDisposable
         var page = ReadPage();
         app.MapGet("/", () => Results.Content(page, "text/html; charset=utf-8"));
         app.MapGet("/status", async () => Results.Text(JsonSerializer.Serialize(await _node.GetStatusAsync().ConfigureAwait(false), HostStatus.Json), "application/json"));
-        app.MapGet("/events", (CancellationToken ct) => TypedResults.ServerSentEvents(StreamAsync(ct), eventType: "status"));
+        app.MapGet("/events", (HttpContext context) => TypedResults.ServerSentEvents(StreamAsync(context.RequestAborted), eventType: "status"));
         try
         {
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -95,8 +96,11 @@ public sealed partial class MapServer : IHostedService, IAsyncDisposable
     }
 
     /// <summary>The status now, then again at every change (several changes in a row give one event) or after a second.</summary>
-    private async IAsyncEnumerable<string> StreamAsync([EnumeratorCancellation] CancellationToken cancellationToken)
+    private async IAsyncEnumerable<string> StreamAsync([EnumeratorCancellation] CancellationToken aborted)
     {
+        // The stream ends when the browser goes or the map stops: Kestrel's graceful stop waits for open responses.
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _stopping.Token);
+        var cancellationToken = linked.Token;
         var changed = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
         void OnChanged(object? sender, EventArgs e) => changed.Writer.TryWrite(true);
         _node.Changed += OnChanged;
@@ -108,7 +112,7 @@ public sealed partial class MapServer : IHostedService, IAsyncDisposable
                 using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 wait.CancelAfter(Period);
                 try { await changed.Reader.ReadAsync(wait.Token).ConfigureAwait(false); }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested) { }
+                catch (OperationCanceledException) { } // a second passed, or the stream ends (the loop looks)
             }
         }
         finally
@@ -130,13 +134,18 @@ public sealed partial class MapServer : IHostedService, IAsyncDisposable
         if (_app is { } app)
         {
             _app = null;
+            await _stopping.CancelAsync().ConfigureAwait(false);
             await app.StopAsync(cancellationToken).ConfigureAwait(false);
             await app.DisposeAsync().ConfigureAwait(false);
         }
     }
 
     /// <inheritdoc />
-    public async ValueTask DisposeAsync() => await StopAsync(CancellationToken.None).ConfigureAwait(false);
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(CancellationToken.None).ConfigureAwait(false);
+        _stopping.Dispose();
+    }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "overlay map at {Address}")]
     private partial void LogServing(Uri address);

@@ -77,6 +77,11 @@ public class HostMapLabTests
             var shot = Path.Combine(TestContext.CurrentContext.WorkDirectory, "map-lab.png");
             await browser.ScreenshotAsync(shot);
             TestContext.AddTestAttachment(shot, "the map of a four-host run, one link relayed after its direct path was blocked");
+
+            // SIGTERM (as systemctl stop sends it): the host tears down and exits 0, its control socket gone.
+            await me.StopAsync();
+            Assert.That(me.ExitCode, Is.EqualTo(0), me.Tail());
+            Assert.That(File.Exists(me.ControlSocket), Is.False, "the control socket is removed on a clean stop");
         }
         finally
         {

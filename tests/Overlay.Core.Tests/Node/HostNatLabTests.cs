@@ -178,6 +178,9 @@ public class HostNatLabTests
         public string Address { get; }
         public bool HasExited => _process.HasExited;
 
+        /// <summary>The exit status, once exited.</summary>
+        public int ExitCode => _process.ExitCode;
+
         /// <summary>The host's control socket (overlay status --control-socket).</summary>
         public string ControlSocket { get; private init; } = "";
 
