@@ -81,7 +81,9 @@ async Task<int> RunAsync(ParseResult result)
     var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = AppContext.BaseDirectory });
     builder.Logging.ClearProviders()
         .SetMinimumLevel(options.LogLevel)
-        .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
+        .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; })
+        // A failed start is reported once, as one line naming the cause and its exit code, not again with a stack trace.
+        .AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
     builder.Services.AddSystemd(); // after the console: under systemd its formatter (journald's priorities, no timestamps) wins
     builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(15));
 
