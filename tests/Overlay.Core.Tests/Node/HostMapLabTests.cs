@@ -13,7 +13,7 @@ namespace Overlay.Core.Tests.Node;
 /// <see cref="HostNatLabTests"/>); the first serves its map (<c>run --map</c>) on its namespace's loopback, and headless
 /// Chromium, in that namespace, loads it. The page shows the node, its peers and its links with their paths; when the
 /// direct path to a peer is blocked at the NAT router, the same open page shows that link come back over the relay.
-/// <c>overlay status</c> answers from the same host through its control socket.
+/// <c>overlay status</c> answers from the same host through its control socket. And the host as systemd runs it.
 /// </summary>
 [NonParallelizable]
 public class HostMapLabTests
@@ -82,6 +82,43 @@ public class HostMapLabTests
             await me.StopAsync();
             Assert.That(me.ExitCode, Is.EqualTo(0), me.Tail());
             Assert.That(File.Exists(me.ControlSocket), Is.False, "the control socket is removed on a clean stop");
+        }
+        finally
+        {
+            foreach (var host in hosts) await host.StopAsync();
+            foreach (var host in hosts) TestContext.Out.WriteLine($"--- host {host.Address} output (tail):\n{host.Tail()}");
+            work.Delete(recursive: true);
+        }
+    }
+
+    [Test]
+    public async Task Under_systemd_the_host_reports_ready_once_the_node_is_announced_and_logs_for_journald()
+    {
+        Prerequisites.RequireNetworkNamespaces();
+        Prerequisites.RequireCommand("turnserver", "coturn");
+        Prerequisites.RequireCommand("prosody", "prosody");
+        await using var lab = await NatLab.StartAsync([NatKind.Public, NatKind.Public], xmpp: true);
+        var work = Directory.CreateTempSubdirectory("overlay-notify-");
+        var hosts = new List<HostProcess>();
+        // systemd's notify socket (sd_notify(3)): one datagram per state change, "READY=1", "STOPPING=1".
+        var notifyPath = Path.Combine(work.FullName, "notify");
+        using var notify = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Unspecified);
+        notify.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(notifyPath));
+        try
+        {
+            hosts.Add(HostProcess.Start(lab, 0, work.FullName, notifySocket: notifyPath));
+            var buffer = new byte[4096];
+            using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            var ready = System.Text.Encoding.UTF8.GetString(buffer, 0, await notify.ReceiveAsync(buffer, wait.Token));
+            Assert.That(ready, Does.Contain("READY=1"));
+            // Ready means announced: signaling is connected, and the node is there to be asked.
+            Assert.That(hosts[0].Tail(), Does.Contain("connected to XMPP"), "READY=1 comes after the node is connected to signaling");
+            Assert.That(hosts[0].Tail(), Does.Match(@"(?m)^<6>Overlay\."), "log lines carry journald's priority prefix (<6> = info)");
+
+            var stopping = notify.ReceiveAsync(buffer, wait.Token).AsTask();
+            await hosts[0].StopAsync();
+            Assert.That(System.Text.Encoding.UTF8.GetString(buffer, 0, await stopping), Does.Contain("STOPPING=1"));
+            Assert.That(hosts[0].ExitCode, Is.EqualTo(0), hosts[0].Tail());
         }
         finally
         {

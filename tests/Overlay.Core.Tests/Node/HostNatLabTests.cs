@@ -184,7 +184,7 @@ public class HostNatLabTests
         /// <summary>The host's control socket (overlay status --control-socket).</summary>
         public string ControlSocket { get; private init; } = "";
 
-        public static HostProcess Start(NatLab lab, int index, string directory, object? links = null, string extra = "")
+        public static HostProcess Start(NatLab lab, int index, string directory, object? links = null, string extra = "", string? notifySocket = null)
         {
             // The node's key is made first: its node ID is derived from it, and the configuration names both.
             var certificate = Path.Combine(directory, $"node{index + 1}.pem");
@@ -210,7 +210,11 @@ public class HostNatLabTests
             var host = Path.Combine(AppContext.BaseDirectory, "Overlay.Host.dll");
             var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : Prerequisites.FindOnPath("dotnet") ?? "dotnet";
             var socket = Path.Combine(directory, $"node{index + 1}.sock");
-            var process = Process.Start(new ProcessStartInfo("ip", $"netns exec {lab.Hosts[index].Namespace.Name} {dotnet} {host} run {config} --status-file {status} --control-socket {socket} {extra}")
+            var command = $"{dotnet} {host} run {config} --status-file {status} --control-socket {socket} {extra}";
+            // As systemd starts a service: its own PID in SYSTEMD_EXEC_PID, and where to send READY=1 (sh execs the host, keeping the PID).
+            var arguments = notifySocket is null ? $"netns exec {lab.Hosts[index].Namespace.Name} {command}"
+                : $"netns exec {lab.Hosts[index].Namespace.Name} sh -c \"export SYSTEMD_EXEC_PID=$$ NOTIFY_SOCKET={notifySocket}; exec {command}\"";
+            var process = Process.Start(new ProcessStartInfo("ip", arguments)
             {
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
