@@ -47,6 +47,8 @@ var root = new RootCommand("Overlay host: one node of a private encrypted Ethern
     "3 virtual NIC, 4 signaling unreachable, 5 signaling refused the credentials, 6 control socket or map address taken, 7 no node at the socket (status), " +
     "8 not permitted (status), 130 interrupted while starting.") { run, status };
 
+// The host's earlier usage, 'Overlay.Host <config.json> [options]', still runs: a first argument that names a file means run.
+if (args.Length > 0 && !args[0].StartsWith('-') && args[0] is not ("run" or "status") && File.Exists(args[0])) args = ["run", .. args];
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)
 {
