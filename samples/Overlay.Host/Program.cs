@@ -27,6 +27,12 @@ var socketOption = new Option<string>("--control-socket")
 };
 
 var config = new Argument<FileInfo>("config") { Description = "The node's JSON configuration (EdgeVPN key names)" };
+// An unknown option would otherwise be taken for the file's name, and the error would blame the next word.
+config.Validators.Add(r =>
+{
+    foreach (var token in r.Tokens)
+        if (token.Value.StartsWith('-')) r.AddError($"unknown option '{token.Value}' (see 'overlay run --help')");
+});
 var map = new Option<string?>("--map")
 {
     Description = "Serve the live overlay map at ADDRESS:PORT [default when given alone: 127.0.0.1:8080]; off unless given",

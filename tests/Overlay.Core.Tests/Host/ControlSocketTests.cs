@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using NUnit.Framework;
@@ -95,23 +94,6 @@ public sealed class ControlSocketTests
     }
 
     /// <summary>Runs <c>overlay status</c> (the host program) as root, or as <paramref name="asUser"/> through setpriv.</summary>
-    private async Task<(int Code, string Output, string Error)> StatusAsync(int? asUser, string options = "")
-    {
-        var host = Path.Combine(AppContext.BaseDirectory, "Overlay.Host.dll");
-        var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : Prerequisites.FindOnPath("dotnet") ?? "dotnet";
-        var command = $"{dotnet} {host} status --control-socket {_path} {options}";
-        var start = asUser is { } uid
-            ? new ProcessStartInfo("setpriv", $"--reuid={uid} --regid={uid} --clear-groups {command}")
-            : new ProcessStartInfo(dotnet, $"{host} status --control-socket {_path} {options}");
-        start.RedirectStandardOutput = true;
-        start.RedirectStandardError = true;
-        start.UseShellExecute = false;
-        start.Environment["HOME"] = Path.GetTempPath(); // nobody's home does not exist
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(timeout.Token);
-        return (process.ExitCode, await output, await error);
-    }
+    private Task<(int Code, string Output, string Error)> StatusAsync(int? asUser, string options = "") =>
+        HostProgram.RunAsync($"status --control-socket {_path} {options}", asUser);
 }
