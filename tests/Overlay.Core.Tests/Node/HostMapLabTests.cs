@@ -127,4 +127,27 @@ public class HostMapLabTests
             work.Delete(recursive: true);
         }
     }
+
+    [Test]
+    public async Task A_host_whose_password_the_server_refuses_exits_5()
+    {
+        Prerequisites.RequireNetworkNamespaces();
+        Prerequisites.RequireCommand("turnserver", "coturn");
+        Prerequisites.RequireCommand("prosody", "prosody");
+        await using var lab = await NatLab.StartAsync([NatKind.Public], xmpp: true);
+        var work = Directory.CreateTempSubdirectory("overlay-auth-");
+        var host = HostProcess.Start(lab, 0, work.FullName, password: "not-the-password");
+        try
+        {
+            using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            await host.WaitForExitAsync(wait.Token);
+            Assert.That(host.ExitCode, Is.EqualTo(5), host.Tail());
+            Assert.That(host.Tail(), Does.Contain("signaling refused this node"));
+        }
+        finally
+        {
+            await host.StopAsync();
+            work.Delete(recursive: true);
+        }
+    }
 }

@@ -178,13 +178,16 @@ public class HostNatLabTests
         public string Address { get; }
         public bool HasExited => _process.HasExited;
 
+        /// <summary>Completes when the host has exited.</summary>
+        public Task WaitForExitAsync(CancellationToken cancellationToken) => _process.WaitForExitAsync(cancellationToken);
+
         /// <summary>The exit status, once exited.</summary>
         public int ExitCode => _process.ExitCode;
 
         /// <summary>The host's control socket (overlay status --control-socket).</summary>
         public string ControlSocket { get; private init; } = "";
 
-        public static HostProcess Start(NatLab lab, int index, string directory, object? links = null, string extra = "", string? notifySocket = null)
+        public static HostProcess Start(NatLab lab, int index, string directory, object? links = null, string extra = "", string? notifySocket = null, string? password = null)
         {
             // The node's key is made first: its node ID is derived from it, and the configuration names both.
             var certificate = Path.Combine(directory, $"node{index + 1}.pem");
@@ -199,7 +202,7 @@ public class HostNatLabTests
                 Signal = new
                 {
                     HostAddress = lab.ServerAddress.ToString(), Port = lab.Xmpp.Port, AuthenticationMethod = "password",
-                    Username = $"{ProsodyServer.GroupMembers[index]}@{lab.XmppDomain}", Password = ProsodyServer.Password, CaFile = lab.CaCertificatePath,
+                    Username = $"{ProsodyServer.GroupMembers[index]}@{lab.XmppDomain}", Password = password ?? ProsodyServer.Password, CaFile = lab.CaCertificatePath,
                 },
                 Stun = new[] { lab.StunTurn.ToString() },
                 Turn = new[] { new { Address = lab.StunTurn.ToString(), User = lab.Coturn.Username, Password = lab.Coturn.Password } },
