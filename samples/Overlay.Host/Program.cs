@@ -115,7 +115,10 @@ async Task<int> RunAsync(ParseResult result)
     builder.Services.AddSingleton(sp => OverlayNode.Create(nodeOptions, sp.GetRequiredService<ILoggerFactory>()));
     builder.Services.AddSingleton<NodeService>();
     builder.Services.AddHostedService(sp => sp.GetRequiredService<NodeService>());
-    builder.Services.AddHostedService(sp => new ControlSocket(options.ControlSocket, sp.GetRequiredService<NodeService>().GetStatusAsync, sp.GetRequiredService<ILogger<ControlSocket>>()));
+    // The default path is shared by every node of the machine: a second node there runs without a socket, with a warning.
+    var socketRequired = result.GetResult(socketOption) is { Implicit: false };
+    builder.Services.AddHostedService(sp => new ControlSocket(options.ControlSocket, sp.GetRequiredService<NodeService>().GetStatusAsync,
+        sp.GetRequiredService<ILogger<ControlSocket>>(), socketRequired));
     if (mapAt is not null)
         builder.Services.AddHostedService(sp => new MapServer(mapAt, sp.GetRequiredService<NodeService>(), sp.GetRequiredService<ILoggerFactory>()));
 

@@ -29,10 +29,17 @@ public sealed partial class ControlSocket : IHostedService, IAsyncDisposable
     private Socket? _listener;
     private Task _accepting = Task.CompletedTask;
     private bool _disposed;
+    private readonly bool _required;
 
     /// <summary>Creates the socket's server; nothing listens until <see cref="StartAsync"/>.</summary>
-    public ControlSocket(string path, Func<Task<HostStatus>> status, ILogger<ControlSocket> logger)
+    /// <param name="path">Where the socket is made.</param>
+    /// <param name="status">What it answers with.</param>
+    /// <param name="logger">Where it logs.</param>
+    /// <param name="required">True when the path was asked for: a node already answering there stops this one from
+    /// starting. False for the default path: the node runs without a socket, with a warning (two nodes on one machine).</param>
+    public ControlSocket(string path, Func<Task<HostStatus>> status, ILogger<ControlSocket> logger, bool required = true)
     {
+        _required = required;
         _path = path;
         _status = status;
         _logger = logger;
@@ -59,7 +66,11 @@ public sealed partial class ControlSocket : IHostedService, IAsyncDisposable
             if (File.Exists(_path))
             {
                 if (await AnswersAsync(_path, cancellationToken).ConfigureAwait(false))
-                    throw new ControlSocketException($"another node answers at {_path}: give this one its own --control-socket");
+                {
+                    if (_required) throw new ControlSocketException($"another node answers at {_path}: give this one its own --control-socket");
+                    LogTaken(_path);
+                    return;
+                }
                 File.Delete(_path); // left by a node that did not stop cleanly
             }
             var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -226,6 +237,9 @@ public sealed partial class ControlSocket : IHostedService, IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "control socket {Path} (overlay status)")]
     private partial void LogListening(string path);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "no control socket: another node answers at {Path}; give this one its own with --control-socket")]
+    private partial void LogTaken(string path);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "control socket: refused a connection from uid {Uid}")]
     private partial void LogRefused(uint uid);

@@ -76,6 +76,13 @@ public sealed class ControlSocketTests
         var second = new ControlSocket(_path, () => throw new InvalidOperationException(), NullLogger<ControlSocket>.Instance);
         var e = await Assert.ThrowsAsync<ControlSocketException>(() => second.StartAsync(CancellationToken.None));
         Assert.That(e!.Message, Does.Contain("another node answers"));
+        // At the default path (not asked for), a second node runs on without a socket; the first keeps answering.
+        await using (var optional = new ControlSocket(_path, () => throw new InvalidOperationException(), NullLogger<ControlSocket>.Instance, required: false))
+        {
+            await optional.StartAsync(CancellationToken.None);
+            Assert.That(await ControlSocket.AskAsync(_path, "status"), Does.StartWith("node 0123456789abcdef0123456789abcdef"));
+        }
+        Assert.That(File.Exists(_path), "the second node leaves the first one's socket alone when it stops");
 
         // The first stops without removing its socket file (as if killed): the next one takes the path over.
         await _socket.DisposeAsync();
