@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 packages=(prosody coturn iptables iproute2 iputils-ping iperf3 openssl procps psmisc conntrack
-  curl python3)
+  curl python3 chromium)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -11,6 +11,7 @@ using System.Globalization;
 using System.Net;
 using Overlay;
 using Overlay.Signaling.InProcess;
+using Overlay.Topology;
 using Overlay.Tap.InMemory;
 
 var count = 8;
@@ -55,10 +56,12 @@ try
     }
     Console.WriteLine($"Ring formed in {total.Elapsed.TotalMilliseconds:0} ms: {ups.Count / 2} links; setup median {Median(ups.Select(e => e.Elapsed.TotalMilliseconds)):0} ms, max {ups.Max(e => e.Elapsed.TotalMilliseconds):0} ms");
 
-    Console.WriteLine("Broadcast from 10.77.0.1:");
     await hosts[0].BroadcastProbeAsync(1);
     var deadline = Stopwatch.StartNew();
     while (hosts.Skip(1).Any(h => h.ProbesReceived.Count == 0) && deadline.Elapsed < TimeSpan.FromSeconds(5)) await Task.Delay(10);
+    var once = hosts.Skip(1).Count(h => h.ProbesReceived.Values.Sum() == 1);
+    Console.WriteLine($"Broadcast from 10.77.0.1: reached {once} of {count - 1} other hosts exactly once");
+    if (once != count - 1) failures++;
 
     Console.WriteLine("ARP + ping between every pair through the overlay:");
     var rtts = new List<double>();
@@ -70,17 +73,22 @@ try
             catch (TimeoutException) { Console.WriteLine($"   ping {from.Address} -> {to.Address} timed out"); failures++; }
         }
     Console.WriteLine($"   {rtts.Count} of {count * (count - 1)} answered; RTT median {Median(rtts):0.000} ms, max {rtts.DefaultIfEmpty().Max():0.000} ms");
-    var once = hosts.Skip(1).Count(h => h.ProbesReceived.Values.Sum() == 1);
-    Console.WriteLine($"   the broadcast reached {once} of {count - 1} other hosts exactly once");
-    if (once != count - 1) failures++;
 
-    Console.WriteLine("Links (node -> peer: path, RTT, frames sent/received):");
+    // Each end knows why it wants a link (the other may hold it only for the peer's sake): the link's roles are both ends'.
+    var statuses = new Dictionary<string, OverlayStatus>();
+    foreach (var node in nodes) statuses[node.NodeId] = (await node.GetStatusAsync()).Overlays[0];
+    Console.WriteLine("Links (node -> peer: why, path, keepalive RTT, frames sent/received):");
     foreach (var node in nodes)
     {
-        var overlay = (await node.GetStatusAsync()).Overlays.First(o => o.OverlayId == "demo");
-        foreach (var link in overlay.Links.Where(l => string.CompareOrdinal(node.NodeId, l.PeerNodeId) < 0))
-            Console.WriteLine($"   {node.NodeId[..8]} -> {link.PeerNodeId[..8]} {link.State,-3} {link.Roles,-24} {link.Path?.LocalType} {link.Path?.Local} -> {link.Path?.Remote}" +
-                $"  rtt {link.RoundTrip?.TotalMilliseconds ?? double.NaN:0.00} ms  frames {link.Statistics?.FramesSent}/{link.Statistics?.FramesReceived}");
+        foreach (var link in statuses[node.NodeId].Links.Where(l => string.CompareOrdinal(node.NodeId, l.PeerNodeId) < 0))
+        {
+            var peerEnd = statuses.TryGetValue(link.PeerNodeId, out var peer) ? peer.Links.FirstOrDefault(l => l.PeerNodeId == node.NodeId) : null;
+            var roles = link.Roles | (peerEnd?.Roles ?? LinkRoles.None);
+            // The first keepalive's answer may still be on its way for a link that just came up.
+            var rtt = link.RoundTrip is { } r ? $"{r.TotalMilliseconds:0.00} ms" : "not yet measured";
+            Console.WriteLine($"   {node.NodeId[..8]} -> {link.PeerNodeId[..8]} {link.State,-3} {roles,-24} {link.Path?.LocalType} {link.Path?.Local} -> {link.Path?.Remote}" +
+                $"  rtt {rtt}  frames {link.Statistics?.FramesSent}/{link.Statistics?.FramesReceived}");
+        }
     }
 
     Console.WriteLine("A web page over the userspace TCP/IP stack (overlay 'web': no TAP, no root):");

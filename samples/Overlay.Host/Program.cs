@@ -1,173 +1,194 @@
-// Overlay host: runs one real node from a JSON configuration (EdgeVPN key names): XMPP signaling, STUN/TURN,
-// a Linux TAP per overlay. Logs to the console; prints its status when "status" (or an empty line) is typed
-// on stdin, every --status-interval seconds, or into --status-file; shuts down cleanly on Ctrl+C or SIGTERM.
-// usage: Overlay.Host <config.json> [--log-level Debug|Information|Warning] [--status-interval S] [--status-file PATH]
+// Overlay host: runs one real node from a JSON configuration (EdgeVPN key names): XMPP signaling, STUN/TURN, a Linux
+// TAP per overlay, on the .NET Generic Host (systemd readiness and journald when run as a service).
+//   overlay run <config.json> [--map [ADDRESS:PORT]] [--control-socket PATH] [--log-level L] [--status-interval S] [--status-file PATH]
+//   overlay status [--json] [--control-socket PATH]
+//   overlay --version | --help
+// Exit codes: see ExitCodes.cs (and the README).
+using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
-using System.Runtime.InteropServices;
-using System.Text;
 using System.Net;
-using System.Text.Json;
-using System.Text.Json.Serialization;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Overlay;
+using Overlay.Host;
+using Overlay.Host.Control;
+using Overlay.Host.Map;
 using Overlay.Signaling;
+using Overlay.Signaling.Xmpp;
 using Overlay.Tap;
 
-string? configPath = null, statusFile = null;
-var level = LogLevel.Information;
-var statusInterval = TimeSpan.Zero;
-for (var i = 0; i < args.Length; i++)
+var defaultSocket = ControlSocket.DefaultPath(Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR"));
+var socketOption = new Option<string>("--control-socket")
 {
-    string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
-    try
+    Description = $"The node's control socket (owner-only) [default: {defaultSocket}]",
+    DefaultValueFactory = _ => defaultSocket,
+};
+
+var config = new Argument<FileInfo>("config") { Description = "The node's JSON configuration (EdgeVPN key names)" };
+// An unknown option would otherwise be taken for the file's name, and the error would blame the next word.
+config.Validators.Add(r =>
+{
+    foreach (var token in r.Tokens)
+        if (token.Value.StartsWith('-')) r.AddError($"unknown option '{token.Value}' (see 'overlay run --help')");
+});
+var map = new Option<string?>("--map")
+{
+    Description = "Serve the live overlay map at ADDRESS:PORT [default when given alone: 127.0.0.1:8080]; off unless given",
+    Arity = ArgumentArity.ZeroOrOne,
+    HelpName = "ADDRESS:PORT",
+};
+var logLevel = new Option<LogLevel>("--log-level") { Description = "The least level logged", DefaultValueFactory = _ => LogLevel.Information };
+var statusInterval = new Option<double>("--status-interval") { Description = "Log the status every S seconds (0: never)", HelpName = "S" };
+var statusFile = new Option<string?>("--status-file") { Description = "Write the status as JSON to this file once a second (owner-only)", HelpName = "PATH" };
+var run = new Command("run", "Run a node until Ctrl+C or SIGTERM") { config, map, socketOption, logLevel, statusInterval, statusFile };
+run.SetAction((result, ct) => RunAsync(result));
+
+var json = new Option<bool>("--json") { Description = "The status as JSON, for scripts" };
+var status = new Command("status", "Show a running node's members, links, paths, RTTs and counters (through its control socket)") { json, socketOption };
+status.SetAction((result, ct) => StatusAsync(result, ct));
+
+var root = new RootCommand("Overlay host: one node of a private encrypted Ethernet overlay. Exit codes: 0 ok, 1 unexpected error, 2 command line or configuration, " +
+    "3 virtual NIC, 4 signaling unreachable, 5 signaling refused the credentials, 6 control socket or map address taken, 7 no node at the socket (status), " +
+    "8 not permitted (status), 130 interrupted while starting.") { run, status };
+
+// The host's earlier usage, 'Overlay.Host <config.json> [options]', still runs: a first argument that names a file means run.
+if (args.Length > 0 && !args[0].StartsWith('-') && args[0] is not ("run" or "status") && File.Exists(args[0])) args = ["run", .. args];
+var parsed = root.Parse(args);
+if (parsed.Errors.Count > 0)
+{
+    foreach (var error in parsed.Errors) Console.Error.WriteLine(error.Message);
+    Console.Error.WriteLine("see 'overlay --help'");
+    return ExitCodes.Configuration;
+}
+// The Generic Host handles SIGINT/SIGTERM (and systemd's stop) itself.
+return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+
+async Task<int> RunAsync(ParseResult result)
+{
+    var configPath = result.GetValue(config)!.FullName;
+    IPEndPoint? mapAt = null;
+    if (result.GetResult(map) is not null)
     {
-        switch (args[i])
+        var text = result.GetValue(map) ?? "127.0.0.1:8080";
+        if (!IPEndPoint.TryParse(text, out mapAt) || !text.Contains(':', StringComparison.Ordinal))
         {
-            case "--log-level": level = Enum.Parse<LogLevel>(Value(), ignoreCase: true); break;
-            case "--status-interval": statusInterval = TimeSpan.FromSeconds(double.Parse(Value(), CultureInfo.InvariantCulture)); break;
-            case "--status-file": statusFile = Value(); break;
-            case "-h" or "--help": return Usage(0);
-            default:
-                if (args[i].StartsWith('-') || configPath is not null) return Usage(2, $"unexpected argument '{args[i]}'");
-                configPath = args[i];
-                break;
+            Console.Error.WriteLine($"--map: '{text}' is not ADDRESS:PORT (for example 127.0.0.1:8080)");
+            return ExitCodes.Configuration;
         }
     }
-    catch (Exception e) when (e is ArgumentException or FormatException or OverflowException)
+    var interval = result.GetValue(statusInterval);
+    if (interval < 0 || double.IsNaN(interval))
     {
-        return Usage(2, e.Message);
+        Console.Error.WriteLine("--status-interval must be 0 or more seconds");
+        return ExitCodes.Configuration;
     }
-}
-if (configPath is null) return Usage(2, "the configuration file is required");
+    var options = new RunOptions(configPath, result.GetValue(logLevel), TimeSpan.FromSeconds(interval), result.GetValue(statusFile), result.GetValue(socketOption)!, mapAt);
 
-using var loggerFactory = LoggerFactory.Create(b => b
-    .SetMinimumLevel(level)
-    .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; }));
-var log = loggerFactory.CreateLogger("Overlay.Host");
+    var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = AppContext.BaseDirectory });
+    builder.Logging.ClearProviders()
+        .SetMinimumLevel(options.LogLevel)
+        .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; })
+        // A failed start is reported once, as one line naming the cause and its exit code, not again with a stack trace.
+        .AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
+    builder.Services.AddSystemd(); // after the console: under systemd its formatter (journald's priorities, no timestamps) wins
+    builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(15));
 
-OverlayNode node;
-try
-{
-    node = OverlayNode.Create(OverlayConfiguration.Load(configPath), loggerFactory);
-}
-catch (OverlayConfigurationException e)
-{
-    Console.Error.WriteLine($"{configPath}: {e.Message}");
-    return 2;
-}
-catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
-{
-    Console.Error.WriteLine($"cannot load the node: {e.Message}");
-    return 2;
+    OverlayNodeOptions nodeOptions;
+    try
+    {
+        nodeOptions = OverlayConfiguration.Load(configPath);
+    }
+    catch (OverlayConfigurationException e)
+    {
+        Console.Error.WriteLine($"{configPath}: {e.Message}");
+        return ExitCodes.Configuration;
+    }
+    catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+    {
+        Console.Error.WriteLine($"cannot read the configuration: {e.Message}");
+        return ExitCodes.Configuration;
+    }
+
+    builder.Services.AddSingleton(options);
+    builder.Services.AddSingleton(sp => OverlayNode.Create(nodeOptions, sp.GetRequiredService<ILoggerFactory>()));
+    builder.Services.AddSingleton<NodeService>();
+    builder.Services.AddHostedService(sp => sp.GetRequiredService<NodeService>());
+    // The default path is shared by every node of the machine: a second node there runs without a socket, with a warning.
+    var socketRequired = result.GetResult(socketOption) is { Implicit: false };
+    builder.Services.AddHostedService(sp => new ControlSocket(options.ControlSocket, sp.GetRequiredService<NodeService>().GetStatusAsync,
+        sp.GetRequiredService<ILogger<ControlSocket>>(), socketRequired));
+    if (mapAt is not null)
+        builder.Services.AddHostedService(sp => new MapServer(mapAt, sp.GetRequiredService<NodeService>(), sp.GetRequiredService<ILoggerFactory>()));
+
+    using var host = builder.Build();
+    var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
+    var log = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Overlay.Host");
+    NodeService service;
+    try
+    {
+        service = host.Services.GetRequiredService<NodeService>(); // loads the node's key: a configuration error until now
+    }
+    catch (OverlayConfigurationException e)
+    {
+        Console.Error.WriteLine($"{configPath}: {e.Message}");
+        return ExitCodes.Configuration;
+    }
+    catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
+    {
+        Console.Error.WriteLine($"cannot load the node's key: {e.Message}");
+        return ExitCodes.Configuration;
+    }
+    try
+    {
+        await host.StartAsync();
+    }
+    catch (Exception e) when (Classify(e) is { } failure)
+    {
+        Console.Error.WriteLine(failure.Message);
+        await StopQuietlyAsync(host);
+        return failure.Code;
+    }
+    if (lifetime.ApplicationStopping.IsCancellationRequested)
+    {
+        await StopQuietlyAsync(host);
+        return ExitCodes.Interrupted;
+    }
+    log.LogInformation("node {NodeId} running; 'overlay status --control-socket {Socket}' shows its links; Ctrl+C stops it", service.Node.NodeId, options.ControlSocket);
+    await host.WaitForShutdownAsync();
+    log.LogInformation("stopped: links torn down, NICs closed");
+    return ExitCodes.Ok;
 }
 
-using var stop = new CancellationTokenSource();
-using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
-using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
-await using (node)
+static (string Message, int Code)? Classify(Exception e) => e switch
+{
+    OperationCanceledException => ("interrupted while starting", ExitCodes.Interrupted),
+    TapDeviceException => ($"cannot open the virtual NIC: {e.Message}", ExitCodes.Device),
+    XmppAuthenticationException or XmppCertificateException => ($"signaling refused this node: {e.Message}", ExitCodes.SignalingAuthentication),
+    SignalingException => ($"cannot reach signaling: {e.Message}", ExitCodes.SignalingUnreachable),
+    ControlSocketException c => (c.Message, c.ExitCode),
+    PlatformNotSupportedException => (e.Message, ExitCodes.Failure),
+    _ => null,
+};
+
+static async Task StopQuietlyAsync(IHost host)
+{
+    using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+    try { await host.StopAsync(timeout.Token); }
+    catch (Exception e) when (e is OperationCanceledException or AggregateException or InvalidOperationException) { }
+}
+
+async Task<int> StatusAsync(ParseResult result, CancellationToken ct)
 {
     try
     {
-        await node.StartAsync(stop.Token);
+        Console.Write(await ControlSocket.AskAsync(result.GetValue(socketOption)!, result.GetValue(json) ? "status --json" : "status", ct));
+        return ExitCodes.Ok;
     }
-    catch (TapDeviceException e)
+    catch (ControlSocketException e)
     {
-        Console.Error.WriteLine($"cannot open the virtual NIC: {e.Message}");
-        return 3;
-    }
-    catch (SignalingException e)
-    {
-        Console.Error.WriteLine($"cannot reach signaling: {e.Message}");
-        return 4;
-    }
-    catch (OperationCanceledException)
-    {
-        return 130;
-    }
-    Console.WriteLine($"node {node.NodeId} running; type 'status' for its links, Ctrl+C to stop");
-
-    var statusLoop = statusInterval > TimeSpan.Zero || statusFile is not null ? ReportPeriodicallyAsync() : Task.CompletedTask;
-    var stdin = Task.Run(ReadCommandsAsync);
-    try
-    {
-        await Task.Delay(Timeout.Infinite, stop.Token);
-    }
-    catch (OperationCanceledException)
-    {
-        log.LogInformation("stopping: tearing down links and NICs");
-    }
-    await statusLoop;
-}
-return 0;
-
-async Task ReportPeriodicallyAsync()
-{
-    var every = statusInterval > TimeSpan.Zero ? statusInterval : TimeSpan.FromSeconds(1);
-    using var timer = new PeriodicTimer(every);
-    try
-    {
-        while (await timer.WaitForNextTickAsync(stop.Token))
-        {
-            var status = await node.GetStatusAsync();
-            if (statusInterval > TimeSpan.Zero) Console.Write(Describe(status));
-            if (statusFile is not null)
-            {
-                await Overlay.Host.StatusFile.WriteAsync(statusFile, JsonSerializer.Serialize(status, StatusJson));
-            }
-        }
-    }
-    catch (OperationCanceledException)
-    {
-        // stopping
-    }
-}
-
-async Task ReadCommandsAsync()
-{
-    while (!stop.IsCancellationRequested && await Console.In.ReadLineAsync() is { } line)
-    {
-        if (line.Trim() is "" or "s" or "status") Console.Write(Describe(await node.GetStatusAsync()));
-        else if (line.Trim() is "q" or "quit") stop.Cancel();
-        else Console.WriteLine("commands: status, quit");
-    }
-}
-
-static string Describe(OverlayNodeStatus status)
-{
-    var text = new StringBuilder();
-    text.AppendLine(CultureInfo.InvariantCulture, $"node {status.NodeId} signaling {status.Signaling}");
-    foreach (var overlay in status.Overlays)
-    {
-        text.AppendLine(CultureInfo.InvariantCulture, $"  overlay {overlay.OverlayId} on {overlay.Device} ({overlay.Mac}): {overlay.Members} members, {overlay.Links.Count(l => l.State == LinkChange.Up)} links up, " +
-            $"switch in {overlay.Switch.LocalIn}/{overlay.Switch.LinkIn} delivered {overlay.Switch.Delivered} forwarded {overlay.Switch.Forwarded} dropped {overlay.Switch.Dropped} not learned {overlay.Switch.NotLearned}, signals refused {overlay.RefusedSignals}");
-        foreach (var link in overlay.Links)
-            text.AppendLine(CultureInfo.InvariantCulture, $"    {link.PeerNodeId} {link.State} {link.Roles} {link.Path} rtt {link.RoundTrip?.TotalMilliseconds:0.00} ms path MTU {link.Statistics?.PathMtu} " +
-                $"sent {link.Statistics?.FramesSent} ({link.Statistics?.BytesSent} B) received {link.Statistics?.FramesReceived} ({link.Statistics?.BytesReceived} B)");
-    }
-    return text.ToString();
-}
-
-static int Usage(int code, string? problem = null)
-{
-    if (problem is not null) Console.Error.WriteLine(problem);
-    Console.Error.WriteLine("usage: Overlay.Host <config.json> [--log-level Debug|Information|Warning] [--status-interval S] [--status-file PATH]");
-    return code;
-}
-
-partial class Program
-{
-    private static readonly JsonSerializerOptions StatusJson = new()
-    {
-        WriteIndented = true,
-        Converters = { new JsonStringEnumConverter(), new EndPointConverter() },
-    };
-
-    /// <summary>Endpoints as "address:port" (IPAddress itself does not serialize).</summary>
-    private sealed class EndPointConverter : JsonConverter<IPEndPoint>
-    {
-        public override IPEndPoint Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-            IPEndPoint.Parse(reader.GetString() ?? throw new JsonException("an endpoint must be a string"));
-
-        public override void Write(Utf8JsonWriter writer, IPEndPoint value, JsonSerializerOptions options) => writer.WriteStringValue(value.ToString());
+        Console.Error.WriteLine(e.Message);
+        return e.ExitCode;
     }
 }

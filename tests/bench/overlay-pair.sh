@@ -53,6 +53,6 @@ for side in "$A:$ova" "$B:$ovb"; do
   "IgnoredNetInterfaces": [ "ovpn0", "tinc0" ],
   "Overlays": { "bench": { "NetDevice": { "Name": "ovl0", "IP4": "$ov", "PrefixLen": 24 } } } }
 JSON
-  ip netns exec "$ns" dotnet "$host_dll" "$work/node$i.json" --log-level Warning >"$work/host-$i.log" 2>&1 &
+  ip netns exec "$ns" dotnet "$host_dll" run "$work/node$i.json" --control-socket "$work/node$i.sock" --log-level Warning >"$work/host-$i.log" 2>&1 &
   echo $! > "$work/host-$i.pid"
 done

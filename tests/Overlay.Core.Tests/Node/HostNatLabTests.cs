@@ -181,8 +181,21 @@ public partial class HostNatLabTests
         public string Address { get; }
         public bool HasExited => _process.HasExited;
 
-        /// <summary>Starts host <paramref name="index"/>; <paramref name="stun"/> and <paramref name="turn"/> replace the lab's coturn as its servers.</summary>
-        public static HostProcess Start(NatLab lab, int index, string directory, object? links = null, HostSetup? setup = null, string[]? stun = null, object[]? turn = null)
+        /// <summary>Completes when the host has exited.</summary>
+        public Task WaitForExitAsync(CancellationToken cancellationToken) => _process.WaitForExitAsync(cancellationToken);
+
+        /// <summary>The exit status, once exited.</summary>
+        public int ExitCode => _process.ExitCode;
+
+        /// <summary>The host's control socket (overlay status --control-socket).</summary>
+        public string ControlSocket { get; private init; } = "";
+
+        /// <summary>
+        /// Starts host <paramref name="index"/>; <paramref name="stun"/> and <paramref name="turn"/> replace the lab's coturn as its
+        /// servers, <paramref name="extra"/> is added to its command line, <paramref name="notifySocket"/> starts it as systemd would.
+        /// </summary>
+        public static HostProcess Start(NatLab lab, int index, string directory, object? links = null, HostSetup? setup = null, string[]? stun = null,
+            object[]? turn = null, string extra = "", string? notifySocket = null, string? password = null)
         {
             setup ??= new HostSetup();
             // The node's key is made first: its node ID is derived from it, and the configuration names both.
@@ -198,7 +211,7 @@ public partial class HostNatLabTests
                 Signal = new
                 {
                     HostAddress = lab.ServerAddress.ToString(), Port = lab.Xmpp.Port, AuthenticationMethod = "password",
-                    Username = $"{setup.Account ?? ProsodyServer.GroupMembers[index]}@{lab.XmppDomain}", Password = ProsodyServer.Password,
+                    Username = $"{setup.Account ?? ProsodyServer.GroupMembers[index]}@{lab.XmppDomain}", Password = password ?? ProsodyServer.Password,
                     CaFile = lab.CaCertificatePath,
                 },
                 Stun = stun ?? [lab.StunTurn.ToString()],
@@ -216,16 +229,23 @@ public partial class HostNatLabTests
             // tests/bench/link-setup.sh points OVERLAY_HOST_DLL at another build's host to measure before and after.
             var host = Environment.GetEnvironmentVariable("OVERLAY_HOST_DLL") is { Length: > 0 } other ? other : Path.Combine(AppContext.BaseDirectory, "Overlay.Host.dll");
             var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : Prerequisites.FindOnPath("dotnet") ?? "dotnet";
+            var socket = Path.Combine(directory, $"node{index + 1}.sock");
             // SIGINT as in a terminal: a shell that ran the tests in the background left it ignored, and that is inherited.
-            var process = Process.Start(new ProcessStartInfo("ip",
-                $"netns exec {lab.Hosts[index].Namespace.Name} env --default-signal=INT {dotnet} {host} {config} --status-file {status}")
+            // Another build's host (the link-setup bench) is started the way it was then: no run command, no control socket.
+            var command = Environment.GetEnvironmentVariable("OVERLAY_HOST_DLL") is { Length: > 0 }
+                ? $"env --default-signal=INT {dotnet} {host} {config} --status-file {status}"
+                : $"env --default-signal=INT {dotnet} {host} run {config} --status-file {status} --control-socket {socket} {extra}";
+            // As systemd starts a service: its own PID in SYSTEMD_EXEC_PID, and where to send READY=1 (sh execs the host, keeping the PID).
+            var arguments = notifySocket is null ? $"netns exec {lab.Hosts[index].Namespace.Name} {command}"
+                : $"netns exec {lab.Hosts[index].Namespace.Name} sh -c \"export SYSTEMD_EXEC_PID=$$ NOTIFY_SOCKET={notifySocket}; exec {command}\"";
+            var process = Process.Start(new ProcessStartInfo("ip", arguments)
             {
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
                 RedirectStandardInput = true,
                 UseShellExecute = false,
             }) ?? throw new InvalidOperationException("cannot start Overlay.Host");
-            return new HostProcess(index, setup.NodeId ?? nodeId, address, process, status);
+            return new HostProcess(index, setup.NodeId ?? nodeId, address, process, status) { ControlSocket = socket };
         }
 
         /// <summary>The signaling state in the host's last status file, or null before the first.</summary>

@@ -1,0 +1,131 @@
+using System.Reflection;
+using System.Text.Json;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Overlay.Signaling;
+
+namespace Overlay.Host;
+
+/// <summary>
+/// The host's one node as a hosted service: started with the host (so that systemd hears "ready" only once the node is
+/// announced to signaling), stopped with it (links torn down, peers told). It remembers the members signaling announces,
+/// which the node's status counts but does not list, and writes the status file when asked to.
+/// </summary>
+public sealed class NodeService : IHostedService, IAsyncDisposable
+{
+    /// <summary>Members remembered per overlay; announcements past it are counted, not kept (they come from the network).</summary>
+    internal const int MaxMembers = 4096;
+
+    private readonly OverlayNode _node;
+    private readonly RunOptions _options;
+    private readonly ILogger _logger;
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, SortedSet<string>> _members = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _reporter = Task.CompletedTask;
+    private DateTimeOffset _started;
+
+    /// <summary>Creates the service around a node that is not started yet.</summary>
+    public NodeService(OverlayNode node, RunOptions options, ILogger<NodeService> logger)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        _node = node;
+        _options = options;
+        _logger = logger;
+        foreach (var overlay in node.Options.Overlays) _members[overlay.Id] = new SortedSet<string>(StringComparer.Ordinal) { node.NodeId };
+        node.PeerChanged += OnPeerChanged;
+        node.LinkChanged += OnLinkChanged;
+    }
+
+    /// <summary>The host's version (the assembly's informational version).</summary>
+    public static string Version { get; } =
+        typeof(NodeService).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
+
+    /// <summary>The node.</summary>
+    public OverlayNode Node => _node;
+
+    /// <summary>Raised on every link change (from the overlay's control thread): the map pushes a new status.</summary>
+    public event EventHandler? Changed;
+
+    /// <summary>Members announcements dropped because an overlay already had <see cref="MaxMembers"/>.</summary>
+    public long MembersNotKept { get; private set; }
+
+    /// <inheritdoc />
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await _node.StartAsync(cancellationToken).ConfigureAwait(false);
+        _started = DateTimeOffset.UtcNow;
+        if (_options.StatusInterval > TimeSpan.Zero || _options.StatusFile is not null) _reporter = ReportPeriodicallyAsync(_stopping.Token);
+    }
+
+    /// <inheritdoc />
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _reporter.ConfigureAwait(false);
+        await _node.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>The node's status with the members it heard of.</summary>
+    public async Task<HostStatus> GetStatusAsync()
+    {
+        var status = await _node.GetStatusAsync().ConfigureAwait(false);
+        var overlays = new List<HostOverlayStatus>(status.Overlays.Count);
+        foreach (var overlay in status.Overlays)
+        {
+            string[] members;
+            lock (_gate) members = _members.TryGetValue(overlay.OverlayId, out var set) ? [.. set] : [];
+            overlays.Add(new HostOverlayStatus(overlay, members));
+        }
+        return new HostStatus(status.NodeId, status.Fingerprint, status.Signaling.ToString(), Version, _started, overlays);
+    }
+
+    private void OnPeerChanged(object? sender, PeerEvent e)
+    {
+        lock (_gate)
+        {
+            if (!_members.TryGetValue(e.OverlayId, out var set)) return;
+            switch (e.Change)
+            {
+                case PeerChange.Joined when set.Count < MaxMembers: set.Add(e.NodeId); break;
+                case PeerChange.Joined: if (!set.Contains(e.NodeId)) MembersNotKept++; break;
+                case PeerChange.Left or PeerChange.Revoked: set.Remove(e.NodeId); break;
+                case PeerChange.SignalingLost: set.RemoveWhere(id => id != _node.NodeId); break;
+            }
+        }
+        Changed?.Invoke(this, EventArgs.Empty);
+    }
+
+    private void OnLinkChanged(object? sender, LinkEvent e) => Changed?.Invoke(this, EventArgs.Empty);
+
+    private async Task ReportPeriodicallyAsync(CancellationToken cancellationToken)
+    {
+        var every = _options.StatusInterval > TimeSpan.Zero ? _options.StatusInterval : TimeSpan.FromSeconds(1);
+        using var timer = new PeriodicTimer(every);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+            {
+                if (_options.StatusInterval > TimeSpan.Zero) _logger.LogInformation("status:\n{Status}", (await GetStatusAsync().ConfigureAwait(false)).Describe());
+                if (_options.StatusFile is { } file)
+                {
+                    var status = await _node.GetStatusAsync().ConfigureAwait(false);
+                    await StatusFile.WriteAsync(file, JsonSerializer.Serialize(status, HostStatus.Json), cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // stopping
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        _node.PeerChanged -= OnPeerChanged;
+        _node.LinkChanged -= OnLinkChanged;
+        await _node.DisposeAsync().ConfigureAwait(false);
+        _stopping.Dispose();
+    }
+}
