@@ -109,6 +109,53 @@ public sealed class TcpTransferTests
     }
 
     [Test]
+    public async Task A_FIN_that_overtakes_the_data_before_it_ends_the_stream_once_the_gap_is_filled(CancellationToken cancellationToken)
+    {
+        await using var pair = new StackPair();
+        var (client, server) = await ConnectAsync(pair, StackPair.AddressB, 8084, cancellationToken);
+        // The wire from the server holds back its first data segment, then lets nothing more through: the FIN behind
+        // that segment arrives first, and nothing the server resends can stand in for it.
+        byte[]? heldBack = null;
+        var closed = false;
+        pair.ToA.Filter = frame =>
+        {
+            if (closed) return false;
+            if (heldBack is null && TcpPayloadLength(frame) > 0)
+            {
+                heldBack = frame;
+                return false;
+            }
+            if ((TcpFlags(frame) & 0x01) != 0) closed = true; // the FIN itself passes
+            return true;
+        };
+        await server.WriteAsync("overtaken "u8.ToArray(), cancellationToken);
+        await server.WriteAsync("data"u8.ToArray(), cancellationToken);
+        server.CompleteWrites();
+        var buffer = new byte[64];
+        var read = client.ReadAsync(buffer, cancellationToken).AsTask();
+        while (!closed) await Task.Delay(5, cancellationToken);
+        Assert.That(read.IsCompleted, Is.False, "nothing is readable while the first segment is missing");
+        Assert.That(pair.A.TryWrite(heldBack), Is.True);
+
+        var received = new List<byte>();
+        for (int n; (n = await read) > 0; read = client.ReadAsync(buffer, cancellationToken).AsTask()) received.AddRange(buffer.AsSpan(0, n));
+        Assert.That(received.ToArray(), Is.EqualTo("overtaken data"u8.ToArray()), "the stream ends at the FIN that came early");
+        await client.DisposeAsync();
+        await server.DisposeAsync();
+    }
+
+    private static int TcpPayloadLength(byte[] frame)
+    {
+        if (frame.Length < 54 || frame[12] != 0x08 || frame[13] != 0x00 || frame[23] != 6) return 0;
+        var ipHeader = (frame[14] & 0x0f) * 4;
+        var total = (frame[16] << 8) | frame[17];
+        return total - ipHeader - (frame[14 + ipHeader + 12] >> 4) * 4;
+    }
+
+    private static int TcpFlags(byte[] frame) =>
+        frame.Length < 54 || frame[12] != 0x08 || frame[13] != 0x00 || frame[23] != 6 ? 0 : frame[14 + (frame[14] & 0x0f) * 4 + 13];
+
+    [Test]
     public async Task A_port_nobody_listens_on_refuses_with_a_reset(CancellationToken cancellationToken)
     {
         await using var pair = new StackPair();

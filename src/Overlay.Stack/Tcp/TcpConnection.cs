@@ -83,6 +83,8 @@ internal sealed class TcpConnection
     private int _receiveCapacity;
     private readonly uint[] _outOfOrder = new uint[2 * MaxOutOfOrder]; // sorted, disjoint [start, end) beyond _rcvNxt
     private int _outOfOrderCount;
+    private bool _outOfOrderFin;     // a FIN came beyond a gap: it is processed when the gap below it is filled
+    private uint _outOfOrderFinSeq;  // its sequence number (the end of the data it came with)
     private int _unackedSegments;
     private bool _ackNow;
     private bool _queuedForAck;
@@ -613,13 +615,25 @@ internal sealed class TcpConnection
             _unackedSegments++;
             if (filledGap) _ackNow = true; // RFC 5681 §4.2: ACK at once when a gap is filled
             QueueAck();
-            return fin && _outOfOrderCount == 0 && RcvNxt == seq + (uint)payload.Length;
+            if (fin && _outOfOrderCount == 0 && RcvNxt == seq + (uint)payload.Length) return true;
+            // A FIN that came ahead of the data now filled in is in order at last (RFC 9293 §3.10.7.4: a segment
+            // held for later is processed, FIN included, once it is next in sequence).
+            return _outOfOrderFin && _outOfOrderCount == 0 && RcvNxt == _outOfOrderFinSeq;
         }
         // Out of order: at its place in the ring, remembered as a range; an immediate duplicate ACK (RFC 5681 §4.2).
+        var kept = true;
         if (payload.Length > 0)
         {
-            if (InsertRange(_outOfOrder, ref _outOfOrderCount, MaxOutOfOrder, seq, seq + (uint)payload.Length)) Store(seq, payload);
+            kept = InsertRange(_outOfOrder, ref _outOfOrderCount, MaxOutOfOrder, seq, seq + (uint)payload.Length);
+            if (kept) Store(seq, payload);
             else _stack.Statistics.Drop(StackDropReason.TcpReassemblyFull);
+        }
+        // Its FIN too is kept, or the stream would end only when the peer resends it, a retransmission timeout later,
+        // and meanwhile look open (an HTTP client would reuse a connection the server has closed, and get a reset).
+        if (fin && kept)
+        {
+            _outOfOrderFin = true;
+            _outOfOrderFinSeq = seq + (uint)payload.Length;
         }
         _ackNow = true;
         QueueAck();
@@ -640,6 +654,7 @@ internal sealed class TcpConnection
     {
         RcvNxt++;
         _finReceived = true;
+        _outOfOrderFin = false;
         _ackNow = true;
         QueueAck();
         _readable.Set();
