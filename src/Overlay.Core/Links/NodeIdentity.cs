@@ -27,12 +27,7 @@ public sealed class NodeIdentity : IDisposable
     public string NodeId { get; }
 
     /// <summary>The node ID that <paramref name="certificate"/>'s key owns.</summary>
-    internal static string NodeIdOf(X509Certificate2 certificate)
-    {
-        Span<byte> hash = stackalloc byte[32];
-        SHA256.HashData(certificate.PublicKey.ExportSubjectPublicKeyInfo(), hash);
-        return Convert.ToHexStringLower(hash[..16]);
-    }
+    internal static string NodeIdOf(X509Certificate2 certificate) => TrustAnchor.KeyOf(certificate).Substring("sha256:".Length, 32);
 
     /// <summary>The certificate (DER in <see cref="X509Certificate.GetRawCertData"/>).</summary>
     public X509Certificate2 Certificate { get; }
