@@ -90,6 +90,7 @@ internal sealed class SymphonyTopology
         if (_links.TryGetValue(peer, out var link)) link.Up = true;
         else _links[peer] = new Link { Up = true, Incoming = true }; // set up by the peer without asking us first
         _backoff.Remove(peer);
+        if (!AnyWantedPending()) DropUnwanted();
     }
 
     /// <summary>The link to <paramref name="peer"/> went down or could not be set up.</summary>
@@ -241,26 +242,44 @@ internal sealed class SymphonyTopology
             longDistance++;
         }
 
-        // Apply: drop what we no longer want (unless the peer set it up for its own sake), add the rest.
-        foreach (var (peer, link) in _links.ToArray())
-        {
-            if (wanted.Remove(peer, out var roles))
-            {
-                link.Roles = roles;
-                continue;
-            }
-            link.Roles = LinkRoles.None;
-            if (link.Incoming) continue;
-            _links.Remove(peer);
-            Changes++;
-            _controller.Disconnect(peer);
-        }
+        // Apply: add what is new, then drop what we no longer want (see DropUnwanted for what is kept).
+        foreach (var (peer, link) in _links)
+            link.Roles = wanted.Remove(peer, out var roles) ? roles : LinkRoles.None;
         foreach (var (peer, roles) in wanted)
         {
             _links[peer] = new Link { Roles = roles };
             Changes++;
             _controller.Connect(peer, roles);
         }
+        DropUnwanted();
+    }
+
+    /// <summary>
+    /// Ends the links this node holds for no role of its own, except three kinds. A link the peer set up is the
+    /// peer's to end. A link to a peer that has this node among its own successors is one the peer wants: ending it
+    /// would only make the peer set it up again. And, make before break, a link that is up stays while a link this node
+    /// wants is still being set up: the one it would make way for may never come up (a member that joined but cannot
+    /// be reached), and until then the old link carries the traffic. When the last wanted link comes up or fails, the
+    /// rest go.
+    /// </summary>
+    private void DropUnwanted()
+    {
+        var pending = AnyWantedPending();
+        foreach (var (peer, link) in _links.ToArray())
+        {
+            if (link.Roles != LinkRoles.None || link.Incoming || (link.Up && pending) || Succeeds(peer, _options.MinSuccessors)) continue;
+            _links.Remove(peer);
+            Changes++;
+            _controller.Disconnect(peer);
+        }
+    }
+
+    /// <summary>True while a link this node wants for a role of its own is not up yet.</summary>
+    private bool AnyWantedPending()
+    {
+        foreach (var link in _links.Values)
+            if (link.Roles != LinkRoles.None && !link.Up) return true;
+        return false;
     }
 
     /// <summary>

@@ -47,12 +47,57 @@ public class SymphonyTopologyTests
     public void A_closer_newcomer_replaces_the_farthest_successor()
     {
         var (topology, links, ring, _) = Make(self: 2, members: 0);
-        ring.Add(Id(2)); ring.Add(Id(8)); ring.Add(Id(12));
+        foreach (var i in new[] { 2, 8, 12, 20, 30 }) ring.Add(Id(i));
         topology.Rebalance();
         ring.Add(Id(5));
         topology.OnPeerJoined(Id(5));
         Assert.That(links.Connects.Select(c => c.Peer), Does.Contain(Id(5)));
         Assert.That(links.Disconnects, Is.EqualTo(new[] { Id(12) }));
+    }
+
+    [Test]
+    public void A_link_that_is_up_stays_until_the_link_that_replaces_it_is_up()
+    {
+        var (topology, links, ring, clock) = Make(self: 2, members: 0);
+        foreach (var i in new[] { 2, 8, 12, 20, 30 }) ring.Add(Id(i));
+        topology.Rebalance();
+        topology.OnLinkUp(Id(8));
+        topology.OnLinkUp(Id(12));
+        // A closer member joins that cannot be reached: the link to 12 carries on while the new one is tried and fails,
+        // and while it is tried again after its backoff.
+        ring.Add(Id(5));
+        topology.OnPeerJoined(Id(5));
+        Assert.That(links.Connects.Select(c => c.Peer), Does.Contain(Id(5)));
+        Assert.That(links.Disconnects, Is.Empty, "the link to 12 stays while the one to 5 is set up");
+        topology.OnLinkDown(Id(5), failed: true);
+        Assert.That(links.Disconnects, Is.Empty);
+        Assert.That(topology.Links.Single(l => l.Peer == Id(12)).Roles, Is.EqualTo(LinkRoles.Successor), "12 stands in for 5");
+        clock.AdvanceTo(clock.GetUtcNow() + TimeSpan.FromSeconds(2));
+        topology.Tick();
+        Assert.That(links.Connects.Count(c => c.Peer == Id(5)), Is.EqualTo(2), "5 is tried again after its backoff");
+        Assert.That(links.Disconnects, Is.Empty);
+        topology.OnLinkUp(Id(5));
+        Assert.That(links.Disconnects, Is.EqualTo(new[] { Id(12) }), "once 5 is up, 12 goes");
+    }
+
+    [Test]
+    public void A_link_the_peer_counts_on_as_its_successor_is_kept_by_the_node_that_no_longer_wants_it()
+    {
+        var (topology, links, ring, _) = Make(self: 0, members: 0);
+        foreach (var i in new[] { 0, 20, 30, 40 }) ring.Add(Id(i));
+        topology.Rebalance();
+        foreach (var l in links.Connects) topology.OnLinkUp(l.Peer);
+        // 10 and 15 join: 0 now wants 10 and 15, not 20 or 30. 30 has 40 and 0 as its successors, so it wants the link
+        // that 0 once set up; 20 does not (its successors are 30 and 40).
+        foreach (var i in new[] { 10, 15 })
+        {
+            ring.Add(Id(i));
+            topology.OnPeerJoined(Id(i));
+        }
+        topology.OnLinkUp(Id(10));
+        topology.OnLinkUp(Id(15));
+        Assert.That(links.Disconnects, Is.EqualTo(new[] { Id(20) }));
+        Assert.That(topology.Links.Single(l => l.Peer == Id(30)).Roles, Is.EqualTo(LinkRoles.None));
     }
 
     [Test]
@@ -121,7 +166,7 @@ public class SymphonyTopologyTests
     [Test]
     public void A_failed_peer_is_retried_only_after_its_backoff()
     {
-        var (topology, links, _, clock) = Make(self: 0, members: 4);
+        var (topology, links, _, clock) = Make(self: 0, members: 8);
         topology.Rebalance();
         links.Connects.Clear();
         topology.OnLinkDown(Id(1), failed: true);
@@ -148,6 +193,7 @@ public class SymphonyTopologyTests
         var options = new TopologyOptions { MaxLongDistEdges = 0, OnDemandThresholdBytesPerSecond = 1000, OnDemandIdleTimeout = TimeSpan.FromSeconds(10) };
         var (topology, links, _, clock) = Make(self: 0, members: 20, options);
         topology.Rebalance();
+        foreach (var l in links.Connects) topology.OnLinkUp(l.Peer);
         clock.AdvanceTo(clock.GetUtcNow() + TimeSpan.FromSeconds(1));
         topology.OnTraffic(Id(10), 5000);
         topology.OnTraffic(Id(11), 10);
