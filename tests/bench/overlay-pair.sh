@@ -3,10 +3,11 @@
 # TAPs are left out of ICE, or the link could choose a path through them): prosody in namespace A (on A's veth address) for
 # signaling, one Overlay.Host per namespace with a TAP "ovl0", a link between them over the veth.
 # usage: overlay-pair.sh start|stop NS_A NS_B VETH_IP_A VETH_IP_B OVERLAY_IP_A OVERLAY_IP_B WORKDIR
+#        OVERLAY_HOST_DLL=path/Overlay.Host.dll runs that build (another revision's, for before/after) instead of this tree's.
 set -euo pipefail
 cmd=$1 A=$2 B=$3 ipa=$4 ipb=$5 ova=$6 ovb=$7 work=$8/overlay
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/../.." && pwd)
-host_dll=$repo/samples/Overlay.Host/bin/Release/net10.0/Overlay.Host.dll
+host_dll=${OVERLAY_HOST_DLL:-$repo/samples/Overlay.Host/bin/Release/net10.0/Overlay.Host.dll}
 
 if [ "$cmd" = stop ]; then
   for f in "$work"/host-*.pid "$work"/prosody.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true; done
@@ -17,7 +18,7 @@ fi
 
 command -v prosody >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prosody >/dev/null; }
 command -v openssl >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null; }
-dotnet build "$repo/samples/Overlay.Host" -c Release -v q -nologo >/dev/null
+[ -n "${OVERLAY_HOST_DLL:-}" ] || dotnet build "$repo/samples/Overlay.Host" -c Release -v q -nologo >/dev/null
 
 chmod o+x "$8"  # prosody runs as its own user and must reach its files
 mkdir -p "$work/data/overlay%2etest/accounts"
