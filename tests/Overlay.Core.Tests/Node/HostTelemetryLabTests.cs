@@ -118,10 +118,12 @@ public partial class HostTelemetryLabTests
             Assert.That(me.Output(), Does.Contain("dtls.authenticated"));
 
             // OTLP: the collector got metrics and spans, each at its own path (protobuf: the names are there as UTF-8).
-            // Spans go in batches (every 5 s): a setup abandoned in a collision may come before the one that succeeded.
-            await WaitAsync(hosts, () => Received(received, "v1_metrics").Contains("overlay.links.up", StringComparison.Ordinal)
+            // Metrics arrive every second, each export with what was recorded by then (the first may precede the first
+            // round trip); spans go in batches every 5 s (a setup abandoned in a collision may come before the one that
+            // succeeded). Wait for an export of each that has it all.
+            string[] instruments = ["overlay.links.up", "overlay.link.setup.duration", "overlay.link.rtt", "overlay.frames", "overlay.node.id", me.NodeId];
+            await WaitAsync(hosts, () => instruments.All(i => Received(received, "v1_metrics").Contains(i, StringComparison.Ordinal))
                 && Received(received, "v1_traces").Contains("dtls.authenticated", StringComparison.Ordinal), TimeSpan.FromSeconds(20), "OTLP exports");
-            Assert.That(Received(received, "v1_metrics"), Does.Contain("overlay.link.rtt").And.Contain("overlay.node.id").And.Contain(me.NodeId));
             Assert.That(Received(received, "v1_traces"), Does.Contain("overlay.link.setup").And.Contain("ice.selected"));
 
             // The exporters stop with the host: SIGTERM is still a clean stop.
