@@ -24,7 +24,7 @@ public static class ExitCodes
     /// <summary>The signaling server refused the node's credentials, or its TLS certificate failed validation.</summary>
     public const int SignalingAuthentication = 5;
 
-    /// <summary>The control socket or the map's address is taken (another node runs with the same socket?) or cannot be created.</summary>
+    /// <summary>The control socket, the map's or the metrics' address is taken (another node runs with the same socket?) or cannot be created.</summary>
     public const int ControlUnavailable = 6;
 
     /// <summary><c>status</c>: no node answers at the control socket.</summary>

@@ -1,6 +1,9 @@
 // Overlay host: runs one real node from a JSON configuration (EdgeVPN key names): XMPP signaling, STUN/TURN, a Linux
-// TAP per overlay, on the .NET Generic Host (systemd readiness and journald when run as a service).
+// TAP per overlay, on the .NET Generic Host (systemd readiness and journald when run as a service). The node is hosted as
+// any application hosts one (AddOverlayNode, package OverlayVpn.Extensions.Hosting); the host adds its CLI, control
+// socket, map, status file and OpenTelemetry export.
 //   overlay run <config.json> [--map [ADDRESS:PORT]] [--control-socket PATH] [--log-level L] [--status-interval S] [--status-file PATH]
+//               [--metrics console|otlp[=URL]|prometheus[=ADDRESS:PORT]]... [--traces console|otlp[=URL]]... [--metrics-interval S]
 //   overlay status [--json] [--control-socket PATH]
 //   overlay --version | --help
 // Exit codes: see ExitCodes.cs (and the README).
@@ -15,6 +18,7 @@ using Overlay;
 using Overlay.Host;
 using Overlay.Host.Control;
 using Overlay.Host.Map;
+using Overlay.Host.Telemetry;
 using Overlay.Signaling;
 using Overlay.Signaling.Xmpp;
 using Overlay.Tap;
@@ -42,7 +46,26 @@ var map = new Option<string?>("--map")
 var logLevel = new Option<LogLevel>("--log-level") { Description = "The least level logged", DefaultValueFactory = _ => LogLevel.Information };
 var statusInterval = new Option<double>("--status-interval") { Description = "Log the status every S seconds (0: never)", HelpName = "S" };
 var statusFile = new Option<string?>("--status-file") { Description = "Write the status as JSON to this file once a second (owner-only)", HelpName = "PATH" };
-var run = new Command("run", "Run a node until Ctrl+C or SIGTERM") { config, map, socketOption, logLevel, statusInterval, statusFile };
+var metrics = new Option<string[]>("--metrics")
+{
+    Description = "Export the node's metrics with OpenTelemetry: console, otlp[=URL] (OTLP/HTTP to a collector, default http://localhost:4318), " +
+        "prometheus[=ADDRESS:PORT] (scrape endpoint /metrics, default 127.0.0.1:9464); repeat for more than one; off unless given",
+    HelpName = "EXPORTER",
+    Arity = ArgumentArity.OneOrMore,
+};
+var traces = new Option<string[]>("--traces")
+{
+    Description = "Export link-setup spans: console or otlp[=URL]; off unless given",
+    HelpName = "EXPORTER",
+    Arity = ArgumentArity.OneOrMore,
+};
+var metricsInterval = new Option<double>("--metrics-interval")
+{
+    Description = "How often console and OTLP export the metrics, in seconds (Prometheus reads them when it scrapes)",
+    HelpName = "S",
+    DefaultValueFactory = _ => 10,
+};
+var run = new Command("run", "Run a node until Ctrl+C or SIGTERM") { config, map, socketOption, logLevel, statusInterval, statusFile, metrics, traces, metricsInterval };
 run.SetAction((result, ct) => RunAsync(result));
 
 var json = new Option<bool>("--json") { Description = "The status as JSON, for scripts" };
@@ -50,7 +73,7 @@ var status = new Command("status", "Show a running node's members, links, paths,
 status.SetAction((result, ct) => StatusAsync(result, ct));
 
 var root = new RootCommand("Overlay host: one node of a private encrypted Ethernet overlay. Exit codes: 0 ok, 1 unexpected error, 2 command line or configuration, " +
-    "3 virtual NIC, 4 signaling unreachable, 5 signaling refused the credentials, 6 control socket or map address taken, 7 no node at the socket (status), " +
+    "3 virtual NIC, 4 signaling unreachable, 5 signaling refused the credentials, 6 control socket, map or metrics address taken, 7 no node at the socket (status), " +
     "8 not permitted (status), 130 interrupted while starting.") { run, status };
 
 // The host's earlier usage, 'Overlay.Host <config.json> [options]', still runs: a first argument that names a file means run.
@@ -84,6 +107,16 @@ async Task<int> RunAsync(ParseResult result)
         Console.Error.WriteLine("--status-interval must be 0 or more seconds");
         return ExitCodes.Configuration;
     }
+    TelemetryExport export;
+    try
+    {
+        export = TelemetryExport.Parse(result.GetValue(metrics) ?? [], result.GetValue(traces) ?? [], result.GetValue(metricsInterval));
+    }
+    catch (FormatException e)
+    {
+        Console.Error.WriteLine(e.Message);
+        return ExitCodes.Configuration;
+    }
     var options = new RunOptions(configPath, result.GetValue(logLevel), TimeSpan.FromSeconds(interval), result.GetValue(statusFile), result.GetValue(socketOption)!, mapAt);
 
     var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], ContentRootPath = AppContext.BaseDirectory });
@@ -112,23 +145,27 @@ async Task<int> RunAsync(ParseResult result)
     }
 
     builder.Services.AddSingleton(options);
-    builder.Services.AddSingleton(sp => OverlayNode.Create(nodeOptions, sp.GetRequiredService<ILoggerFactory>()));
-    builder.Services.AddSingleton<NodeService>();
-    builder.Services.AddHostedService(sp => sp.GetRequiredService<NodeService>());
+    // OpenTelemetry, when asked for: its providers start with the host and take the node's meter by name.
+    export.AddTo(builder.Services, NodeMonitor.Version);
+    // The node, its hosted service (started before the services below, stopped after them) and its meter through the
+    // host's IMeterFactory: as any application hosts one.
+    builder.Services.AddOverlayNode(nodeOptions);
+    builder.Services.AddSingleton<NodeMonitor>();
+    builder.Services.AddHostedService(sp => sp.GetRequiredService<NodeMonitor>());
     // The default path is shared by every node of the machine: a second node there runs without a socket, with a warning.
     var socketRequired = result.GetResult(socketOption) is { Implicit: false };
-    builder.Services.AddHostedService(sp => new ControlSocket(options.ControlSocket, sp.GetRequiredService<NodeService>().GetStatusAsync,
+    builder.Services.AddHostedService(sp => new ControlSocket(options.ControlSocket, sp.GetRequiredService<NodeMonitor>().GetStatusAsync,
         sp.GetRequiredService<ILogger<ControlSocket>>(), socketRequired));
     if (mapAt is not null)
-        builder.Services.AddHostedService(sp => new MapServer(mapAt, sp.GetRequiredService<NodeService>(), sp.GetRequiredService<ILoggerFactory>()));
+        builder.Services.AddHostedService(sp => new MapServer(mapAt, sp.GetRequiredService<NodeMonitor>(), sp.GetRequiredService<ILoggerFactory>()));
 
     using var host = builder.Build();
     var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
     var log = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Overlay.Host");
-    NodeService service;
+    NodeMonitor service;
     try
     {
-        service = host.Services.GetRequiredService<NodeService>(); // loads the node's key: a configuration error until now
+        service = host.Services.GetRequiredService<NodeMonitor>(); // builds the node, loading its key: a configuration error until now
     }
     catch (OverlayConfigurationException e)
     {
@@ -168,6 +205,9 @@ static (string Message, int Code)? Classify(Exception e) => e switch
     XmppAuthenticationException or XmppCertificateException => ($"signaling refused this node: {e.Message}", ExitCodes.SignalingAuthentication),
     SignalingException => ($"cannot reach signaling: {e.Message}", ExitCodes.SignalingUnreachable),
     ControlSocketException c => (c.Message, c.ExitCode),
+    // The Prometheus endpoint's listener could not be started (its address taken or not this machine's).
+    InvalidOperationException { InnerException: HttpListenerException h } => ($"cannot serve the metrics: {h.Message}", ExitCodes.ControlUnavailable),
+    HttpListenerException h => ($"cannot serve the metrics: {h.Message}", ExitCodes.ControlUnavailable),
     PlatformNotSupportedException => (e.Message, ExitCodes.Failure),
     _ => null,
 };

@@ -26,24 +26,39 @@ public static class OverlayServiceCollectionExtensions
     public static IServiceCollection AddOverlayNode(this IServiceCollection services, IConfiguration configuration)
     {
         ArgumentNullException.ThrowIfNull(configuration);
-        return services.AddOverlayNode(configuration, null);
+        return services.AddOverlayNode(configuration, null, null);
     }
 
     /// <summary>Adds a node described in code (after the configuration section, when one is given: it may change what the section set).</summary>
     public static IServiceCollection AddOverlayNode(this IServiceCollection services, Action<OverlayNodeBuilder> configure)
     {
         ArgumentNullException.ThrowIfNull(configure);
-        return services.AddOverlayNode(null, configure);
+        return services.AddOverlayNode(null, configure, null);
+    }
+
+    /// <summary>
+    /// Adds a node with options read or built already, for example from a JSON file by
+    /// <see cref="OverlayConfiguration.Load"/> (its own types and key case, as <c>overlay run</c> reads it).
+    /// </summary>
+    public static IServiceCollection AddOverlayNode(this IServiceCollection services, OverlayNodeOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return services.AddOverlayNode(null, null, options);
     }
 
     /// <summary>Adds a node read from <paramref name="configuration"/>, then changed by <paramref name="configure"/>.</summary>
-    public static IServiceCollection AddOverlayNode(this IServiceCollection services, IConfiguration? configuration, Action<OverlayNodeBuilder>? configure)
+    public static IServiceCollection AddOverlayNode(this IServiceCollection services, IConfiguration? configuration, Action<OverlayNodeBuilder>? configure) =>
+        services.AddOverlayNode(configuration, configure, null);
+
+    private static IServiceCollection AddOverlayNode(this IServiceCollection services, IConfiguration? configuration, Action<OverlayNodeBuilder>? configure,
+        OverlayNodeOptions? options)
     {
         ArgumentNullException.ThrowIfNull(services);
         services.AddOptions<OverlayNodeServiceOptions>()
             .Configure(o =>
             {
                 if (configuration is not null) o.Configuration = configuration;
+                if (options is not null) o.Options = options;
                 if (configure is not null) o.Configure.Add(configure);
             })
             .ValidateOnStart();

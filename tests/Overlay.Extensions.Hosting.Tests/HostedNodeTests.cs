@@ -81,9 +81,15 @@ public class HostedNodeTests
         Assert.That(metrics.Last("overlay.bytes", tags, ("network.io.direction", "transmit")),
             Is.GreaterThanOrEqualTo(42 * metrics.Last("overlay.frames", tags, ("network.io.direction", "transmit"))!.Value), "an ARP frame, the smallest here, is 42 bytes unpadded");
         Assert.That(metrics.Last("overlay.switch.floods", tags), Is.GreaterThanOrEqualTo(1), "the ARP request was flooded");
+        Assert.That(metrics.Last("overlay.switch.flood.copies", tags), Is.GreaterThanOrEqualTo(1), "a copy of it went over the link");
+        Assert.That(metrics.Last("overlay.switch.not_learned", tags), Is.Zero, "the address table is far from full");
         Assert.That(metrics.Last("overlay.switch.learned", tags), Is.EqualTo((await nodeA.GetOverlay(overlayId).GetStatusAsync()).LearnedAddresses));
         Assert.That(metrics.Last("overlay.frames.dropped", tags, ("overlay.drop.reason", "duplicate")), Is.Zero);
         Assert.That(metrics.Last("overlay.signaling.state", new Dictionary<string, object?>(), ("overlay.signaling.state", "connected")), Is.EqualTo(1));
+        Assert.That(metrics.Last("overlay.signaling.messages", new Dictionary<string, object?>(), ("overlay.signaling.outcome", "accepted")), Is.GreaterThanOrEqualTo(2),
+            "the edge request and the offer, at least");
+        Assert.That(metrics.Last("overlay.signaling.messages", new Dictionary<string, object?>(), ("overlay.signaling.drop.reason", "malformed")), Is.Zero);
+        Assert.That(metrics.Last("overlay.signaling.reconnects", new Dictionary<string, object?>()), Is.Zero);
         Assert.That(metrics.All("overlay.link.rtt").First().Value, Is.GreaterThan(0).And.LessThan(1));
 
         // Both nodes may ask for the link at once; the request that loses is abandoned, and its span ends without success.

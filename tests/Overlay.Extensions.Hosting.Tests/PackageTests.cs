@@ -73,6 +73,38 @@ public sealed class PackageTests
             Is.All.StartWith("OverlayVpn."), "packages depend on each other by their package IDs");
     }
 
+    /// <summary>
+    /// The build is deterministic (the assembly says so in its debug directory), files the build generated are embedded
+    /// in the PDB of the .snupkg, and SourceLink maps the sources to the remote when the clone's origin is on a host it
+    /// knows; without one (this machine's clones) the PDB has no map, and the build said nothing about it.
+    /// </summary>
+    [TestCaseSource(nameof(Projects))]
+    public void The_build_is_deterministic_with_generated_sources_embedded_and_sourcelink_where_a_remote_exists(string project)
+    {
+        var id = project.Replace("Overlay.", "OverlayVpn.", StringComparison.Ordinal);
+        using var package = ZipFile.OpenRead(Path.Combine(_output!.FullName, $"{id}.0.1.0.nupkg"));
+        using (var pe = new PEReader(Copy(package, $"lib/net10.0/{project}.dll")))
+            Assert.That(pe.ReadDebugDirectory().Select(e => e.Type), Does.Contain(DebugDirectoryEntryType.Reproducible), "a deterministic build");
+
+        using var symbols = ZipFile.OpenRead(Path.Combine(_output.FullName, $"{id}.0.1.0.snupkg"));
+        using var pdb = MetadataReaderProvider.FromPortablePdbStream(Copy(symbols, $"lib/net10.0/{project}.pdb"));
+        var reader = pdb.GetMetadataReader();
+        var embedded = new Guid("0E8A571B-6926-466E-B4AD-8AB04611F5FE");
+        var sourceLink = new Guid("CC110556-A091-4D38-9FEC-25AB9A351A6A");
+        var embeddedNames = reader.CustomDebugInformation.Select(reader.GetCustomDebugInformation)
+            .Where(c => reader.GetGuid(c.Kind) == embedded && c.Parent.Kind == HandleKind.Document)
+            .Select(c => reader.GetString(reader.GetDocument((DocumentHandle)c.Parent).Name)).ToArray();
+        Assert.That(embeddedNames, Has.Some.EndsWith(".AssemblyInfo.cs"), "the generated assembly attributes are embedded (EmbedUntrackedSources)");
+        var map = reader.GetCustomDebugInformation(EntityHandle.ModuleDefinition).Select(reader.GetCustomDebugInformation)
+            .Where(c => reader.GetGuid(c.Kind) == sourceLink).Select(c => System.Text.Encoding.UTF8.GetString(reader.GetBlobBytes(c.Value))).SingleOrDefault();
+
+        var origin = Origin();
+        if (origin is not null && new[] { "github.com", "gitlab.com", "dev.azure.com", "bitbucket.org" }.Contains(origin.Host))
+            Assert.That(map, Does.Contain("\"documents\"").And.Contain(origin.Host == "github.com" ? "raw.githubusercontent.com" : origin.Host), $"sources mapped to {origin}");
+        else
+            Assert.That(map, Is.Null, $"no remote SourceLink knows ({origin?.ToString() ?? "none"}): no map");
+    }
+
     [TestCaseSource(nameof(Projects))]
     public void The_packed_assembly_exposes_exactly_the_declared_public_types(string project)
     {
@@ -91,6 +123,25 @@ public sealed class PackageTests
             .Select(l => l.Split(' ')[^1].Split('<')[0]).ToHashSet();
 
         Assert.That(exposed, Is.EquivalentTo(declared));
+    }
+
+    /// <summary>The clone's origin as a web URL (https or an scp-like ssh address), or null when it has none or it is a path.</summary>
+    private Uri? Origin()
+    {
+        string url;
+        try { url = Prerequisites.Run("git", $"-C {_repository} remote get-url origin").Trim(); }
+        catch (InvalidOperationException) { return null; } // no origin
+        var scp = System.Text.RegularExpressions.Regex.Match(url, @"^[\w.-]+@([\w.-]+):");
+        if (scp.Success) return new Uri($"https://{scp.Groups[1].Value}/");
+        return Uri.TryCreate(url, UriKind.Absolute, out var uri) && uri.Scheme is "https" or "http" or "ssh" ? uri : null;
+    }
+
+    private static MemoryStream Copy(ZipArchive archive, string entry)
+    {
+        var copy = new MemoryStream();
+        using (var stream = archive.GetEntry(entry)!.Open()) stream.CopyTo(copy);
+        copy.Position = 0;
+        return copy;
     }
 
     private static bool IsVisible(MetadataReader reader, TypeDefinition type)

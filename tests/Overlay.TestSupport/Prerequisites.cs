@@ -31,6 +31,27 @@ public static class Prerequisites
         RequireCommand("iptables", "iptables");
     }
 
+    /// <summary>The Debian package of each tool a lab test may run in its namespaces.</summary>
+    private static readonly Dictionary<string, string> LabTools = new(StringComparer.Ordinal)
+    {
+        ["ping"] = "iputils-ping", ["ss"] = "iproute2", ["conntrack"] = "conntrack", ["iperf3"] = "iperf3",
+        ["chromium"] = "chromium", ["curl"] = "curl", ["python3"] = "python3",
+    };
+
+    /// <summary>
+    /// Skips (or fails under CI) unless a <c>NatLab</c> with coturn and prosody can run: root, namespaces, both servers,
+    /// and each of <paramref name="tools"/> (ping, ss, conntrack, iperf3, chromium, curl, python3).
+    /// </summary>
+    public static void RequireLab(params string[] tools)
+    {
+        ArgumentNullException.ThrowIfNull(tools);
+        RequireNetworkNamespaces();
+        RequireCommand("turnserver", "coturn");
+        RequireCommand("prosody", "prosody");
+        foreach (var tool in tools)
+            RequireCommand(tool, LabTools.TryGetValue(tool, out var package) ? package : throw new ArgumentException($"no package known for '{tool}'", nameof(tools)));
+    }
+
     /// <summary>Skips (or fails under CI) unless <paramref name="command"/> is on PATH.</summary>
     public static string RequireCommand(string command, string package)
     {

@@ -25,14 +25,14 @@ public sealed partial class MapServer : IHostedService, IAsyncDisposable
 
     private static readonly TimeSpan Period = TimeSpan.FromSeconds(1);
     private readonly IPEndPoint _endpoint;
-    private readonly NodeService _node;
+    private readonly NodeMonitor _node;
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private WebApplication? _app;
 
     /// <summary>Creates the map's server; nothing listens until <see cref="StartAsync"/>.</summary>
-    public MapServer(IPEndPoint endpoint, NodeService node, ILoggerFactory loggerFactory)
+    public MapServer(IPEndPoint endpoint, NodeMonitor node, ILoggerFactory loggerFactory)
     {
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _endpoint = endpoint;

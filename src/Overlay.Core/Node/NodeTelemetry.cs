@@ -24,6 +24,12 @@ internal sealed class NodeTelemetry : IDisposable
     private readonly Histogram<double> _setup, _recovery, _roundTrip;
     private readonly Counter<long> _iceOutcomes;
 
+    /// <summary>Setup and recovery times: from a LAN's tenth of a second to a minute of retries.</summary>
+    internal static readonly double[] SetupBuckets = [0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60];
+
+    /// <summary>Round trips: from a LAN's half millisecond to seconds over a congested relay.</summary>
+    internal static readonly double[] RoundTripBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
     /// <summary>Links up, by overlay and link ID, with their path type; and the links that went down (their next up is a recovery).</summary>
     private readonly ConcurrentDictionary<(string Overlay, string Link), string> _up = new();
     private readonly ConcurrentDictionary<(string Overlay, string Link), byte> _down = new();
@@ -40,9 +46,14 @@ internal sealed class NodeTelemetry : IDisposable
         _activities = new ActivitySource(OverlayNode.ActivitySourceName);
 
         _meter.CreateObservableUpDownCounter("overlay.links.up", ObserveLinksUp, "{link}", "Links up, by overlay and path type (host, srflx, relay)");
-        _setup = _meter.CreateHistogram<double>("overlay.link.setup.duration", "s", "Time from a link's first signal to authenticated and up (edge request, ICE, DTLS)");
-        _recovery = _meter.CreateHistogram<double>("overlay.link.recovery.duration", "s", "Time a link that fell silent took to come back up");
-        _roundTrip = _meter.CreateHistogram<double>("overlay.link.rtt", "s", "Round trips measured by link keepalives");
+        // Bucket boundaries in seconds, as advice to exporters: their defaults (0, 5, 10, 25 ... 10000) are made for
+        // milliseconds, and would put every round trip and most setups into the first bucket.
+        _setup = _meter.CreateHistogram("overlay.link.setup.duration", "s", "Time from a link's first signal to authenticated and up (edge request, ICE, DTLS)",
+            tags: null, new InstrumentAdvice<double> { HistogramBucketBoundaries = SetupBuckets });
+        _recovery = _meter.CreateHistogram("overlay.link.recovery.duration", "s", "Time a link that fell silent took to come back up",
+            tags: null, new InstrumentAdvice<double> { HistogramBucketBoundaries = SetupBuckets });
+        _roundTrip = _meter.CreateHistogram("overlay.link.rtt", "s", "Round trips measured by link keepalives",
+            tags: null, new InstrumentAdvice<double> { HistogramBucketBoundaries = RoundTripBuckets });
         _iceOutcomes = _meter.CreateCounter<long>("overlay.ice.outcomes", "{link}", "Link setups by outcome (succeeded with a path type, or failed)");
 
         _meter.CreateObservableCounter("overlay.frames", () => ObserveDevice(c => c.FramesRead, c => c.FramesWritten), "{frame}",

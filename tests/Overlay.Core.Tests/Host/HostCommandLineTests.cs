@@ -25,6 +25,13 @@ public sealed class HostCommandLineTests
         Assert.That(code, Is.EqualTo(ExitCodes.Configuration));
         Assert.That(error, Does.Contain("--no-such-option"));
 
+        (code, _, error) = await RunAsync("run --metrics graphite x.json");
+        Assert.That(code, Is.EqualTo(ExitCodes.Configuration));
+        Assert.That(error, Does.Contain("--metrics: 'graphite'"));
+        (code, _, error) = await RunAsync("run --metrics prometheus=9464 x.json");
+        Assert.That(code, Is.EqualTo(ExitCodes.Configuration));
+        Assert.That(error, Does.Contain("not ADDRESS:PORT"));
+
         var directory = Directory.CreateTempSubdirectory("overlay-cli-");
         try
         {
@@ -62,6 +69,28 @@ public sealed class HostCommandLineTests
             (code, _, error) = await RunAsync($"status --control-socket {socket}");
             Assert.That(code, Is.EqualTo(ExitCodes.NotRunning));
             Assert.That(error, Does.Contain("no node answers"));
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
+    [Test]
+    public async Task A_metrics_address_that_is_taken_exits_6()
+    {
+        var directory = Directory.CreateTempSubdirectory("overlay-cli-");
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        try
+        {
+            // A node alone (in-process signaling, an in-memory NIC): it starts without root or servers.
+            var config = Path.Combine(directory.FullName, "node.json");
+            await File.WriteAllTextAsync(config, """{ "Overlays": { "o": { "NetDevice": { "IP4": "10.40.0.1", "PrefixLen": 24 } } } }""");
+            var (code, _, error) = await RunAsync(
+                $"run {config} --control-socket {directory.FullName}/s.sock --metrics prometheus=127.0.0.1:{((System.Net.IPEndPoint)taken.LocalEndpoint).Port}");
+            Assert.That(code, Is.EqualTo(ExitCodes.ControlUnavailable), error);
+            Assert.That(error, Does.Contain("cannot serve the metrics"));
         }
         finally
         {

@@ -25,13 +25,15 @@ public sealed class MapPageTests
         OverlayNode NewNode(int i) => OverlayNode.Create().UseInProcessSignaling(hub)
             .JoinOverlay("map", o => o.WithInMemoryDevice().WithAddress($"10.30.0.{i + 1}/24")).Build();
         var first = NewNode(0);
-        var service = new NodeService(first, new RunOptions("-", LogLevel.Information, TimeSpan.Zero, null, "-", null), NullLogger<NodeService>.Instance);
+        nodes.Add(first);
+        var service = new NodeMonitor(first, new RunOptions("-", LogLevel.Information, TimeSpan.Zero, null, "-", null), NullLogger<NodeMonitor>.Instance);
         var map = new MapServer(new IPEndPoint(IPAddress.Loopback, 0), service, NullLoggerFactory.Instance);
         try
         {
+            await first.StartAsync();
             await service.StartAsync(CancellationToken.None);
             nodes.Add(NewNode(1));
-            await nodes[0].StartAsync();
+            await nodes[1].StartAsync();
             await map.StartAsync(CancellationToken.None);
 
             await using var browser = await HeadlessChromium.StartAsync();
@@ -46,7 +48,7 @@ public sealed class MapPageTests
 
             // A third member: the open page follows (server-sent events), no reload.
             nodes.Add(NewNode(2));
-            await nodes[1].StartAsync();
+            await nodes[2].StartAsync();
             await browser.WaitForAsync("document.body.dataset.up === '2' && document.body.dataset.nodes === '3'", TimeSpan.FromSeconds(30));
             Assert.That((string?)await browser.EvaluateAsync("document.getElementById('self').textContent"), Is.EqualTo(first.NodeId));
             var shot = Path.Combine(TestContext.CurrentContext.WorkDirectory, "map-in-process.png");
@@ -58,6 +60,7 @@ public sealed class MapPageTests
         {
             await map.StopAsync(CancellationToken.None);
             await service.StopAsync(CancellationToken.None);
+            service.Dispose();
             foreach (var node in nodes) await node.DisposeAsync();
         }
     }
@@ -67,10 +70,11 @@ public sealed class MapPageTests
     {
         var node = OverlayNode.Create().UseInProcessSignaling(new InProcessSignalingHub())
             .JoinOverlay("map", o => o.WithInMemoryDevice().WithAddress("10.31.0.1/24")).Build();
-        var service = new NodeService(node, new RunOptions("-", LogLevel.Information, TimeSpan.Zero, null, "-", null), NullLogger<NodeService>.Instance);
+        var service = new NodeMonitor(node, new RunOptions("-", LogLevel.Information, TimeSpan.Zero, null, "-", null), NullLogger<NodeMonitor>.Instance);
         var map = new MapServer(new IPEndPoint(IPAddress.Loopback, 0), service, NullLoggerFactory.Instance);
         try
         {
+            await node.StartAsync();
             await service.StartAsync(CancellationToken.None);
             await map.StartAsync(CancellationToken.None);
             using var http = new HttpClient();
@@ -86,6 +90,8 @@ public sealed class MapPageTests
         {
             await map.StopAsync(CancellationToken.None);
             await service.StopAsync(CancellationToken.None);
+            service.Dispose();
+            await node.DisposeAsync();
         }
     }
 }

@@ -21,10 +21,7 @@ public class HostMapLabTests
     [Test]
     public async Task The_map_of_a_four_host_run_shows_its_links_and_a_blocked_direct_link_turning_to_relay()
     {
-        Prerequisites.RequireNetworkNamespaces();
-        Prerequisites.RequireCommand("turnserver", "coturn");
-        Prerequisites.RequireCommand("prosody", "prosody");
-        Prerequisites.RequireCommand("chromium", "chromium");
+        Prerequisites.RequireLab("chromium");
         await using var lab = await NatLab.StartAsync([NatKind.Cone, NatKind.Cone, NatKind.Symmetric, NatKind.Public], xmpp: true);
         var work = Directory.CreateTempSubdirectory("overlay-map-");
         var hosts = new List<HostProcess>();
@@ -96,9 +93,7 @@ public class HostMapLabTests
     [Test]
     public async Task Under_systemd_the_host_reports_ready_once_the_node_is_announced_and_logs_for_journald()
     {
-        Prerequisites.RequireNetworkNamespaces();
-        Prerequisites.RequireCommand("turnserver", "coturn");
-        Prerequisites.RequireCommand("prosody", "prosody");
+        Prerequisites.RequireLab();
         await using var lab = await NatLab.StartAsync([NatKind.Public, NatKind.Public], xmpp: true);
         var work = Directory.CreateTempSubdirectory("overlay-notify-");
         var hosts = new List<HostProcess>();
@@ -133,17 +128,13 @@ public class HostMapLabTests
     [Test]
     public async Task A_host_whose_password_the_server_refuses_exits_5()
     {
-        Prerequisites.RequireNetworkNamespaces();
-        Prerequisites.RequireCommand("turnserver", "coturn");
-        Prerequisites.RequireCommand("prosody", "prosody");
+        Prerequisites.RequireLab();
         await using var lab = await NatLab.StartAsync([NatKind.Public], xmpp: true);
         var work = Directory.CreateTempSubdirectory("overlay-auth-");
         var host = HostProcess.Start(lab, 0, work.FullName, password: "not-the-password");
         try
         {
-            using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-            await host.WaitForExitAsync(wait.Token);
-            Assert.That(host.ExitCode, Is.EqualTo(5), host.Tail());
+            Assert.That(await host.WaitForExitAsync(TimeSpan.FromSeconds(60)), Is.EqualTo(5), host.Tail());
             Assert.That(host.Tail(), Does.Contain("signaling refused this node"));
         }
         finally

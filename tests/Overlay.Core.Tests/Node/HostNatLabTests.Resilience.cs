@@ -20,7 +20,7 @@ public partial class HostNatLabTests
     [Test]
     public async Task Pings_lose_nothing_while_prosody_is_down_for_10_s_or_one_nodes_xmpp_connection_is_reset_and_ctrl_c_is_seen_at_once()
     {
-        RequireLab();
+        Prerequisites.RequireLab("ping", "ss");
         await using var lab = await NatLab.StartAsync([NatKind.Cone, NatKind.Cone, NatKind.Symmetric, NatKind.Public], xmpp: true);
         var work = Directory.CreateTempSubdirectory("overlay-e2e-");
         var hosts = new List<HostProcess>();
@@ -101,7 +101,7 @@ public partial class HostNatLabTests
     [Test]
     public async Task A_node_claiming_another_members_node_id_is_refused_and_told_while_the_victim_loses_no_ping()
     {
-        RequireLab();
+        Prerequisites.RequireLab("ping");
         await using var lab = await NatLab.StartAsync([NatKind.Cone, NatKind.Cone, NatKind.Public], xmpp: true);
         var work = Directory.CreateTempSubdirectory("overlay-e2e-");
         var hosts = new List<HostProcess>();
@@ -152,15 +152,6 @@ public partial class HostNatLabTests
             foreach (var host in hosts) TestContext.Out.WriteLine($"--- host {host.Address} output (tail):\n{host.Tail()}");
             work.Delete(recursive: true);
         }
-    }
-
-    private static void RequireLab()
-    {
-        Prerequisites.RequireNetworkNamespaces();
-        Prerequisites.RequireCommand("turnserver", "coturn");
-        Prerequisites.RequireCommand("prosody", "prosody");
-        Prerequisites.RequireCommand("ping", "iputils-ping");
-        Prerequisites.RequireCommand("ss", "iproute2");
     }
 
     /// <summary>Each host's up links by peer and link ID.</summary>

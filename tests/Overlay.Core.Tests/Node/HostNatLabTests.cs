@@ -20,10 +20,7 @@ public partial class HostNatLabTests
     [Test]
     public async Task Four_hosts_behind_cone_symmetric_and_no_nat_ping_each_other_and_heal_after_a_kill()
     {
-        Prerequisites.RequireNetworkNamespaces();
-        Prerequisites.RequireCommand("turnserver", "coturn");
-        Prerequisites.RequireCommand("prosody", "prosody");
-        Prerequisites.RequireCommand("ping", "iputils-ping");
+        Prerequisites.RequireLab("ping");
         await using var lab = await NatLab.StartAsync([NatKind.Cone, NatKind.Cone, NatKind.Symmetric, NatKind.Public], xmpp: true);
         var work = Directory.CreateTempSubdirectory("overlay-e2e-");
         var hosts = new List<HostProcess>();
@@ -67,10 +64,7 @@ public partial class HostNatLabTests
     [TestCase(NatKind.Symmetric)]
     public async Task A_link_whose_nat_mapping_changed_restarts_ice_and_recovers_with_the_same_identity(NatKind kind)
     {
-        Prerequisites.RequireNetworkNamespaces();
-        Prerequisites.RequireCommand("turnserver", "coturn");
-        Prerequisites.RequireCommand("prosody", "prosody");
-        Prerequisites.RequireCommand("conntrack", "conntrack");
+        Prerequisites.RequireLab("ping", "conntrack");
         await using var lab = await NatLab.StartAsync([kind, kind], xmpp: true);
         var work = Directory.CreateTempSubdirectory("overlay-e2e-");
         var hosts = new List<HostProcess>();
@@ -185,9 +179,6 @@ public partial class HostNatLabTests
         public string Address { get; }
         public bool HasExited => _process.HasExited;
 
-        /// <summary>Completes when the host has exited.</summary>
-        public Task WaitForExitAsync(CancellationToken cancellationToken) => _process.WaitForExitAsync(cancellationToken);
-
         /// <summary>The exit status, once exited.</summary>
         public int ExitCode => _process.ExitCode;
 
@@ -259,14 +250,16 @@ public partial class HostNatLabTests
         public IReadOnlyList<string> NodeIdConflicts() =>
             ReadStatus(root => root.GetProperty("NodeIdConflicts").EnumerateArray().Select(e => e.GetString()!).ToArray()) ?? [];
 
+        /// <summary>Reads the host's last status file (default before the first, or when it lacks what is read).</summary>
         private T? ReadStatus<T>(Func<JsonElement, T> read)
         {
+            using var json = Status();
+            if (json is null) return default;
             try
             {
-                using var json = JsonDocument.Parse(File.ReadAllText(_statusFile));
                 return read(json.RootElement);
             }
-            catch (Exception e) when (e is FileNotFoundException or JsonException or IOException or KeyNotFoundException or InvalidOperationException)
+            catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or IndexOutOfRangeException)
             {
                 return default;
             }
@@ -317,24 +310,13 @@ public partial class HostNatLabTests
             [.. Links().Where(l => l.State == "Up").Select(l => (l.Peer, l.Path, l.Relayed))];
 
         /// <summary>Every link in the host's last status file.</summary>
-        public IReadOnlyList<(string Peer, string LinkId, string State, string Path, bool Relayed)> Links()
-        {
-            try
-            {
-                using var json = JsonDocument.Parse(File.ReadAllText(_statusFile));
-                var links = json.RootElement.GetProperty("Overlays")[0].GetProperty("Links");
-                return [.. links.EnumerateArray().Select(l => (
-                    l.GetProperty("PeerNodeId").GetString()!, l.GetProperty("LinkId").GetString()!, l.GetProperty("State").GetString()!,
-                    l.GetProperty("Path").ToString().ReplaceLineEndings(" "),
-                    l.GetProperty("Path").ValueKind == JsonValueKind.Object && l.GetProperty("Path").GetProperty("Relayed").GetBoolean()))];
-            }
-            catch (Exception e) when (e is FileNotFoundException or JsonException or IOException or KeyNotFoundException or IndexOutOfRangeException)
-            {
-                return [];
-            }
-        }
+        public IReadOnlyList<(string Peer, string LinkId, string State, string Path, bool Relayed)> Links() =>
+            ReadStatus<(string, string, string, string, bool)[]>(root => [.. root.GetProperty("Overlays")[0].GetProperty("Links").EnumerateArray().Select(l => (
+                l.GetProperty("PeerNodeId").GetString()!, l.GetProperty("LinkId").GetString()!, l.GetProperty("State").GetString()!,
+                l.GetProperty("Path").ToString().ReplaceLineEndings(" "),
+                l.GetProperty("Path").ValueKind == JsonValueKind.Object && l.GetProperty("Path").GetProperty("Relayed").GetBoolean()))]) ?? [];
 
-        /// <summary>The host's last status file, parsed (null before the first).</summary>
+        /// <summary>The host's last status file, parsed (null before the first); every status read goes through it.</summary>
         public JsonDocument? Status()
         {
             try
@@ -345,6 +327,12 @@ public partial class HostNatLabTests
             {
                 return null;
             }
+        }
+
+        /// <summary>Everything the host printed so far.</summary>
+        public string Output()
+        {
+            lock (_output) return _output.ToString();
         }
 
         /// <summary>Output lines (all of them so far) that contain both fragments.</summary>

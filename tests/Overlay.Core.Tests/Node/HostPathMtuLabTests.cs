@@ -23,11 +23,7 @@ public class HostPathMtuLabTests
     [Test]
     public async Task Over_a_1280_path_that_drops_fragments_ping_answers_or_gets_icmp_and_tcp_runs()
     {
-        Prerequisites.RequireNetworkNamespaces();
-        Prerequisites.RequireCommand("turnserver", "coturn");
-        Prerequisites.RequireCommand("prosody", "prosody");
-        Prerequisites.RequireCommand("ping", "iputils-ping");
-        Prerequisites.RequireCommand("iperf3", "iperf3");
+        Prerequisites.RequireLab("ping", "iperf3");
         await using var lab = await NatLab.StartAsync([NatKind.Public, NatKind.Public], xmpp: true);
         lab.SetPathMtu(0, 1280);
         lab.SetPathMtu(1, 1280, silently: true);

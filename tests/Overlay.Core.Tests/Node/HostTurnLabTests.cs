@@ -20,15 +20,7 @@ public partial class HostTurnLabTests
     [GeneratedRegex(@"up over .* after (\d+) ms")]
     private static partial Regex UpAfter();
 
-    private static void RequireLab()
-    {
-        Prerequisites.RequireNetworkNamespaces();
-        Prerequisites.RequireCommand("turnserver", "coturn");
-        Prerequisites.RequireCommand("prosody", "prosody");
-        Prerequisites.RequireCommand("ping", "iputils-ping");
-        Prerequisites.RequireCommand("iperf3", "iperf3");
-        Prerequisites.RequireCommand("ss", "iproute2");
-    }
+    private static void RequireLab() => Prerequisites.RequireLab("ping", "iperf3", "ss");
 
     [TestCase("tcp")]
     [TestCase("tls")]

@@ -53,6 +53,14 @@ public sealed class XmppReconnectTests
             Assert.That(alice.GetPeers("ovl1")[b], Is.EqualTo(bob.LocalAddress));
             Assert.That(bob.GetPeers("ovl1")[a], Is.EqualTo(alice.LocalAddress));
         });
+        // A node's instruments read the same (README "Metrics and traces": overlay.signaling.reconnects and .state).
+        using (new NodeTelemetry(a, meterFactory: null, () => [], () => alice))
+        {
+            var observed = Node.NodeTelemetryTests.Observe(a);
+            Assert.That(observed.Where(m => m.Name == "overlay.signaling.reconnects").Select(m => m.Value), Is.EqualTo(new[] { 1.0 }));
+            Assert.That(observed.Where(m => m.Name == "overlay.signaling.state" && Equals(m.Tags["overlay.signaling.state"], "connected")).Select(m => m.Value),
+                Is.EqualTo(new[] { 1.0 }));
+        }
         TestContext.Out.WriteLine($"loss reported as: {lossError?.Message}");
         Assert.That(lossError, Is.InstanceOf<XmppStreamErrorException>(), "prosody closes streams with a stream error on SIGTERM");
         Assert.That(((XmppStreamErrorException)lossError!).Condition, Is.EqualTo("system-shutdown"));

@@ -7,11 +7,12 @@ using Overlay.Signaling;
 namespace Overlay.Host;
 
 /// <summary>
-/// The host's one node as a hosted service: started with the host (so that systemd hears "ready" only once the node is
-/// announced to signaling), stopped with it (links torn down, peers told). It remembers the members signaling announces,
-/// which the node's status counts but does not list, and writes the status file when asked to.
+/// What the host adds to its node: the node itself is registered, started and stopped by the hosting package
+/// (<c>AddOverlayNode</c>), as in any application; this service, started after it, remembers the members signaling
+/// announces (which the node's status counts but does not list), gives the control socket and the map the status with
+/// them, tells the map of changes, and logs the status and writes the status file when asked to.
 /// </summary>
-public sealed class NodeService : IHostedService, IAsyncDisposable
+public sealed class NodeMonitor : IHostedService, IDisposable
 {
     /// <summary>Members remembered per overlay; announcements past it are counted, not kept (they come from the network).</summary>
     internal const int MaxMembers = 4096;
@@ -25,8 +26,8 @@ public sealed class NodeService : IHostedService, IAsyncDisposable
     private Task _reporter = Task.CompletedTask;
     private DateTimeOffset _started;
 
-    /// <summary>Creates the service around a node that is not started yet.</summary>
-    public NodeService(OverlayNode node, RunOptions options, ILogger<NodeService> logger)
+    /// <summary>Creates the service around a node that is not started yet (so that it hears every member announced).</summary>
+    public NodeMonitor(OverlayNode node, RunOptions options, ILogger<NodeMonitor> logger)
     {
         ArgumentNullException.ThrowIfNull(node);
         _node = node;
@@ -39,7 +40,7 @@ public sealed class NodeService : IHostedService, IAsyncDisposable
 
     /// <summary>The host's version (the assembly's informational version).</summary>
     public static string Version { get; } =
-        typeof(NodeService).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
+        typeof(NodeMonitor).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
 
     /// <summary>The node.</summary>
     public OverlayNode Node => _node;
@@ -50,20 +51,19 @@ public sealed class NodeService : IHostedService, IAsyncDisposable
     /// <summary>Members announcements dropped because an overlay already had <see cref="MaxMembers"/>.</summary>
     public long MembersNotKept { get; private set; }
 
-    /// <inheritdoc />
-    public async Task StartAsync(CancellationToken cancellationToken)
+    /// <summary>Starts reporting; the node has started already (hosted services start in the order they were added).</summary>
+    public Task StartAsync(CancellationToken cancellationToken)
     {
-        await _node.StartAsync(cancellationToken).ConfigureAwait(false);
         _started = DateTimeOffset.UtcNow;
         if (_options.StatusInterval > TimeSpan.Zero || _options.StatusFile is not null) _reporter = ReportPeriodicallyAsync(_stopping.Token);
+        return Task.CompletedTask;
     }
 
-    /// <inheritdoc />
+    /// <summary>Stops reporting, before the node stops (hosted services stop in the reverse order).</summary>
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _reporter.ConfigureAwait(false);
-        await _node.DisposeAsync().ConfigureAwait(false);
     }
 
     /// <summary>The node's status with the members it heard of.</summary>
@@ -121,11 +121,10 @@ public sealed class NodeService : IHostedService, IAsyncDisposable
     }
 
     /// <inheritdoc />
-    public async ValueTask DisposeAsync()
+    public void Dispose()
     {
         _node.PeerChanged -= OnPeerChanged;
         _node.LinkChanged -= OnLinkChanged;
-        await _node.DisposeAsync().ConfigureAwait(false);
         _stopping.Dispose();
     }
 }
