@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Link setup medians in the NAT lab (edge request to the link up, as the initiating Overlay.Host logs it), 10 runs
-# per path kind: host (no NAT), srflx (two cone NATs), relay-udp (symmetric to cone), relay-tcp (UDP dropped at one
-# cone NAT: TURN over TCP); then throughput over TURN/TCP and TURN/TLS (iperf3, 100 MiB, two hosts with TAPs).
+# Link setup medians in the NAT lab (from the moment a host asks for the link, its first signal, to the link up, as the
+# initiating Overlay.Host logs it), 10 runs per path kind: host (no NAT), srflx (two cone NATs), relay-udp (symmetric to
+# cone), relay-tcp (UDP dropped at one cone NAT: TURN over TCP). Per kind it prints the median, and the median of each
+# setup phase at the initiator (offer out, candidates gathered, answer in, the peer's first trickled candidate, ICE
+# selected, DTLS authenticated, in ms since it asked); then throughput over TURN/TCP and TURN/TLS (iperf3, 100 MiB).
 # With a git revision it measures that revision's Overlay.Host as well ("before"; relay-tcp only where it exists).
 # usage: sudo tests/bench/link-setup.sh [before-revision] [runs]      e.g. sudo tests/bench/link-setup.sh 4f4bfbd
 #        KINDS=srflx,relay-tcp limits the path kinds measured.

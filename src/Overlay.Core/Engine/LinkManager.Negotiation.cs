@@ -51,11 +51,12 @@ internal sealed partial class LinkManager
         return agent;
     }
 
-    private static async Task GatherAsync(PeerLink link, ILinkPath agent)
+    private async Task GatherAsync(PeerLink link, ILinkPath agent)
     {
         try
         {
             await agent.GatherAsync(link.Lifetime.Token).ConfigureAwait(false);
+            link.Mark("gathered", _node.Time.GetUtcNow());
         }
         catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
         {
@@ -96,13 +97,12 @@ internal sealed partial class LinkManager
         using var setup = CancellationTokenSource.CreateLinkedTokenSource(link.Lifetime.Token, timeout.Token);
         try
         {
-            var edge = await _node.Signaling.RequestAsync(link.PeerNodeId, new EdgeRequest(_overlayId, EdgeTypes.Format(roles)), timings.RequestTimeout, setup.Token).ConfigureAwait(false);
-            if (edge is not EdgeResponse { Accepted: true })
-                throw new LinkSetupException($"edge refused: {(edge as EdgeResponse)?.Reason ?? edge.GetType().Name}");
-            link.Setup?.AddEvent(new("edge.accepted"));
+            // The offer asks for the edge itself (it carries the edge kind): no edge request before it. Candidates
+            // gathered until it goes out travel in it, later ones after the answer.
             var agent = await _queue.InvokeAsync(() => IsCurrent(link) ? CreatePath(link, IceRole.Controlling) : null).ConfigureAwait(false)
                 ?? throw new OperationCanceledException();
-            var offer = (LinkOffer)Describe(link, answer: false);
+            var offer = (LinkOffer)Describe(link, answer: false) with { EdgeType = EdgeTypes.Format(roles) };
+            link.Mark("offer", _node.Time.GetUtcNow());
             var reply = await _node.Signaling.RequestAsync(link.PeerNodeId, offer, timings.RequestTimeout, setup.Token).ConfigureAwait(false);
             if (reply is not LinkAnswer answer)
                 throw new LinkSetupException($"offer refused: {(reply as LinkReject)?.Reason ?? reply.GetType().Name}");
@@ -110,6 +110,7 @@ internal sealed partial class LinkManager
                 throw new LinkSetupException("the answer's fingerprint is malformed");
             link.ExpectFingerprint(fingerprint);
             link.Setup?.AddEvent(new("offer.answered"));
+            link.Mark("answer", _node.Time.GetUtcNow());
             link.Advertised(answer.Mac);
             ReleaseCandidates(link);
             agent.SetRemoteCredentials(new IceCredentials(answer.IceUfrag, answer.IcePassword));
@@ -143,13 +144,15 @@ internal sealed partial class LinkManager
         var pair = await agent.WaitForSelectedPairAsync(cancellationToken).ConfigureAwait(false);
         link.RouteOver(pair);
         link.Setup?.AddEvent(new("ice.selected", tags: new() { ["overlay.path"] = PeerLink.PathOf(pair).ToString() }));
+        link.Mark("ice", _node.Time.GetUtcNow());
         // The peer's key must own the node ID it signals under: a member claiming another's ID cannot complete the link.
         var tincan = new TinCanLink(agent.Channel, agent.Role == IceRole.Controlling, _node.Identity, link.PeerFingerprint, link, _linkOptions, _node.Time,
             link.PeerNodeId);
         link.UseTinCan(tincan);
         tincan.StateChanged += (_, state) => _queue.Post(() => OnLinkState(link, state));
-        await tincan.ConnectAsync(cancellationToken).ConfigureAwait(false);
+        await tincan.ConnectAsync(cancellationToken, pair.RoundTrip).ConfigureAwait(false);
         link.Setup?.AddEvent(new("dtls.authenticated"));
+        link.Mark("dtls", _node.Time.GetUtcNow());
         _queue.Post(() => OnUp(link));
     }
 
@@ -181,7 +184,7 @@ internal sealed partial class LinkManager
         _topology.OnLinkUp(link.Peer);
         link.Setup?.SetTag("overlay.path.type", NodeTelemetry.PathType(link.Path));
         link.EndSetup(System.Diagnostics.ActivityStatusCode.Ok, "");
-        LogUp(link.LinkId, link.PeerNodeId, link.Path?.ToString() ?? "?", elapsed.TotalMilliseconds);
+        LogUp(link.LinkId, link.PeerNodeId, link.Path?.ToString() ?? "?", elapsed.TotalMilliseconds, link.Initiator ? "it was asked for" : "the offer came", link.Phases);
         _node.RaiseLink(new LinkEvent(_overlayId, link.PeerNodeId, link.LinkId, LinkChange.Up, link.Path, "", elapsed));
         if (tincan.State == LinkState.Disconnected) OnLinkState(link, LinkState.Disconnected); // fell silent before we got here
     }
@@ -293,8 +296,8 @@ internal sealed partial class LinkManager
         _work.Track(FollowPathAsync(link, agent));
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "link {LinkId} to {Peer} up over {Path} after {Milliseconds:0} ms")]
-    private partial void LogUp(string linkId, string peer, string path, double milliseconds);
+    [LoggerMessage(Level = LogLevel.Information, Message = "link {LinkId} to {Peer} up over {Path} after {Milliseconds:0} ms (ms since {From}: {Phases})")]
+    private partial void LogUp(string linkId, string peer, string path, double milliseconds, string from, string phases);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "link to {Peer} is silent: restarting ICE")]
     private partial void LogRestart(string peer);

@@ -139,7 +139,10 @@ internal sealed partial class LinkManager
             case LinkCandidate candidate:
                 if (_links.TryGetValue(peer, out var link) && link.LinkId == candidate.LinkId && link.Agent is { } agent
                     && IceCandidate.TryParse(candidate.Candidate, out var parsed) && parsed is not null)
+                {
+                    link.Mark($"remote {parsed.Type}", _node.Time.GetUtcNow());
                     agent.AddRemoteCandidate(parsed);
+                }
                 else
                     Interlocked.Increment(ref _refusedSignals);
                 break;
@@ -229,6 +232,18 @@ internal sealed partial class LinkManager
             Respond(signal, new LinkReject(_overlayId, offer.LinkId, "new links from this peer come too fast; retry later"));
             return;
         }
+        // An offer with its edge kind asks for the edge as an edge request does (the topology decides, collisions
+        // included); one without it follows an edge request, or comes from a node that does not ask.
+        var requested = offer.EdgeType is not null;
+        if (requested)
+        {
+            var decision = _topology.OnLinkRequested(peer, EdgeTypes.Parse(offer.EdgeType));
+            if (!decision.Accepted)
+            {
+                Respond(signal, new LinkReject(_overlayId, offer.LinkId, decision.Reason));
+                return;
+            }
+        }
         if (existing is not null)
         {
             if (existing.LinkId == offer.LinkId || (existing.Initiator && existing.Phase != LinkPhase.Up && _node.Self > peer))
@@ -239,7 +254,7 @@ internal sealed partial class LinkManager
             // The peer started over (it restarted, or our attempt lost the collision): the new link replaces the old.
             End(existing, LinkCloseReason.Replaced);
         }
-        else if (!_topology.Links.Any(l => l.Peer == peer))
+        else if (!requested && !_topology.Links.Any(l => l.Peer == peer))
         {
             var decision = _topology.OnLinkRequested(peer, LinkRoles.None);
             if (!decision.Accepted)

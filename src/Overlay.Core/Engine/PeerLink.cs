@@ -135,6 +135,30 @@ internal sealed class PeerLink : ILinkFrameReceiver
     }
 
     private int _setupEnded;
+    private readonly List<(string Phase, DateTimeOffset At)> _phases = [];
+
+    /// <summary>
+    /// Notes when a setup phase was reached (edge accepted, offer answered, candidates gathered, the peer's first
+    /// trickled candidate, ICE selected, DTLS authenticated); the first time of each counts. The "up" log line gives them.
+    /// </summary>
+    public void Mark(string phase, DateTimeOffset at)
+    {
+        lock (_gate)
+        {
+            if (_phases.Count < 16 && !_phases.Exists(p => p.Phase == phase)) _phases.Add((phase, at));
+        }
+    }
+
+    /// <summary>The phases so far, in milliseconds since <see cref="Started"/>: "edge 120, offer 210, ...".</summary>
+    public string Phases
+    {
+        get
+        {
+            lock (_gate)
+                return string.Join(", ", _phases.OrderBy(p => p.At).Select(p =>
+                    string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{p.Phase} {(p.At - Started).TotalMilliseconds:0}")));
+        }
+    }
 
     /// <summary>The moves a link may make; everything else is refused.</summary>
     public static bool IsLegal(PeerLinkState from, PeerLinkState to) => (from, to) switch
@@ -160,7 +184,11 @@ internal sealed class PeerLink : ILinkFrameReceiver
         {
             if (!IsLegal(_state, next)) return false;
             if (next == PeerLinkState.Up) Since = now;
-            else if (_state == PeerLinkState.Up && next == PeerLinkState.Down) Since = Started = now;
+            else if (_state == PeerLinkState.Up && next == PeerLinkState.Down)
+            {
+                Since = Started = now;
+                _phases.Clear(); // a recovery's phases are its own
+            }
             else if (next == PeerLinkState.Restarting) LastRestart = now;
             _state = next;
             return true;

@@ -70,11 +70,14 @@ internal static class DtlsHandshake
     /// Runs the handshake as DTLS client (ICE controlling) or server, and exports the frame keys. With
     /// <paramref name="expectedPeerNodeId"/>, the peer's key must also own that node ID (<see cref="NodeIdentity.NodeId"/>);
     /// with <paramref name="trust"/>, the overlay's trust anchor must accept the peer's certificate at <paramref name="now"/>.
+    /// <paramref name="roundTrip"/>, the path's round trip as ICE measured it, sets the first retransmission timeout of a
+    /// lost flight (<see cref="ResendMilliseconds"/>).
     /// </summary>
     public static async Task<LinkSecret> RunAsync(IDatagramChannel channel, bool client, NodeIdentity identity, CertificateFingerprint expectedPeer,
-        TimeSpan timeout, CancellationToken cancellationToken, string? expectedPeerNodeId = null, TrustAnchor? trust = null, DateTimeOffset now = default)
+        TimeSpan timeout, CancellationToken cancellationToken, string? expectedPeerNodeId = null, TrustAnchor? trust = null, DateTimeOffset now = default,
+        TimeSpan? roundTrip = null)
     {
-        var check = new PeerCheck(expectedPeer, expectedPeerNodeId, trust, now);
+        var check = new PeerCheck(expectedPeer, expectedPeerNodeId, trust, now, ResendMilliseconds(roundTrip));
         using var transport = new ChannelDatagramTransport(channel);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         cts.CancelAfter(timeout);
@@ -101,7 +104,11 @@ internal static class DtlsHandshake
                 else
                 {
                     var peer = new Server(crypto, certificate, key, check);
-                    var dtls = new DtlsServerProtocol().Accept(peer, transport);
+                    // No HelloVerifyRequest: the cookie proves that the client receives at its address (RFC 6347 §4.2.1),
+                    // which ICE has proved already. This channel takes datagrams only from a remote address whose
+                    // connectivity check carried the peer's signalled ICE password, so a spoofed ClientHello never reaches
+                    // the server. One round trip less.
+                    var dtls = new DtlsServerProtocol { VerifyRequests = false }.Accept(peer, transport);
                     material = peer.Export();
                     dtls.Close();
                 }
@@ -125,7 +132,61 @@ internal static class DtlsHandshake
     /// What the peer must present: the signalled certificate, a key that owns the peer's node ID, and, where the overlay
     /// names a trust anchor, a certificate that the anchor accepts.
     /// </summary>
-    private sealed record PeerCheck(CertificateFingerprint Fingerprint, string? NodeId, TrustAnchor? Trust, DateTimeOffset Now);
+    private sealed record PeerCheck(CertificateFingerprint Fingerprint, string? NodeId, TrustAnchor? Trust, DateTimeOffset Now, int ResendMilliseconds = 1000);
+
+    /// <summary>
+    /// The first retransmission timeout of a handshake flight: RFC 6347 §4.2.4.1 recommends 1 s where nothing is known,
+    /// but ICE has just measured the path's round trip. Four round trips and 100 ms for the peer's signing, from 150 ms
+    /// to 1 s; BouncyCastle doubles it after each loss.
+    /// </summary>
+    internal static int ResendMilliseconds(TimeSpan? roundTrip) =>
+        roundTrip is { } rtt && rtt > TimeSpan.Zero ? (int)Math.Clamp(4 * rtt.TotalMilliseconds + 100, 150, 1000) : 1000;
+
+    /// <summary>
+    /// One handshake of the node with itself over memory, so that the first real link does not wait for the handshake's
+    /// code (BouncyCastle's elliptic curves, the certificate checks) to be compiled: on a loaded machine that took seconds.
+    /// Errors are ignored; it is only a warm-up.
+    /// </summary>
+    public static async Task WarmUpAsync(NodeIdentity identity, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var (a, b) = LoopbackChannel.Pair();
+            var timeout = TimeSpan.FromSeconds(30);
+            var server = RunAsync(b, client: false, identity, identity.Fingerprint, timeout, cancellationToken, identity.NodeId, roundTrip: TimeSpan.FromMilliseconds(100));
+            var client = RunAsync(a, client: true, identity, identity.Fingerprint, timeout, cancellationToken, identity.NodeId, roundTrip: TimeSpan.FromMilliseconds(100));
+            await Task.WhenAll(client, server).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // cancelled (the node stopped first) or failed: the first link compiles what is missing
+        }
+    }
+
+    /// <summary>Two in-memory channels joined back to back (the warm-up's path).</summary>
+    private sealed class LoopbackChannel : IDatagramChannel
+    {
+        private volatile IDatagramReceiver? _receiver;
+        private LoopbackChannel _peer = null!;
+
+        public static (LoopbackChannel A, LoopbackChannel B) Pair()
+        {
+            var a = new LoopbackChannel();
+            var b = new LoopbackChannel { _peer = a };
+            a._peer = b;
+            return (a, b);
+        }
+
+        public int Headroom => 0;
+
+        public bool TrySend(Span<byte> buffer, int payloadLength, DataPathBatch? batch = null)
+        {
+            _peer._receiver?.OnDatagram(buffer[..payloadLength], batch);
+            return true;
+        }
+
+        public void SetReceiver(IDatagramReceiver? receiver) => _receiver = receiver;
+    }
 
     private static void Verify(Certificate? presented, PeerCheck expected, string who)
     {
@@ -184,6 +245,8 @@ internal static class DtlsHandshake
 
         protected override int[] GetSupportedCipherSuites() => Suites;
 
+        public override int GetHandshakeResendTimeMillis() => expected.ResendMilliseconds;
+
         public override TlsAuthentication GetAuthentication() => new Authentication(this);
 
         private sealed class Authentication(Client owner) : TlsAuthentication
@@ -218,6 +281,8 @@ internal static class DtlsHandshake
         protected override int[] GetSupportedCipherSuites() => Suites;
 
         protected override TlsCredentialedSigner GetECDsaSignerCredentials() => Signer(m_context, crypto, certificate, key);
+
+        public override int GetHandshakeResendTimeMillis() => expected.ResendMilliseconds;
 
         public override CertificateRequest GetCertificateRequest() =>
             new([ClientCertificateType.ecdsa_sign], [new SignatureAndHashAlgorithm(HashAlgorithm.sha256, SignatureAlgorithm.ecdsa)], null);

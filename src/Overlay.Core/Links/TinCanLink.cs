@@ -102,13 +102,16 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
     /// <summary>The largest plain Ethernet frame the link can send now without exceeding the path MTU.</summary>
     public int MaxFrameLength => Math.Min(_options.MaxFrameLength, MaxDatagram - FrameSealer.Overhead);
 
-    /// <summary>Runs the handshake (as DTLS client when ICE-controlling) and starts the keepalives.</summary>
-    public async Task ConnectAsync(CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Runs the handshake (as DTLS client when ICE-controlling) and starts the keepalives; <paramref name="roundTrip"/> is the
+    /// path's round trip where ICE measured it (a lost handshake flight is sent again sooner).
+    /// </summary>
+    public async Task ConnectAsync(CancellationToken cancellationToken = default, TimeSpan? roundTrip = null)
     {
         try
         {
             _secret = await DtlsHandshake.RunAsync(_channel, _controlling, _identity, _peer, _options.HandshakeTimeout, cancellationToken, _peerNodeId,
-                _options.Trust, _time.GetUtcNow()).ConfigureAwait(false);
+                _options.Trust, _time.GetUtcNow(), roundTrip).ConfigureAwait(false);
         }
         catch (Exception e) when (e is PeerAuthenticationException or TimeoutException)
         {

@@ -38,6 +38,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
     private readonly Lock _gate = new();
     private readonly List<Channel<LinkEvent>> _linkWatchers = [];
     private readonly CancellationTokenSource _lifetime = new();
+    private Task? _warmUp;
     private readonly Dictionary<string, OverlayEngine> _engines = new(StringComparer.Ordinal);
     private readonly List<TrustAnchor?> _trust = []; // per overlay, in Options.Overlays' order
     private OverlayNetwork[] _overlays = [];
@@ -171,6 +172,8 @@ public sealed partial class OverlayNode : IAsyncDisposable
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (Interlocked.Exchange(ref _started, 1) != 0) throw new InvalidOperationException("StartAsync was already called");
         var devices = new List<IEthernetDevice>();
+        // While signaling logs in, the DTLS handshake's code is compiled, so that it does not delay the first link.
+        _warmUp = Task.Run(() => DtlsHandshake.WarmUpAsync(Identity, _lifetime.Token), CancellationToken.None);
         try
         {
             LoadTrustAnchors();
@@ -187,6 +190,8 @@ public sealed partial class OverlayNode : IAsyncDisposable
                 Timings = Options.Links, Time = _time, LoggerFactory = _loggerFactory, RaiseLink = RaiseLink, Loops = _loops,
                 DataPath = Options.DataPath, Telemetry = _telemetry,
             };
+            var paths = context.Paths;
+            _warmUp = Task.WhenAll(_warmUp, Task.Run(() => WarmUpPathAsync(paths), CancellationToken.None));
             var networks = new List<OverlayNetwork>();
             for (var i = 0; i < Options.Overlays.Count; i++)
             {
@@ -209,6 +214,22 @@ public sealed partial class OverlayNode : IAsyncDisposable
                 foreach (var device in devices) await device.DisposeAsync().ConfigureAwait(false);
             await DisposeAsync().ConfigureAwait(false);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Makes a link path (a socket on the event loop, host candidates, TURN clients) and closes it at once, so that the
+    /// first link's does not wait for that code to be compiled. Errors are ignored: the first link reports its own.
+    /// </summary>
+    private static async Task WarmUpPathAsync(ILinkPathFactory paths)
+    {
+        try
+        {
+            await paths.Create(IceRole.Controlling).DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // no socket now: nothing to warm up
         }
     }
 
@@ -418,6 +439,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
         _loops?.Dispose(); // after the engines: their NICs and link sockets have left them
         await _lifetime.CancelAsync().ConfigureAwait(false);
         if (_reader is not null) await _reader.ConfigureAwait(false);
+        if (_warmUp is not null) await _warmUp.ConfigureAwait(false); // it uses the key, disposed below
         if (_signaling is { } signaling)
         {
             signaling.PeerChanged -= OnPeerChanged;

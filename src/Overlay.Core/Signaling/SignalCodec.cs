@@ -100,6 +100,7 @@ internal static class SignalCodec
                     w.WriteEndArray();
                     w.WriteString("fingerprint", d.Fingerprint);
                     w.WriteString("mac", d.Mac);
+                    if (d is LinkOffer { EdgeType: { } edgeType }) w.WriteString("edge", edgeType);
                     break;
                 case LinkReject r:
                     w.WriteString("link", r.LinkId);
@@ -185,7 +186,7 @@ internal static class SignalCodec
                         && TryString(root, "fingerprint", out var fp) && TryString(root, "mac", out var mac))
                     {
                         message = type == TypeLinkOffer
-                            ? new LinkOffer(overlay, link, ufrag, pwd, candidates, fp, mac)
+                            ? new LinkOffer(overlay, link, ufrag, pwd, candidates, fp, mac) { EdgeType = TryString(root, "edge", out var offerEdge) ? offerEdge : null }
                             : new LinkAnswer(overlay, link, ufrag, pwd, candidates, fp, mac);
                     }
                     break;

@@ -35,7 +35,15 @@ internal abstract record LinkDescription(
 internal sealed record LinkOffer(
     string OverlayId, string LinkId, string IceUfrag, string IcePassword,
     IReadOnlyList<string> Candidates, string Fingerprint, string Mac)
-    : LinkDescription(OverlayId, LinkId, IceUfrag, IcePassword, Candidates, Fingerprint, Mac);
+    : LinkDescription(OverlayId, LinkId, IceUfrag, IcePassword, Candidates, Fingerprint, Mac)
+{
+    /// <summary>
+    /// The edge kind, as an <see cref="EdgeRequest"/> carries it, when the offer asks for the edge itself (no edge request
+    /// before it, one signaling round trip less); null in an ICE restart's offer and from nodes that sent an edge request
+    /// first. Optional on the wire (<c>"edge"</c>): a node that does not know it takes the offer as an unrequested edge.
+    /// </summary>
+    public string? EdgeType { get; init; }
+}
 
 /// <summary>Response: accepts a <see cref="LinkOffer"/> with the answerer's side of the link.</summary>
 internal sealed record LinkAnswer(

@@ -112,7 +112,7 @@ public class NegotiationTests
         return peer;
     }
 
-    /// <summary>A node whose own attempt to link to a raw peer is under way (its edge request stays unanswered).</summary>
+    /// <summary>A node whose own attempt to link to a raw peer is under way (its offer stays unanswered).</summary>
     private async Task<(EngineNode Node, SignalingChannelBase Peer, LinkEvent Attempt)> AttemptToRawPeerAsync(string nodeId, string peerId)
     {
         var node = await NodeAsync(nodeId);
@@ -140,6 +140,37 @@ public class NegotiationTests
         var closed = await node.WaitForAsync(Change(LinkChange.Closed, mine.LinkId), "the node's own attempt to give way");
         Assert.That(closed.Reason, Is.EqualTo("collision: the peer's request won"));
         Assert.That(await node.LinksAsync(), Is.Empty, "the place is kept for the peer's offer");
+    }
+
+    /// <summary>
+    /// The first signal of a node's attempt is its offer, which asks for the edge itself (one signaling round trip less
+    /// than an edge request before it); a node that takes such an offer answers it as it would after an edge request.
+    /// </summary>
+    [Test]
+    public async Task An_attempt_starts_with_an_offer_that_asks_for_the_edge()
+    {
+        var (lowId, highId) = TwoIds();
+        var node = await NodeAsync(highId);
+        node.Start();
+        var peer = await RawPeerAsync(lowId, highId);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await foreach (var signal in peer.ReadIncomingAsync(cts.Token))
+        {
+            Assert.That(signal.Message, Is.TypeOf<LinkOffer>(), "no edge request before the offer");
+            Assert.That(((LinkOffer)signal.Message).EdgeType, Is.Not.Null.And.Not.Empty, "the offer carries the edge kind");
+            break;
+        }
+    }
+
+    [Test]
+    public async Task An_offer_that_asks_for_the_edge_is_answered_without_an_edge_request()
+    {
+        var (lowId, highId) = TwoIds();
+        var node = await NodeAsync(lowId);
+        node.Start();
+        var asker = await RawPeerAsync(highId, lowId);
+        var reply = await asker.RequestAsync(lowId, AnyOffer() with { EdgeType = EdgeTypes.Format(LinkRoles.LongDistance) });
+        Assert.That(reply, Is.TypeOf<LinkAnswer>(), (reply as LinkReject)?.Reason);
     }
 
     [Test]

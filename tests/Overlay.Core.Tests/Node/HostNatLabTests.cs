@@ -40,7 +40,9 @@ public partial class HostNatLabTests
             var symmetricToCone = hosts[2].UpLinks().Where(l => l.Peer == hosts[0].NodeId || l.Peer == hosts[1].NodeId).ToArray();
             Assert.That(symmetricToCone, Is.Not.Empty, "the symmetric host is linked to a cone host (it has two ring neighbours among three)");
             Assert.That(symmetricToCone.Select(l => l.Relayed), Has.All.True, "symmetric <-> cone goes through the TURN relay");
-            Assert.That(hosts[0].UpLinks().Where(l => l.Peer == hosts[1].NodeId).Select(l => l.Relayed), Has.All.False, "cone <-> cone is direct");
+            // The first pair that works carries a link at once (it may be the relay) and the direct pair wins when it works.
+            await WaitAsync(hosts, () => hosts[0].UpLinks().Where(l => l.Peer == hosts[1].NodeId).All(l => !l.Relayed), TimeSpan.FromSeconds(30),
+                "cone <-> cone to be direct");
 
             var victim = hosts[1];
             var killed = Stopwatch.StartNew();
@@ -97,7 +99,9 @@ public partial class HostNatLabTests
             Assert.That(hosts[0].Tail() + hosts[1].Tail(), Does.Contain("restarting ICE"));
             PingAll(lab, hosts);
             // The status files are written once a second: wait for them to show the path the link came back on.
-            await WaitAsync(hosts, () => hosts[0].Links() is [{ State: "Up" } l] && l.Path != before.Path, TimeSpan.FromSeconds(10), "the status to show the new path");
+            // Between cone NATs the relay may carry it first, until the direct pair works: wait for that one there.
+            await WaitAsync(hosts, () => hosts[0].Links() is [{ State: "Up" } l] && l.Path != before.Path && (kind != NatKind.Cone || !l.Relayed),
+                TimeSpan.FromSeconds(kind == NatKind.Cone ? 30 : 10), "the status to show the new path");
             var after = hosts[0].Links().Single();
             TestContext.Out.WriteLine($"down after {down} ms; back up after {back} ms over {after.Path}");
             Assert.That(after.LinkId, Is.EqualTo(before.LinkId), "recovered without a new link (same identity, same keys)");

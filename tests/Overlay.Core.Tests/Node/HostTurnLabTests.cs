@@ -87,6 +87,50 @@ public partial class HostTurnLabTests
         Assert.That(withDead, Is.LessThan(usual + 3000), "the link came up through the second server in the usual time");
     }
 
+    /// <summary>
+    /// The first pair that works carries the link at once, and a better one that works later still wins: between two cone
+    /// NATs whose direct path is cut at first (UDP between the two public addresses dropped at the first NAT), the link comes
+    /// up through the relay; once the direct path passes (while the checks on it are still being retransmitted) the same
+    /// link moves to the direct pair at both ends, and pings pass over it.
+    /// </summary>
+    [Test]
+    public async Task A_link_up_through_the_relay_moves_to_the_direct_pair_that_works_later()
+    {
+        RequireLab();
+        await using var lab = await NatLab.StartAsync([NatKind.Cone, NatKind.Cone], xmpp: true);
+        var router = lab.Hosts[0].Router!;
+        var peer = lab.Hosts[1].PublicAddress;
+        string[] cut = [$"FORWARD -p udp -d {peer} -j DROP", $"FORWARD -p udp -s {peer} -j DROP"];
+        foreach (var rule in cut) router.Exec("iptables", $"-I {rule}");
+        var work = Directory.CreateTempSubdirectory("overlay-upgrade-");
+        var hosts = new List<HostProcess>();
+        try
+        {
+            for (var i = 0; i < 2; i++) hosts.Add(HostProcess.Start(lab, i, work.FullName));
+            await hosts[0].WaitForLineAsync(" up over ", "Relayed", TimeSpan.FromSeconds(60));
+            foreach (var rule in cut) router.Exec("iptables", $"-D {rule}");
+            await WaitAsync(hosts, () => RingFormed(hosts), TimeSpan.FromSeconds(30), "the relayed link at both ends");
+            var linkId = hosts[0].Links().Single().LinkId;
+            TestContext.Out.WriteLine($"link {linkId} up over {hosts[0].UpLinks().Single().Path}; direct path let through");
+
+            await WaitAsync(hosts, () => hosts.All(h => h.UpLinks() is [{ Relayed: false }]), TimeSpan.FromSeconds(30), "the link to move to the direct pair");
+            foreach (var host in hosts)
+            {
+                var link = host.Links().Single();
+                TestContext.Out.WriteLine($"host {host.Index + 1}: now over {link.Path}");
+                Assert.That(link.LinkId, Is.EqualTo(linkId), "the same link moved: no new link was set up");
+                Assert.That(link.Path, Does.Contain("ServerReflexive").Or.Contain("PeerReflexive"), "a direct pair across the two NATs");
+            }
+            PingAll(lab, hosts);
+        }
+        finally
+        {
+            foreach (var host in hosts) await host.StopAsync();
+            foreach (var host in hosts) TestContext.Out.WriteLine($"--- host {host.Address} output (tail):\n{host.Tail()}");
+            work.Delete(recursive: true);
+        }
+    }
+
     /// <summary>Two hosts with <paramref name="turn"/> as their TURN servers: the relayed link's setup time (ms); pings pass.</summary>
     private static async Task<int> RelayedSetupAsync(NatLab lab, object[] turn)
     {
@@ -132,6 +176,7 @@ public partial class HostTurnLabTests
             await using var lab = await NatLab.StartAsync(nats, xmpp: true);
             if (kind == "relay-tcp") lab.Hosts[0].BlockUdp();
             var times = new List<int>();
+            var phases = new Dictionary<string, List<int>>();
             for (var run = 0; run < runs; run++)
             {
                 var work = Directory.CreateTempSubdirectory("overlay-setup-");
@@ -143,6 +188,14 @@ public partial class HostTurnLabTests
                     var path = hosts[0].UpLinks().Single().Path.Replace(" ", "", StringComparison.Ordinal);
                     times.Add(hosts.Max(SetupMilliseconds));
                     TestContext.Out.WriteLine($"{kind} run {run + 1}: {times[^1]} ms over {path}");
+                    foreach (var host in hosts)
+                    {
+                        var line = UpLine(host);
+                        TestContext.Out.WriteLine($"PHASES {kind} run {run + 1} host {host.Index + 1}: {line}");
+                        if (!line.Contains("since it was asked for", StringComparison.Ordinal)) continue; // the initiator's phases
+                        foreach (Match phase in Phase().Matches(line[line.IndexOf("asked for:", StringComparison.Ordinal)..]))
+                            (phases.TryGetValue(phase.Groups[1].Value, out var list) ? list : phases[phase.Groups[1].Value] = []).Add(int.Parse(phase.Groups[2].Value, CultureInfo.InvariantCulture));
+                    }
                 }
                 finally
                 {
@@ -153,7 +206,18 @@ public partial class HostTurnLabTests
             times.Sort();
             var median = times.Count % 2 == 1 ? times[times.Count / 2] : (times[times.Count / 2 - 1] + times[times.Count / 2]) / 2.0;
             TestContext.Out.WriteLine($"SETUP {kind}: median {median} ms of {times.Count} (min {times[0]}, max {times[^1]})");
+            TestContext.Out.WriteLine($"SETUP {kind} phases, the initiator's median ms since it asked: " + string.Join(", ",
+                phases.OrderBy(p => Median(p.Value)).Select(p => $"{p.Key} {Median(p.Value):0} ({p.Value.Count})")));
         }
+    }
+
+    [GeneratedRegex(@"([a-zA-Z][a-zA-Z ]*?) (\d+)(?:,|\)|$)")]
+    private static partial Regex Phase();
+
+    private static double Median(List<int> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2.0;
     }
 
     /// <summary>The link's setup time as the host logged it (edge request to the link up).</summary>
@@ -161,6 +225,16 @@ public partial class HostTurnLabTests
     {
         var match = UpAfter().Match(host.Tail());
         return match.Success ? int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : int.MaxValue;
+    }
+
+    /// <summary>The host's first "up over" line from "after" on (setup time and phases), or "" before it.</summary>
+    private static string UpLine(HostProcess host)
+    {
+        var match = UpAfter().Match(host.Tail());
+        if (!match.Success) return "";
+        var text = host.Tail()[match.Index..];
+        var end = text.IndexOf('\n', StringComparison.Ordinal);
+        return (end < 0 ? text : text[..end]).Trim();
     }
 
     /// <summary>Established TCP connections from host <paramref name="index"/> to the lab server's <paramref name="port"/>.</summary>

@@ -13,6 +13,7 @@ internal sealed class SignalCodecTests
         yield return new EdgeRequest("ovl", "successor");
         yield return new EdgeResponse("ovl", false, "degree limit");
         yield return new LinkOffer("ovl", "l1", "uf", "pw", ["candidate:1 1 udp 2130706431 fe80::1 5000 typ host"], "sha-256 AA:BB", "02:00:00:00:00:01");
+        yield return new LinkOffer("ovl", "l2", "uf", "pw", [], "sha-256 AA:BB", "02:00:00:00:00:01") { EdgeType = "successor,longdistance" };
         yield return new LinkAnswer("ovl", "l1", "uf2", "pw2", [], "sha-256 CC", "02:00:00:00:00:02");
         yield return new LinkReject("ovl", "l1", "busy");
         yield return new LinkCandidate("ovl", "l1", "candidate:2 1 udp 1 198.51.100.10 3478 typ relay raddr 0.0.0.0 rport 0");
@@ -35,6 +36,7 @@ internal sealed class SignalCodecTests
             Assert.That(got.Candidates, Is.EqualTo(d.Candidates));
             Assert.That(got.GetType(), Is.EqualTo(d.GetType()));
             Assert.That((got.LinkId, got.IceUfrag, got.IcePassword, got.Fingerprint, got.Mac), Is.EqualTo((d.LinkId, d.IceUfrag, d.IcePassword, d.Fingerprint, d.Mac)));
+            Assert.That((got as LinkOffer)?.EdgeType, Is.EqualTo((d as LinkOffer)?.EdgeType), "an offer's edge kind, where it asks for the edge itself");
         }
         else
         {

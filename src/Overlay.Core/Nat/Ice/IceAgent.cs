@@ -241,7 +241,7 @@ internal sealed partial class IceAgent : IAsyncDisposable
             _started = true;
             _checkingSince = _endpoint.Scheduler.Now;
             SetState(IceState.Checking);
-            TickSoon();
+            ScheduleTick(_ticker = new Ticker(this), _checkingSince); // the first check goes out now, the next after Ta
         }
     }
 

@@ -39,10 +39,11 @@ internal sealed record IceOptions
     public StunRetransmissionOptions ServerRetransmission { get; init; } = new(TimeSpan.FromMilliseconds(250), MaxRequests: 5, FinalWaitMultiplier: 4);
 
     /// <summary>
-    /// How long the controlling agent waits for a better pair after the first valid one before nominating. Short: a
-    /// better pair that succeeds later is nominated then, and the path moves to it (a relayed link goes direct).
+    /// How long the controlling agent waits for a better pair after the first valid one before nominating. None by
+    /// default: the first pair that works carries the link at once, checks go on, and a better pair that succeeds later
+    /// is nominated then; the path moves to it (a relayed link goes direct).
     /// </summary>
-    public TimeSpan NominationDelay { get; init; } = TimeSpan.FromMilliseconds(100);
+    public TimeSpan NominationDelay { get; init; } = TimeSpan.Zero;
 
     /// <summary>
     /// While the selected pair is relayed over TCP or TLS, how often the agent asks its STUN and UDP TURN servers again
