@@ -20,7 +20,7 @@ internal sealed class IceDatagramChannel(IceAgent agent) : IDatagramChannel, IDa
 
     /// <summary>
     /// IPv4 or IPv6 and UDP headers of the pair's path; when relayed, the larger of its two legs: ChannelData and the
-    /// headers of the family the pair's own TURN server is reached by, or the headers of the relay's family toward the peer.
+    /// headers of the family the pair's own TURN server is reached by, or the headers of the relayed address's family toward the peer.
     /// </summary>
     public int PathOverhead
     {
@@ -30,7 +30,7 @@ internal sealed class IceDatagramChannel(IceAgent agent) : IDatagramChannel, IDa
             if (!pair.ViaRelay) return IsIPv6(pair.RemoteSocketAddress) ? IPv6Overhead : IPv4Overhead;
             if (pair.Relay is not { } turn) return ChannelData.HeaderSize + IPv6Overhead;
             var toServer = ChannelData.HeaderSize + (IsIPv6(turn.Server) ? IPv6Overhead : IPv4Overhead);
-            var toPeer = turn.RelayFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? IPv6Overhead : IPv4Overhead;
+            var toPeer = turn.RelayedAddress is { Family: System.Net.Sockets.AddressFamily.InterNetworkV6 } ? IPv6Overhead : IPv4Overhead;
             return Math.Max(toServer, toPeer);
         }
     }
