@@ -80,11 +80,41 @@ public class IceNatLabTests
         await IcePeers.ExchangeDatagramsAsync(a, b, 5);
     }
 
-    private static async Task RunAsync(NatKind[] kinds, bool useTurn, string label, Action<IceSelectedPair, IceSelectedPair> assertTypes)
+    /// <summary>
+    /// The IPv6-only lab (no IPv4 address anywhere but loopback): host candidates, server-reflexive ones through NAT66
+    /// and relays that coturn allocates on IPv6 because they are asked for (REQUESTED-ADDRESS-FAMILY). Every candidate
+    /// is IPv6, and the channel counts IPv6's 40-byte header in its path overhead.
+    /// </summary>
+    [TestCase(NatKind.Public, NatKind.Public, false, IceCandidateType.Host)]
+    [TestCase(NatKind.Cone, NatKind.Cone, false, IceCandidateType.ServerReflexive)]
+    [TestCase(NatKind.Symmetric, NatKind.Symmetric, true, IceCandidateType.Relayed)]
+    public Task An_ipv6_only_lab_connects(NatKind first, NatKind second, bool useTurn, IceCandidateType expected) =>
+        RunAsync([first, second], useTurn, $"ipv6 {expected}", (a, b) =>
+        {
+            foreach (var pair in new[] { a, b })
+            {
+                Assert.That(pair.Local.Address.AddressFamily, Is.EqualTo(System.Net.Sockets.AddressFamily.InterNetworkV6), $"{pair}");
+                Assert.That(pair.Remote.Address.AddressFamily, Is.EqualTo(System.Net.Sockets.AddressFamily.InterNetworkV6), $"{pair}");
+                if (expected == IceCandidateType.Relayed) Assert.That(pair.IsRelayed, Is.True, $"{pair}");
+                else Assert.That((pair.Local.Type, pair.Remote.Type), Is.EqualTo((expected, expected)), $"{pair}");
+            }
+        }, ipv6: true, (a, b) =>
+        {
+            foreach (var agent in new[] { a, b })
+            {
+                Assert.That(agent.LocalCandidates.Select(c => c.Address.AddressFamily), Has.All.EqualTo(System.Net.Sockets.AddressFamily.InterNetworkV6));
+                Assert.That(agent.LocalCandidates.Select(c => c.Address.Address.IsIPv6LinkLocal), Has.All.False, "no link-local candidate");
+                // IPv6 and UDP headers (48 bytes), and ChannelData's 4 when relayed.
+                Assert.That(agent.Channel.PathOverhead, Is.EqualTo(agent.Selected!.ViaRelay ? 52 : 48), $"{agent.Selected}");
+            }
+        });
+
+    private static async Task RunAsync(NatKind[] kinds, bool useTurn, string label, Action<IceSelectedPair, IceSelectedPair> assertTypes,
+        bool ipv6 = false, Action<IceAgent, IceAgent>? assertAgents = null)
     {
         Prerequisites.RequireNetworkNamespaces();
         Prerequisites.RequireCommand("turnserver", "coturn");
-        await using var lab = await NatLab.StartAsync(kinds);
+        await using var lab = await NatLab.StartAsync(kinds, ipv6: ipv6);
         var options = new IceOptions
         {
             StunServers = [lab.StunTurn],
@@ -112,6 +142,7 @@ public class IceNatLabTests
             times.Add(clock.Elapsed.TotalMilliseconds);
             TestContext.Out.WriteLine($"{label} run {run}: {clock.Elapsed.TotalMilliseconds:F0} ms  A {pa.Local.Type}->{pa.Remote.Type}  B {pb.Local.Type}->{pb.Remote.Type}");
             assertTypes(pa, pb);
+            assertAgents?.Invoke(a, b);
             await IcePeers.ExchangeDatagramsAsync(a, b, 5);
         }
         times.Sort();

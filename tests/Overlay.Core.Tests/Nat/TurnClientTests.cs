@@ -47,13 +47,18 @@ public class TurnClientTests
         return roots;
     }
 
-    [TestCase("Udp")]
-    [TestCase("Tcp")]
-    [TestCase("Tls")]
-    public async Task Allocation_relays_data_both_ways_by_indications_and_by_channel(string over)
+    [TestCase("Udp", false)]
+    [TestCase("Tcp", false)]
+    [TestCase("Tls", false)]
+    [TestCase("Udp", true)]
+    [TestCase("Tcp", true)]
+    [TestCase("Tls", true)]
+    public async Task Allocation_relays_data_both_ways_by_indications_and_by_channel(string over, bool ipv6)
     {
         var transport = Enum.Parse<TurnTransport>(over);
-        await using var coturn = await CoturnServer.StartAsync(tlsPort: transport == TurnTransport.Tls ? 0 : null);
+        // Over IPv6 the server is reached at ::1 and asked for an IPv6 relay (REQUESTED-ADDRESS-FAMILY), whose peer is IPv6.
+        var loopback = ipv6 ? IPAddress.IPv6Loopback : IPAddress.Loopback;
+        await using var coturn = await CoturnServer.StartAsync(address: loopback, tlsPort: transport == TurnTransport.Tls ? 0 : null);
         using var endpoint = new StunEndpoint(UdpMux.Bind(), TimeProvider.System);
         var turn = endpoint.AttachTurn(ServerOver(coturn, transport));
         endpoint.Mux.Attach(null); // a loop of its own
@@ -62,10 +67,11 @@ public class TurnClientTests
         Assert.That(await turn.AllocateAsync(cts.Token), Is.True, "Allocate (after the 401 challenge)");
         Assert.That(turn.RelayedAddress, Is.Not.Null);
         var relayed = turn.RelayedAddress!.Value.ToEndPoint();
-        Assert.That(relayed.Address, Is.EqualTo(IPAddress.Loopback));
+        Assert.That(relayed.Address, Is.EqualTo(loopback));
+        Assert.That(turn.RelayFamily, Is.EqualTo(loopback.AddressFamily));
 
-        using var peer = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-        peer.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        using var peer = new Socket(loopback.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        peer.Bind(new IPEndPoint(loopback, 0));
         var peerAddress = new StunAddress((IPEndPoint)peer.LocalEndPoint!);
         var inbox = new Inbox();
         turn.AddDataRoute(peerAddress, inbox);
@@ -105,6 +111,21 @@ public class TurnClientTests
         Assert.That(await turn.RefreshAsync(TimeSpan.FromMinutes(10), cts.Token), Is.True, "Refresh");
         await turn.DisposeAsync(); // Refresh with LIFETIME 0
         Assert.That(turn.Dropped, Is.Zero);
+    }
+
+    [Test]
+    public async Task A_server_on_ipv6_without_ipv6_relays_refuses_the_family_and_an_ipv4_relay_is_allocated()
+    {
+        // coturn on ::1 relaying from 127.0.0.1 only: the IPv6 relay asked for is refused with 440 (RFC 8656 §7.2).
+        await using var coturn = await CoturnServer.StartAsync(address: IPAddress.IPv6Loopback, relayAddress: IPAddress.Loopback);
+        using var log = new ListLoggerFactory("turn");
+        using var endpoint = new StunEndpoint(UdpMux.Bind(), TimeProvider.System, log.CreateLogger("turn"));
+        var turn = endpoint.AttachTurn(ServerOver(coturn, TurnTransport.Udp));
+        endpoint.Mux.Attach(null);
+        Assert.That(await turn.AllocateAsync().WaitAsync(TimeSpan.FromSeconds(20)), Is.True);
+        Assert.That(turn.RelayedAddress!.Value.ToEndPoint().Address, Is.EqualTo(IPAddress.Loopback), "an IPv4 relay rather than none");
+        Assert.That(log.Lines, Has.Some.Contains("has no IPv6 relay (440)"));
+        await turn.DisposeAsync();
     }
 
     [Test]
@@ -157,7 +178,7 @@ public class TurnClientTests
     private static async Task<(byte[] Payload, IPEndPoint From)> ReceiveAsync(Socket socket, CancellationToken ct)
     {
         var buffer = new byte[2048];
-        var result = await socket.ReceiveFromAsync(buffer, new IPEndPoint(IPAddress.Any, 0), ct);
+        var result = await socket.ReceiveFromAsync(buffer, new IPEndPoint(socket.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0), ct);
         return (buffer.AsSpan(0, result.ReceivedBytes).ToArray(), (IPEndPoint)result.RemoteEndPoint);
     }
 }

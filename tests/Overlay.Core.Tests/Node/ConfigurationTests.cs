@@ -118,6 +118,8 @@ public class ConfigurationTests
     [TestCase("t.example:3478", "tcp", "Tcp")]
     [TestCase("t.example:443", "tls", "Tls")]
     [TestCase("turns:t.example:443", null, "Tls")]
+    [TestCase("[2001:db8::10]:3478", null, "Udp,Tcp")]
+    [TestCase("turns:[2001:db8::10]:443", null, "Tls")]
     public void A_turn_server_without_a_transport_is_tried_over_udp_and_tcp_and_tls_is_asked_for(string address, string? transport, string expected)
     {
         var json = $$"""{ "Turn": [ { "Address": "{{address}}", "User": "u", "Password": "p"{{(transport is null ? "" : $", \"Transport\": \"{transport}\"")}} } ], "Overlays": { "a": {} } }""";

@@ -50,19 +50,23 @@ public sealed class CoturnServer : IAsyncDisposable
 
     /// <summary>
     /// Starts coturn and waits until it answers a STUN binding request. With <paramref name="tlsPort"/> it also serves
-    /// TURN over TLS there, with a certificate from a CA made for the test (<see cref="CaCertificatePath"/>).
+    /// TURN over TLS there, with a certificate from a CA made for the test (<see cref="CaCertificatePath"/>). Relayed
+    /// addresses are taken from <paramref name="address"/>, or from <paramref name="relayAddress"/> (a server on IPv6
+    /// with only an IPv4 relay, say).
     /// </summary>
-    public static async Task<CoturnServer> StartAsync(NetNamespace? ns = null, IPAddress? address = null, CancellationToken ct = default, int? tlsPort = null)
+    public static async Task<CoturnServer> StartAsync(NetNamespace? ns = null, IPAddress? address = null, CancellationToken ct = default, int? tlsPort = null,
+        IPAddress? relayAddress = null)
     {
         Prerequisites.RequireCommand("turnserver", "coturn");
         address ??= IPAddress.Loopback;
-        var port = ns is null && address.Equals(IPAddress.Loopback) ? FreePort.Udp(address) : 3478;
+        relayAddress ??= address;
+        var port = ns is null && IPAddress.IsLoopback(address) ? FreePort.Udp(address) : 3478;
         var dir = Directory.CreateTempSubdirectory("overlay-coturn-").FullName;
         var loopback = IPAddress.IsLoopback(address) ? " --allow-loopback-peers" : "";
         int? tlsListening = tlsPort is { } p ? (p == 0 ? FreePort.Tcp(address, ns) : p) : null;
         var tls = tlsListening is { } t ? $" --tls-listening-port={t} --cert={dir}/turn.crt --pkey={dir}/turn.key" : " --no-tls";
         if (tlsPort is not null) WriteTlsFiles(dir, address);
-        var args = $"-n --listening-ip={address} --listening-port={port} --relay-ip={address} --external-ip={address}" +
+        var args = $"-n --listening-ip={address} --listening-port={port} --relay-ip={relayAddress} --external-ip={relayAddress}" +
                    $" --realm=overlay.test --user=node:secret --lt-cred-mech --fingerprint{tls} --no-dtls --no-cli" +
                    $" --no-rfc5780 --no-software-attribute --log-file={dir}/turn.log --simple-log --pidfile={dir}/turn.pid{loopback}";
         var process = ServerProcess.Start("coturn", Prerequisites.FindOnPath("turnserver")!, args, ns);

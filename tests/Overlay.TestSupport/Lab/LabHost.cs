@@ -32,6 +32,11 @@ public sealed class LabHost
 
     internal string RouterPublicInterface { get; }
 
+    /// <summary>iptables, or ip6tables in an IPv6 lab.</summary>
+    internal string Tables { get; init; } = "iptables";
+
+    private bool IsIPv6 => Tables == "ip6tables";
+
     /// <summary>Drops every UDP datagram to and from the host (at its router, or in the host for a public one).</summary>
     public void BlockUdp() => Udp("-I");
 
@@ -45,8 +50,9 @@ public sealed class LabHost
     public void RemapUdp()
     {
         var router = Router ?? throw new InvalidOperationException("a public host has no NAT mapping");
-        router.Exec("iptables", $"-t nat -I POSTROUTING 1 -s {Address} -o {RouterPublicInterface} -p udp -j MASQUERADE --to-ports 61000-61999");
-        router.Exec("sh", "-c \"conntrack -D -p udp >/dev/null 2>&1 || true\""); // exits 1 when there was nothing to delete
+        router.Exec(Tables, $"-t nat -I POSTROUTING 1 -s {Address} -o {RouterPublicInterface} -p udp -j MASQUERADE --to-ports 61000-61999");
+        var family = IsIPv6 ? " -f ipv6" : "";
+        router.Exec("sh", $"-c \"conntrack -D{family} -p udp >/dev/null 2>&1 || true\""); // exits 1 when there was nothing to delete
     }
 
     /// <summary>
@@ -60,29 +66,39 @@ public sealed class LabHost
         // The open connection may be idle for a while: the resets both ends would get at their next packet are delivered
         // now (the host's socket is aborted, and its reset reaches the server), then the router refuses the flow.
         Namespace.Exec("ss", $"-K dst {server} dport = {port}");
-        router.Exec("iptables", $"-I FORWARD -s {Address} -d {server} -p tcp --dport {port} -j REJECT --reject-with tcp-reset");
-        router.Exec("iptables", $"-I FORWARD -s {server} -d {Address} -p tcp --sport {port} -j REJECT --reject-with tcp-reset");
+        router.Exec(Tables, $"-I FORWARD -s {Address} -d {server} -p tcp --dport {port} -j REJECT --reject-with tcp-reset");
+        router.Exec(Tables, $"-I FORWARD -s {server} -d {Address} -p tcp --sport {port} -j REJECT --reject-with tcp-reset");
     }
 
     /// <summary>Lifts <see cref="ResetTcp"/>.</summary>
     public void AllowTcp(IPAddress server, int port)
     {
         var router = Router ?? throw new InvalidOperationException("a public host has no NAT");
-        router.Exec("iptables", $"-D FORWARD -s {Address} -d {server} -p tcp --dport {port} -j REJECT --reject-with tcp-reset");
-        router.Exec("iptables", $"-D FORWARD -s {server} -d {Address} -p tcp --sport {port} -j REJECT --reject-with tcp-reset");
+        router.Exec(Tables, $"-D FORWARD -s {Address} -d {server} -p tcp --dport {port} -j REJECT --reject-with tcp-reset");
+        router.Exec(Tables, $"-D FORWARD -s {server} -d {Address} -p tcp --sport {port} -j REJECT --reject-with tcp-reset");
     }
 
-    private void Udp(string op)
+    /// <summary>
+    /// Drops UDP between this host and <paramref name="other"/> (another host's public address), at its router or in the
+    /// host: a direct path between the two fails while both still reach the lab's server, and so its relay.
+    /// </summary>
+    public void BlockUdpWith(IPAddress other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        Udp("-I", $" -d {other}", $" -s {other}");
+    }
+
+    private void Udp(string op, string toFilter = "", string fromFilter = "")
     {
         if (Router is { } router)
         {
-            router.Exec("iptables", $"{op} FORWARD -s {Address} -p udp -j DROP");
-            router.Exec("iptables", $"{op} FORWARD -d {Address} -p udp -j DROP");
+            router.Exec(Tables, $"{op} FORWARD -s {Address}{toFilter} -p udp -j DROP");
+            router.Exec(Tables, $"{op} FORWARD -d {Address}{fromFilter} -p udp -j DROP");
         }
         else
         {
-            Namespace.Exec("iptables", $"{op} OUTPUT -p udp -j DROP");
-            Namespace.Exec("iptables", $"{op} INPUT -p udp -j DROP");
+            Namespace.Exec(Tables, $"{op} OUTPUT{toFilter} -p udp -j DROP");
+            Namespace.Exec(Tables, $"{op} INPUT{fromFilter} -p udp -j DROP");
         }
     }
 }

@@ -12,6 +12,13 @@ namespace Overlay.TestSupport.Lab;
 /// inbound only for existing mappings; or, for <see cref="NatKind.Public"/>, directly on the bridge at 198.51.100.(41+i).</item>
 /// </list>
 /// Every name carries a random prefix, so labs of parallel test runs never meet.
+/// <para>
+/// With <c>ipv6: true</c> the same lab has no IPv4 at all but loopback: the bridge holds 2001:db8:100::/64 (the
+/// documentation prefix, RFC 3849, standing for global addresses), the server is 2001:db8:100::10, NAT routers
+/// 2001:db8:100::(21+i) and public hosts 2001:db8:100::(41+i); a LAN behind a router is fd00:(i+1)::/64 (unique-local,
+/// host ::2, router ::1), translated by ip6tables MASQUERADE (NAT66, as some CPE and mobile networks do) with the same
+/// filtering as the IPv4 routers. Addresses are added without duplicate address detection, so they are usable at once.
+/// </para>
 /// </summary>
 public sealed class NatLab : IAsyncDisposable
 {
@@ -22,10 +29,32 @@ public sealed class NatLab : IAsyncDisposable
     private NetNamespace? _inet;
     private ProsodyServer? _prosody;
 
-    private NatLab(string prefix) => _prefix = prefix;
+    private NatLab(string prefix, bool ipv6)
+    {
+        _prefix = prefix;
+        IsIPv6 = ipv6;
+        ServerAddress = IPAddress.Parse(ipv6 ? "2001:db8:100::10" : "198.51.100.10");
+    }
+
+    /// <summary>True for the IPv6-only lab.</summary>
+    public bool IsIPv6 { get; }
 
     /// <summary>The server's address on the internet bridge.</summary>
-    public IPAddress ServerAddress { get; } = IPAddress.Parse("198.51.100.10");
+    public IPAddress ServerAddress { get; }
+
+    /// <summary>iptables or ip6tables: the one for the lab's family.</summary>
+    internal string Tables => IsIPv6 ? "ip6tables" : "iptables";
+
+    /// <summary>An address on the internet bridge: <paramref name="host"/> is the last byte (IPv4) or group (IPv6, written the same).</summary>
+    private IPAddress Public(int host) => IPAddress.Parse(IsIPv6 ? $"2001:db8:100::{host}" : $"198.51.100.{host}");
+
+    /// <summary>Host part <paramref name="host"/> of LAN <paramref name="n"/>, with the prefix length.</summary>
+    private string Lan(int n, int host) => IsIPv6 ? $"fd00:{n}::{host}" : $"10.{n}.0.{host}";
+
+    private int PrefixLength => IsIPv6 ? 64 : 24;
+
+    /// <summary><c>ip addr add</c> arguments: without duplicate address detection for IPv6 (no other host claims them).</summary>
+    private string AddressArguments(string address, string device) => $"addr add {address}/{PrefixLength} dev {device}{(IsIPv6 ? " nodad" : "")}";
 
     /// <summary>coturn's STUN/TURN endpoint (long-term credentials node/secret, realm overlay.test).</summary>
     public IPEndPoint StunTurn => new(ServerAddress, 3478);
@@ -52,11 +81,13 @@ public sealed class NatLab : IAsyncDisposable
     public NetNamespace Server { get; private set; } = null!;
 
     /// <summary>Builds the lab and starts its services. Needs root, iproute2 and iptables.</summary>
-    public static async Task<NatLab> StartAsync(IReadOnlyList<NatKind> hosts, bool xmpp = false, CancellationToken ct = default, bool turnTls = false)
+    public static async Task<NatLab> StartAsync(IReadOnlyList<NatKind> hosts, bool xmpp = false, CancellationToken ct = default, bool turnTls = false,
+        bool ipv6 = false)
     {
         ArgumentNullException.ThrowIfNull(hosts);
         Prerequisites.RequireNetworkNamespaces();
-        var lab = new NatLab($"o{Random.Shared.Next(0x100000):x5}");
+        if (ipv6) Prerequisites.RequireCommand("ip6tables", "iptables");
+        var lab = new NatLab($"o{Random.Shared.Next(0x100000):x5}", ipv6);
         try
         {
             lab.Build(hosts);
@@ -88,7 +119,8 @@ public sealed class NatLab : IAsyncDisposable
     private void Build(IReadOnlyList<NatKind> kinds)
     {
         var inet = _inet = NewNamespace("inet");
-        inet.Exec("ip", "link add br0 type bridge");
+        // No MLD snooping: with no querier on the bridge, neighbour discovery's multicast is simply flooded.
+        inet.Exec("ip", IsIPv6 ? "link add br0 type bridge mcast_snooping 0" : "link add br0 type bridge");
         inet.Exec("ip", "link set br0 up");
         Server = NewNamespace("srv");
         Attach(inet, Server, "s", ServerAddress);
@@ -99,37 +131,37 @@ public sealed class NatLab : IAsyncDisposable
             var host = NewNamespace($"h{n}");
             if (kinds[i] == NatKind.Public)
             {
-                var address = IPAddress.Parse($"198.51.100.{41 + i}");
+                var address = Public(41 + i);
                 Attach(inet, host, $"p{n}", address);
-                _hosts.Add(new LabHost(host, kinds[i], address, address, null, ""));
+                _hosts.Add(new LabHost(host, kinds[i], address, address, null, "") { Tables = Tables });
                 continue;
             }
 
             var router = NewNamespace($"nat{n}");
-            var publicAddress = IPAddress.Parse($"198.51.100.{21 + i}");
+            var publicAddress = Public(21 + i);
             var wan = Attach(inet, router, $"n{n}", publicAddress);
             var lan = $"{_prefix}-l{n}";
             Prerequisites.Run("ip", $"link add {lan} type veth peer name {lan}h");
             Prerequisites.Run("ip", $"link set {lan} netns {router.Name}");
             Prerequisites.Run("ip", $"link set {lan}h netns {host.Name}");
-            router.Exec("ip", $"addr add 10.{n}.0.1/24 dev {lan}");
+            router.Exec("ip", AddressArguments(Lan(n, 1), lan));
             router.Exec("ip", $"link set {lan} up");
-            var hostAddress = IPAddress.Parse($"10.{n}.0.2");
-            host.Exec("ip", $"addr add {hostAddress}/24 dev {lan}h");
+            var hostAddress = IPAddress.Parse(Lan(n, 2));
+            host.Exec("ip", AddressArguments(hostAddress.ToString(), $"{lan}h"));
             host.Exec("ip", $"link set {lan}h up");
-            host.Exec("ip", $"route add default via 10.{n}.0.1");
-            router.Exec("sysctl", "-qw net.ipv4.ip_forward=1");
+            host.Exec("ip", $"{(IsIPv6 ? "-6 " : "")}route add default via {Lan(n, 1)}");
+            router.Exec("sysctl", IsIPv6 ? "-qw net.ipv6.conf.all.forwarding=1" : "-qw net.ipv4.ip_forward=1");
             var random = kinds[i] == NatKind.Symmetric ? " --random-fully" : "";
-            router.Exec("iptables", $"-t nat -A POSTROUTING -o {wan} -j MASQUERADE{random}");
+            router.Exec(Tables, $"-t nat -A POSTROUTING -o {wan} -j MASQUERADE{random}");
             // Like a home router: nothing comes in unless a mapping made from inside exists.
-            router.Exec("iptables", $"-A FORWARD -i {wan} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT");
-            router.Exec("iptables", $"-A FORWARD -i {wan} -j DROP");
+            router.Exec(Tables, $"-A FORWARD -i {wan} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT");
+            router.Exec(Tables, $"-A FORWARD -i {wan} -j DROP");
             // A home router's firewall also drops unsolicited UDP to itself. Without it, Linux conntrack confirms an
             // entry for a peer's first (unsolicited) ICE check, the host's own outgoing check then clashes with it and
             // MASQUERADE gives it a new source port: "cone" turns symmetric under simultaneous open. Dropped packets
             // are never confirmed, so the mapping keeps its port as an endpoint-independent NAT's would.
-            router.Exec("iptables", $"-A INPUT -i {wan} -p udp -j DROP");
-            _hosts.Add(new LabHost(host, kinds[i], hostAddress, publicAddress, router, wan));
+            router.Exec(Tables, $"-A INPUT -i {wan} -p udp -j DROP");
+            _hosts.Add(new LabHost(host, kinds[i], hostAddress, publicAddress, router, wan) { Tables = Tables });
         }
     }
 
@@ -150,7 +182,7 @@ public sealed class NatLab : IAsyncDisposable
             _inet!.Exec("ip", $"link set {inside}b mtu {mtu}");
             // The lab's services are not under test: the host's TCP to the server (XMPP) keeps to the size by a route MTU,
             // which the overlay's UDP sockets ignore (they probe for themselves).
-            _hosts[index].Namespace.Exec("ip", $"route add {ServerAddress}/32 dev {inside} mtu lock {mtu}");
+            _hosts[index].Namespace.Exec("ip", $"route add {ServerAddress}/{(IsIPv6 ? 128 : 32)} dev {inside} mtu lock {mtu}");
         }
         else
         {
@@ -168,7 +200,7 @@ public sealed class NatLab : IAsyncDisposable
         Prerequisites.Run("ip", $"link set {bridgeSide} netns {inet.Name}");
         inet.Exec("ip", $"link set {bridgeSide} master br0");
         inet.Exec("ip", $"link set {bridgeSide} up");
-        ns.Exec("ip", $"addr add {address}/24 dev {inside}");
+        ns.Exec("ip", AddressArguments(address.ToString(), inside));
         ns.Exec("ip", $"link set {inside} up");
         return inside;
     }

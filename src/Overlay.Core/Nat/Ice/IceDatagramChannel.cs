@@ -18,16 +18,20 @@ internal sealed class IceDatagramChannel(IceAgent agent) : IDatagramChannel, IDa
 
     public int Headroom => ChannelData.HeaderSize;
 
-    /// <summary>IPv4 or IPv6 and UDP headers of the pair's first leg, and ChannelData's when relayed (the relay's leg to the peer is no larger).</summary>
+    /// <summary>
+    /// IPv4 or IPv6 and UDP headers of the pair's path; when relayed, the larger of its two legs: ChannelData and the
+    /// headers of the family the pair's own TURN server is reached by, or the headers of the relayed address's family toward the peer.
+    /// </summary>
     public int PathOverhead
     {
         get
         {
             if (agent.Selected is not { } pair) return IPv6Overhead;
             if (!pair.ViaRelay) return IsIPv6(pair.RemoteSocketAddress) ? IPv6Overhead : IPv4Overhead;
-            var server = agent.Endpoint.Turn?.Options.EndPoint;
-            return ChannelData.HeaderSize + (server is null || server.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && !server.Address.IsIPv4MappedToIPv6
-                ? IPv6Overhead : IPv4Overhead);
+            if (pair.Relay is not { } turn) return ChannelData.HeaderSize + IPv6Overhead;
+            var toServer = ChannelData.HeaderSize + (IsIPv6(turn.Server) ? IPv6Overhead : IPv4Overhead);
+            var toPeer = turn.RelayedAddress is { Family: System.Net.Sockets.AddressFamily.InterNetworkV6 } ? IPv6Overhead : IPv4Overhead;
+            return Math.Max(toServer, toPeer);
         }
     }
 

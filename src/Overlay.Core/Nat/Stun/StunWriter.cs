@@ -98,6 +98,15 @@ internal ref struct StunWriter
         span[0] = protocol;
     }
 
+    /// <summary>Adds REQUESTED-ADDRESS-FAMILY (RFC 8656 §18.8): the family of the relayed address asked for, then 3 bytes RFFU.</summary>
+    public void AddRequestedAddressFamily(System.Net.Sockets.AddressFamily family)
+    {
+        var span = AddAttribute(StunAttributeType.RequestedAddressFamily, 4);
+        if (Overflowed) return;
+        span.Clear();
+        span[0] = StunReader.FamilyCode(family);
+    }
+
     /// <summary>Adds CHANNEL-NUMBER (RFC 8656 §18.1).</summary>
     public void AddChannelNumber(ushort channel)
     {

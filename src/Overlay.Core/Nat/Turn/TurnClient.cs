@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Overlay.Nat.Stun;
@@ -61,7 +62,16 @@ internal sealed partial class TurnClient : IChannelDataHandler, IStreamFrameHand
         Options = options;
         _logger = logger ?? NullLogger.Instance;
         Server = mux.ToSocketAddress(options.EndPoint);
+        var server = options.EndPoint.Address;
+        RelayFamily = server.IsIPv4MappedToIPv6 ? AddressFamily.InterNetwork : server.AddressFamily;
     }
+
+    /// <summary>
+    /// The family of the relayed address asked for: the family the server is reached by, so that a server reached over
+    /// IPv6 relays to IPv6 peers (RFC 8656 §7.2: IPv4 unless REQUESTED-ADDRESS-FAMILY says otherwise). A server
+    /// known by a name with both A and AAAA records is one client per address, and so gives a relay of each family.
+    /// </summary>
+    public AddressFamily RelayFamily { get; }
 
     public TurnServer Options { get; }
 
@@ -96,11 +106,13 @@ internal sealed partial class TurnClient : IChannelDataHandler, IStreamFrameHand
             LogUnreachable(Options);
             return false;
         }
-        var response = await RequestAsync(StunMethod.Allocate, static (ref StunWriter w, object? s) =>
+        var response = await RequestAllocationAsync(RelayFamily, ct).ConfigureAwait(false);
+        if (RelayFamily == AddressFamily.InterNetworkV6 && ErrorCodeOf(response) == AddressFamilyNotSupported)
         {
-            w.AddRequestedTransport();
-            w.AddUInt32(StunAttributeType.Lifetime, (uint)((TurnClient)s!).Options.Lifetime.TotalSeconds);
-        }, this, ct).ConfigureAwait(false);
+            // The server has no IPv6 relay (RFC 8656 §7.2): an IPv4 one still reaches IPv4 peers.
+            LogFamilyRefused(Options);
+            response = await RequestAllocationAsync(AddressFamily.InterNetwork, ct).ConfigureAwait(false);
+        }
         if (response is null || !StunReader.TryParse(response, out var r) || r.Class != StunClass.SuccessResponse) return false;
         if (!r.TryGetXorAddress(StunAttributeType.XorRelayedAddress, out var relayed)) return false;
         RelayedAddress = relayed;
@@ -111,6 +123,22 @@ internal sealed partial class TurnClient : IChannelDataHandler, IStreamFrameHand
         LogAllocated(relayed, lifetime, Options);
         return true;
     }
+
+    /// <summary>RFC 8656 §19: the server does not relay to the requested address family.</summary>
+    private const int AddressFamilyNotSupported = 440;
+
+    private Task<byte[]?> RequestAllocationAsync(AddressFamily family, CancellationToken ct) =>
+        RequestAsync(StunMethod.Allocate, static (ref StunWriter w, object? s) =>
+        {
+            var (turn, family) = ((TurnClient, AddressFamily))s!;
+            w.AddRequestedTransport();
+            // IPv4 is the default and is not named: a server from before RFC 6156 would refuse the attribute (420).
+            if (family == AddressFamily.InterNetworkV6) w.AddRequestedAddressFamily(family);
+            w.AddUInt32(StunAttributeType.Lifetime, (uint)turn.Options.Lifetime.TotalSeconds);
+        }, (this, family), ct);
+
+    private static int ErrorCodeOf(byte[]? response) =>
+        response is not null && StunReader.TryParse(response, out var r) && r.Class == StunClass.ErrorResponse && r.TryGetErrorCode(out var code, out _) ? code : 0;
 
     private void ScheduleRefresh(TimeSpan lifetime)
     {
@@ -436,6 +464,9 @@ internal sealed partial class TurnClient : IChannelDataHandler, IStreamFrameHand
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "TURN allocation {Relayed} for {Lifetime} from {Server}")]
     private partial void LogAllocated(StunAddress relayed, TimeSpan lifetime, TurnServer server);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "TURN server {Server} has no IPv6 relay (440): asking for an IPv4 one")]
+    private partial void LogFamilyRefused(TurnServer server);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "TURN server {Server} cannot be reached")]
     private partial void LogUnreachable(TurnServer server);
