@@ -35,12 +35,12 @@ public static class Prerequisites
     private static readonly Dictionary<string, string> LabTools = new(StringComparer.Ordinal)
     {
         ["ping"] = "iputils-ping", ["ss"] = "iproute2", ["conntrack"] = "conntrack", ["iperf3"] = "iperf3",
-        ["chromium"] = "chromium", ["curl"] = "curl", ["python3"] = "python3",
+        ["chromium"] = "chromium", ["curl"] = "curl", ["python3"] = "python3", ["ip6tables"] = "iptables",
     };
 
     /// <summary>
     /// Skips (or fails under CI) unless a <c>NatLab</c> with coturn and prosody can run: root, namespaces, both servers,
-    /// and each of <paramref name="tools"/> (ping, ss, conntrack, iperf3, chromium, curl, python3).
+    /// and each of <paramref name="tools"/> (ping, ss, conntrack, iperf3, chromium, curl, python3, ip6tables).
     /// </summary>
     public static void RequireLab(params string[] tools)
     {

@@ -18,14 +18,7 @@ namespace Overlay.Core.Tests.Node;
 [NonParallelizable]
 public class HostIPv6LabTests
 {
-    private static void RequireLab()
-    {
-        Prerequisites.RequireNetworkNamespaces();
-        Prerequisites.RequireCommand("turnserver", "coturn");
-        Prerequisites.RequireCommand("prosody", "prosody");
-        Prerequisites.RequireCommand("ping", "iputils-ping");
-        Prerequisites.RequireCommand("ip6tables", "iptables");
-    }
+    private static void RequireLab() => Prerequisites.RequireLab("ping", "ip6tables");
 
     [Test]
     public async Task Two_hosts_behind_ipv6_nats_link_directly_and_ping()
