@@ -21,16 +21,20 @@ namespace Overlay.Benchmarks.Stack;
 /// </list>
 /// The TAPs live in network namespaces of the run (root needed; without it those rows say so). Prints Mbit/s and the
 /// bytes allocated process-wide per TCP segment (per TAP frame for the kernel row).
-/// usage: dotnet run -c Release --project tests/Overlay.Benchmarks -- stack-throughput [seconds]
+/// usage: dotnet run -c Release --project tests/Overlay.Benchmarks -- stack-throughput [seconds] [buffer KiB]
+/// (the stacks' send and receive buffers; their default when not given)
 /// </summary>
 internal static class StackThroughput
 {
     private const int Port = 5001;
+    private static int? s_bufferKiB;
 
     public static async Task<int> RunAsync(string[] args)
     {
         var seconds = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 5;
-        Console.WriteLine($"one TCP stream, {seconds} s after 1 s of warm-up, {Environment.ProcessorCount} cores");
+        s_bufferKiB = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : null;
+        Console.WriteLine($"one TCP stream, {seconds} s after 1 s of warm-up, {Environment.ProcessorCount} cores, stack buffers " +
+            $"{(s_bufferKiB ?? new UserspaceStackOptions { MacAddress = PhysicalAddress.None }.ReceiveBufferSize / 1024)} KiB");
         await InMemoryAsync(seconds);
         await OverLinkAsync(seconds);
         if (!Environment.IsPrivilegedProcess || !File.Exists("/proc/self/ns/net"))
@@ -46,8 +50,8 @@ internal static class StackThroughput
 
     private static async Task InMemoryAsync(int seconds)
     {
-        var a = new UserspaceStack("a", new UserspaceStackOptions { MacAddress = PhysicalAddress.Parse("02-00-00-00-01-0A"), IPv4Address = IPAddress.Parse("10.90.0.1") });
-        var b = new UserspaceStack("b", new UserspaceStackOptions { MacAddress = PhysicalAddress.Parse("02-00-00-00-01-0B"), IPv4Address = IPAddress.Parse("10.90.0.2") });
+        var a = Stack("a", "02-00-00-00-01-0A", "10.90.0.1", Overlay.Switching.Frames.EthernetFrame.OverlayMtu);
+        var b = Stack("b", "02-00-00-00-01-0B", "10.90.0.2", Overlay.Switching.Frames.EthernetFrame.OverlayMtu);
         a.Start(new Wire(b));
         b.Start(new Wire(a));
         await using (var listener = await b.ListenAsync(Port))
@@ -66,6 +70,8 @@ internal static class StackThroughput
         var hub = new InProcessSignalingHub();
         await using var server = OverlayNode.Create().UseInProcessSignaling(hub).JoinOverlay("bench", o => o.WithUserspaceStack().WithAddress("10.91.0.1/24")).Build();
         await using var client = OverlayNode.Create().UseInProcessSignaling(hub).JoinOverlay("bench", o => o.WithUserspaceStack().WithAddress("10.91.0.2/24")).Build();
+        server.DeviceFactory = o => Stack("stack-server", "02-91-00-00-00-01", "10.91.0.1", o.NetDevice.Mtu);
+        client.DeviceFactory = o => Stack("stack-client", "02-91-00-00-00-02", "10.91.0.2", o.NetDevice.Mtu);
         await StartLinkedAsync(server, client);
         var from = client.Network("bench");
         var to = server.Network("bench");
@@ -83,6 +89,7 @@ internal static class StackThroughput
         await using var kernelNode = OverlayNode.Create().UseInProcessSignaling(hub).JoinOverlay("bench", o => o.WithTap("spk0").WithAddress("10.92.0.1/24")).Build();
         kernelNode.DeviceFactory = overlay => Tap(ns, "spk0", "02-92-00-00-00-01", overlay.NetDevice.Mtu, "10.92.0.1/24");
         await using var stackNode = OverlayNode.Create().UseInProcessSignaling(hub).JoinOverlay("bench", o => o.WithUserspaceStack().WithAddress("10.92.0.2/24")).Build();
+        stackNode.DeviceFactory = o => Stack("stack-bench", "02-92-00-00-00-02", "10.92.0.2", o.NetDevice.Mtu);
         await StartLinkedAsync(kernelNode, stackNode);
         var stack = stackNode.Network("bench");
         using var listener = ns.Run(() => Listen(IPAddress.Parse("10.92.0.1")));
@@ -112,6 +119,14 @@ internal static class StackThroughput
         await using var receiver = new NetworkStream(await accept, ownsSocket: true);
         await MeasureAsync("kernel -> kernel through two nodes' TAPs (B per TAP frame)", sender, receiver, seconds,
             () => taps.Sum(t => t.Counters.FramesRead + t.Counters.FramesWritten), stack: null);
+    }
+
+    /// <summary>A stack as the node makes it, with the buffer size asked for on the command line.</summary>
+    private static UserspaceStack Stack(string name, string mac, string address, int mtu)
+    {
+        var options = new UserspaceStackOptions { MacAddress = PhysicalAddress.Parse(mac), IPv4Address = IPAddress.Parse(address), Mtu = mtu };
+        if (s_bufferKiB is { } kib) options = options with { ReceiveBufferSize = kib * 1024, SendBufferSize = kib * 1024 };
+        return new UserspaceStack(name, options);
     }
 
     private static TapDevice Tap(NetNamespace ns, string name, string mac, int mtu, string address) =>
