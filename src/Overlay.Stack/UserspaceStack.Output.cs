@@ -66,7 +66,9 @@ public sealed partial class UserspaceStack
         Interlocked.Add(ref Counters.BytesReadValue, length);
         try
         {
-            sink.OnFrame(_tx.AsSpan(0, length), batch: null);
+            var batch = _burstDepth > 0 ? _batch : null;
+            if (batch is not null) _burstPending = true;
+            sink.OnFrame(_tx.AsSpan(0, length), batch);
         }
         catch (Exception) when (!_disposed)
         {

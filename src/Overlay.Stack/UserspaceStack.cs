@@ -41,6 +41,10 @@ public sealed partial class UserspaceStack : IEthernetDevice
     private readonly double _microsecondsPerTick;
     private readonly long _started;
     private IFrameSink? _sink;
+    private IFrameBurstSink? _burstSink;
+    private DeviceBatch? _batch;     // lent by the sink; used under the lock, between BeginBurst and EndBurst
+    private int _burstDepth;
+    private bool _burstPending;
     private volatile bool _disposed;
     private int _sleeping;
     private int _timerFired;
@@ -130,7 +134,16 @@ public sealed partial class UserspaceStack : IEthernetDevice
     public void Start(IFrameSink sink)
     {
         ArgumentNullException.ThrowIfNull(sink);
-        if (Interlocked.CompareExchange(ref _sink, sink, null) is not null) throw new InvalidOperationException($"{Name} is already started");
+        lock (_gate)
+        {
+            if (_sink is not null) throw new InvalidOperationException($"{Name} is already started");
+            if (sink is IBatchingFrameSink batching)
+            {
+                _batch = batching.CreateBatch();
+                _burstSink = batching;
+            }
+            _sink = sink;
+        }
         _thread.Start();
     }
 
@@ -262,6 +275,12 @@ public sealed partial class UserspaceStack : IEthernetDevice
         _wake.Set();
         await _timer.DisposeAsync().ConfigureAwait(false);
         if (_thread.IsAlive && Thread.CurrentThread != _thread) await Task.Run(() => _thread.Join()).ConfigureAwait(false);
+        lock (_gate)
+        {
+            (_batch as IDisposable)?.Dispose();
+            _batch = null;
+            _burstSink = null;
+        }
     }
 
     internal UInt128? LocalFor(UInt128 remote) => Addresses.IsV4(remote) ? LocalV4 : LocalV6;
@@ -341,6 +360,29 @@ public sealed partial class UserspaceStack : IEthernetDevice
         }
     }
 
+    /// <summary>
+    /// Under the lock: what is sent until the matching <see cref="EndBurst"/> goes with the sink's batch, if it lends one,
+    /// so that the segments a write or an acknowledgment releases leave together (one system call per socket), not one
+    /// by one.
+    /// </summary>
+    internal void BeginBurst() => _burstDepth++;
+
+    /// <summary>Under the lock: the end of a run begun by <see cref="BeginBurst"/>; what it queued is sent now.</summary>
+    internal void EndBurst()
+    {
+        if (--_burstDepth > 0 || !_burstPending) return;
+        _burstPending = false;
+        if (_batch is not { } batch || _burstSink is not { } sink) return;
+        try
+        {
+            sink.OnBurstEnd(batch);
+        }
+        catch (Exception) when (!_disposed)
+        {
+            Interlocked.Increment(ref Counters.SinkErrorsValue); // the switch must not throw; if it does, the stack goes on
+        }
+    }
+
     /// <summary>Under the lock: the connection has an acknowledgment to send at the end of this burst.</summary>
     internal void AckAtBurstEnd(TcpConnection connection) => _acksDue.Add(connection);
 
@@ -358,30 +400,38 @@ public sealed partial class UserspaceStack : IEthernetDevice
             var worked = false;
             lock (_gate)
             {
-                // A burst: up to 64 frames under one lock, then the acknowledgments they call for.
-                for (var i = 0; i < 64 && _inbound.TryPeek(out var slot, out var length); i++)
+                BeginBurst();
+                try
                 {
-                    worked = true;
-                    try
+                    // A burst: up to 64 frames under one lock, then the acknowledgments they call for.
+                    for (var i = 0; i < 64 && _inbound.TryPeek(out var slot, out var length); i++)
                     {
-                        OnFrame(slot.AsSpan(0, length));
+                        worked = true;
+                        try
+                        {
+                            OnFrame(slot.AsSpan(0, length));
+                        }
+                        finally
+                        {
+                            _inbound.Release();
+                        }
                     }
-                    finally
+                    foreach (var connection in _acksDue) connection.OnBurstEnd();
+                    _acksDue.Clear();
+                    var now = NowMicroseconds();
+                    var fired = Interlocked.Exchange(ref _timerFired, 0) != 0;
+                    if (now >= _nextTimer) RunTimers(now);
+                    else if (fired && _nextTimer != long.MaxValue)
                     {
-                        _inbound.Release();
+                        _armedTimer = long.MaxValue;
+                        var next = _nextTimer;
+                        _nextTimer = long.MaxValue;
+                        ScheduleTimer(next);
                     }
                 }
-                foreach (var connection in _acksDue) connection.OnBurstEnd();
-                _acksDue.Clear();
-                var now = NowMicroseconds();
-                var fired = Interlocked.Exchange(ref _timerFired, 0) != 0;
-                if (now >= _nextTimer) RunTimers(now);
-                else if (fired && _nextTimer != long.MaxValue)
+                finally
                 {
-                    _armedTimer = long.MaxValue;
-                    var next = _nextTimer;
-                    _nextTimer = long.MaxValue;
-                    ScheduleTimer(next);
+                    EndBurst();
                 }
             }
             if (worked) continue;

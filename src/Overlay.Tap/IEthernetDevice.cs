@@ -100,6 +100,21 @@ public interface IFrameBurstSink : IFrameSink
     void OnBurstEnd(DeviceBatch batch);
 }
 
+/// <summary>
+/// A sink that lends a batch to a device whose frames come from its own threads rather than a read loop (a userspace
+/// stack sending what a write or an acknowledgment released): the device hands a run of frames over with the batch and
+/// ends the run with <see cref="IFrameBurstSink.OnBurstEnd"/>, so the run leaves in one system call per socket instead
+/// of one per frame.
+/// </summary>
+public interface IBatchingFrameSink : IFrameBurstSink
+{
+    /// <summary>
+    /// A batch of the device's own, used by one thread at a time (the device serializes its runs); when it is
+    /// <see cref="IDisposable"/>, the device disposes of it when it stops.
+    /// </summary>
+    DeviceBatch CreateBatch();
+}
+
 /// <summary>Counters of a device, safe to read from any thread.</summary>
 public sealed class EthernetDeviceCounters
 {

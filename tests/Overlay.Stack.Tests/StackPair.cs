@@ -44,21 +44,49 @@ internal sealed class StackPair : IAsyncDisposable
     {
         await A.DisposeAsync();
         await B.DisposeAsync();
+        ToB.Dispose();
+        ToA.Dispose();
     }
 
-    /// <summary>One direction of the wire: what one stack sends, delivered to the other (maybe lost, maybe late).</summary>
-    internal sealed class Wire(IEthernetDevice destination, double loss, double reorder, int seed) : IFrameSink
+    /// <summary>
+    /// One direction of the wire: what one stack sends, delivered to the other (maybe lost, maybe late). A frame held back
+    /// goes out after the next one, or after <see cref="DefaultHoldLimit"/> (or the limit given) when none follows: late, never stuck.
+    /// </summary>
+    internal sealed class Wire : IFrameSink, IDisposable
     {
-        private readonly Random _random = new(seed);
+        /// <summary>How long a held frame waits for a later one to overtake it, at most, unless told otherwise.</summary>
+        public static readonly TimeSpan DefaultHoldLimit = TimeSpan.FromMilliseconds(5);
+
+        private readonly IEthernetDevice _destination;
+        private readonly double _loss;
+        private readonly double _reorder;
+        private readonly Random _random;
         private readonly Lock _lock = new();
         private readonly byte[] _held = new byte[9018];
+        private readonly Timer _release;
+        private readonly TimeSpan _holdLimit;
         private int _heldLength;
+        private long _heldSince;
         private long _frames;
         private long _dropped;
+        private long _releasedLate;
+
+        public Wire(IEthernetDevice destination, double loss, double reorder, int seed, TimeSpan? holdLimit = null)
+        {
+            _holdLimit = holdLimit ?? DefaultHoldLimit;
+            _destination = destination;
+            _loss = loss;
+            _reorder = reorder;
+            _random = new Random(seed);
+            _release = new Timer(static s => ((Wire)s!).ReleaseIfLate(), this, Timeout.Infinite, Timeout.Infinite);
+        }
 
         public long Frames => Interlocked.Read(ref _frames);
 
         public long Dropped => Interlocked.Read(ref _dropped);
+
+        /// <summary>Held frames that no later frame released, let go by the time limit.</summary>
+        public long ReleasedLate => Interlocked.Read(ref _releasedLate);
 
         /// <summary>When set, sees every frame; returning false drops it.</summary>
         public Func<byte[], bool>? Filter { get; set; }
@@ -69,30 +97,55 @@ internal sealed class StackPair : IAsyncDisposable
             lock (_lock)
             {
                 if (Filter is { } filter && !filter(frame.ToArray())) return;
-                if (loss > 0 && _random.NextDouble() < loss)
+                if (_loss > 0 && _random.NextDouble() < _loss)
                 {
                     Interlocked.Increment(ref _dropped);
                     return;
                 }
-                if (_heldLength == 0 && reorder > 0 && _random.NextDouble() < reorder)
+                if (_heldLength == 0 && _reorder > 0 && _random.NextDouble() < _reorder)
                 {
                     frame.CopyTo(_held);
                     _heldLength = frame.Length;
+                    _heldSince = Environment.TickCount64;
+                    _release.Change(_holdLimit, Timeout.InfiniteTimeSpan);
                     return;
                 }
                 Deliver(frame);
-                if (_heldLength > 0)
-                {
-                    Deliver(_held.AsSpan(0, _heldLength));
-                    _heldLength = 0;
-                }
+                ReleaseHeld();
             }
+        }
+
+        public void Dispose() => _release.Dispose();
+
+        private void ReleaseIfLate()
+        {
+            lock (_lock)
+            {
+                // The timer may fire for a frame a later one already released, or early for a frame held since.
+                if (_heldLength == 0) return;
+                var left = _holdLimit.TotalMilliseconds - (Environment.TickCount64 - _heldSince);
+                if (left > 0)
+                {
+                    _release.Change(TimeSpan.FromMilliseconds(left), Timeout.InfiniteTimeSpan);
+                    return;
+                }
+                Interlocked.Increment(ref _releasedLate);
+                ReleaseHeld();
+            }
+        }
+
+        private void ReleaseHeld()
+        {
+            if (_heldLength == 0) return;
+            var length = _heldLength;
+            _heldLength = 0;
+            Deliver(_held.AsSpan(0, length));
         }
 
         private void Deliver(ReadOnlySpan<byte> frame)
         {
             // A full queue is a loss like any other: TCP recovers it. Spin briefly so a test's wire is not lossier than asked.
-            for (var i = 0; i < 2000 && !destination.TryWrite(frame); i++) Thread.Yield();
+            for (var i = 0; i < 2000 && !_destination.TryWrite(frame); i++) Thread.Yield();
         }
     }
 }

@@ -35,8 +35,11 @@ internal sealed class DevicePort(IEthernetDevice device) : ISwitchPort, IBurstCo
 }
 
 /// <summary>Frames the NIC hands over go into the switch with their batch; what a burst of them sends on links leaves in one system call per socket.</summary>
-internal sealed class DeviceInput(OverlaySwitch sw) : IFrameBurstSink
+internal sealed class DeviceInput(OverlaySwitch sw) : IBatchingFrameSink
 {
+    /// <summary>A batch for a NIC that sends from its own threads (the userspace stack): its runs of frames leave with one sendmmsg per socket.</summary>
+    public DeviceBatch CreateBatch() => new DataPathBatch();
+
     public void OnFrame(ReadOnlySpan<byte> frame, DeviceBatch? batch) => sw.OnLocalFrame(frame, batch as DataPathBatch);
 
     /// <summary>

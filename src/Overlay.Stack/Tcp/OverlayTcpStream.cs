@@ -1,5 +1,6 @@
 using Overlay.Stack.Tcp;
 using System.Net;
+using System.Runtime.CompilerServices;
 
 namespace Overlay.Stack;
 
@@ -48,6 +49,8 @@ public sealed class OverlayTcpStream : Stream
     // wants optional parameters only on the longest overload, which an override of Stream cannot choose.
 #pragma warning disable RS0027
     /// <inheritdoc />
+    /// <remarks>A read that has to wait reuses a pooled state machine: reading allocates nothing per call.</remarks>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         while (true)
@@ -62,6 +65,8 @@ public sealed class OverlayTcpStream : Stream
     }
 
     /// <inheritdoc />
+    /// <remarks>A write that has to wait for room reuses a pooled state machine: writing allocates nothing per call.</remarks>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
         while (buffer.Length > 0)

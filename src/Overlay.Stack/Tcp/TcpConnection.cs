@@ -997,7 +997,15 @@ internal sealed class TcpConnection
         source[..first].CopyTo(_sendRing.AsSpan(index));
         if (first < count) source[first..count].CopyTo(_sendRing);
         _sendTail += (uint)count;
-        Output(_stack.NowMicroseconds());
+        _stack.BeginBurst();
+        try
+        {
+            Output(_stack.NowMicroseconds());
+        }
+        finally
+        {
+            _stack.EndBurst();
+        }
         return count;
     }
 

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Overlay.Switching.Frames;
 
@@ -14,6 +15,22 @@ internal static class InternetChecksum
     /// <summary>Adds <paramref name="data"/> (starting at an even offset of what is being summed) to <paramref name="sum"/>.</summary>
     public static ulong Add(ReadOnlySpan<byte> data, ulong sum = 0)
     {
+        if (Vector256.IsHardwareAccelerated && data.Length >= 128)
+        {
+            // 32 bytes a step, as eight 32-bit words widened into 64-bit lanes: no carry is lost (a lane stays below
+            // 2^59 for any span), and a sum of 32-bit words is the same modulo 0xFFFF as the 16-bit one's
+            // complement sum (2^16 ≡ 1), so the lanes' total joins the scalar sum with one end-around carry.
+            var low = Vector256<ulong>.Zero;
+            var high = Vector256<ulong>.Zero;
+            while (data.Length >= 32)
+            {
+                var (l, h) = Vector256.Widen(MemoryMarshal.Read<Vector256<uint>>(data));
+                low += l;
+                high += h;
+                data = data[32..];
+            }
+            sum = AddCarry(sum, Vector256.Sum(low + high));
+        }
         while (data.Length >= 32)
         {
             sum = AddCarry(sum, MemoryMarshal.Read<ulong>(data));

@@ -122,7 +122,7 @@ public sealed class KernelInteropTests
                 Assert.That(length, Is.EqualTo(size));
                 Assert.That(received, Is.EqualTo(fileHash));
                 TestContext.Out.WriteLine($"kernel curl <- Kestrel on the stack: {size >> 20} MiB in {upSeconds:F1} s ({size * 8 / upSeconds / 1e6:F0} Mbit/s); " +
-                    $"stack HttpClient <- kernel http.server: {downSeconds:F1} s ({size * 8 / downSeconds / 1e6:F0} Mbit/s); frames lost on purpose: {lossy?.Dropped ?? 0}; " +
+                    $"stack HttpClient <- kernel http.server: {downSeconds:F1} s ({size * 8 / downSeconds / 1e6:F0} Mbit/s); frames lost on purpose: {lossy?.Dropped ?? 0}, held frames released by the time limit: {lossy?.ReleasedLate ?? 0}; " +
                     $"stack retransmits {stack.Statistics.Retransmits}, timeouts {stack.Statistics.Timeouts}");
             }
             finally
