@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Starts or stops two Overlay hosts for tests/bench/compare.sh (which runs OpenVPN and tinc at the same time: their
-# TAPs are left out of ICE, or the link could choose a path through them): prosody in namespace A (on A's veth address) for
+# Starts or stops two Overlay hosts for tests/bench/compare.sh (which runs OpenVPN, tinc and wireguard-go at the same time: their
+# devices are left out of ICE, or the link could choose a path through them): prosody in namespace A (on A's veth address) for
 # signaling, one Overlay.Host per namespace with a TAP "ovl0", a link between them over the veth.
 # usage: overlay-pair.sh start|stop NS_A NS_B VETH_IP_A VETH_IP_B OVERLAY_IP_A OVERLAY_IP_B WORKDIR
 set -euo pipefail
@@ -50,7 +50,7 @@ for side in "$A:$ova" "$B:$ovb"; do
   i=$((i + 1)); ns=${side%%:*}; ov=${side#*:}
   cat > "$work/node$i.json" <<JSON
 { "Signal": { "HostAddress": "$ipa", "Port": 5222, "Username": "node$i@overlay.test", "Password": "secret", "CaFile": "$work/overlay.test.crt" },
-  "IgnoredNetInterfaces": [ "ovpn0", "tinc0" ],
+  "IgnoredNetInterfaces": [ "ovpn0", "tinc0", "wgcmp0" ],
   "Overlays": { "bench": { "NetDevice": { "Name": "ovl0", "IP4": "$ov", "PrefixLen": 24 } } } }
 JSON
   ip netns exec "$ns" dotnet "$host_dll" run "$work/node$i.json" --control-socket "$work/node$i.sock" --log-level Warning >"$work/host-$i.log" 2>&1 &
