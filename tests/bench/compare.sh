@@ -86,16 +86,17 @@ ip netns exec $A tincd -c $work/tinc-a --pidfile=$work/tinc-a.pid --logfile=$wor
 ip netns exec $B tincd -c $work/tinc-b --pidfile=$work/tinc-b.pid --logfile=$work/tinc-b.log
 add_path "tinc 1.0 (switch)" 10.202.0.2
 
-# wireguard-go (Debian's userspace build; L3, so ping and TCP go over its own interface): the interface is named apart
-# ("wgcmp0") and the Overlay hosts leave it out of ICE
-for side in a b; do wg genkey > $work/wg-$side.key; wg pubkey < $work/wg-$side.key > $work/wg-$side.pub; done
+# wireguard-go (Debian's userspace build; L3, so ping and TCP go over its own interface): its interfaces are named apart
+# ("wgcmp-a", "wgcmp-b": the name is also its control socket's, in /var/run/wireguard, which namespaces share) and the
+# Overlay hosts leave them out of ICE
+for side in a b; do (umask 077; wg genkey > $work/wg-$side.key); wg pubkey < $work/wg-$side.key > $work/wg-$side.pub; done
 for side in a b; do
   if [ $side = a ]; then ns=$A; rem=192.0.2.2; ip=10.204.0.1; peer=10.204.0.2; other=b
   else ns=$B; rem=192.0.2.1; ip=10.204.0.2; peer=10.204.0.1; other=a; fi
-  ip netns exec $ns env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go wgcmp0 >/dev/null 2>&1
-  ip netns exec $ns wg set wgcmp0 private-key $work/wg-$side.key listen-port 51820 \
+  ip netns exec $ns env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go wgcmp-$side >/dev/null 2>&1
+  ip netns exec $ns wg set wgcmp-$side private-key $work/wg-$side.key listen-port 51820 \
     peer "$(cat $work/wg-$other.pub)" allowed-ips $peer/32 endpoint $rem:51820
-  ip -n $ns addr add $ip/24 dev wgcmp0; ip -n $ns link set wgcmp0 up
+  ip -n $ns addr add $ip/24 dev wgcmp-$side; ip -n $ns link set wgcmp-$side up
 done
 add_path "wireguard-go (L3)" 10.204.0.2
 
@@ -146,7 +147,7 @@ done
 # rtt_stats FILE: mean, p50, p90, max
 rtt_stats() { sort -n $1 | awk '{a[NR]=$1; s+=$1} END {if (NR) printf "%.3f %.3f %.3f %.3f", s/NR, a[int((NR+1)/2)], a[int(NR*0.9+0.5)], a[NR]; else printf "- - - -"}'; }
 rate() { eval "echo \${rate_${1}_$2}"; }
-index_of() { for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && echo $i; done; }
+index_of() { for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && echo $i; done; return 0; }
 echo "date: $(date -u +%F), machine: $(nproc) cores, $(uname -r), iperf3 -t $secs one TCP stream, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for run in $(seq $runs); do
   [ $runs -gt 1 ] && echo "run $run"

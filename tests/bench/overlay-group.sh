@@ -15,34 +15,9 @@ if [ "$cmd" = stop ]; then
   exit 0
 fi
 srv_ns=$3 srv_ip=$4; shift 4
-command -v prosody >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prosody >/dev/null; }
 dotnet build "$repo/samples/Overlay.Host" -c Release -v q -nologo >/dev/null
-
-chmod o+x "$2"  # prosody runs as its own user and must reach its files
-mkdir -p "$work/data/overlay%2etest/accounts"
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=overlay.test -addext subjectAltName=DNS:overlay.test \
-  -keyout "$work/overlay.test.key" -out "$work/overlay.test.crt" 2>/dev/null
-cat > "$work/prosody.cfg.lua" <<CFG
-pidfile = "$work/prosody.pid"
-data_path = "$work/data"
-daemonize = false
-c2s_interfaces = { "$srv_ip" }
-c2s_ports = { 5222 }
-c2s_direct_tls_ports = {}; s2s_ports = {}; http_ports = {}; https_ports = {}; component_ports = {}
-log = { warn = "$work/prosody.log" }
-modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "groups" }
-modules_disabled = { "s2s" }
-authentication = "internal_plain"
-c2s_require_encryption = true
-groups_file = "$work/groups.txt"
-VirtualHost "overlay.test"
-  ssl = { key = "$work/overlay.test.key"; certificate = "$work/overlay.test.crt" }
-CFG
-{ echo "[group]"; for i in $(seq $#); do echo "node$i@overlay.test"; done; } > "$work/groups.txt"
-for i in $(seq $#); do printf 'return {\n\t["password"] = "secret";\n};\n' > "$work/data/overlay%2etest/accounts/node$i.dat"; done
-chown -R prosody:prosody "$work"; chmod -R u+rwX,go+rX "$work"
-ip netns exec "$srv_ns" runuser -u prosody -- prosody --config "$work/prosody.cfg.lua" </dev/null >/dev/null 2>&1 &
-for _ in $(seq 300); do ip netns exec "$srv_ns" ss -ltn | grep -q "$srv_ip:5222" && break; sleep 0.1; done
+mkdir -p "$work"
+"$here/prosody.sh" "$work" "$srv_ns" "$srv_ip" $#
 
 i=0
 for side in "$@"; do
