@@ -84,35 +84,8 @@ done
 ip netns exec $P-srv turnserver -n --listening-ip=$srv --listening-port=3478 --relay-ip=$srv --external-ip=$srv \
   --realm=overlay.test --user=node:secret --lt-cred-mech --fingerprint --no-tls --no-dtls --no-cli --no-rfc5780 \
   --no-software-attribute --log-file="$work/turn.log" --simple-log --pidfile="$work/turn.pid" >/dev/null 2>&1 &
-mkdir -p "$work/data/overlay%2etest/accounts"
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=overlay.test -addext subjectAltName=DNS:overlay.test \
-  -keyout "$work/overlay.test.key" -out "$work/overlay.test.crt" 2>/dev/null
-cat > "$work/prosody.cfg.lua" <<CFG
-pidfile = "$work/prosody.pid"
-data_path = "$work/data"
-daemonize = false
-c2s_interfaces = { "$srv" }
-c2s_ports = { 5222 }
-c2s_direct_tls_ports = {}; s2s_ports = {}; http_ports = {}; https_ports = {}; component_ports = {}
-log = { warn = "$work/prosody.log" }
-modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "groups" }
-modules_disabled = { "s2s" }
-authentication = "internal_plain"
-c2s_require_encryption = true
-groups_file = "$work/groups.txt"
-VirtualHost "overlay.test"
-  ssl = { key = "$work/overlay.test.key"; certificate = "$work/overlay.test.crt" }
-CFG
-{ echo "[scale]"; for i in $(seq $n); do echo "node$i@overlay.test"; done; } > "$work/groups.txt"
-for i in $(seq $n); do printf 'return {\n\t["password"] = "secret";\n};\n' > "$work/data/overlay%2etest/accounts/node$i.dat"; done
-chown -R prosody:prosody "$work/data" "$work"/overlay.test.* "$work"/prosody.cfg.lua "$work/groups.txt"
-ip netns exec $P-srv runuser -u prosody -- prosody --config "$work/prosody.cfg.lua" </dev/null >"$work/prosody.out" 2>&1 &
-for k in $(seq 301); do
-  ip netns exec $P-srv ss -ltun > "$work/listening"
-  grep -q "$srv:5222" "$work/listening" && grep -q "$srv:3478" "$work/listening" && break
-  [ $k = 301 ] && { echo "prosody or coturn did not start:"; cat "$work/listening" "$work/prosody.out"; tail "$work"/turn*.log; exit 1; }
-  sleep 0.1
-done
+"$here/prosody.sh" "$work" $P-srv $srv $n || exit 1
+for _ in $(seq 300); do ip netns exec $P-srv ss -lun | grep -q "$srv:3478" && break; sleep 0.1; done
 
 # --- node keys (the node ID is the first 32 hex digits of SHA-256 over the key's SubjectPublicKeyInfo) and configurations ---
 ids=()
