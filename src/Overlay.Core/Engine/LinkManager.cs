@@ -123,6 +123,10 @@ internal sealed partial class LinkManager
     /// <summary>The link to the peer has fallen silent (its keepalives fail).</summary>
     public bool IsDown(UInt128 peer) => _links.TryGetValue(peer, out var link) && link.Phase == LinkPhase.Down;
 
+    /// <summary>The link to the peer is up but nothing has arrived on it for at least <paramref name="silence"/>.</summary>
+    public bool IsQuiet(UInt128 peer, TimeSpan silence) =>
+        _links.TryGetValue(peer, out var link) && link.Phase == LinkPhase.Up && link.Link is { } tincan && tincan.Silence >= silence;
+
     private bool IsCurrent(PeerLink link) => !_closed && _links.TryGetValue(link.Peer, out var current) && current == link;
 
     /// <summary>A link signal from <paramref name="peer"/>, a member of the overlay.</summary>

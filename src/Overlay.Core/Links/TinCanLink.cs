@@ -377,6 +377,9 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         return false;
     }
 
+    /// <summary>How long since anything authenticated arrived from the peer.</summary>
+    internal TimeSpan Silence => _time.GetElapsedTime(Volatile.Read(ref _lastHeard));
+
     private void OnKeepaliveTimer()
     {
         if (State is LinkState.Closed or LinkState.Failed) return;

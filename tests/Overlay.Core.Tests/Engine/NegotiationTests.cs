@@ -299,6 +299,34 @@ public class NegotiationTests
     }
 
     [Test]
+    public async Task A_peer_that_died_is_gone_after_one_and_a_half_keepalive_intervals_of_silence_not_the_dead_peer_timeout()
+    {
+        var timings = new LinkTimings();
+        var (low, high) = await TwoNodesAsync(timings);
+        var up = await high.WaitForAsync(Change(LinkChange.Up), "the link up");
+        await low.WaitForAsync(Change(LinkChange.Up, up.LinkId), "the link up at the lower node");
+
+        // A crash: the link falls silent and the dead node's signaling connection closes with it.
+        _paths.Unreachable = true;
+        _paths.CutAll();
+        await PresenceGoesAsync(high, low);
+        var step = TimeSpan.FromMilliseconds(250);
+        var elapsed = TimeSpan.Zero;
+        while (!high.Events.Any(Change(LinkChange.Closed, up.LinkId)) && elapsed < timings.DeadPeerTimeout)
+        {
+            _time.Advance(step);
+            elapsed += step;
+            await high.LinksAsync(); // the tick that fell due has run
+        }
+
+        var closed = await high.WaitForAsync(Change(LinkChange.Closed, up.LinkId), "the link ended");
+        Assert.That(closed.Reason, Is.EqualTo("silent, and signaling no longer lists the peer"));
+        Assert.That(elapsed, Is.LessThanOrEqualTo(timings.KeepaliveInterval * 1.5 + timings.TickInterval + step),
+            "ended by the tick after 1.5 keepalive intervals of silence, long before the dead-peer timeout");
+        Assert.That(high.Events.Where(e => e.LinkId == up.LinkId && e.Change == LinkChange.Down), Is.Empty, "never declared down first");
+    }
+
+    [Test]
     public async Task A_member_taken_off_the_roster_loses_its_link_at_once()
     {
         var (low, high) = await TwoNodesAsync();
