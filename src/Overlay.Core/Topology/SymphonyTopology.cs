@@ -90,7 +90,7 @@ internal sealed class SymphonyTopology
         if (_links.TryGetValue(peer, out var link)) link.Up = true;
         else _links[peer] = new Link { Up = true, Incoming = true }; // set up by the peer without asking us first
         _backoff.Remove(peer);
-        if (!AnyWantedPending()) DropUnwanted();
+        DropUnwanted(); // the link it made way for may be up now
     }
 
     /// <summary>The link to <paramref name="peer"/> went down or could not be set up.</summary>
