@@ -53,19 +53,33 @@ internal sealed class FrameSealer : IDisposable
     /// </summary>
     public int Seal(Span<byte> packet, int payloadLength, PacketKind kind)
     {
-        var length = HeaderLength + payloadLength + TagLength;
         if ((uint)payloadLength > (uint)(packet.Length - Overhead)) throw new ArgumentOutOfRangeException(nameof(payloadLength));
+        return Seal(packet, packet.Slice(HeaderLength, payloadLength), kind);
+    }
+
+    /// <summary>
+    /// Seals <paramref name="payload"/> into <paramref name="packet"/>: the header, the ciphertext at
+    /// [<see cref="HeaderLength"/>..] and the tag behind it, the same bytes as sealing a copy in place, without the copy
+    /// (the cipher reads the payload where it is). The payload is either exactly at [<see cref="HeaderLength"/>..] or
+    /// apart from the packet. Returns the packet length, or 0 once disposed.
+    /// </summary>
+    public int Seal(Span<byte> packet, ReadOnlySpan<byte> payload, PacketKind kind)
+    {
+        var length = HeaderLength + payload.Length + TagLength;
+        if (length > packet.Length) throw new ArgumentOutOfRangeException(nameof(payload));
+        if (((ReadOnlySpan<byte>)packet).Overlaps(payload, out var offset) && offset != HeaderLength)
+            throw new ArgumentException("The payload overlaps the packet other than at its place in it.", nameof(payload));
         Span<byte> nonce = stackalloc byte[12];
         lock (_lock)
         {
             if (_disposed) return 0;
             var sequence = _sequence++;
+            var ciphertext = packet.Slice(HeaderLength, payload.Length);
             packet[0] = (byte)(KindBase | (byte)kind);
             packet[1] = (byte)Epoch; // the low byte of the epoch: receivers follow one epoch at a time
             BinaryPrimitives.WriteUInt64BigEndian(packet[2..], sequence);
             WriteNonce(nonce, _salt, packet);
-            var payload = packet.Slice(HeaderLength, payloadLength);
-            _aes.Encrypt(nonce, payload, payload, packet.Slice(HeaderLength + payloadLength, TagLength));
+            _aes.Encrypt(nonce, payload, ciphertext, packet.Slice(HeaderLength + payload.Length, TagLength));
         }
         return length;
     }

@@ -364,8 +364,7 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         }
         var headroom = channel.Headroom;
         var packet = buffer.Slice(headroom, FrameSealer.Overhead + payload.Length);
-        payload.CopyTo(packet[FrameSealer.HeaderLength..]);
-        var length = sealer.Seal(packet, payload.Length, kind);
+        var length = sealer.Seal(packet, payload, kind); // read where it is: no copy in front of the cipher
         if (length == 0) // the link closed meanwhile: its keys are gone
         {
             Interlocked.Increment(ref _sendFailures);
