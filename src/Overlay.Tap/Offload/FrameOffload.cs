@@ -14,9 +14,11 @@ internal static class FrameOffload
     private const byte TcpFin = 0x01, TcpPsh = 0x08, TcpCwr = 0x80;
 
     /// <summary>
-    /// Hands the frames of one packet read from the device to <paramref name="sink"/>, finishing them first;
-    /// <paramref name="scratch"/> holds one segment at a time. Returns how many frames went, or -1 when the header asked
-    /// for something this cannot finish or does not fit the packet (the packet is dropped).
+    /// Hands the frames of one packet read from the device to <paramref name="sink"/>, finishing them first. A TSO packet
+    /// is cut where it lies: each segment's headers are written in front of its payload, so the packet's bytes are
+    /// overwritten as it goes (a frame handed on is valid until the sink returns, as always); <paramref name="scratch"/>
+    /// keeps the original headers. Returns how many frames went, or -1 when the header asked for something this cannot
+    /// finish or does not fit the packet (the packet is dropped, untouched).
     /// </summary>
     public static int Deliver(in VirtioNetHeader header, Span<byte> packet, Span<byte> scratch, IFrameSink sink, DeviceBatch? batch = null)
     {
@@ -54,19 +56,22 @@ internal static class FrameOffload
         var ipHeader = v6 ? 40 : (packet[l3] & 0x0F) * 4;
         if (mss == 0 || ipHeader < 20 || l4 < l3 + ipHeader || l4 + 20 > packet.Length) return -1;
         var hlen = l4 + (packet[l4 + 12] >> 4) * 4;
-        if (hlen < l4 + 20 || hlen > packet.Length || hlen + mss > scratch.Length) return -1;
+        if (hlen < l4 + 20 || hlen > packet.Length || hlen > scratch.Length) return -1;
 
         var payload = packet.Length - hlen;
         var seq = BinaryPrimitives.ReadUInt32BigEndian(packet[(l4 + 4)..]);
         var id = v6 ? (ushort)0 : BinaryPrimitives.ReadUInt16BigEndian(packet[(l3 + 4)..]);
         var flags = packet[l4 + 13];
+        var template = scratch[..hlen];
+        packet[..hlen].CopyTo(template);
         var frames = 0;
         for (var offset = 0; offset < payload || frames == 0; offset += mss, frames++)
         {
+            // Each segment is made where its payload lies: its headers go in front of it, over the end of the segment
+            // before, which the sink has had. Only headers are copied, never a payload.
             var length = Math.Min(mss, payload - offset);
-            var frame = scratch[..(hlen + length)];
-            packet[..hlen].CopyTo(frame);
-            packet.Slice(hlen + offset, length).CopyTo(frame[hlen..]);
+            var frame = packet.Slice(offset, hlen + length);
+            if (offset > 0) template.CopyTo(frame);
             var ip = frame[l3..];
             if (v6)
             {

@@ -80,6 +80,31 @@ public class OffloadTests
         Assert.That(rebuilt, Is.EqualTo(payload), "the payload, in order, nothing lost or added");
     }
 
+    [TestCase(false, 8)]
+    [TestCase(true, 8)]
+    [TestCase(false, 1)]
+    public void A_tso_packet_is_cut_where_it_lies_even_when_its_segments_are_smaller_than_their_headers(bool v6, int mss)
+    {
+        // Each segment's headers are written in front of its payload, over the end of the segments before it: with
+        // payloads shorter than the headers they cover several earlier segments, never a later one.
+        var payload = Payload(700);
+        var (header, packet) = SuperPacket(v6, payload, seq: 42, flags: 0x10);
+        header = header with { GsoSize = (ushort)mss };
+        var frames = new Frames();
+        Assert.That(FrameOffload.Deliver(header, packet, new byte[200], frames), Is.EqualTo((payload.Length + mss - 1) / mss));
+        var l4 = v6 ? 54 : 34;
+        var rebuilt = new List<byte>();
+        for (var i = 0; i < frames.List.Count; i++)
+        {
+            var f = frames.List[i];
+            Assert.That(BinaryPrimitives.ReadUInt32BigEndian(f.AsSpan(l4 + 4)), Is.EqualTo(42u + (uint)(mss * i)), "sequence");
+            Assert.That(TcpChecksumVerifies(f, v6), Is.True, $"TCP checksum of segment {i}");
+            Assert.That(f.AsSpan(0, 14).ToArray(), Is.EqualTo(frames.List[0].AsSpan(0, 14).ToArray()), "Ethernet header kept");
+            rebuilt.AddRange(f.AsSpan(l4 + 32).ToArray());
+        }
+        Assert.That(rebuilt, Is.EqualTo(payload), "the payload, in order, nothing lost or overwritten");
+    }
+
     [Test]
     public void A_partial_checksum_is_completed()
     {
