@@ -240,7 +240,7 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
             case OpenResult.TooOld: Interlocked.Increment(ref _tooOld); return;
             default: Interlocked.Increment(ref _unknownEpoch); return;
         }
-        Volatile.Write(ref _lastHeard, _time.GetTimestamp());
+        Volatile.Write(ref _lastHeard, batch?.Timestamp(_time) ?? _time.GetTimestamp());
         if (State == LinkState.Disconnected) SetState(LinkState.Connected);
         switch (kind)
         {

@@ -30,6 +30,8 @@ internal sealed class DataPathBatch : DeviceBatch, IFrameBatch, IDisposable
     private int _depth;
     private bool _completing;
     private byte[]? _flood;
+    private TimeProvider? _clock;
+    private long _stamp;
 
     internal DataPathBatch()
     {
@@ -48,6 +50,21 @@ internal sealed class DataPathBatch : DeviceBatch, IFrameBatch, IDisposable
         if (queue.Count == SendQueue.Capacity || (queue.Mux is not null && queue.Mux != mux)) queue.Flush();
         queue.Add(mux, datagram, destination);
         return true;
+    }
+
+    /// <summary>
+    /// <paramref name="time"/>'s timestamp, read once per burst: what the packets of a burst are stamped with when they
+    /// arrive (a link's silence is measured in seconds, and a burst takes microseconds), where a read per packet cost
+    /// ~0.1 us on a VM whose clock is kvm-clock.
+    /// </summary>
+    internal long Timestamp(TimeProvider time)
+    {
+        if (!ReferenceEquals(_clock, time))
+        {
+            _stamp = time.GetTimestamp();
+            _clock = time;
+        }
+        return _stamp;
     }
 
     /// <summary>Sends the queued datagrams now (for a caller that must keep order with what another thread sends).</summary>
@@ -82,6 +99,7 @@ internal sealed class DataPathBatch : DeviceBatch, IFrameBatch, IDisposable
             }
         }
         FlushSends();
+        _clock = null; // the next burst reads the clock again
     }
 
     private void RunDeferred()

@@ -32,6 +32,32 @@ public class DataPathBatchTests
         public void OnDatagram(ReadOnlySpan<byte> datagram, DataPathBatch? batch) => Datagrams.Add(datagram.ToArray());
     }
 
+    private sealed class CountingClock : TimeProvider
+    {
+        public long Now;
+        public int Reads;
+        public override long GetTimestamp()
+        {
+            Reads++;
+            return Now;
+        }
+    }
+
+    [Test]
+    public void The_clock_is_read_once_per_burst_and_again_in_the_next()
+    {
+        using var batch = new DataPathBatch();
+        var clock = new CountingClock { Now = 100 };
+        var other = new CountingClock { Now = 7 };
+        Assert.That(batch.Timestamp(clock), Is.EqualTo(100));
+        clock.Now = 200;
+        Assert.That(batch.Timestamp(clock), Is.EqualTo(100), "within the burst: the burst's time");
+        Assert.That(clock.Reads, Is.EqualTo(1));
+        Assert.That(batch.Timestamp(other), Is.EqualTo(7), "another clock is read, not given this one's time");
+        batch.Complete();
+        Assert.That(batch.Timestamp(clock), Is.EqualTo(200), "the next burst reads the clock again");
+    }
+
     [TestCase(false)]
     [TestCase(true)]
     public void A_deferred_completion_runs_once_before_the_batch_sends_and_what_it_sends_leaves_with_it(bool nested)
