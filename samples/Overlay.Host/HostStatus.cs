@@ -1,8 +1,5 @@
 using System.Globalization;
-using System.Net;
 using System.Text;
-using System.Text.Json;
-using System.Text.Json.Serialization;
 
 namespace Overlay.Host;
 
@@ -15,16 +12,6 @@ namespace Overlay.Host;
 /// <param name="Overlays">Per overlay: the node's status and its members.</param>
 public sealed record HostStatus(string NodeId, string Fingerprint, string Signaling, string Version, DateTimeOffset Started, IReadOnlyList<HostOverlayStatus> Overlays)
 {
-    /// <summary>How the status is written as JSON (enums by name, endpoints as "address:port").</summary>
-    public static JsonSerializerOptions Json { get; } = new()
-    {
-        WriteIndented = true,
-        Converters = { new JsonStringEnumConverter(), new EndPointConverter() },
-    };
-
-    /// <summary>The same on one line (one server-sent event each).</summary>
-    public static JsonSerializerOptions CompactJson { get; } = new(Json) { WriteIndented = false };
-
     /// <summary>The status as people read it: one line per overlay and per link.</summary>
     public string Describe()
     {
@@ -63,15 +50,6 @@ public sealed record HostStatus(string NodeId, string Fingerprint, string Signal
     {
         ArgumentNullException.ThrowIfNull(link);
         return link.Roles == Topology.LinkRoles.None ? "(peer's link)" : link.Roles.ToString().Replace(", ", "+", StringComparison.Ordinal);
-    }
-
-    /// <summary>Endpoints as "address:port" (IPEndPoint itself does not serialize).</summary>
-    private sealed class EndPointConverter : JsonConverter<IPEndPoint>
-    {
-        public override IPEndPoint Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-            IPEndPoint.Parse(reader.GetString() ?? throw new JsonException("an endpoint must be a string"));
-
-        public override void Write(Utf8JsonWriter writer, IPEndPoint value, JsonSerializerOptions options) => writer.WriteStringValue(value.ToString());
     }
 }
 

@@ -110,7 +110,7 @@ public sealed class NodeMonitor : IHostedService, IDisposable
                 if (_options.StatusFile is { } file)
                 {
                     var status = await _node.GetStatusAsync().ConfigureAwait(false);
-                    await StatusFile.WriteAsync(file, JsonSerializer.Serialize(status, HostStatus.Json), cancellationToken).ConfigureAwait(false);
+                    await StatusFile.WriteAsync(file, JsonSerializer.Serialize(status, HostJson.Indented.OverlayNodeStatus), cancellationToken).ConfigureAwait(false);
                 }
             }
         }

@@ -149,7 +149,7 @@ public sealed partial class ControlSocket : IHostedService, IAsyncDisposable
                 var reply = request switch
                 {
                     "status" => (await _status().ConfigureAwait(false)).Describe(),
-                    "status --json" => JsonSerializer.Serialize(await _status().ConfigureAwait(false), HostStatus.Json) + "\n",
+                    "status --json" => JsonSerializer.Serialize(await _status().ConfigureAwait(false), HostJson.Indented.HostStatus) + "\n",
                     _ => "error: unknown request (this node answers 'status' and 'status --json')\n",
                 };
                 await stream.WriteAsync(Encoding.UTF8.GetBytes(reply), timeout.Token).ConfigureAwait(false);

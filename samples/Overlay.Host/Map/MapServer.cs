@@ -69,7 +69,7 @@ public sealed partial class MapServer : IHostedService, IAsyncDisposable
         });
         var page = ReadPage();
         app.MapGet("/", () => Results.Content(page, "text/html; charset=utf-8"));
-        app.MapGet("/status", async () => Results.Text(JsonSerializer.Serialize(await _node.GetStatusAsync().ConfigureAwait(false), HostStatus.Json), "application/json"));
+        app.MapGet("/status", async () => Results.Text(JsonSerializer.Serialize(await _node.GetStatusAsync().ConfigureAwait(false), HostJson.Indented.HostStatus), "application/json"));
         app.MapGet("/events", (HttpContext context) => TypedResults.ServerSentEvents(StreamAsync(context.RequestAborted), eventType: "status"));
         try
         {
@@ -108,7 +108,7 @@ public sealed partial class MapServer : IHostedService, IAsyncDisposable
         {
             while (!cancellationToken.IsCancellationRequested)
             {
-                yield return JsonSerializer.Serialize(await _node.GetStatusAsync().ConfigureAwait(false), HostStatus.CompactJson);
+                yield return JsonSerializer.Serialize(await _node.GetStatusAsync().ConfigureAwait(false), HostJson.Compact.HostStatus);
                 using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 wait.CancelAfter(Period);
                 try { await changed.Reader.ReadAsync(wait.Token).ConfigureAwait(false); }

@@ -105,6 +105,36 @@ public class TinCanLinkTests
         }
     }
 
+    /// <summary>
+    /// Keepalives go at the multiples of the interval, the same instants for every link of the process (one wake-up of
+    /// the timer thread for all of them when idle): a link set up between two of them sends its first keepalive at once,
+    /// then at each multiple, never missing an interval.
+    /// </summary>
+    [Test]
+    public async Task Keepalives_after_the_first_go_at_the_multiples_of_the_interval_whenever_the_link_came_up()
+    {
+        var time = new ManualTimeProvider();
+        time.Advance(TimeSpan.FromSeconds(0.7));
+        var (ca, cb) = MemoryChannel.Pair();
+        var options = new TinCanLinkOptions { KeepaliveInterval = TimeSpan.FromSeconds(2), DeadPeerTimeout = TimeSpan.FromSeconds(8), PathMtuDiscovery = false };
+        var (a, b, _, _) = await ConnectAsync(ca, cb, options, time);
+        await using (a)
+        await using (b)
+        {
+            var sentAt = new List<double>();
+            var sent = Interlocked.Read(ref ca.Sent);
+            for (var step = 0; step < 80; step++) // 8 s in steps of 0.1 s
+            {
+                time.Advance(TimeSpan.FromSeconds(0.1));
+                var now = Interlocked.Read(ref ca.Sent);
+                if (now != sent) sentAt.Add(Math.Round(time.GetTimestamp() / (double)TimeSpan.TicksPerSecond, 1));
+                sent = now;
+            }
+            Assert.That(sentAt, Is.EqualTo(new[] { 0.8, 2.0, 4.0, 6.0, 8.0 }), "the first at once (the next tick here), then at every multiple of 2 s");
+            Assert.That(a.State, Is.EqualTo(LinkState.Connected));
+        }
+    }
+
     [Test]
     public async Task A_silent_peer_is_declared_dead_within_the_timeout_and_a_new_path_revives_the_link()
     {
