@@ -55,16 +55,50 @@ internal interface ILinkPathFactory
     ILinkPath Create(IceRole role);
 }
 
-/// <summary>The real paths: an <see cref="IceAgent"/> per link, its sockets on the node's event loop when there is one.</summary>
-internal sealed class IcePathFactory(IceOptions options, EventLoop? loop, bool segmentation) : ILinkPathFactory
+/// <summary>
+/// The real paths: an <see cref="IceAgent"/> per link, its socket on the node's event loop that carries the fewest
+/// links (so the links spread over the loops, one per core), or on a loop of its own without a group.
+/// </summary>
+internal sealed class IcePathFactory(IceOptions options, EventLoopGroup? loops, bool segmentation) : ILinkPathFactory
 {
-    public ILinkPath Create(IceRole role) => new IcePath(IceAgent.Create(options, role, loop, segmentation));
+    private readonly Lock _gate = new(); // choose and count at once: two links made together do not pick the same loop
+
+    public ILinkPath Create(IceRole role)
+    {
+        if (loops is null) return new IcePath(IceAgent.Create(options, role, loop: null, segmentation));
+        EventLoop loop;
+        lock (_gate)
+        {
+            loop = loops.LeastLoaded();
+            loop.AddLinks(1);
+        }
+        try
+        {
+            return new IcePath(IceAgent.Create(options, role, loop, segmentation), loop);
+        }
+        catch
+        {
+            loop.AddLinks(-1);
+            throw;
+        }
+    }
 }
 
-/// <summary>An <see cref="IceAgent"/> as a link's path.</summary>
-internal sealed class IcePath(IceAgent agent) : ILinkPath
+/// <summary>An <see cref="IceAgent"/> as a link's path; counted on <paramref name="loop"/>'s links until <see cref="Retire"/>.</summary>
+internal sealed class IcePath(IceAgent agent, EventLoop? loop = null) : ILinkPath
 {
+    private int _retired;
+
     public IceAgent Agent => agent;
+
+    /// <summary>
+    /// The link has ended: its loop no longer counts it, so the next link made goes where the live links are fewest,
+    /// even while this one's socket is still being closed. Also done by <see cref="DisposeAsync"/>; once only.
+    /// </summary>
+    public void Retire()
+    {
+        if (loop is not null && Interlocked.Exchange(ref _retired, 1) == 0) loop.AddLinks(-1);
+    }
 
     public IceRole Role => agent.Role;
 
@@ -100,5 +134,9 @@ internal sealed class IcePath(IceAgent agent) : ILinkPath
 
     public Task<IceSelectedPair> WaitForSelectedPairAsync(CancellationToken cancellationToken) => agent.WaitForSelectedPairAsync(cancellationToken);
 
-    public ValueTask DisposeAsync() => agent.DisposeAsync();
+    public ValueTask DisposeAsync()
+    {
+        Retire();
+        return agent.DisposeAsync();
+    }
 }

@@ -31,8 +31,10 @@ internal sealed class DataPathBatch : DeviceBatch, IFrameBatch, IDisposable
     private bool _completing;
     private byte[]? _flood;
 
-    internal DataPathBatch()
+    /// <summary>A batch whose device writes and polls go through the NIC queue <paramref name="queue"/> (its loop's).</summary>
+    internal DataPathBatch(int queue = 0)
     {
+        Queue = queue;
     }
 
     /// <summary>Datagrams queued and not yet sent.</summary>

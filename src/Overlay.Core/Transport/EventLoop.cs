@@ -71,6 +71,8 @@ internal sealed unsafe class EventLoop : IDisposable
     private long _handlerFaults;
     private volatile bool _stopping;
     private uint _generation;
+    private int _links;
+    private readonly int _queue;
     private MultiMessageReceiver? _receiver;
     private DataPathBatch? _batch;
 
@@ -81,10 +83,11 @@ internal sealed unsafe class EventLoop : IDisposable
         public readonly uint Generation = generation;
     }
 
-    private EventLoop(int epoll, int stop, string name)
+    private EventLoop(int epoll, int stop, string name, int queue)
     {
         _epoll = epoll;
         _stop = stop;
+        _queue = queue;
         _thread = new Thread(Run) { IsBackground = true, Name = name };
     }
 
@@ -93,6 +96,15 @@ internal sealed unsafe class EventLoop : IDisposable
 
     /// <summary>Handlers that threw (caught and counted; the loop carries on).</summary>
     public long HandlerFaults => Interlocked.Read(ref _handlerFaults);
+
+    /// <summary>Links whose socket this loop serves (counted by whoever assigns them, <see cref="EventLoopGroup.LeastLoaded"/>).</summary>
+    public int Links => Volatile.Read(ref _links);
+
+    /// <summary>Counts <paramref name="delta"/> more links on this loop.</summary>
+    public void AddLinks(int delta) => Interlocked.Add(ref _links, delta);
+
+    /// <summary>The NIC queue this loop reads and writes through (<see cref="EventLoopGroup"/>: its index).</summary>
+    public int Queue => _queue;
 
     /// <summary>True on the loop's own thread.</summary>
     public bool IsLoopThread => Thread.CurrentThread == _thread;
@@ -103,8 +115,11 @@ internal sealed unsafe class EventLoop : IDisposable
     /// </summary>
     internal MultiMessageReceiver Receiver => _receiver ??= new MultiMessageReceiver();
 
-    /// <summary>Creates and starts a loop; throws <see cref="PlatformNotSupportedException"/> where <see cref="IsSupported"/> is false.</summary>
-    public static EventLoop Start(string name)
+    /// <summary>
+    /// Creates and starts a loop whose batch writes into and polls NIC queue <paramref name="queue"/>; throws
+    /// <see cref="PlatformNotSupportedException"/> where <see cref="IsSupported"/> is false.
+    /// </summary>
+    public static EventLoop Start(string name, int queue = 0)
     {
         if (!IsSupported) throw new PlatformNotSupportedException("the event loop needs Linux epoll on a 64-bit process");
         var epoll = LibC.EpollCreate1(LibC.EPOLL_CLOEXEC);
@@ -116,7 +131,7 @@ internal sealed unsafe class EventLoop : IDisposable
             LibC.Close(epoll);
             throw new InvalidOperationException($"eventfd failed (errno {errno})");
         }
-        var loop = new EventLoop(epoll, stop, name);
+        var loop = new EventLoop(epoll, stop, name, queue);
         if (loop.Control(LibC.EPOLL_CTL_ADD, stop, StopToken) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
@@ -203,7 +218,7 @@ internal sealed unsafe class EventLoop : IDisposable
     private void Run()
     {
         var events = (byte*)NativeMemory.Alloc((nuint)(MaxEvents * s_eventSize));
-        var batch = _batch = new DataPathBatch(); // the loop's, handed to every source it calls
+        var batch = _batch = new DataPathBatch(_queue); // the loop's, handed to every source it calls
         try
         {
             while (!_stopping)
