@@ -23,10 +23,16 @@
 //              |   at once for the host's answer (an echo reply, an ACK), which is sealed and queued in the
 //              |   same batch, then sendmmsg: the answer leaves without another thread's wake-up
 //
-// Threads: one EventLoop per node serves the TAP and every link socket (a multi-queue TAP's other queues get a loop
-// each, EventLoopGroup); each loop owns one DataPathBatch, handed to the handlers it calls. The control path
-// (signaling, topology, ICE checks and timers, DTLS handshakes, keepalives) runs on the thread pool and sends at once
-// (a null batch). A standalone ICE agent's socket gets a loop of its own.
+// Threads: a node runs one EventLoop per core (EventLoopGroup, DataPathOptions.EventLoops). Loop i reads queue i of
+// each TAP (IFF_MULTI_QUEUE) and serves the sockets of the links given to it (each new link goes to the loop with the
+// fewest links), and it writes the frames its links bring through its own TAP queue: tun's flow table then sends the
+// host's next packets of that flow out of the same queue (tun_flow_update learns the queue after handing the written
+// frame up, so the answer to the very first frame of a flow may leave by another), to the same loop, so the answer
+// crosses no thread and a node's links to several peers run on several cores. A flow the host starts goes out of the
+// queue its hash picks until an answer has come in; the loop reading it seals and sends on whichever link the switch
+// picks (sealing and sockets are safe from any thread, as is the switch). Each loop owns one DataPathBatch, handed to
+// the handlers it calls. The control path (signaling, topology, ICE checks and timers, DTLS handshakes, keepalives)
+// runs on the thread pool and sends at once (a null batch). A standalone ICE agent's socket gets a loop of its own.
 
 using System.Runtime.InteropServices;
 using Overlay.Tap.Linux;
@@ -45,13 +51,13 @@ internal interface IReadableSource
 }
 
 /// <summary>
-/// One thread that waits on every descriptor of a node's data path at once (Linux <c>epoll(7)</c>): the TAP device
-/// and each link's UDP socket (the map at the top of this file). A frame that arrives on a socket is decrypted,
+/// One thread that waits on its share of a node's data path at once (Linux <c>epoll(7)</c>): one queue of each TAP
+/// device and the UDP sockets of the links given to it (the map at the top of this file). A frame that arrives on a socket is decrypted,
 /// switched and written into the TAP, and the host's immediate answer read back and sent, all on this thread, with the
-/// loop's one <see cref="DataPathBatch"/>; and writing into the TAP wakes nobody else, since
-/// the only thread waiting on it is the one writing. With a thread per descriptor each of those hand-overs costs a
-/// wake-up, which on a virtual machine is the larger part of a round trip. As in tinc, one loop serves every link;
-/// handlers run one at a time and must not block.
+/// loop's one <see cref="DataPathBatch"/>; and writing into the TAP wakes nobody else, since the host's answer comes
+/// back on the queue this loop writes and reads. With a thread per descriptor each of those hand-overs costs a
+/// wake-up, which on a virtual machine is the larger part of a round trip. A node has one loop per core
+/// (<see cref="EventLoopGroup"/>), each serving its share of the links; handlers run one at a time and must not block.
 /// </summary>
 internal sealed unsafe class EventLoop : IDisposable
 {
