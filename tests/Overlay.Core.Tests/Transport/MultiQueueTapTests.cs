@@ -44,7 +44,7 @@ public sealed class MultiQueueTapTests
     public async Task The_hosts_answer_comes_out_of_the_queue_the_request_went_in_by_and_its_loop_reads_it()
     {
         Prerequisites.RequireNetworkNamespaces();
-        using var ns = NetNamespace.Create($"omq{Random.Shared.Next(0x100000):x5}");
+        using var ns = NetNamespace.Create($"otap{Random.Shared.Next(0x100000):x5}"); // swept by tests/run.sh if a run is cut short
         await using var tap = ns.Run(() => TapDevice.Create(new TapDeviceOptions
         {
             Name = "ovmq", Queues = 2, Addresses = [InterfaceAddress.Parse("10.79.0.1/24")],
