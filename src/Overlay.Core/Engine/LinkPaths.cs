@@ -74,7 +74,7 @@ internal sealed class IcePathFactory(IceOptions options, EventLoopGroup? loops, 
         }
         try
         {
-            return new IcePath(IceAgent.Create(options, role, loop, segmentation), loop);
+            return new IcePath(IceAgent.Create(options, role, loop, segmentation), new IcePath.Placement(loops, loop, _gate));
         }
         catch
         {
@@ -84,12 +84,46 @@ internal sealed class IcePathFactory(IceOptions options, EventLoopGroup? loops, 
     }
 }
 
-/// <summary>An <see cref="IceAgent"/> as a link's path; counted on <paramref name="loop"/>'s links until <see cref="Retire"/>.</summary>
-internal sealed class IcePath(IceAgent agent, EventLoop? loop = null) : ILinkPath
+/// <summary>An <see cref="IceAgent"/> as a link's path; counted on its loop's links until <see cref="Retire"/>.</summary>
+internal sealed class IcePath(IceAgent agent, IcePath.Placement? placement = null) : ILinkPath
 {
-    private int _retired;
+    /// <summary>Which of the node's loops serves the path's socket, and the factory's lock that counts them.</summary>
+    internal sealed class Placement(EventLoopGroup loops, EventLoop loop, Lock gate)
+    {
+        public readonly EventLoopGroup Loops = loops;
+        public readonly Lock Gate = gate;
+        public EventLoop Loop = loop;
+        public bool Up, Retired;
+    }
 
     public IceAgent Agent => agent;
+
+    /// <summary>The loop that serves the socket now (null for a socket with a loop of its own).</summary>
+    internal EventLoop? Loop => placement?.Loop;
+
+    /// <summary>
+    /// The link is up: counted as up on its loop, after moving to the loop with the fewest links up if that has fewer
+    /// than the link's own loop without it. The loop was chosen when the link was made, counting attempts that may
+    /// never come up; working links are what should be spread. Once only; on the control path, not a loop's thread.
+    /// </summary>
+    public void OnUp()
+    {
+        if (placement is not { } p) return;
+        lock (p.Gate)
+        {
+            if (p.Up || p.Retired) return;
+            p.Up = true;
+            var best = p.Loops.FewestUp();
+            if (best != p.Loop && best.LinksUp < p.Loop.LinksUp)
+            {
+                agent.Endpoint.Mux.MoveTo(best);
+                p.Loop.AddLinks(-1);
+                best.AddLinks(1);
+                p.Loop = best;
+            }
+            p.Loop.AddLinksUp(1);
+        }
+    }
 
     /// <summary>
     /// The link has ended: its loop no longer counts it, so the next link made goes where the live links are fewest,
@@ -97,7 +131,14 @@ internal sealed class IcePath(IceAgent agent, EventLoop? loop = null) : ILinkPat
     /// </summary>
     public void Retire()
     {
-        if (loop is not null && Interlocked.Exchange(ref _retired, 1) == 0) loop.AddLinks(-1);
+        if (placement is not { } p) return;
+        lock (p.Gate)
+        {
+            if (p.Retired) return;
+            p.Retired = true;
+            p.Loop.AddLinks(-1);
+            if (p.Up) p.Loop.AddLinksUp(-1);
+        }
     }
 
     public IceRole Role => agent.Role;

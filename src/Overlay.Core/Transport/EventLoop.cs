@@ -77,7 +77,7 @@ internal sealed unsafe class EventLoop : IDisposable
     private long _handlerFaults;
     private volatile bool _stopping;
     private uint _generation;
-    private int _links;
+    private int _links, _linksUp;
     private readonly int _queue;
     private MultiMessageReceiver? _receiver;
     private DataPathBatch? _batch;
@@ -108,6 +108,12 @@ internal sealed unsafe class EventLoop : IDisposable
 
     /// <summary>Counts <paramref name="delta"/> more links on this loop.</summary>
     public void AddLinks(int delta) => Interlocked.Add(ref _links, delta);
+
+    /// <summary>Of <see cref="Links"/>, those that are up (carrying frames).</summary>
+    public int LinksUp => Volatile.Read(ref _linksUp);
+
+    /// <summary>Counts <paramref name="delta"/> more links up on this loop.</summary>
+    public void AddLinksUp(int delta) => Interlocked.Add(ref _linksUp, delta);
 
     /// <summary>The NIC queue this loop reads and writes through (<see cref="EventLoopGroup"/>: its index).</summary>
     public int Queue => _queue;

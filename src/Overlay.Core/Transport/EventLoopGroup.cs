@@ -75,6 +75,19 @@ internal sealed class EventLoopGroup : IDisposable
         }
     }
 
+    /// <summary>The loop with the fewest links up (<see cref="EventLoop.LinksUp"/>; the first of those on a tie).</summary>
+    public EventLoop FewestUp()
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var best = _loops[0];
+            for (var i = 1; i < _loops.Count; i++)
+                if (_loops[i].LinksUp < best.LinksUp) best = _loops[i];
+            return best;
+        }
+    }
+
     /// <summary>Every loop started so far.</summary>
     public IReadOnlyList<EventLoop> Loops
     {
