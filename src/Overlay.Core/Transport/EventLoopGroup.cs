@@ -63,27 +63,19 @@ internal sealed class EventLoopGroup : IDisposable
     }
 
     /// <summary>The loop carrying the fewest links (<see cref="EventLoop.Links"/>; the first of those on a tie), for a new link's socket.</summary>
-    public EventLoop LeastLoaded()
-    {
-        lock (_gate)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var best = _loops[0];
-            for (var i = 1; i < _loops.Count; i++)
-                if (_loops[i].Links < best.Links) best = _loops[i];
-            return best;
-        }
-    }
+    public EventLoop LeastLoaded() => Least(static loop => loop.Links);
 
     /// <summary>The loop with the fewest links up (<see cref="EventLoop.LinksUp"/>; the first of those on a tie).</summary>
-    public EventLoop FewestUp()
+    public EventLoop FewestUp() => Least(static loop => loop.LinksUp);
+
+    private EventLoop Least(Func<EventLoop, int> count)
     {
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             var best = _loops[0];
             for (var i = 1; i < _loops.Count; i++)
-                if (_loops[i].LinksUp < best.LinksUp) best = _loops[i];
+                if (count(_loops[i]) < count(best)) best = _loops[i];
             return best;
         }
     }
