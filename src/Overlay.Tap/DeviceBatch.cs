@@ -20,6 +20,13 @@ public class DeviceBatch
     {
     }
 
+    /// <summary>
+    /// The queue of a multi-queue device that the thread owning this batch reads, and into which it writes: a frame
+    /// written through a queue teaches Linux's tun flow table that queue for the frame's flow, so the host's answers come
+    /// back on the same queue, to the same thread (0 where there is one queue; a queue the device lacks means 0).
+    /// </summary>
+    internal int Queue { get; init; }
+
     /// <summary>The buffer a device reads into: a virtio_net_hdr and the largest frame.</summary>
     internal byte[] ReadBuffer => _read ??= GC.AllocateUninitializedArray<byte>(VirtioNetHeader.Size + MaxFrame, pinned: true);
 

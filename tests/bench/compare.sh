@@ -10,6 +10,7 @@
 # with several runs (each measures every path in turn, the order reversed every other run) also each figure's range.
 # usage: sudo tests/bench/compare.sh [seconds] [runs]     (installs openvpn, tinc, wireguard-go, iperf3 when missing)
 #        KEEP_RTT=DIR keeps every reply's time, one file per path and run (rtt-0.1 is the raw veth in run 1).
+#        EVENT_LOOPS=N runs the Overlay hosts with N event loops each (default: one per core).
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)"; exit 1; }
 secs=${1:-10}; runs=${2:-1}

@@ -4,6 +4,7 @@
 # overlay "group". (overlay-pair.sh does the same for the Overlay row's two hosts.)
 # usage: overlay-group.sh start WORKDIR SERVER_NS SERVER_IP NS:OVERLAY_IP...
 #        overlay-group.sh stop WORKDIR
+#        EVENT_LOOPS=N gives each host N event loops (DataPath.EventLoops; default: one per core).
 set -euo pipefail
 cmd=$1 work=$2/group
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/../.." && pwd)
@@ -24,6 +25,7 @@ for side in "$@"; do
   i=$((i + 1)); ns=${side%%:*}; ov=${side#*:}
   cat > "$work/node$i.json" <<JSON
 { "Signal": { "HostAddress": "$srv_ip", "Port": 5222, "Username": "node$i@overlay.test", "Password": "secret", "CaFile": "$work/overlay.test.crt" },
+  ${EVENT_LOOPS:+\"DataPath\": { \"EventLoops\": $EVENT_LOOPS \},}
   "Overlays": { "group": { "NetDevice": { "Name": "ovl0", "IP4": "$ov", "PrefixLen": 24 } } } }
 JSON
   chmod 600 "$work/node$i.json"

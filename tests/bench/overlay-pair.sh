@@ -4,6 +4,7 @@
 # signaling, one Overlay.Host per namespace with a TAP "ovl0", a link between them over the veth.
 # usage: overlay-pair.sh start|stop NS_A NS_B VETH_IP_A VETH_IP_B OVERLAY_IP_A OVERLAY_IP_B WORKDIR
 #        OVERLAY_HOST_DLL=path/Overlay.Host.dll runs that build (another revision's, for before/after) instead of this tree's.
+#        EVENT_LOOPS=N gives each host N event loops (DataPath.EventLoops; default: one per core).
 set -euo pipefail
 cmd=$1 A=$2 B=$3 ipa=$4 ipb=$5 ova=$6 ovb=$7 work=$8/overlay
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/../.." && pwd)
@@ -25,6 +26,7 @@ for side in "$A:$ova" "$B:$ovb"; do
   cat > "$work/node$i.json" <<JSON
 { "Signal": { "HostAddress": "$ipa", "Port": 5222, "Username": "node$i@overlay.test", "Password": "secret", "CaFile": "$work/overlay.test.crt" },
   "IgnoredNetInterfaces": [ "ovpn0", "tinc0", "wgcmp-a", "wgcmp-b" ],
+  ${EVENT_LOOPS:+\"DataPath\": { \"EventLoops\": $EVENT_LOOPS \},}
   "Overlays": { "bench": { "NetDevice": { "Name": "ovl0", "IP4": "$ov", "PrefixLen": 24 } } } }
 JSON
   ip netns exec "$ns" dotnet "$host_dll" run "$work/node$i.json" --control-socket "$work/node$i.sock" --log-level Warning >"$work/host-$i.log" 2>&1 &

@@ -176,6 +176,7 @@ internal sealed partial class LinkManager
         var now = _node.Time.GetUtcNow();
         var elapsed = now - link.Started;
         if (!link.TryMoveTo(PeerLinkState.Up, now)) return;
+        (link.Agent as IcePath)?.OnUp(); // spread the working links over the loops
         var port = new LinkPort(tincan);
         link.UsePort(port);
         _switch.AddLink(link.SwitchId, port);

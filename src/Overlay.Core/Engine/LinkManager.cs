@@ -76,11 +76,12 @@ internal sealed partial class LinkManager
         l.PeerNodeId, l.LinkId, roles.GetValueOrDefault(l.Peer), ToChange(l.Phase), l.Initiator, l.Path,
         l.Link?.Statistics.RoundTrip, l.Link?.Statistics, l.Since))];
 
-    /// <summary>How many of the links' sockets the node's event loop serves, of how many sockets.</summary>
-    public (int OnLoop, int Sockets) CountLoopSockets()
+    /// <summary>How many of the links' sockets each of the node's event loops serves (by loop index), and how many sockets there are.</summary>
+    public (int[] PerLoop, int Sockets) CountLoopSockets()
     {
         var muxes = _links.Values.Select(l => (l.Agent as IcePath)?.Agent.Endpoint.Mux).OfType<Transport.UdpMux>().ToArray();
-        return (muxes.Count(m => m.Loop == _node.Loop), muxes.Length);
+        var loops = _node.Loops.Loops;
+        return ([.. loops.Select(loop => muxes.Count(m => m.Loop == loop))], muxes.Length);
     }
 
     private static LinkChange ToChange(LinkPhase phase) => phase switch
@@ -299,6 +300,7 @@ internal sealed partial class LinkManager
     {
         var wasUp = link.Port is not null && link.State == PeerLinkState.Up;
         var knownToPeer = link.KnownToPeer;
+        (link.Agent as IcePath)?.Retire(); // now, before the awaits: a link that replaces this one is placed by the live links
         link.TryMoveTo(PeerLinkState.Closed, _node.Time.GetUtcNow());
         link.EndSetup(ending.Change == LinkChange.Closed ? ActivityStatusCode.Unset : ActivityStatusCode.Error, ending.Text);
         if (link.Port is not null)

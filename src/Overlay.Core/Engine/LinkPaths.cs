@@ -55,16 +55,91 @@ internal interface ILinkPathFactory
     ILinkPath Create(IceRole role);
 }
 
-/// <summary>The real paths: an <see cref="IceAgent"/> per link, its sockets on the node's event loop when there is one.</summary>
-internal sealed class IcePathFactory(IceOptions options, EventLoop? loop, bool segmentation) : ILinkPathFactory
+/// <summary>
+/// The real paths: an <see cref="IceAgent"/> per link, its socket on the node's event loop that carries the fewest
+/// links (so the links spread over the loops, one per core), or on a loop of its own without a group.
+/// </summary>
+internal sealed class IcePathFactory(IceOptions options, EventLoopGroup? loops, bool segmentation) : ILinkPathFactory
 {
-    public ILinkPath Create(IceRole role) => new IcePath(IceAgent.Create(options, role, loop, segmentation));
+    private readonly Lock _gate = new(); // choose and count at once: two links made together do not pick the same loop
+
+    public ILinkPath Create(IceRole role)
+    {
+        if (loops is null) return new IcePath(IceAgent.Create(options, role, loop: null, segmentation));
+        EventLoop loop;
+        lock (_gate)
+        {
+            loop = loops.LeastLoaded();
+            loop.AddLinks(1);
+        }
+        try
+        {
+            return new IcePath(IceAgent.Create(options, role, loop, segmentation), new IcePath.Placement(loops, loop, _gate));
+        }
+        catch
+        {
+            loop.AddLinks(-1);
+            throw;
+        }
+    }
 }
 
-/// <summary>An <see cref="IceAgent"/> as a link's path.</summary>
-internal sealed class IcePath(IceAgent agent) : ILinkPath
+/// <summary>An <see cref="IceAgent"/> as a link's path; counted on its loop's links until <see cref="Retire"/>.</summary>
+internal sealed class IcePath(IceAgent agent, IcePath.Placement? placement = null) : ILinkPath
 {
+    /// <summary>Which of the node's loops serves the path's socket, and the factory's lock that counts them.</summary>
+    internal sealed class Placement(EventLoopGroup loops, EventLoop loop, Lock gate)
+    {
+        public readonly EventLoopGroup Loops = loops;
+        public readonly Lock Gate = gate;
+        public EventLoop Loop = loop;
+        public bool Up, Retired;
+    }
+
     public IceAgent Agent => agent;
+
+    /// <summary>The loop that serves the socket now (null for a socket with a loop of its own).</summary>
+    internal EventLoop? Loop => placement?.Loop;
+
+    /// <summary>
+    /// The link is up: counted as up on its loop, after moving to the loop with the fewest links up if that has fewer
+    /// than the link's own loop without it. The loop was chosen when the link was made, counting attempts that may
+    /// never come up; working links are what should be spread. Once only; on the control path, not a loop's thread.
+    /// </summary>
+    public void OnUp()
+    {
+        if (placement is not { } p) return;
+        lock (p.Gate)
+        {
+            if (p.Up || p.Retired) return;
+            p.Up = true;
+            var best = p.Loops.FewestUp();
+            if (best != p.Loop && best.LinksUp < p.Loop.LinksUp)
+            {
+                agent.Endpoint.Mux.MoveTo(best);
+                p.Loop.AddLinks(-1);
+                best.AddLinks(1);
+                p.Loop = best;
+            }
+            p.Loop.AddLinksUp(1);
+        }
+    }
+
+    /// <summary>
+    /// The link has ended: its loop no longer counts it, so the next link made goes where the live links are fewest,
+    /// even while this one's socket is still being closed. Also done by <see cref="DisposeAsync"/>; once only.
+    /// </summary>
+    public void Retire()
+    {
+        if (placement is not { } p) return;
+        lock (p.Gate)
+        {
+            if (p.Retired) return;
+            p.Retired = true;
+            p.Loop.AddLinks(-1);
+            if (p.Up) p.Loop.AddLinksUp(-1);
+        }
+    }
 
     public IceRole Role => agent.Role;
 
@@ -100,5 +175,9 @@ internal sealed class IcePath(IceAgent agent) : ILinkPath
 
     public Task<IceSelectedPair> WaitForSelectedPairAsync(CancellationToken cancellationToken) => agent.WaitForSelectedPairAsync(cancellationToken);
 
-    public ValueTask DisposeAsync() => agent.DisposeAsync();
+    public ValueTask DisposeAsync()
+    {
+        Retire();
+        return agent.DisposeAsync();
+    }
 }

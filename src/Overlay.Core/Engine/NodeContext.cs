@@ -22,16 +22,13 @@ internal sealed class NodeContext
     /// <summary>The node's instruments and link-setup spans; null in tests that run engines alone.</summary>
     public NodeTelemetry? Telemetry { get; init; }
 
-    /// <summary>The node's data-path threads: the first serves the TAP devices and every link socket, the others a multi-queue TAP's other queues.</summary>
+    /// <summary>The node's data-path threads: loop i serves queue i of each TAP and the sockets of the links given to it.</summary>
     public required Transport.EventLoopGroup Loops { get; init; }
 
-    /// <summary>The loop of the link sockets.</summary>
-    public Transport.EventLoop Loop => Loops.Primary;
-
-    /// <summary>Creates each link's path; ICE over UDP sockets (on <see cref="Loop"/>) unless a test supplies its own.</summary>
+    /// <summary>Creates each link's path; ICE over UDP sockets (each link's on the least busy of <see cref="Loops"/>) unless a test supplies its own.</summary>
     public ILinkPathFactory Paths
     {
-        get => _paths ??= new IcePathFactory(Ice, Loop, DataPath.UdpSegmentationOffload);
+        get => _paths ??= new IcePathFactory(Ice, Loops, DataPath.UdpSegmentationOffload);
         init => _paths = value;
     }
 

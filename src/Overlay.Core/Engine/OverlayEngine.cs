@@ -89,7 +89,8 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     {
         if (Device is IPolledEthernetDevice polled)
         {
-            // Queue 0 on the loop of the link sockets (a frame's answer crosses no thread); each other queue on a loop of its own.
+            // Queue i on loop i, which writes the frames of its links into that queue: Linux steers the host's answers
+            // to the queue their flow came in by, so they are read by the loop of the link they leave on.
             polled.StartPolled(new DeviceInput(Switch));
             for (var queue = 0; queue < polled.ReadinessDescriptors.Count; queue++)
             {
@@ -139,7 +140,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
     }
 
     /// <summary>How many of the links' sockets the node's event loop serves, of how many sockets (diagnostics, tests).</summary>
-    internal Task<(int OnLoop, int Sockets)> CountLoopSocketsAsync() => _queue.InvokeAsync(_links.CountLoopSockets);
+    internal Task<(int[] PerLoop, int Sockets)> CountLoopSocketsAsync() => _queue.InvokeAsync(_links.CountLoopSockets);
 
     /// <summary>The authenticated link to a peer while it is up, from the control queue.</summary>
     internal Task<Links.TinCanLink?> UpLinkToAsync(UInt128 peer) => _queue.InvokeAsync(() => _links.UpLinkTo(peer));

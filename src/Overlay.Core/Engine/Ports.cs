@@ -30,7 +30,8 @@ internal sealed class DevicePort(IEthernetDevice device) : ISwitchPort, IBurstCo
     public void OnBurstComplete(DataPathBatch batch)
     {
         _coalescing?.FlushWrites(batch);
-        _polled?.PollReady(0, batch);
+        // The queue the batch's loop writes into and reads: where the host's answers to those frames come.
+        if (_polled is { } polled) polled.PollReady((uint)batch.Queue < (uint)polled.ReadinessDescriptors.Count ? batch.Queue : 0, batch);
     }
 }
 

@@ -12,4 +12,15 @@ public sealed record DataPathOptions
     /// false turns both off from the start.
     /// </summary>
     public bool UdpSegmentationOffload { get; init; } = true;
+
+    /// <summary>The most event loops a node runs (and queues its TAPs have).</summary>
+    public const int MaxEventLoops = 16;
+
+    /// <summary>
+    /// Threads that move frames, one event loop per core: each link's socket is served by one of them (the least busy
+    /// when the link is made) and each TAP gets one queue per loop (IFF_MULTI_QUEUE), so a node that carries traffic to
+    /// several peers at once uses several cores. Default: the processor count, at most 8; 1 serves everything from one
+    /// thread. At most <see cref="MaxEventLoops"/>.
+    /// </summary>
+    public int EventLoops { get; init; } = Math.Clamp(Environment.ProcessorCount, 1, 8);
 }

@@ -72,7 +72,8 @@ public static partial class OverlayConfiguration
 
     private static OverlayNodeOptions ReadOptions(Node root)
     {
-        root.Only("NodeId", "Signal", "Stun", "Turn", "CertificateFile", "StateDirectory", "IgnoredNetInterfaces", "Links", "Overlays");
+        root.Only("NodeId", "Signal", "Stun", "Turn", "CertificateFile", "StateDirectory", "IgnoredNetInterfaces", "Links", "Overlays",
+            "DataPath");
         var options = new OverlayNodeOptions
         {
             NodeId = root.String("NodeId"),
@@ -83,6 +84,7 @@ public static partial class OverlayConfiguration
             StateDirectory = root.String("StateDirectory"),
             IgnoredNetInterfaces = root.Strings("IgnoredNetInterfaces") ?? [],
             Links = root.Child("Links") is { } links ? ReadLinks(links) : new LinkTimings(),
+            DataPath = root.Child("DataPath") is { } dataPath ? ReadDataPath(dataPath) : new DataPathOptions(),
             Overlays = root.Child("Overlays")?.Members().Select(ReadOverlay).ToArray()
                 ?? throw new OverlayConfigurationException("Overlays", "is required"),
         };
@@ -127,6 +129,18 @@ public static partial class OverlayConfiguration
             RestartInterval = links.Seconds(nameof(d.RestartInterval)) ?? d.RestartInterval,
             RecoveryTimeout = links.Seconds(nameof(d.RecoveryTimeout)) ?? d.RecoveryTimeout,
             TickInterval = links.Seconds(nameof(d.TickInterval)) ?? d.TickInterval,
+        };
+    }
+
+    /// <summary>How frames move, e.g. <c>"DataPath": { "EventLoops": 2 }</c>.</summary>
+    private static DataPathOptions ReadDataPath(Node dataPath)
+    {
+        var d = new DataPathOptions();
+        dataPath.Only(nameof(d.EventLoops), nameof(d.UdpSegmentationOffload));
+        return new DataPathOptions
+        {
+            EventLoops = dataPath.Int(nameof(d.EventLoops)) ?? d.EventLoops,
+            UdpSegmentationOffload = dataPath.Bool(nameof(d.UdpSegmentationOffload)) ?? d.UdpSegmentationOffload,
         };
     }
 

@@ -183,7 +183,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
             var signaling = SignalingChannels.Create(Options.Signal, NodeId, [.. Options.Overlays.Select(o => o.Id)], _loggerFactory, _time,
                 Options.Overlays.ToDictionary(o => o.Id, o => o.Groups, StringComparer.Ordinal));
             _signaling = signaling;
-            _loops = Transport.EventLoopGroup.Start("overlay io " + NodeId[..8]);
+            _loops = Transport.EventLoopGroup.Start("overlay io " + NodeId[..8], Options.DataPath.EventLoops);
             var context = new NodeContext
             {
                 NodeId = NodeId, Self = Switching.NodeId.Parse(NodeId).Value, Identity = Identity, Signaling = signaling, Ice = ice,
@@ -313,7 +313,11 @@ public sealed partial class OverlayNode : IAsyncDisposable
         var addresses = new List<InterfaceAddress>();
         if (net.IPv4Address is { } ip4) addresses.Add(new InterfaceAddress(IPAddress.Parse(ip4), net.PrefixLength));
         if (net.IPv6Address is { } ip6) addresses.Add(InterfaceAddress.Parse(ip6));
-        return TapDevice.Create(new TapDeviceOptions { Name = net.Name, MacAddress = mac, Mtu = net.Mtu, Addresses = addresses, Offload = net.Offload });
+        // One queue per event loop: loop i reads queue i and writes the frames of its links into it.
+        return TapDevice.Create(new TapDeviceOptions
+        {
+            Name = net.Name, MacAddress = mac, Mtu = net.Mtu, Addresses = addresses, Offload = net.Offload, Queues = Options.DataPath.EventLoops,
+        });
     }
 
     private static UserspaceStackOptions StackOptions(NetDeviceOptions net, PhysicalAddress mac) => new()

@@ -66,6 +66,8 @@ public sealed record OverlayNodeOptions
                 throw new OverlayConfigurationException($"Stun[{i}]", $"'{Stun[i]}' is not host:port");
         for (var i = 0; i < Turn.Count; i++) Turn[i].Validate($"Turn[{i}]");
         Links.Validate("Links");
+        if (DataPath.EventLoops is < 1 or > DataPathOptions.MaxEventLoops)
+            throw new OverlayConfigurationException("DataPath.EventLoops", $"{DataPath.EventLoops} is not 1..{DataPathOptions.MaxEventLoops}");
         if (Overlays.Count == 0)
             throw new OverlayConfigurationException("Overlays", "at least one overlay is required");
         var ids = new HashSet<string>(StringComparer.Ordinal);

@@ -33,8 +33,10 @@ internal sealed class DataPathBatch : DeviceBatch, IFrameBatch, IDisposable
     private TimeProvider? _clock;
     private long _stamp;
 
-    internal DataPathBatch()
+    /// <summary>A batch whose device writes and polls go through the NIC queue <paramref name="queue"/> (its loop's).</summary>
+    internal DataPathBatch(int queue = 0)
     {
+        Queue = queue;
     }
 
     /// <summary>Datagrams queued and not yet sent.</summary>

@@ -23,10 +23,16 @@
 //              |   at once for the host's answer (an echo reply, an ACK), which is sealed and queued in the
 //              |   same batch, then sendmmsg: the answer leaves without another thread's wake-up
 //
-// Threads: one EventLoop per node serves the TAP and every link socket (a multi-queue TAP's other queues get a loop
-// each, EventLoopGroup); each loop owns one DataPathBatch, handed to the handlers it calls. The control path
-// (signaling, topology, ICE checks and timers, DTLS handshakes, keepalives) runs on the thread pool and sends at once
-// (a null batch). A standalone ICE agent's socket gets a loop of its own.
+// Threads: a node runs one EventLoop per core (EventLoopGroup, DataPathOptions.EventLoops). Loop i reads queue i of
+// each TAP (IFF_MULTI_QUEUE) and serves the sockets of the links given to it (each new link goes to the loop with the
+// fewest links), and it writes the frames its links bring through its own TAP queue: tun's flow table then sends the
+// host's next packets of that flow out of the same queue (tun_flow_update learns the queue after handing the written
+// frame up, so the answer to the very first frame of a flow may leave by another), to the same loop, so the answer
+// crosses no thread and a node's links to several peers run on several cores. A flow the host starts goes out of the
+// queue its hash picks until an answer has come in; the loop reading it seals and sends on whichever link the switch
+// picks (sealing and sockets are safe from any thread, as is the switch). Each loop owns one DataPathBatch, handed to
+// the handlers it calls. The control path (signaling, topology, ICE checks and timers, DTLS handshakes, keepalives)
+// runs on the thread pool and sends at once (a null batch). A standalone ICE agent's socket gets a loop of its own.
 
 using System.Runtime.InteropServices;
 using Overlay.Tap.Linux;
@@ -45,13 +51,13 @@ internal interface IReadableSource
 }
 
 /// <summary>
-/// One thread that waits on every descriptor of a node's data path at once (Linux <c>epoll(7)</c>): the TAP device
-/// and each link's UDP socket (the map at the top of this file). A frame that arrives on a socket is decrypted,
+/// One thread that waits on its share of a node's data path at once (Linux <c>epoll(7)</c>): one queue of each TAP
+/// device and the UDP sockets of the links given to it (the map at the top of this file). A frame that arrives on a socket is decrypted,
 /// switched and written into the TAP, and the host's immediate answer read back and sent, all on this thread, with the
-/// loop's one <see cref="DataPathBatch"/>; and writing into the TAP wakes nobody else, since
-/// the only thread waiting on it is the one writing. With a thread per descriptor each of those hand-overs costs a
-/// wake-up, which on a virtual machine is the larger part of a round trip. As in tinc, one loop serves every link;
-/// handlers run one at a time and must not block.
+/// loop's one <see cref="DataPathBatch"/>; and writing into the TAP wakes nobody else, since the host's answer comes
+/// back on the queue this loop writes and reads. With a thread per descriptor each of those hand-overs costs a
+/// wake-up, which on a virtual machine is the larger part of a round trip. A node has one loop per core
+/// (<see cref="EventLoopGroup"/>), each serving its share of the links; handlers run one at a time and must not block.
 /// </summary>
 internal sealed unsafe class EventLoop : IDisposable
 {
@@ -71,6 +77,8 @@ internal sealed unsafe class EventLoop : IDisposable
     private long _handlerFaults;
     private volatile bool _stopping;
     private uint _generation;
+    private int _links, _linksUp;
+    private readonly int _queue;
     private MultiMessageReceiver? _receiver;
     private DataPathBatch? _batch;
 
@@ -81,10 +89,11 @@ internal sealed unsafe class EventLoop : IDisposable
         public readonly uint Generation = generation;
     }
 
-    private EventLoop(int epoll, int stop, string name)
+    private EventLoop(int epoll, int stop, string name, int queue)
     {
         _epoll = epoll;
         _stop = stop;
+        _queue = queue;
         _thread = new Thread(Run) { IsBackground = true, Name = name };
     }
 
@@ -93,6 +102,21 @@ internal sealed unsafe class EventLoop : IDisposable
 
     /// <summary>Handlers that threw (caught and counted; the loop carries on).</summary>
     public long HandlerFaults => Interlocked.Read(ref _handlerFaults);
+
+    /// <summary>Links whose socket this loop serves (counted by whoever assigns them, <see cref="EventLoopGroup.LeastLoaded"/>).</summary>
+    public int Links => Volatile.Read(ref _links);
+
+    /// <summary>Counts <paramref name="delta"/> more links on this loop.</summary>
+    public void AddLinks(int delta) => Interlocked.Add(ref _links, delta);
+
+    /// <summary>Of <see cref="Links"/>, those that are up (carrying frames).</summary>
+    public int LinksUp => Volatile.Read(ref _linksUp);
+
+    /// <summary>Counts <paramref name="delta"/> more links up on this loop.</summary>
+    public void AddLinksUp(int delta) => Interlocked.Add(ref _linksUp, delta);
+
+    /// <summary>The NIC queue this loop reads and writes through (<see cref="EventLoopGroup"/>: its index).</summary>
+    public int Queue => _queue;
 
     /// <summary>True on the loop's own thread.</summary>
     public bool IsLoopThread => Thread.CurrentThread == _thread;
@@ -103,8 +127,11 @@ internal sealed unsafe class EventLoop : IDisposable
     /// </summary>
     internal MultiMessageReceiver Receiver => _receiver ??= new MultiMessageReceiver();
 
-    /// <summary>Creates and starts a loop; throws <see cref="PlatformNotSupportedException"/> where <see cref="IsSupported"/> is false.</summary>
-    public static EventLoop Start(string name)
+    /// <summary>
+    /// Creates and starts a loop whose batch writes into and polls NIC queue <paramref name="queue"/>; throws
+    /// <see cref="PlatformNotSupportedException"/> where <see cref="IsSupported"/> is false.
+    /// </summary>
+    public static EventLoop Start(string name, int queue = 0)
     {
         if (!IsSupported) throw new PlatformNotSupportedException("the event loop needs Linux epoll on a 64-bit process");
         var epoll = LibC.EpollCreate1(LibC.EPOLL_CLOEXEC);
@@ -116,7 +143,7 @@ internal sealed unsafe class EventLoop : IDisposable
             LibC.Close(epoll);
             throw new InvalidOperationException($"eventfd failed (errno {errno})");
         }
-        var loop = new EventLoop(epoll, stop, name);
+        var loop = new EventLoop(epoll, stop, name, queue);
         if (loop.Control(LibC.EPOLL_CTL_ADD, stop, StopToken) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
@@ -203,7 +230,7 @@ internal sealed unsafe class EventLoop : IDisposable
     private void Run()
     {
         var events = (byte*)NativeMemory.Alloc((nuint)(MaxEvents * s_eventSize));
-        var batch = _batch = new DataPathBatch(); // the loop's, handed to every source it calls
+        var batch = _batch = new DataPathBatch(_queue); // the loop's, handed to every source it calls
         try
         {
             while (!_stopping)

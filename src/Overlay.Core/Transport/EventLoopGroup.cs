@@ -1,9 +1,12 @@
 namespace Overlay.Transport;
 
 /// <summary>
-/// A node's event loops: the first serves the TAP's first queue and every link socket; a source that wants a thread of
-/// its own (another queue of a multi-queue TAP) gets one of the others, started when first asked for. Every source, on
-/// whichever loop, is read the same way: readiness, drain, process with that loop's batch.
+/// A node's event loops, one per core it may use (<see cref="DataPathOptions.EventLoops"/>). Loop i reads queue i of
+/// each multi-queue TAP and writes into it; each link's socket is served by one loop, the one with the fewest
+/// links when the link is made (<see cref="LeastLoaded"/>), so the links of a node that talks to several peers
+/// spread over the cores. A frame from a link goes into the TAP through its loop's queue, which makes Linux steer the
+/// host's packets of that flow back to the same queue (tun's flow table), so a frame's answer crosses no thread. Every
+/// source, on whichever loop, is read the same way: readiness, drain, process with that loop's batch.
 /// </summary>
 internal sealed class EventLoopGroup : IDisposable
 {
@@ -12,13 +15,13 @@ internal sealed class EventLoopGroup : IDisposable
     private readonly List<EventLoop> _loops;
     private bool _disposed;
 
-    private EventLoopGroup(string name, EventLoop first)
+    private EventLoopGroup(string name, List<EventLoop> loops)
     {
         _name = name;
-        _loops = [first];
+        _loops = loops;
     }
 
-    /// <summary>The loop of the link sockets and of each device's first queue.</summary>
+    /// <summary>The first loop (queue 0).</summary>
     public EventLoop Primary => _loops[0];
 
     /// <summary>Loops started so far.</summary>
@@ -27,19 +30,60 @@ internal sealed class EventLoopGroup : IDisposable
         get { lock (_gate) return _loops.Count; }
     }
 
-    /// <summary>Starts a group with its primary loop; throws <see cref="PlatformNotSupportedException"/> where <see cref="EventLoop.IsSupported"/> is false.</summary>
-    public static EventLoopGroup Start(string name) => new(name, EventLoop.Start(name));
+    /// <summary>
+    /// Starts a group of <paramref name="count"/> loops (at least one); throws <see cref="PlatformNotSupportedException"/>
+    /// where <see cref="EventLoop.IsSupported"/> is false.
+    /// </summary>
+    public static EventLoopGroup Start(string name, int count = 1)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
+        var loops = new List<EventLoop>(count);
+        try
+        {
+            for (var i = 0; i < count; i++) loops.Add(EventLoop.Start(i == 0 ? name : $"{name} {i}", i));
+        }
+        catch
+        {
+            foreach (var loop in loops) loop.Dispose();
+            throw;
+        }
+        return new EventLoopGroup(name, loops);
+    }
 
-    /// <summary>Loop <paramref name="index"/> (0 is <see cref="Primary"/>), started now if it was not yet.</summary>
+    /// <summary>Loop <paramref name="index"/> (0 is <see cref="Primary"/>), started now if it was not yet (a TAP with more queues than loops).</summary>
     public EventLoop Get(int index)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(index);
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            while (_loops.Count <= index) _loops.Add(EventLoop.Start($"{_name} {_loops.Count}"));
+            while (_loops.Count <= index) _loops.Add(EventLoop.Start($"{_name} {_loops.Count}", _loops.Count));
             return _loops[index];
         }
+    }
+
+    /// <summary>The loop carrying the fewest links (<see cref="EventLoop.Links"/>; the first of those on a tie), for a new link's socket.</summary>
+    public EventLoop LeastLoaded() => Least(static loop => loop.Links);
+
+    /// <summary>The loop with the fewest links up (<see cref="EventLoop.LinksUp"/>; the first of those on a tie).</summary>
+    public EventLoop FewestUp() => Least(static loop => loop.LinksUp);
+
+    private EventLoop Least(Func<EventLoop, int> count)
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var best = _loops[0];
+            for (var i = 1; i < _loops.Count; i++)
+                if (count(_loops[i]) < count(best)) best = _loops[i];
+            return best;
+        }
+    }
+
+    /// <summary>Every loop started so far.</summary>
+    public IReadOnlyList<EventLoop> Loops
+    {
+        get { lock (_gate) return [.. _loops]; }
     }
 
     /// <summary>Stops every loop (their sources have left them: their owners unregister before closing).</summary>

@@ -29,11 +29,12 @@ internal sealed class UdpMux : IReadableSource, IDisposable
 {
     private readonly Socket _socket;
     private readonly Lock _routesGate = new();
+    private readonly Lock _attachGate = new(); // the loop serving the socket: attached, moved, detached
     private Route[] _routes = [];
     private IStunPacketHandler? _stun;
     private IChannelDataHandler? _channelData;
     private readonly SocketAddress _from;
-    private EventLoop? _loop;
+    private volatile EventLoop? _loop;
     private EventLoop? _ownLoop; // a loop started for this socket alone (Attach(null))
     private long _registration = -1;
     private volatile bool _closed;
@@ -223,18 +224,38 @@ internal sealed class UdpMux : IReadableSource, IDisposable
     /// </summary>
     public void Attach(EventLoop? loop)
     {
-        if (_loop is not null) throw new InvalidOperationException("the socket is served by a loop already");
-        if (loop is null) loop = _ownLoop = EventLoop.Start($"udp-mux {LocalEndPoint.Port}");
-        var fd = (int)_socket.SafeHandle.DangerousGetHandle();
-        if (_coalescing) MultiMessageReceiver.TryEnableCoalescing(fd);
-        _loop = loop;
-        _registration = loop.Register(fd, this);
+        lock (_attachGate)
+        {
+            if (_loop is not null) throw new InvalidOperationException("the socket is served by a loop already");
+            if (loop is null) loop = _ownLoop = EventLoop.Start($"udp-mux {LocalEndPoint.Port}");
+            var fd = (int)_socket.SafeHandle.DangerousGetHandle();
+            if (_coalescing) MultiMessageReceiver.TryEnableCoalescing(fd);
+            _loop = loop;
+            _registration = loop.Register(fd, this);
+        }
+    }
+
+    /// <summary>
+    /// Serves the socket from <paramref name="loop"/> from now on (a link that came up moves to the loop with the fewest
+    /// links up). What arrives meanwhile waits in the socket. Not on the current loop's thread; nothing for a socket
+    /// with a loop of its own, or closed. A TURN stream connected through this socket stays on the loop it started on.
+    /// </summary>
+    internal void MoveTo(EventLoop loop)
+    {
+        ArgumentNullException.ThrowIfNull(loop);
+        lock (_attachGate)
+        {
+            if (_closed || _ownLoop is not null || _loop is not { } old || old == loop) return;
+            old.Unregister(_registration); // returns once the old loop is not reading the socket
+            _loop = loop; // before the new loop can call: it reads with its own receive block
+            _registration = loop.Register((int)_socket.SafeHandle.DangerousGetHandle(), this);
+        }
     }
 
     /// <summary>The loop says the socket is readable: up to a few bursts, then the other descriptors get their turn.</summary>
     void IReadableSource.OnReadable(DataPathBatch batch)
     {
-        if (_closed || _loop is not { } loop) return;
+        if (_closed || _loop is not { } loop || !loop.IsLoopThread) return; // a loop the socket just left
         var receiver = loop.Receiver;
         var fd = _socket.SafeHandle.DangerousGetHandle(); // Dispose unregisters (and waits for this call) before closing
         for (var round = 0; round < 4 && !_closed; round++)
@@ -332,9 +353,12 @@ internal sealed class UdpMux : IReadableSource, IDisposable
 
     public void Dispose()
     {
-        if (_closed) return;
-        _closed = true;
-        if (_loop is { } loop) loop.Unregister(_registration); // returns once the loop is not reading the socket
+        lock (_attachGate)
+        {
+            if (_closed) return;
+            _closed = true;
+            if (_loop is { } loop) loop.Unregister(_registration); // returns once the loop is not reading the socket
+        }
         try { _socket.Shutdown(SocketShutdown.Both); }
         catch (SocketException) { }
         _socket.Dispose();

@@ -139,7 +139,10 @@ public sealed unsafe class TapDevice : IPolledEthernetDevice, ICoalescingEtherne
     }
 
     /// <inheritdoc />
-    /// <remarks>Frames written go to the first queue, whichever queue they answer.</remarks>
+    /// <remarks>
+    /// Frames written with a batch go through the batch's queue (<see cref="DeviceBatch"/>), those written alone through
+    /// the first; Linux steers the host's packets of a flow to the queue that last carried one of its frames in.
+    /// </remarks>
     public IReadOnlyList<int> ReadinessDescriptors => _readiness;
 
     /// <inheritdoc />
@@ -151,7 +154,7 @@ public sealed unsafe class TapDevice : IPolledEthernetDevice, ICoalescingEtherne
     }
 
     /// <inheritdoc />
-    public bool TryWrite(ReadOnlySpan<byte> frame) => WriteOne(frame);
+    public bool TryWrite(ReadOnlySpan<byte> frame) => WriteOne(frame, _queues[0]);
 
     /// <inheritdoc />
     public bool TryWrite(ReadOnlySpan<byte> frame, DeviceBatch batch)
@@ -160,32 +163,36 @@ public sealed unsafe class TapDevice : IPolledEthernetDevice, ICoalescingEtherne
         if (!_offload || !Acceptable(frame))
         {
             FlushWrites(batch); // what the batch holds for the device goes first: frames keep their order
-            return WriteOne(frame);
+            return WriteOne(frame, QueueOf(batch));
         }
         var coalescer = batch.Coalescer;
         if (coalescer.Segments > 0)
         {
             if (coalescer.Owner == this && coalescer.TryAppend(frame)) return true;
-            ((TapDevice)coalescer.Owner!).WriteHeld(coalescer);
+            var owner = (TapDevice)coalescer.Owner!;
+            owner.WriteHeld(coalescer, owner.QueueOf(batch));
         }
         if (coalescer.TryStart(frame))
         {
             coalescer.Owner = this;
             return true;
         }
-        return WriteOne(frame);
+        return WriteOne(frame, QueueOf(batch));
     }
 
     /// <inheritdoc />
     public void FlushWrites(DeviceBatch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        if (batch.HeldFor(this) is { } held) WriteHeld(held);
+        if (batch.HeldFor(this) is { } held) WriteHeld(held, QueueOf(batch));
     }
 
     private bool Acceptable(ReadOnlySpan<byte> frame) => frame.Length >= 14 && frame.Length <= Mtu + 18;
 
-    private bool WriteOne(ReadOnlySpan<byte> frame)
+    /// <summary>The descriptor of the batch's queue (the first when the device has fewer).</summary>
+    private int QueueOf(DeviceBatch batch) => (uint)batch.Queue < (uint)_queues.Length ? _queues[batch.Queue] : _queues[0];
+
+    private bool WriteOne(ReadOnlySpan<byte> frame, int fd)
     {
         if (Volatile.Read(ref _disposed) != 0 || !Acceptable(frame))
         {
@@ -202,12 +209,12 @@ public sealed unsafe class TapDevice : IPolledEthernetDevice, ICoalescingEtherne
                     var vectors = stackalloc LibC.IoVec[2];
                     vectors[0] = new LibC.IoVec { Base = h, Length = VirtioNetHeader.Size };
                     vectors[1] = new LibC.IoVec { Base = p, Length = (nuint)frame.Length };
-                    written = LibC.Writev(_queues[0], vectors, 2) - VirtioNetHeader.Size;
+                    written = LibC.Writev(fd, vectors, 2) - VirtioNetHeader.Size;
                 }
             }
             else
             {
-                written = LibC.Write(_queues[0], p, frame.Length);
+                written = LibC.Write(fd, p, frame.Length);
             }
         }
         if (written != frame.Length)
@@ -221,14 +228,14 @@ public sealed unsafe class TapDevice : IPolledEthernetDevice, ICoalescingEtherne
     }
 
     /// <summary>Writes the run the coalescer holds for this device as one packet.</summary>
-    private void WriteHeld(TcpCoalescer held)
+    private void WriteHeld(TcpCoalescer held, int fd)
     {
         var segments = held.Segments;
         var bytes = held.FrameBytes;
         var packet = held.Finish();
         nint written = -1;
         if (Volatile.Read(ref _disposed) == 0)
-            fixed (byte* p = packet) written = LibC.Write(_queues[0], p, packet.Length);
+            fixed (byte* p = packet) written = LibC.Write(fd, p, packet.Length);
         if (written != packet.Length)
         {
             Interlocked.Add(ref Counters.WriteDropsValue, segments);
@@ -293,7 +300,7 @@ public sealed unsafe class TapDevice : IPolledEthernetDevice, ICoalescingEtherne
     {
         var fd = _queues[queue];
         var gate = _readGates[queue];
-        var batch = new DeviceBatch(); // this thread's, for as long as it runs
+        var batch = new DeviceBatch { Queue = queue }; // this thread's, for as long as it runs; it writes answers through its queue
         var sink = _sink!;
         var fds = stackalloc LibC.PollFd[2];
         fds[0] = new LibC.PollFd { Fd = fd, Events = LibC.POLLIN };

@@ -101,6 +101,9 @@ public class ConfigurationTests
         ("""{ "Overlays": [ "a" ] }""", "Overlays"),
         ("""{ "Overlays": { "a b": {} } }""", "Overlays.a b"),
         ("""{ "Overlays": """, "(file)"),
+        ("""{ "DataPath": { "EventLoops": 0 }, "Overlays": { "a": {} } }""", "DataPath.EventLoops"),
+        ("""{ "DataPath": { "EventLoops": 17 }, "Overlays": { "a": {} } }""", "DataPath.EventLoops"),
+        ("""{ "DataPath": { "Loops": 2 }, "Overlays": { "a": {} } }""", "DataPath.Loops"),
     ];
 
     private static IEnumerable<TestCaseData> InvalidCases() => InvalidSettings.Select(c => new TestCaseData(c.Json, c.Key));
@@ -111,6 +114,15 @@ public class ConfigurationTests
         var e = Assert.Throws<OverlayConfigurationException>(() => OverlayConfiguration.Parse(json))!;
         Assert.That(e.Key, Is.EqualTo(key), e.Message);
         Assert.That(e.Message, Does.Contain(key));
+    }
+
+    [Test]
+    public void The_data_path_takes_its_event_loop_count_and_defaults_to_one_per_core_at_most_eight()
+    {
+        var options = OverlayConfiguration.Parse("""{ "DataPath": { "EventLoops": 3, "UdpSegmentationOffload": false }, "Overlays": { "a": {} } }""");
+        Assert.That(options.DataPath.EventLoops, Is.EqualTo(3));
+        Assert.That(options.DataPath.UdpSegmentationOffload, Is.False);
+        Assert.That(OverlayConfiguration.Parse("""{ "Overlays": { "a": {} } }""").DataPath.EventLoops, Is.EqualTo(Math.Clamp(Environment.ProcessorCount, 1, 8)));
     }
 
     [TestCase("t.example:3478", null, "Udp,Tcp")]

@@ -43,11 +43,35 @@ public class OverlayNodeTests
             Assert.That(overlay.Links.Where(l => l.State == LinkChange.Up).Sum(l => l.Statistics!.FramesReceived), Is.GreaterThan(0));
             Assert.That(overlay.Switch.Delivered, Is.GreaterThan(0));
         });
-        var (onLoop, sockets) = await cluster.Nodes[0].Overlays[0].Engine.CountLoopSocketsAsync();
+        var (perLoop, sockets) = await cluster.Nodes[0].Overlays[0].Engine.CountLoopSocketsAsync();
         Assert.That(sockets, Is.GreaterThanOrEqualTo(2));
-        Assert.That(onLoop, Is.EqualTo(sockets), "every link socket is served by the node's event loop");
+        Assert.That(perLoop.Sum(), Is.EqualTo(sockets), "every link socket is served by one of the node's event loops");
         var ups = cluster.Events.Where(e => e.Change == LinkChange.Up).ToArray();
         TestContext.Out.WriteLine($"{ups.Length} link-up events; setup time median {ups.Select(e => e.Elapsed.TotalMilliseconds).Order().ElementAt(ups.Length / 2):0} ms, max {ups.Max(e => e.Elapsed.TotalMilliseconds):0} ms");
+    }
+
+    /// <summary>
+    /// A node with two event loops puts its two links on different loops, and both carry frames at the same time: each
+    /// link's datagrams are read, opened and switched by its own loop's thread.
+    /// </summary>
+    [Test]
+    public async Task A_nodes_links_are_spread_over_its_event_loops_and_carry_frames_at_once()
+    {
+        await using var cluster = new OverlayCluster();
+        for (var i = 0; i < 3; i++) await cluster.AddAsync(configureNode: b => b.WithDataPath(new DataPathOptions { EventLoops = 2 }));
+        await cluster.WaitAsync(() => cluster.RingFormedAsync(perNode: 2), Formation, "every node to have two links up at both ends");
+        var engine = cluster.Nodes[0].Overlays[0].Engine;
+        var (perLoop, sockets) = await engine.CountLoopSocketsAsync();
+        Assert.That(perLoop, Is.EqualTo(new[] { 1, 1 }), $"node 0's {sockets} link sockets, per loop");
+
+        static long Received(OverlayNodeStatus status) => status.Overlays[0].Links.Where(l => l.State == LinkChange.Up).Min(l => l.Statistics!.FramesReceived);
+        var before = Received(await cluster.Nodes[0].GetStatusAsync());
+        const int Pings = 100;
+        await Task.WhenAll(cluster.Hosts.Skip(1).Select(host => Task.Run(async () =>
+        {
+            for (var i = 0; i < Pings; i++) await host.PingAsync(cluster.Hosts[0].Address, TimeSpan.FromSeconds(5));
+        })));
+        Assert.That(Received(await cluster.Nodes[0].GetStatusAsync()) - before, Is.GreaterThanOrEqualTo(Pings), "each link brought at least its pings");
     }
 
     /// <summary>
