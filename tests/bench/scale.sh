@@ -11,11 +11,11 @@
 #      the rest pings again, <= 5 s.
 # With N=2 it is the idle node "with 1 link": sudo tests/bench/scale.sh 2.
 # usage: sudo tests/bench/scale.sh [nodes] [killed]      (installs prosody, coturn, fping when missing)
-#        IDLE_SECONDS=30 sets the idle window; KEEP=DIR keeps the hosts' logs and status; HOST_ENV="DOTNET_X=1 ..." runs
+#        IDLE_SECONDS=30 sets the idle window; LIMIT=60 how long to wait for all pairs; KEEP=DIR keeps the hosts' logs and status; HOST_ENV="DOTNET_X=1 ..." runs
 #        every host with those runtime settings (experiments); HOLD=1 keeps everything up at the end until its file goes.
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)"; exit 1; }
-n=${1:-32}; nkill=${2:-8}; idle=${IDLE_SECONDS:-30}
+n=${1:-32}; nkill=${2:-8}; idle=${IDLE_SECONDS:-30}; limit=${LIMIT:-60}
 [ "$n" -ge 2 ] && [ "$n" -le 60 ] || { echo "nodes: 2..60"; exit 2; }
 [ "$nkill" -le $((n - 2)) ] || nkill=0
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/../.." && pwd)
@@ -240,7 +240,7 @@ reap() {
   [ -n "$(alive)" ] || { echo "no host is running"; exit 1; }
 }
 echo
-pairs=$(all_pairs 60 $t0 start) && ok=1 || ok=0
+pairs=$(all_pairs $limit $t0 start) && ok=1 || ok=0
 reap
 if [ $ok = 1 ]; then
   echo "1. every ordered pair of $n pinged $pairs s after the first host's start (target <= 20 s): $(verdict "$pairs <= 20")"
@@ -279,7 +279,7 @@ if [ $nkill -gt 0 ]; then
   tk=$(now)
   for v in "${victims[@]}"; do kill -KILL ${pids[$v]}; done
   for v in "${victims[@]}"; do wait ${pids[$v]} 2>/dev/null || true; pids[$v]=""; done
-  back=$(all_pairs 60 $tk kill) && ok=1 || ok=0
+  back=$(all_pairs $limit $tk kill) && ok=1 || ok=0
   kinds_killed=$(for v in "${victims[@]}"; do echo ${kinds[$v]}; done | sort | uniq -c | awk '{printf "%s%d %s", (NR > 1 ? ", " : ""), $1, $2}')
   if [ $ok = 1 ]; then
     echo "3. $nkill killed at once (SIGKILL; $kinds_killed): the other $((n - nkill)) all pinged each other again $back s after (target <= 5 s): $(verdict "$back <= 5")"
