@@ -85,9 +85,13 @@ internal sealed class OverlaySwitch
         {
             var list = _neighbours.Where(p => p.Id != neighbour).ToList();
             foreach (var old in _neighbours.Where(p => p.Id == neighbour)) Retire(old);
-            list.Add(new PortEntry(neighbour, port, isLocal: false));
+            var entry = new PortEntry(neighbour, port, isLocal: false);
+            list.Add(entry);
             list.Sort((a, b) => Self.DistanceTo(a.Id).CompareTo(Self.DistanceTo(b.Id)));
             _neighbours = [.. list];
+            // Conversations with the neighbour's host that went over relays until now take the new link: the neighbour
+            // takes its host's plain frames only from it (see OnLinkFrame), so a path pinned to a relay would lose them all.
+            _tables.PurgeDetours(neighbour, entry);
         }
     }
 
@@ -116,7 +120,12 @@ internal sealed class OverlaySwitch
     public bool BindAddress(NodeId owner, ulong mac)
     {
         if (owner == Self) return false;
-        if (!_localMacSnapshot.Contains(mac) && _tables.Bind(mac, owner)) return true;
+        if (!_localMacSnapshot.Contains(mac) && _tables.Bind(mac, owner))
+        {
+            // Bound after its link came up: paths to the address learned over relays go by that link from now on.
+            if (FindPort(owner) is { } direct) _tables.PurgeDetours(owner, direct);
+            return true;
+        }
         Interlocked.Increment(ref Counters.AddressNotOwnedValue);
         return false;
     }

@@ -39,6 +39,44 @@ public class LearningTests
         Assert.That((link.Frames, link.Floods), Is.EqualTo((1, 1)), "aged out: flooded as unknown unicast");
     }
 
+    [TestCase(true)]
+    [TestCase(false)]
+    public void A_conversation_over_relays_moves_to_a_direct_link_when_one_comes_up(bool knownAddresses)
+    {
+        // Two hosts that talk before their switches are linked directly: their paths go over the ring's relays. Once the
+        // direct link is up (and each side has bound the other's advertised address), a switch accepts the other's plain
+        // frames only from that link, so paths still pinned to a relay would lose every frame from then on.
+        var (fabric, ids) = SwitchFabric.Ring(8, successors: 1, new Random(3));
+        var (a, b) = (ids[0], ids[4]);
+        var (macA, macB) = (SwitchFabric.MacOf(a), SwitchFabric.MacOf(b));
+        if (knownAddresses)
+        {
+            fabric.Switches[a].OnLocalFrame(SwitchFabric.Frame(EthernetFrame.Broadcast, macA, 1)); // ARP-like: every switch learns a
+            fabric.Switches[b].OnLocalFrame(SwitchFabric.Frame(EthernetFrame.Broadcast, macB, 2));
+            fabric.Pump();
+        }
+        fabric.Switches[a].OnLocalFrame(SwitchFabric.Frame(macB, macA, 3));
+        fabric.Pump();
+        fabric.Switches[b].OnLocalFrame(SwitchFabric.Frame(macA, macB, 4));
+        fabric.Pump();
+        Assert.That((fabric.Hosts[b].Count(3), fabric.Hosts[a].Count(4)), Is.EqualTo((1, 1)), "over the relays");
+
+        fabric.Connect(a, b);
+        fabric.Switches[a].BindAddress(b, macB); // from the link's offer and answer
+        fabric.Switches[b].BindAddress(a, macA);
+        fabric.ResetCounts();
+        for (var i = 0; i < 3; i++)
+        {
+            fabric.Switches[a].OnLocalFrame(SwitchFabric.Frame(macB, macA, 5));
+            fabric.Pump();
+            fabric.Switches[b].OnLocalFrame(SwitchFabric.Frame(macA, macB, 6));
+            fabric.Pump();
+        }
+        Assert.That((fabric.Hosts[b].Count(5), fabric.Hosts[a].Count(6)), Is.EqualTo((3, 3)), "over the direct link");
+        Assert.That(fabric.Switches.Values.Sum(s => s.Counters.AddressNotOwned), Is.Zero);
+        Assert.That(fabric.LinkTransmissions, Is.LessThanOrEqualTo(6 + 8), "one hop each once the paths are known (a flood at most while relearning)");
+    }
+
     private sealed class RecordingPort : ISwitchPort
     {
         public int Frames, Floods;

@@ -11,11 +11,11 @@
 #      the rest pings again, <= 5 s.
 # With N=2 it is the idle node "with 1 link": sudo tests/bench/scale.sh 2.
 # usage: sudo tests/bench/scale.sh [nodes] [killed]      (installs prosody, coturn, fping when missing)
-#        IDLE_SECONDS=30 sets the idle window; KEEP=DIR keeps the hosts' logs and status; HOST_ENV="DOTNET_X=1 ..." runs
+#        IDLE_SECONDS=30 sets the idle window; LIMIT=60 how long to wait for all pairs; KEEP=DIR keeps the hosts' logs and status; HOST_ENV="DOTNET_X=1 ..." runs
 #        every host with those runtime settings (experiments); HOLD=1 keeps everything up at the end until its file goes.
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)"; exit 1; }
-n=${1:-32}; nkill=${2:-8}; idle=${IDLE_SECONDS:-30}
+n=${1:-32}; nkill=${2:-8}; idle=${IDLE_SECONDS:-30}; limit=${LIMIT:-60}
 [ "$n" -ge 2 ] && [ "$n" -le 60 ] || { echo "nodes: 2..60"; exit 2; }
 [ "$nkill" -le $((n - 2)) ] || nkill=0
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/../.." && pwd)
@@ -41,12 +41,14 @@ cleanup() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
     ip netns del "$ns" 2>/dev/null
   done
-  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$work"/*.log "$work"/*.status.json "$KEEP"/ 2>/dev/null; fi
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$work"/*.log "$work"/*.status.json "$work"/ping-* "$KEEP"/ 2>/dev/null; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
-now() { date +%s.%N; }
-since() { echo "$(now) - $1" | bc -l | xargs printf '%.1f'; }
+# Times without a fork per reading: $EPOCHREALTIME has six decimals
+now() { echo $EPOCHREALTIME; }
+since_us() { local a=${EPOCHREALTIME/./} b=${1/./}; echo $(( 10#$a - 10#$b )); }
+since() { local d; d=$(since_us $1); printf '%d.%d' $((d / 1000000)) $(( d % 1000000 / 100000 )); }
 
 # --- the internet: a bridge, the server (prosody, coturn), hosts on it or behind NAT routers ---
 srv=198.51.100.10
@@ -128,29 +130,38 @@ for i in $(seq $n); do
 done
 tlast=$(now)
 
+clk=$(getconf CLK_TCK)
+ticks() { local s=0 t; for i in "$@"; do t=$(awk '{print $14 + $15}' /proc/${pids[$i]}/stat 2>/dev/null); s=$((s + ${t:-0})); done; echo $s; }
 alive() { local a=(); for i in $(seq $n); do [ -n "${pids[$i]}" ] && a+=($i); done; echo "${a[@]}"; }
-# all_pairs LIMIT: fping rounds from every live host to every other one still unanswered until every ordered pair has
-# answered once (prints the seconds since the start given in $2) or LIMIT seconds have passed (prints what is missing).
+# all_pairs LIMIT START LABEL: from every live host one fping to every other live host, each every 500 ms for as long
+# as it takes (-l), every reply printed with fping's own time of receipt (-D) into $work/ping-LABEL-<host>; prints the
+# seconds from START (an $EPOCHREALTIME) until every ordered pair has answered once, by those times, or after LIMIT
+# seconds what is still missing. The replies' own times make the figure independent of how soon this script, starved
+# by the starting hosts on a small machine, gets to look. (The earlier rounds, one fping per host with -t 300 and no
+# retry, counted as lost every echo that took over 300 ms; at 8 hosts under a load of 15-27 one fping of 7 pings took
+# 5-8 s and a round with its forks 10-20 s, and two whole rounds after the ring was up saw no reply at all.)
 all_pairs() {
-  local limit=$1 start=$2 live; live=($(alive))
-  for i in "${live[@]}"; do for j in "${live[@]}"; do [ $i != $j ] && echo 10.99.0.$j; done > "$work/pending-$i"; done
-  while :; do
-    local round=()
-    for i in "${live[@]}"; do
-      [ -s "$work/pending-$i" ] || continue
-      ip netns exec $P-h$i fping -a -q -r 0 -t 300 -i 2 $(cat "$work/pending-$i") > "$work/answered-$i" 2>/dev/null &
-      round+=($!)
-    done
-    for j in "${round[@]}"; do wait $j 2>/dev/null || true; done
-    local left=0
-    for i in "${live[@]}"; do
-      [ -s "$work/pending-$i" ] || continue
-      grep -vxF -f "$work/answered-$i" "$work/pending-$i" > "$work/p" || true; mv "$work/p" "$work/pending-$i"
-      left=$((left + $(wc -l < "$work/pending-$i")))
-    done
-    if [ $left = 0 ]; then since $start; return 0; fi
-    if [ "$(echo "$(now) - $start > $limit" | bc)" = 1 ]; then echo "timeout: $left pairs unanswered after $limit s"; return 1; fi
+  local limit=$1 start=$2 label=$3 live fp=() i j; live=($(alive))
+  for i in "${live[@]}"; do
+    ip netns exec $P-h$i fping -D -l -p 500 -t 2000 $(for j in "${live[@]}"; do [ $i != $j ] && echo 10.99.0.$j; done) \
+      > "$work/ping-$label-$i" 2>/dev/null &
+    fp+=($!)
   done
+  local want=$(( ${#live[@]} * (${#live[@]} - 1) )) result
+  while :; do
+    sleep 0.5
+    # one awk over every host's replies: the first reply per ordered pair at or after START
+    result=$(cd "$work" && awk -v start="$start" -v want=$want '
+      /^\[.* bytes/ { ts = substr($1, 2, length($1) - 2) + 0; if (ts < start) next
+               k = FILENAME " " $2; if (!(k in first)) { first[k] = ts; n++; if (ts > last) last = ts } }
+      END { if (n >= want) printf "%.1f", last - start; else printf "left %d", want - n }' $(for i in "${live[@]}"; do echo ping-$label-$i; done))
+    [[ $result != left* ]] && break
+    (( $(since_us $start) > limit * 1000000 )) && break
+  done
+  kill -INT "${fp[@]}" 2>/dev/null; wait "${fp[@]}" 2>/dev/null
+  if [[ $result != left* ]]; then echo "$result"; return 0; fi
+  echo "timeout: ${result#left } of $want ordered pairs unanswered after $limit s"
+  return 1
 }
 
 # ring_check: every live host linked to its ring successor (by node ID order), from each host's status; prints links per host
@@ -187,17 +198,49 @@ print("ring: formed" if not missing else f"ring: {len(missing)} successor links 
 sys.exit(1 if missing else 0)
 PY
 }
+# start_report START LABEL: what the time until all pairs pinged was made of, from each host's status (its node up,
+# signaling logged in; each link's Since) and the ping files (each pair's first reply), in seconds after START
+start_report() {
+  python3 - "$work" "$1" "$2" $(alive) <<'PY'
+import datetime, glob, json, sys
+work, start, label, live = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4:]
+def at(text): return datetime.datetime.fromisoformat(text).timestamp() - start
+def spread(xs):
+    xs = sorted(xs)
+    return f"median {xs[len(xs) // 2]:.1f}, 90% {xs[min(len(xs) - 1, int(len(xs) * 0.9))]:.1f}, last {xs[-1]:.1f}" if xs else "none"
+up, ring, first = [], [], []
+for i in live:
+    try: st = json.load(open(f"{work}/node{i}.status.json"))
+    except Exception: continue
+    up.append(at(st["Started"]))
+    links = [l for l in st["Overlays"][0]["Status"]["Links"] if l["State"] == "Up"]
+    succ = [at(l["Since"]) for l in links if "Successor" in l["Roles"]]
+    if succ: ring.append(max(succ))
+for i in live:
+    seen = {}
+    for line in open(f"{work}/ping-{label}-{i}", errors="replace"):
+        if not line.startswith("[") or " bytes" not in line: continue
+        ts = float(line[1:line.index("]")]) - start
+        addr = line.split()[1]
+        if ts >= 0 and addr not in seen: seen[addr] = ts
+    first += seen.values()
+print(f"   each host's node up (runtime start, signaling login): {spread(up)} s after the start")
+print(f"   each host's links to its ring successors up: {spread(ring)} s (those still up at the status query)")
+print(f"   each ordered pair's first reply: {spread(first)} s")
+PY
+}
 verdict() { [ "$(echo "$1" | bc -l)" = 1 ] && echo PASS || echo FAIL; }
 
 # reap: hosts that exited are reported (their last line) and left out from here on
 reap() {
   for i in $(seq $n); do
-    [ -n "${pids[$i]}" ] && ! kill -0 ${pids[$i]} 2>/dev/null && { echo "host $i exited: $(tail -1 "$work/host-$i.log")"; pids[$i]=""; }
+    # an exited host not yet waited for is a zombie, which kill -0 still finds
+    [ -n "${pids[$i]}" ] && [ "$(awk '{print $3}' /proc/${pids[$i]}/stat 2>/dev/null || echo gone)" = Z -o ! -e /proc/${pids[$i]}/stat ] && { echo "host $i exited: $(tail -1 "$work/host-$i.log")"; pids[$i]=""; }
   done
   [ -n "$(alive)" ] || { echo "no host is running"; exit 1; }
 }
 echo
-pairs=$(all_pairs 60 $t0) && ok=1 || ok=0
+pairs=$(all_pairs $limit $t0 start) && ok=1 || ok=0
 reap
 if [ $ok = 1 ]; then
   echo "1. every ordered pair of $n pinged $pairs s after the first host's start (target <= 20 s): $(verdict "$pairs <= 20")"
@@ -207,10 +250,10 @@ else
 fi
 ring_check && ring=PASS || ring=FAIL
 echo "   ring formed then: $ring"
+start_report $t0 start
+echo "   CPU used by the hosts from their start until then: $(echo "$(ticks $(alive)) / $(getconf CLK_TCK)" | bc -l | xargs printf '%.1f') s together (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 
 # --- idle ---
-clk=$(getconf CLK_TCK)
-ticks() { local s=0; for i in "$@"; do s=$((s + $(awk '{print $14 + $15}' /proc/${pids[$i]}/stat))); done; echo $s; }
 rss() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' /proc/${pids[$1]}/status; }
 # PSS: shared pages (the runtime's and the assemblies' files, mapped by every host) divided among the processes mapping them
 pss() { awk '/^Pss:/ {p = $2} /^Private_Dirty:/ {d = $2} END {printf "PSS %.1f MB, private dirty %.1f MB", p / 1024, d / 1024}' /proc/${pids[$1]}/smaps_rollup; }
@@ -236,7 +279,7 @@ if [ $nkill -gt 0 ]; then
   tk=$(now)
   for v in "${victims[@]}"; do kill -KILL ${pids[$v]}; done
   for v in "${victims[@]}"; do wait ${pids[$v]} 2>/dev/null || true; pids[$v]=""; done
-  back=$(all_pairs 60 $tk) && ok=1 || ok=0
+  back=$(all_pairs $limit $tk kill) && ok=1 || ok=0
   kinds_killed=$(for v in "${victims[@]}"; do echo ${kinds[$v]}; done | sort | uniq -c | awk '{printf "%s%d %s", (NR > 1 ? ", " : ""), $1, $2}')
   if [ $ok = 1 ]; then
     echo "3. $nkill killed at once (SIGKILL; $kinds_killed): the other $((n - nkill)) all pinged each other again $back s after (target <= 5 s): $(verdict "$back <= 5")"

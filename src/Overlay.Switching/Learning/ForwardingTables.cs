@@ -174,6 +174,18 @@ internal sealed class ForwardingTables(int maxAddresses, int maxPaths, int maxAd
             if (ReferenceEquals(flow.Port, port)) RemoveFlow(key, flow);
     }
 
+    /// <summary>
+    /// Forgets the paths towards <paramref name="owner"/>'s addresses that do not leave by <paramref name="direct"/>, the
+    /// port of a link to it that just came up: its addresses are then reached over that link (a directly linked owner is
+    /// the shortest path), and its switch accepts their plain frames from that link only.
+    /// </summary>
+    public void PurgeDetours(NodeId owner, PortEntry direct)
+    {
+        foreach (var (key, flow) in _flows)
+            if (!ReferenceEquals(flow.Port, direct) && (flow.Owner == owner || TryGetOwner(key.Destination, out var o, out _) && o == owner))
+                RemoveFlow(key, flow);
+    }
+
     /// <summary>Removes entries not seen since <paramref name="oldest"/>, and flows that became invalid.</summary>
     public void Expire(long oldest)
     {
