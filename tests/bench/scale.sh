@@ -11,8 +11,8 @@
 #      the rest pings again, <= 5 s.
 # With N=2 it is the idle node "with 1 link": sudo tests/bench/scale.sh 2.
 # usage: sudo tests/bench/scale.sh [nodes] [killed]      (installs prosody, coturn, fping when missing)
-#        IDLE_SECONDS=30 sets the idle window; LIMIT=60 how long to wait for all pairs; KEEP=DIR keeps the hosts' logs and status; HOST_ENV="DOTNET_X=1 ..." runs
-#        every host with those runtime settings (experiments); HOLD=1 keeps everything up at the end until its file goes.
+#        IDLE_SECONDS=30 sets the idle window; LIMIT=60 how long to wait for all pairs; KEEP=DIR keeps the hosts' logs and status; HOST=PATH runs an already
+#        published host (.dll or AOT executable); HOST_ENV="DOTNET_X=1 ..." runs every host with those runtime settings (experiments); HOLD=1 keeps everything up at the end until its file goes.
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)"; exit 1; }
 n=${1:-32}; nkill=${2:-8}; idle=${IDLE_SECONDS:-30}; limit=${LIMIT:-60}
@@ -22,14 +22,21 @@ here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/../.." && pwd)
 need=(); for p in prosody coturn fping iproute2 iptables openssl python3; do dpkg -s $p >/dev/null 2>&1 || need+=($p); done
 [ ${#need[@]} -eq 0 ] || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; }
 
-# The published host (framework-dependent, ReadyToRun where the SDK can, so 32 processes starting at once on a small
-# machine spend their time on the overlay rather than on the JIT).
+# The published host: framework-dependent, ReadyToRun where the SDK can, so 32 processes starting at once on a small
+# machine spend their time on the overlay rather than on the JIT; or HOST=PATH, a host already published (its .dll, or
+# the executable of a Native AOT publish, which starts with no JIT at all: see tests/bench/idle.sh).
 work=$(mktemp -d /tmp/overlay-scale.XXXXXX); chmod 755 "$work"
-out=$repo/samples/Overlay.Host/bin/scale
-echo "publishing Overlay.Host to $out..."
-dotnet publish "$repo/samples/Overlay.Host" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
-  -o "$out" -v:q -nologo >/dev/null || { echo "publish failed"; exit 1; }
-host_dll=$out/Overlay.Host.dll
+if [ -n "${HOST:-}" ]; then
+  host_path=$HOST
+else
+  out=$repo/samples/Overlay.Host/bin/scale
+  echo "publishing Overlay.Host to $out..."
+  dotnet publish "$repo/samples/Overlay.Host" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
+    -o "$out" -v:q -nologo >/dev/null || { echo "publish failed"; exit 1; }
+  host_path=$out/Overlay.Host.dll
+fi
+case $host_path in *.dll) host=(dotnet "$host_path") ;; *) host=("$host_path") ;; esac
+echo "host: ${host[*]}"
 
 P=s14$((RANDOM % 1000)); pids=(); kinds=()
 cleanup() {
@@ -124,7 +131,7 @@ for i in $(seq $n); do
       for _ in $(seq 600); do [ -S "$work/node$k.sock" ] && break; kill -0 ${pids[$k]} 2>/dev/null || break; sleep 0.1; done
     done
   fi
-  ip netns exec $P-h$i env --default-signal=INT ${HOST_ENV:-} dotnet "$host_dll" run "$work/node$i.json" --control-socket "$work/node$i.sock" \
+  ip netns exec $P-h$i env --default-signal=INT ${HOST_ENV:-} "${host[@]}" run "$work/node$i.json" --control-socket "$work/node$i.sock" \
     --log-level Warning </dev/null >"$work/host-$i.log" 2>&1 &
   pids[$i]=$!
 done
