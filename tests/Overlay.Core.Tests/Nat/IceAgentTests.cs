@@ -48,6 +48,52 @@ public class IceAgentTests
     }
 
     [Test]
+    public async Task A_nomination_of_a_worse_pair_that_arrives_late_does_not_move_the_controlled_side_back_down()
+    {
+        await using var a = IceAgent.Create(Fast, IceRole.Controlling);
+        await using var b = IceAgent.Create(Fast, IceRole.Controlled);
+        RequireHostCandidates(a);
+        var (_, selected) = await IcePeers.ConnectAsync(a, b, TimeSpan.FromSeconds(15));
+        var moved = 0;
+        b.SelectedPairChanged += _ => Interlocked.Increment(ref moved);
+
+        // The peer's nomination of a pair it found earlier, over a slower path, comes in after the better pair's: a check
+        // with USE-CANDIDATE and a low PRIORITY from another of the peer's addresses, which also answers B's own check.
+        using var late = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        late.Bind(new IPEndPoint(((IPEndPoint)selected.Remote.Address).Address, 0));
+        var lateAddress = (IPEndPoint)late.LocalEndPoint!;
+        var buffer = new byte[512];
+        var w = new StunWriter(buffer, StunMethod.Binding, StunClass.Request, TransactionId.NewRandom());
+        w.AddString(StunAttributeType.Username, $"{b.LocalCredentials.Ufrag}:{a.LocalCredentials.Ufrag}");
+        w.AddUInt32(StunAttributeType.Priority, 1);
+        w.AddUInt64(StunAttributeType.IceControlling, 1);
+        w.AddFlag(StunAttributeType.UseCandidate);
+        w.AddMessageIntegrity(System.Text.Encoding.UTF8.GetBytes(b.LocalCredentials.Password));
+        w.AddFingerprint();
+        await late.SendToAsync(buffer.AsMemory(0, w.Length), SocketFlags.None, selected.Local.Address);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        while (true)
+        {
+            var received = await late.ReceiveFromAsync(buffer, SocketFlags.None, new IPEndPoint(IPAddress.Any, 0), cts.Token);
+            if (!StunReader.TryParse(buffer.AsSpan(0, received.ReceivedBytes), out var message) || message.Class != StunClass.Request) continue;
+            var answer = new byte[256];
+            var r = new StunWriter(answer, StunMethod.Binding, StunClass.SuccessResponse, message.TransactionId);
+            r.AddXorAddress(StunAttributeType.XorMappedAddress, new StunAddress((IPEndPoint)received.RemoteEndPoint));
+            r.AddMessageIntegrity(System.Text.Encoding.UTF8.GetBytes(a.LocalCredentials.Password));
+            r.AddFingerprint();
+            await late.SendToAsync(answer.AsMemory(0, r.Length), SocketFlags.None, received.RemoteEndPoint);
+            break;
+        }
+        // The answer makes the nominated pair valid; the agent records that at once (no event tells of a pair's state).
+        while (!b.Pairs.Any(p => p.Contains(lateAddress.ToString(), StringComparison.Ordinal) && p.EndsWith("Succeeded", StringComparison.Ordinal)))
+            await Task.Delay(10, cts.Token);
+
+        Assert.That(b.SelectedPair!.Remote.Address, Is.EqualTo(selected.Remote.Address), "the highest-priority nominated pair stays selected (RFC 8445 §8.1.1)");
+        Assert.That(moved, Is.Zero);
+        await IcePeers.ExchangeDatagramsAsync(a, b, 3);
+    }
+
+    [Test]
     public async Task Trickled_candidates_added_after_start_are_checked()
     {
         await using var a = IceAgent.Create(Fast, IceRole.Controlling);

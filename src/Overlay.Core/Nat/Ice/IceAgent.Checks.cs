@@ -321,6 +321,10 @@ internal sealed partial class IceAgent
         if (ReferenceEquals(_selected, pair) && State == IceState.Connected) return;
         var previous = State == IceState.Connected ? _selected : null;
         pair.Nominated = true;
+        // RFC 8445 §8.1.1: the selected pair is the highest-priority nominated one. The controlling side nominates better
+        // pairs as they succeed, and a nomination sent earlier over a slower path (a relay) may arrive after a better
+        // one: it must not move the link back down (the peer stays on the better pair, and the two would part ways).
+        if (previous is not null && _pairs.Contains(previous) && pair.Priority(Role) < previous.Priority(Role)) return;
         _selected = pair;
         var now = _endpoint.Scheduler.Now;
         pair.LastConsent = now;
