@@ -33,7 +33,10 @@ public partial class HostNatLabTests
             for (var i = 0; i < lab.Hosts.Count; i++)
                 hosts.Add(HostProcess.Start(lab, i, work.FullName, setup: new HostSetup(
                     CertificateFile: ca.IssueNodeFile(Path.Combine(work.FullName, $"issued{i + 1}.pem"), $"node{i + 1}"), TrustedCertificates: trusted)));
-            await WaitAsync(hosts, () => RingFormed(hosts) && hosts.All(h => h.Signaling() == "Connected"), TimeSpan.FromSeconds(60), "the ring of four");
+            // The links to compare with afterwards are those of a settled overlay: a link still being set up when the
+            // first snapshot is taken would show up after the outage as one that appeared.
+            await WaitAsync(hosts, () => RingFormed(hosts) && LinksSettled(hosts) && hosts.All(h => h.Signaling() == "Connected"),
+                TimeSpan.FromSeconds(60), "the ring of four, every link up on both sides");
             PingAll(lab, hosts); // neighbours' ARP entries are in place before counting
             var linksBefore = LinkIds(hosts);
             foreach (var from in hosts)
@@ -152,6 +155,14 @@ public partial class HostNatLabTests
             foreach (var host in hosts) TestContext.Out.WriteLine($"--- host {host.Address} output (tail):\n{host.Tail()}");
             work.Delete(recursive: true);
         }
+    }
+
+    /// <summary>Every link each host lists is up, and up with the same ID at its peer: nothing is being set up or ended.</summary>
+    private static bool LinksSettled(List<HostProcess> hosts)
+    {
+        var links = hosts.ToDictionary(h => h.NodeId, h => h.Links());
+        return links.All(host => host.Value.All(l => l.State == "Up"
+            && links.TryGetValue(l.Peer, out var theirs) && theirs.Any(t => t.Peer == host.Key && t.LinkId == l.LinkId && t.State == "Up")));
     }
 
     /// <summary>Each host's up links by peer and link ID.</summary>
