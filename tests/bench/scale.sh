@@ -11,7 +11,7 @@
 #      the rest pings again, <= 5 s.
 # With N=2 it is the idle node "with 1 link": sudo tests/bench/scale.sh 2.
 # usage: sudo tests/bench/scale.sh [nodes] [killed]      (installs prosody, coturn, fping when missing)
-#        IDLE_SECONDS=30 sets the idle window; LIMIT=60 how long to wait for all pairs; KEEP=DIR keeps the hosts' logs and status; HOST=PATH runs an already
+#        IDLE_SECONDS=30 sets the idle window; LIMIT=60 how long to wait for all pairs; KEEP=DIR keeps the hosts' logs and status; EVENT_LOOPS=N sets each host's event loops; HOST=PATH runs an already
 #        published host (.dll or AOT executable); HOST_ENV="DOTNET_X=1 ..." runs every host with those runtime settings (experiments); HOLD=1 keeps everything up at the end until its file goes.
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)"; exit 1; }
@@ -106,12 +106,13 @@ for i in $(seq $n); do
 done
 chmod 600 "$work"/node*.pem
 static=""; for i in $(seq 3 $n); do [ $i -le 31 ] && static+="${static:+, }\"${ids[$i]}\""; done
+loops=""; [ -z "${EVENT_LOOPS:-}" ] || loops=" \"DataPath\": { \"EventLoops\": $EVENT_LOOPS },"
 for i in $(seq $n); do
   extra=$([ $i = 1 ] && echo ", \"StaticEdges\": [ $static ]" || true)
   cat > "$work/node$i.json" <<JSON
 { "Signal": { "HostAddress": "$srv", "Port": 5222, "Username": "node$i@overlay.test", "Password": "secret", "CaFile": "$work/overlay.test.crt" },
   "Stun": [ "$srv:3478" ], "Turn": [ { "Address": "$srv:3478", "User": "node", "Password": "secret" } ],
-  "CertificateFile": "$work/node$i.pem",
+  "CertificateFile": "$work/node$i.pem",$loops
   "Overlays": { "scale": { "NetDevice": { "Name": "ovl0", "IP4": "10.99.0.$i", "PrefixLen": 24 }$extra } } }
 JSON
   chmod 600 "$work/node$i.json"
