@@ -14,6 +14,7 @@ set -euo pipefail
 links=("$@"); [ ${#links[@]} -gt 0 ] || links=(1 30)
 idle=${IDLE_SECONDS:-30}
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/../.." && pwd)
+. "$here/internet.sh"
 need=(); for p in prosody iproute2 openssl python3 bc; do dpkg -s $p >/dev/null 2>&1 || need+=($p); done
 [ ${#need[@]} -eq 0 ] || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; }
 
@@ -72,15 +73,7 @@ links_up() { status_of "$1" | python3 -c "import json,sys; print(sum(1 for l in 
 run_one() {
   local l=$1 n=$(($1 + 1)) srv=198.51.100.10 i
   work=$(mktemp -d /tmp/overlay-idle.XXXXXX); chmod 755 "$work"
-  ip netns add $P-inet; ip -n $P-inet link set lo up
-  ip -n $P-inet link add br0 type bridge; ip -n $P-inet link set br0 up
-  attach() { # NS IFNAME ADDRESS: a veth from NS to the bridge
-    ip link add $2 type veth peer name $2b
-    ip link set $2 netns $1; ip link set $2b netns $P-inet
-    ip -n $P-inet link set $2b master br0; ip -n $P-inet link set $2b up
-    ip -n $1 addr add $3/24 dev $2; ip -n $1 link set $2 up
-  }
-  ip netns add $P-srv; ip -n $P-srv link set lo up; attach $P-srv $P-s $srv
+  internet_up $srv
   "$here/prosody.sh" "$work" $P-srv $srv $n || exit 1
   local ids=() static=""
   for i in $(seq $n); do

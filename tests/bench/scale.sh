@@ -19,6 +19,7 @@ n=${1:-32}; nkill=${2:-8}; idle=${IDLE_SECONDS:-30}; limit=${LIMIT:-60}
 [ "$n" -ge 2 ] && [ "$n" -le 60 ] || { echo "nodes: 2..60"; exit 2; }
 [ "$nkill" -le $((n - 2)) ] || nkill=0
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/../.." && pwd)
+. "$here/internet.sh"
 need=(); for p in prosody coturn fping iproute2 iptables openssl python3; do dpkg -s $p >/dev/null 2>&1 || need+=($p); done
 [ ${#need[@]} -eq 0 ] || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; }
 
@@ -59,15 +60,7 @@ since() { local d; d=$(since_us $1); printf '%d.%d' $((d / 1000000)) $(( d % 100
 
 # --- the internet: a bridge, the server (prosody, coturn), hosts on it or behind NAT routers ---
 srv=198.51.100.10
-ip netns add $P-inet; ip -n $P-inet link set lo up
-ip -n $P-inet link add br0 type bridge; ip -n $P-inet link set br0 up
-attach() { # NS IFNAME ADDRESS: a veth from NS to the bridge
-  ip link add $2 type veth peer name $2b
-  ip link set $2 netns $1; ip link set $2b netns $P-inet
-  ip -n $P-inet link set $2b master br0; ip -n $P-inet link set $2b up
-  ip -n $1 addr add $3/24 dev $2; ip -n $1 link set $2 up
-}
-ip netns add $P-srv; ip -n $P-srv link set lo up; attach $P-srv $P-s $srv
+internet_up $srv
 for i in $(seq $n); do
   ns=$P-h$i; ip netns add $ns; ip -n $ns link set lo up
   case $((i % 4)) in 1) kind=public ;; 0) kind=symmetric ;; *) kind=cone ;; esac
