@@ -49,6 +49,7 @@ cleanup() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
     ip netns del "$ns" 2>/dev/null
   done
+  neigh_restore
   if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$work"/*.log "$work"/*.status.json "$work"/ping-* "$KEEP"/ 2>/dev/null; fi
   rm -rf "$work"
 }
@@ -60,6 +61,7 @@ since() { local d; d=$(since_us $1); printf '%d.%d' $((d / 1000000)) $(( d % 100
 
 # --- the internet: a bridge, the server (prosody, coturn), hosts on it or behind NAT routers ---
 srv=198.51.100.10
+neigh_room $((n * n + 4 * n))   # every host's TAP resolves every other host's overlay address, in one kernel table
 internet_up $srv
 for i in $(seq $n); do
   ns=$P-h$i; ip netns add $ns; ip -n $ns link set lo up
