@@ -21,7 +21,7 @@ public sealed record HostStatus(string NodeId, string Fingerprint, string Signal
         {
             var s = o.Status;
             text.AppendLine(CultureInfo.InvariantCulture, $"overlay {s.OverlayId} on {s.Device} ({s.Mac}): {s.Members} members, {s.Links.Count(l => l.State == LinkChange.Up)} of {s.Links.Count} links up, signals refused {s.RefusedSignals}");
-            text.AppendLine(CultureInfo.InvariantCulture, $"  switch: in {s.Switch.LocalIn} local / {s.Switch.LinkIn} from links, delivered {s.Switch.Delivered}, forwarded {s.Switch.Forwarded}, dropped {s.Switch.Dropped}, not learned {s.Switch.NotLearned}, learned addresses {s.LearnedAddresses}");
+            text.AppendLine(CultureInfo.InvariantCulture, $"  switch: in {s.Switch.LocalIn} local / {s.Switch.LinkIn} from links, delivered {s.Switch.Delivered}, forwarded {s.Switch.Forwarded}, dropped {s.Switch.Dropped}{Reasons(s.Switch)}, not learned {s.Switch.NotLearned}, learned addresses {s.LearnedAddresses}");
             text.AppendLine(CultureInfo.InvariantCulture, $"  members: {(o.MemberIds.Count == 0 ? "(none heard of yet)" : string.Join(' ', o.MemberIds))}");
             foreach (var l in s.Links)
             {
@@ -32,6 +32,13 @@ public sealed record HostStatus(string NodeId, string Fingerprint, string Signal
             }
         }
         return text.ToString();
+    }
+
+    /// <summary>" (reason count, ...)" for the reasons frames were dropped for; empty when none were.</summary>
+    private static string Reasons(SwitchStatus s)
+    {
+        var reasons = s.DropsByReason.Where(d => d.Value > 0).Select(d => $"{d.Key.Replace('_', ' ')} {d.Value}").ToList();
+        return reasons.Count == 0 ? "" : $" ({string.Join(", ", reasons)})";
     }
 
     /// <summary>The path's kind as the map colours it: host, srflx, prflx or relay (the more indirect end decides).</summary>

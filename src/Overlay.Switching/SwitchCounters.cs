@@ -70,6 +70,18 @@ internal sealed class SwitchCounters
     /// </summary>
     public long GroupsRefused => Volatile.Read(ref GroupsRefusedValue);
 
+    /// <summary>
+    /// Every reason a frame is dropped for, with its count, in a fixed order; the names are those the status and the
+    /// metric <c>overlay.frames.dropped</c> give (snake case).
+    /// </summary>
+    public (string Reason, long Count)[] DropsByReason() =>
+    [
+        ("runt", Runts), ("oversize", Oversize), ("own_root", OwnRoot), ("outside_arc", OutsideArc), ("hop_limit", HopLimit),
+        ("duplicate", Duplicates), ("loop", Loops), ("send_failed", SendFailed), ("unknown_port", UnknownPort),
+        ("not_from_root", NotFromRoot), ("address_not_owned", AddressNotOwned), ("too_big_answered", TooBigAnswered),
+        ("too_big_dropped", TooBigDropped),
+    ];
+
     /// <summary>Every drop, whatever the reason.</summary>
     public long Dropped => Runts + Oversize + OwnRoot + OutsideArc + HopLimit + Duplicates + Loops + SendFailed + UnknownPort + NotFromRoot + AddressNotOwned + TooBigAnswered + TooBigDropped;
 }

@@ -158,6 +158,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
             new SwitchStatus(c.LocalIn, c.LinkIn, c.DeliveredLocal, c.UnicastForwarded + c.FloodCopiesSent, c.Dropped, c.NotLearned)
             {
                 MssClamped = c.MssClamped, TooBigAnswered = c.TooBigAnswered, TooBigDropped = c.TooBigDropped, Fragmented = c.Fragmented,
+                DropsByReason = c.DropsByReason().ToDictionary(d => d.Reason, d => d.Count),
             },
             Switch.LearnedAddresses,
             _links.RefusedSignals);

@@ -168,14 +168,7 @@ internal sealed class NodeTelemetry : IDisposable
     {
         foreach (var overlay in Overlays)
         {
-            var s = overlay.Switch.Counters;
-            (string Reason, long Count)[] drops =
-            [
-                ("runt", s.Runts), ("oversize", s.Oversize), ("own_root", s.OwnRoot), ("outside_arc", s.OutsideArc),
-                ("hop_limit", s.HopLimit), ("duplicate", s.Duplicates), ("loop", s.Loops), ("send_failed", s.SendFailed),
-                ("unknown_port", s.UnknownPort), ("not_from_root", s.NotFromRoot), ("address_not_owned", s.AddressNotOwned),
-                ("device_refused", overlay.Device.Counters.WriteDrops),
-            ];
+            (string Reason, long Count)[] drops = [.. overlay.Switch.Counters.DropsByReason(), ("device_refused", overlay.Device.Counters.WriteDrops)];
             foreach (var (reason, count) in drops)
                 yield return new(count, new("overlay.id", overlay.Id), new("overlay.drop.reason", reason));
         }

@@ -104,4 +104,11 @@ public sealed record SwitchStatus(long LocalIn, long LinkIn, long Delivered, lon
 
     /// <summary>IPv4 packets from the local host without DF, too large for their link, sent in fragments that fit (as a router does).</summary>
     public long Fragmented { get; init; }
+
+    /// <summary>
+    /// <see cref="Dropped"/> by reason, every reason listed (snake-case names, as the metric <c>overlay.frames.dropped</c>
+    /// tags them): runt, oversize, own_root, outside_arc, hop_limit, duplicate, loop, send_failed, unknown_port,
+    /// not_from_root, address_not_owned, too_big_answered, too_big_dropped.
+    /// </summary>
+    public IReadOnlyDictionary<string, long> DropsByReason { get; init; } = new Dictionary<string, long>();
 }

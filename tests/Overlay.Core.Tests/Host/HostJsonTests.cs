@@ -24,7 +24,7 @@ public sealed class HostJsonTests
         DateTimeOffset.UnixEpoch.AddDays(1));
 
     private static readonly OverlayStatus Overlay = new("ovl", "ovl0", "02:00:00:00:00:01", 2, [Link],
-        new SwitchStatus(1, 2, 3, 4, 5, 6) { MssClamped = 7, Fragmented = 8 }, LearnedAddresses: 3, RefusedSignals: 4);
+        new SwitchStatus(1, 2, 3, 4, 5, 6) { MssClamped = 7, Fragmented = 8, DropsByReason = new Dictionary<string, long> { ["address_not_owned"] = 5 } }, LearnedAddresses: 3, RefusedSignals: 4);
 
     [Test]
     public void The_hosts_status_is_written_with_names_and_addresses_and_read_back_alike_through_the_context_alone()
@@ -46,6 +46,8 @@ public sealed class HostJsonTests
             Assert.That(link.GetProperty("Path").GetProperty("Remote").GetString(), Is.EqualTo("[2001:db8::1]:3478"));
             Assert.That(link.GetProperty("Statistics").GetProperty("PathMtu").GetInt32(), Is.EqualTo(1420));
             Assert.That(document.RootElement.GetProperty("Overlays")[0].GetProperty("Status").GetProperty("Switch").GetProperty("MssClamped").GetInt64(), Is.EqualTo(7));
+            Assert.That(document.RootElement.GetProperty("Overlays")[0].GetProperty("Status").GetProperty("Switch").GetProperty("DropsByReason")
+                .GetProperty("address_not_owned").GetInt64(), Is.EqualTo(5));
         });
 
         var back = JsonSerializer.Deserialize(json, HostJson.Indented.HostStatus)!;

@@ -59,6 +59,9 @@ public class HostileMemberTests
         Assert.That(net.A.Switch.Counters.LinkIn - plainBefore, Is.GreaterThanOrEqualTo(100), "the plain forgeries reached A's switch");
         Assert.That(net.A.Switch.Counters.AddressNotOwned - ownedBefore, Is.EqualTo(200), "each one refused, counted by reason");
         Assert.That(net.A.Host.ProbesReceived, Is.Empty, "no forged frame reached A's host");
+        var status = (await net.A.Node.GetOverlay(OverlayId).GetStatusAsync()).Switch;
+        Assert.That(status.DropsByReason["address_not_owned"] - ownedBefore, Is.EqualTo(200), "the status gives the reason too");
+        Assert.That(status.DropsByReason.Values.Sum(), Is.EqualTo(status.Dropped), "and the reasons add up to the drops");
     }
 
     [Test]
