@@ -122,8 +122,13 @@ internal sealed class OverlaySwitch
         if (owner == Self) return false;
         if (!_localMacSnapshot.Contains(mac) && _tables.Bind(mac, owner))
         {
-            // Bound after its link came up: paths to the address learned over relays go by that link from now on.
-            if (FindPort(owner) is { } direct) _tables.PurgeDetours(owner, direct);
+            // Bound after its link came up: the address is reached by that link, and paths to it learned over relays go
+            // by that link from now on.
+            if (FindPort(owner) is { } direct)
+            {
+                _tables.Learn(mac, direct, owner, Volatile.Read(ref _now));
+                _tables.PurgeDetours(owner, direct);
+            }
             return true;
         }
         Interlocked.Increment(ref Counters.AddressNotOwnedValue);
@@ -320,15 +325,27 @@ internal sealed class OverlaySwitch
         var now = Volatile.Read(ref _now);
         var source = EthernetFrame.Source(frame);
         var destination = EthernetFrame.Destination(frame);
+        var withheld = false;
         if (!EthernetFrame.IsGroup(source))
         {
+            // A switch that gets a plain frame for an address it does not know floods it on as unknown unicast in its own
+            // name: such a flood's source may be another switch's host, so it teaches the way to the address, not its
+            // owner. Broadcasts and multicast are flooded only by the source's own switch, and claim the address.
+            var claim = header.Type != FloodType.UnknownUnicast;
             // An address of this switch's own host, coming back from the overlay, is another member's forgery.
-            var result = _localMacSnapshot.Contains(source) ? LearnResult.NotOwner : _tables.Learn(source, port, header.Root, now);
+            var result = _localMacSnapshot.Contains(source) ? LearnResult.NotOwner : _tables.Learn(source, port, header.Root, now, claim);
             switch (result)
             {
-                case LearnResult.NotOwner:
+                case LearnResult.NotOwner when claim || _localMacSnapshot.Contains(source):
                     Interlocked.Increment(ref Counters.AddressNotOwnedValue);
                     return;
+                case LearnResult.NotOwner:
+                    // Relayed (or forged) for an address another switch owns: not learned; passed on through the arc,
+                    // whose switches may be on the way to its destination. Its owner, when linked here, would have sent
+                    // it here itself, so the local host does not get it.
+                    withheld = _tables.TryGetOwner(source, out var owner, out _) && FindPort(owner) is not null;
+                    if (withheld) Interlocked.Increment(ref Counters.AddressNotOwnedValue);
+                    break;
                 case LearnResult.TableFull or LearnResult.OwnerFull:
                     Interlocked.Increment(ref Counters.NotLearnedValue);
                     break;
@@ -344,7 +361,7 @@ internal sealed class OverlaySwitch
             // suppress its own report (RFC 2236 §3) and this switch would never learn it subscribed.
             _ => !report && (AlwaysFlooded(destination) || !_groups.IsKnown(destination, now) || _groups.HasLocal(destination, now)),
         };
-        if (deliver) DeliverFrom(port, frame, batch);
+        if (deliver && !withheld) DeliverFrom(port, frame, batch);
         Forward(header with { Hop = (byte)(header.Hop + 1) }, destination, frame, now, batch, prune: !report);
     }
 
@@ -353,15 +370,17 @@ internal sealed class OverlaySwitch
         if (!_tables.TryGetFlow(source, destination, out var flow) || !flow.Valid)
         {
             if (!_tables.TryGetMac(destination, out var mac) || mac.Stale || !mac.Port.Alive) return false;
-            // A directly linked owner switch is the shortest path there is.
-            var port = mac.Owner != Self && FindPort(mac.Owner) is { } direct ? direct : mac.Port;
+            // A directly linked owner switch is the shortest path there is (the advertised owner, where the entry was
+            // taught by another switch's flood).
+            var owner = _tables.TryGetOwner(destination, out var claimed, out _) ? claimed : mac.Owner;
+            var port = owner != Self && FindPort(owner) is { } direct ? direct : mac.Port;
             if (!_tables.HasRoomForFlow(source, destination))
             {
                 Interlocked.Increment(ref Counters.NotLearnedValue);
                 SendUnicast(port, frame, ingress, batch);
                 return true;
             }
-            flow = new FlowEntry(port, mac, mac.Owner, now);
+            flow = new FlowEntry(port, mac, owner, now);
             _tables.SetFlow(source, destination, flow);
         }
         flow.LastSeen = now;

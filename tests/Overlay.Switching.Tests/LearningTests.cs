@@ -77,6 +77,47 @@ public class LearningTests
         Assert.That(fabric.LinkTransmissions, Is.LessThanOrEqualTo(6 + 8), "one hop each once the paths are known (a flood at most while relearning)");
     }
 
+    [Test]
+    public void A_relay_flooding_anothers_frame_in_its_own_name_does_not_make_that_address_its_own()
+    {
+        // What 32 hosts on one machine showed: a relay that gets a plain frame for an address it does not know yet floods
+        // it on as unknown unicast, with itself as the flood's root and the sender's host's address as the source. A
+        // switch that learned the address from that flood took the relay for its owner, refused the owner's own
+        // advertisement when their link came up, and from then on dropped every frame and broadcast the owner sent.
+        var clock = new ManualClock();
+        var self = new NodeId(1UL << 60);
+        var (relay, owner) = (new NodeId(2UL << 60), new NodeId(3UL << 60));
+        var (selfMac, ownerMac) = (0x0200_0000_0001UL, 0x0200_0000_0003UL);
+        var host = new SwitchFabric.LocalHost(self);
+        var sw = new OverlaySwitch(self, host, time: clock, localMacs: [selfMac]);
+        var (toRelay, toOwner) = (new RecordingPort(), new RecordingPort());
+        sw.AddLink(relay, toRelay);
+        sw.OnLinkFlood(relay, new Flood.FloodHeader(relay, relay, 1, 1, Flood.FloodType.UnknownUnicast), SwitchFabric.Frame(selfMac, ownerMac, 70));
+        Assert.That(host.Count(70), Is.EqualTo(1), "delivered: the relay did not know where this host is");
+        Assert.That(toRelay.Frames + toRelay.Floods, Is.Zero, "nothing goes back to where it came from");
+
+        // The relay's flood taught the way to the address: a reply takes it.
+        sw.OnLocalFrame(SwitchFabric.Frame(ownerMac, selfMac, 71));
+        Assert.That(toRelay.Frames, Is.EqualTo(1));
+
+        // The owner's link comes up and advertises its address: it is the owner's.
+        sw.AddLink(owner, toOwner);
+        Assert.That(sw.BindAddress(owner, ownerMac), Is.True, "the advertisement is accepted");
+        sw.OnLinkFrame(owner, SwitchFabric.Frame(selfMac, ownerMac, 72));
+        sw.OnLinkFlood(owner, new Flood.FloodHeader(owner, owner, 2, 1, Flood.FloodType.Broadcast), SwitchFabric.Frame(EthernetFrame.Broadcast, ownerMac, 73));
+        Assert.That((host.Count(72), host.Count(73)), Is.EqualTo((1, 1)), "the owner's frame and broadcast are delivered");
+        sw.OnLocalFrame(SwitchFabric.Frame(ownerMac, selfMac, 74));
+        Assert.That((toOwner.Frames, toRelay.Frames), Is.EqualTo((1, 1)), "replies take the direct link");
+
+        // A relayed flood of the owner's frame that comes this way now is passed on, but not delivered: the owner is linked
+        // here, so its frames for this host come on its link; nor does the relay's flood take the address over.
+        sw.OnLinkFlood(relay, new Flood.FloodHeader(relay, relay, 3, 1, Flood.FloodType.UnknownUnicast), SwitchFabric.Frame(selfMac, ownerMac, 75));
+        Assert.That(host.Count(75), Is.Zero);
+        sw.OnLocalFrame(SwitchFabric.Frame(ownerMac, selfMac, 76));
+        Assert.That((toOwner.Frames, toRelay.Frames), Is.EqualTo((2, 1)), "still the direct link");
+        Assert.That(sw.Counters.AddressNotOwned, Is.EqualTo(1), "only the relayed copy was held back");
+    }
+
     private sealed class RecordingPort : ISwitchPort
     {
         public int Frames, Floods;

@@ -11,11 +11,17 @@ internal sealed class PortEntry(NodeId id, ISwitchPort port, bool isLocal)
     public volatile bool Alive = true;
 }
 
-/// <summary>Where a MAC address lives: the port towards it and the switch that owns it. Immutable but for its timestamp.</summary>
-internal sealed class MacEntry(PortEntry port, NodeId owner, long now)
+/// <summary>
+/// Where a MAC address lives: the port towards it and the switch it was learned from. Immutable but for its timestamp.
+/// A claimed entry makes that switch the address's owner (its host's own broadcast or multicast taught it); an unclaimed
+/// one, taught by an unknown-unicast flood, which a relay may send in its own name for another switch's host, gives
+/// the way only.
+/// </summary>
+internal sealed class MacEntry(PortEntry port, NodeId owner, long now, bool claimed = true)
 {
     public PortEntry Port { get; } = port;
     public NodeId Owner { get; } = owner;
+    public bool Claimed { get; } = claimed;
     public long LastSeen = now;
     public volatile bool Stale;
 }
@@ -79,23 +85,24 @@ internal sealed class ForwardingTables(int maxAddresses, int maxPaths, int maxAd
     }
 
     /// <summary>
-    /// Learns that <paramref name="mac"/> is reached through <paramref name="port"/> and owned by <paramref name="owner"/>;
-    /// false when the address is new and the table is full.
+    /// Learns that <paramref name="mac"/> is reached through <paramref name="port"/> from <paramref name="owner"/>, which
+    /// owns it when <paramref name="claim"/> (else the entry gives the way only, and gives way to a claim).
     /// </summary>
-    public LearnResult Learn(ulong mac, PortEntry port, NodeId owner, long now)
+    public LearnResult Learn(ulong mac, PortEntry port, NodeId owner, long now, bool claim = true)
     {
-        // An address belongs to the switch that advertised it, else to the one it was first learned from while that
-        // entry lives: a member sending from another's address must not take over the traffic to it.
+        // An address belongs to the switch that advertised it, else to the one it was first claimed by while that entry
+        // lives: a member sending from another's address must not take over the traffic to it.
         if (OwnedByOther(mac, owner, out var known)) return LearnResult.NotOwner;
         if (known is not null)
         {
-            if (ReferenceEquals(known.Port, port) && known.Owner == owner && !known.Stale)
+            claim |= known.Claimed && known.Owner == owner && !known.Stale; // the owner's own unknown unicast keeps its claim
+            if (ReferenceEquals(known.Port, port) && known.Owner == owner && known.Claimed == claim && !known.Stale)
             {
                 known.LastSeen = now;
                 return LearnResult.Learned;
             }
-            // Moved: paths built on the old location are recomputed. Losing a race to another thread learning it is fine.
-            if (_macs.TryUpdate(mac, new MacEntry(port, owner, now), known))
+            // Moved (or claimed now): paths built on the old entry are recomputed. Losing a race to another thread is fine.
+            if (_macs.TryUpdate(mac, new MacEntry(port, owner, now, claim), known))
             {
                 known.Stale = true;
                 if (known.Owner != owner)
@@ -108,7 +115,7 @@ internal sealed class ForwardingTables(int maxAddresses, int maxPaths, int maxAd
         }
         if (Volatile.Read(ref _macCount) >= maxAddresses) return LearnResult.TableFull;
         if (_perOwner.TryGetValue(owner, out var owned) && owned >= maxAddressesPerOwner) return LearnResult.OwnerFull;
-        if (_macs.TryAdd(mac, new MacEntry(port, owner, now)))
+        if (_macs.TryAdd(mac, new MacEntry(port, owner, now, claim)))
         {
             Interlocked.Increment(ref _macCount);
             Count(owner, +1);
@@ -116,26 +123,27 @@ internal sealed class ForwardingTables(int maxAddresses, int maxPaths, int maxAd
         return LearnResult.Learned;
     }
 
-    /// <summary>True when another switch than <paramref name="self"/> advertised <paramref name="mac"/> or is its live owner.</summary>
+    /// <summary>True when another switch than <paramref name="self"/> advertised <paramref name="mac"/> or claimed it and its entry lives.</summary>
     public bool IsOwnedByOther(ulong mac, NodeId self) => OwnedByOther(mac, self, out _);
 
     /// <summary>The ownership rule, once: <paramref name="known"/> is the address's entry, if it has one.</summary>
     private bool OwnedByOther(ulong mac, NodeId self, out MacEntry? known)
     {
         var found = _macs.TryGetValue(mac, out known);
-        return (_bound.TryGetValue(mac, out var bound) && bound != self) || (found && known!.Owner != self && !known.Stale);
+        return (_bound.TryGetValue(mac, out var bound) && bound != self) || (found && known!.Claimed && known.Owner != self && !known.Stale);
     }
 
     /// <summary>
-    /// The switch an address belongs to: the one that advertised it, else the one it was learned from (while fresh);
+    /// The switch an address belongs to: the one that advertised it, else the one that claimed it (while fresh);
     /// <paramref name="known"/> is its learned entry, if it has one.
     /// </summary>
     public bool TryGetOwner(ulong mac, out NodeId owner, out MacEntry? known)
     {
         var found = _macs.TryGetValue(mac, out known);
         if (_bound.TryGetValue(mac, out owner)) return true;
-        owner = found && !known!.Stale ? known.Owner : default;
-        return found && !known!.Stale;
+        var owned = found && known!.Claimed && !known.Stale;
+        owner = owned ? known!.Owner : default;
+        return owned;
     }
 
     /// <summary>Addresses learned per owner switch (a member's share of the table is bounded).</summary>
