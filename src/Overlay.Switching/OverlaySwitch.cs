@@ -242,22 +242,27 @@ internal sealed class OverlaySwitch
         }
         // A conversation already pinned to this port was vetted when its path was installed: the common case costs one lookup.
         var pinned = _tables.TryGetFlow(destination, source, out var reverse) && reverse.Valid;
+        var ownerElsewhere = false;
         if (!pinned || !ReferenceEquals(reverse.Port, port))
         {
-            // A plain frame names no root: only the link it came on vouches for its source. This host's own address, or one
-            // whose owner is linked here directly, arrives only from that owner; from another member it is a forgery, which
-            // would otherwise turn this switch's traffic to that address towards the forger.
+            // A plain frame names no root: only the link it came on vouches for its source. This host's own address arriving
+            // from the overlay is a forgery. So is a frame for this host from an address whose owner is linked here
+            // directly: that owner sends it on its own link. Passing through, such a frame is on a path the destination's
+            // floods taught (which need not be the link between the two), so it goes on, but it sets no path: this
+            // switch's traffic to the address keeps going to its owner, never to whoever sent a frame in its name.
             MacEntry? known = null;
-            if (!EthernetFrame.IsGroup(source)
-                && (_localMacSnapshot.Contains(source)
-                    || _tables.TryGetOwner(source, out var owner, out known) && owner != from && FindPort(owner) is not null))
+            if (!EthernetFrame.IsGroup(source))
             {
-                Interlocked.Increment(ref Counters.AddressNotOwnedValue);
-                return;
+                ownerElsewhere = _tables.TryGetOwner(source, out var owner, out known) && owner != from && FindPort(owner) is not null;
+                if (_localMacSnapshot.Contains(source) || ownerElsewhere && _localMacSnapshot.Contains(destination))
+                {
+                    Interlocked.Increment(ref Counters.AddressNotOwnedValue);
+                    return;
+                }
             }
             // The reply path installs the forward path: (destination → source) leaves by the port this came in on, unless the
             // source is known to be reached by another port (then the address table, which floods taught, decides).
-            if (!pinned && (known is null || ReferenceEquals(known.Port, port)))
+            if (!pinned && !ownerElsewhere && (known is null || ReferenceEquals(known.Port, port)))
             {
                 if (_tables.HasRoomForFlow(destination, source))
                     _tables.SetFlow(destination, source, new FlowEntry(port, null, known?.Owner ?? from, now));
@@ -272,7 +277,7 @@ internal sealed class OverlaySwitch
         }
         if (!TryForwardUnicast(source, destination, frame, port, now, batch))
         {
-            if (_localFull) DeliverFrom(port, frame, batch);
+            if (_localFull && !ownerElsewhere) DeliverFrom(port, frame, batch);
             Originate(FloodType.UnknownUnicast, destination, frame, batch);
         }
     }

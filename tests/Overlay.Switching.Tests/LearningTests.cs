@@ -118,6 +118,52 @@ public class LearningTests
         Assert.That(sw.Counters.AddressNotOwned, Is.EqualTo(1), "only the relayed copy was held back");
     }
 
+    [Test]
+    public void A_frame_from_a_linked_owners_address_on_its_way_elsewhere_passes_through_and_turns_no_replies()
+    {
+        // Paths follow the destination's flood tree, so a frame from a host whose switch is linked here may come through
+        // another neighbour on its way: it goes on (32 hosts lost such pairs while it was dropped), but replies to its
+        // source still go to the owner's own link, and one for this switch's own host is refused.
+        var self = new NodeId(1UL << 60);
+        var (owner, other, destination) = (new NodeId(2UL << 60), new NodeId(3UL << 60), new NodeId(4UL << 60));
+        var (selfMac, ownerMac, destinationMac) = (0x0200_0000_0001UL, 0x0200_0000_0002UL, 0x0200_0000_0004UL);
+        var host = new SwitchFabric.LocalHost(self);
+        var sw = new OverlaySwitch(self, host, localMacs: [selfMac]);
+        var (toOwner, toOther, toDestination) = (new RecordingPort(), new RecordingPort(), new RecordingPort());
+        sw.AddLink(owner, toOwner);
+        sw.AddLink(other, toOther);
+        sw.AddLink(destination, toDestination);
+        Assert.That(sw.BindAddress(owner, ownerMac), Is.True);
+        sw.OnLinkFlood(destination, new Flood.FloodHeader(destination, destination, 1, 1, Flood.FloodType.Broadcast),
+            SwitchFabric.Frame(EthernetFrame.Broadcast, destinationMac, 80));
+
+        sw.OnLinkFrame(other, SwitchFabric.Frame(destinationMac, ownerMac, 81));
+        Assert.That(toDestination.Frames, Is.EqualTo(1), "passed on");
+        sw.OnLinkFrame(destination, SwitchFabric.Frame(ownerMac, destinationMac, 82));
+        Assert.That((toOwner.Frames, toOther.Frames), Is.EqualTo((1, 0)), "the reply goes to the owner");
+        sw.OnLinkFrame(other, SwitchFabric.Frame(selfMac, ownerMac, 83));
+        Assert.That(host.Count(83), Is.Zero, "for this host, the owner would have sent it itself");
+        Assert.That(sw.Counters.AddressNotOwned, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void A_second_relays_flood_does_not_move_a_live_way_to_an_address()
+    {
+        // Two relays flooding the same host's frames in their own names: the second must not move the way the first taught
+        // (a relay whose own path runs through this switch would then bounce the traffic back: a loop).
+        var self = new NodeId(1UL << 60);
+        var (first, second) = (new NodeId(2UL << 60), new NodeId(3UL << 60));
+        var (selfMac, farMac) = (0x0200_0000_0001UL, 0x0200_0000_0009UL);
+        var sw = new OverlaySwitch(self, new SwitchFabric.LocalHost(self), localMacs: [selfMac]);
+        var (toFirst, toSecond) = (new RecordingPort(), new RecordingPort());
+        sw.AddLink(first, toFirst);
+        sw.AddLink(second, toSecond);
+        sw.OnLinkFlood(first, new Flood.FloodHeader(first, first, 1, 1, Flood.FloodType.UnknownUnicast), SwitchFabric.Frame(selfMac, farMac, 90));
+        sw.OnLinkFlood(second, new Flood.FloodHeader(second, second, 2, 1, Flood.FloodType.UnknownUnicast), SwitchFabric.Frame(selfMac, farMac, 91));
+        sw.OnLocalFrame(SwitchFabric.Frame(farMac, selfMac, 92));
+        Assert.That((toFirst.Frames, toSecond.Frames), Is.EqualTo((1, 0)));
+    }
+
     private sealed class RecordingPort : ISwitchPort
     {
         public int Frames, Floods;

@@ -96,6 +96,8 @@ internal sealed class ForwardingTables(int maxAddresses, int maxPaths, int maxAd
         if (known is not null)
         {
             claim |= known.Claimed && known.Owner == owner && !known.Stale; // the owner's own unknown unicast keeps its claim
+            // A relay's flood fills a gap only: moving a live entry towards the relay could loop traffic between the two.
+            if (!claim && !known.Stale && !ReferenceEquals(known.Port, port)) return LearnResult.Learned;
             if (ReferenceEquals(known.Port, port) && known.Owner == owner && known.Claimed == claim && !known.Stale)
             {
                 known.LastSeen = now;
