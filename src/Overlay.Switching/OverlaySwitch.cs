@@ -349,7 +349,7 @@ internal sealed class OverlaySwitch
                     // whose switches may be on the way to its destination. Its owner, when linked here, would have sent
                     // it here itself, so the local host does not get it.
                     withheld = _tables.TryGetOwner(source, out var owner, out _) && FindPort(owner) is not null;
-                    if (withheld) Interlocked.Increment(ref Counters.AddressNotOwnedValue);
+                    if (withheld) Interlocked.Increment(ref Counters.RelayedFromLinkedOwnerValue);
                     break;
                 case LearnResult.TableFull or LearnResult.OwnerFull:
                     Interlocked.Increment(ref Counters.NotLearnedValue);

@@ -6,7 +6,7 @@ internal sealed class SwitchCounters
     internal long LocalInValue, LinkInValue, FloodInValue, UnicastForwardedValue, FloodsOriginatedValue, FloodCopiesSentValue, DeliveredLocalValue;
     internal long MembershipQueriesValue, NotLearnedValue;
     internal long RuntValue, OversizeValue, OwnRootValue, OutsideArcValue, HopLimitValue, DuplicateValue, LoopValue, SendFailedValue, UnknownPortValue;
-    internal long NotFromRootValue, AddressNotOwnedValue, GroupsRefusedValue;
+    internal long NotFromRootValue, AddressNotOwnedValue, GroupsRefusedValue, RelayedFromLinkedOwnerValue;
     internal long MssClampedValue, TooBigAnsweredValue, TooBigDroppedValue, FragmentedValue;
 
     /// <summary>IPv4 packets from the local host without DF, too long for their link, sent in fragments that fit.</summary>
@@ -65,6 +65,12 @@ internal sealed class SwitchCounters
     /// <summary>Dropped: a flood from a source address that another switch owns (advertised, or learned first).</summary>
     public long AddressNotOwned => Volatile.Read(ref AddressNotOwnedValue);
     /// <summary>
+    /// Not delivered here, but passed on: another switch's unknown-unicast flood of a frame from an address whose owner is
+    /// linked here (that owner sends this switch's host its frames on its own link).
+    /// </summary>
+    public long RelayedFromLinkedOwner => Volatile.Read(ref RelayedFromLinkedOwnerValue);
+
+    /// <summary>
     /// Multicast joins not recorded because the group table or the member's share of it was full (the report still
     /// travels on; the group is flooded rather than pruned).
     /// </summary>
@@ -78,10 +84,10 @@ internal sealed class SwitchCounters
     [
         ("runt", Runts), ("oversize", Oversize), ("own_root", OwnRoot), ("outside_arc", OutsideArc), ("hop_limit", HopLimit),
         ("duplicate", Duplicates), ("loop", Loops), ("send_failed", SendFailed), ("unknown_port", UnknownPort),
-        ("not_from_root", NotFromRoot), ("address_not_owned", AddressNotOwned), ("too_big_answered", TooBigAnswered),
+        ("not_from_root", NotFromRoot), ("address_not_owned", AddressNotOwned), ("relayed_from_linked_owner", RelayedFromLinkedOwner), ("too_big_answered", TooBigAnswered),
         ("too_big_dropped", TooBigDropped),
     ];
 
     /// <summary>Every drop, whatever the reason.</summary>
-    public long Dropped => Runts + Oversize + OwnRoot + OutsideArc + HopLimit + Duplicates + Loops + SendFailed + UnknownPort + NotFromRoot + AddressNotOwned + TooBigAnswered + TooBigDropped;
+    public long Dropped => Runts + Oversize + OwnRoot + OutsideArc + HopLimit + Duplicates + Loops + SendFailed + UnknownPort + NotFromRoot + AddressNotOwned + RelayedFromLinkedOwner + TooBigAnswered + TooBigDropped;
 }

@@ -108,7 +108,7 @@ public sealed record SwitchStatus(long LocalIn, long LinkIn, long Delivered, lon
     /// <summary>
     /// <see cref="Dropped"/> by reason, every reason listed (snake-case names, as the metric <c>overlay.frames.dropped</c>
     /// tags them): runt, oversize, own_root, outside_arc, hop_limit, duplicate, loop, send_failed, unknown_port,
-    /// not_from_root, address_not_owned, too_big_answered, too_big_dropped.
+    /// not_from_root, address_not_owned, relayed_from_linked_owner, too_big_answered, too_big_dropped.
     /// </summary>
     public IReadOnlyDictionary<string, long> DropsByReason { get; init; } = new Dictionary<string, long>();
 }
