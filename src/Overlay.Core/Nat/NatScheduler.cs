@@ -52,6 +52,24 @@ internal sealed class NatScheduler : IDisposable
     public void In(TimeSpan delay, IScheduled work) => At(After(delay), work);
 
     /// <summary>
+    /// Takes <paramref name="work"/> out of the queue when it waits there (a transaction that completed): it would wake
+    /// a thread only to be ignored. The timer stays armed; should it fire for nothing, it re-arms for what is next.
+    /// </summary>
+    public void Cancel(IScheduled work)
+    {
+        lock (_gate)
+        {
+            if (!_disposed) _queue.Remove(work, out _, out _, ReferenceEqualityComparer.Instance);
+        }
+    }
+
+    /// <summary>How many entries wait (tests).</summary>
+    internal int Count
+    {
+        get { lock (_gate) return _queue.Count; }
+    }
+
+    /// <summary>
     /// Arms the timer for <paramref name="due"/>, rounded up to whole milliseconds: system timers count milliseconds, and
     /// one that fires a fraction early would find nothing due and re-arm for a fraction again, a wake-up per millisecond.
     /// </summary>
