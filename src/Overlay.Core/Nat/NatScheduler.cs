@@ -10,7 +10,9 @@ internal interface IScheduled
 /// <summary>
 /// One timer for all of a component's time-driven work (STUN retransmissions, ICE pacing, keepalives, consent,
 /// TURN refreshes): a priority queue of due times re-arming a single <see cref="ITimer"/> from the injected
-/// <see cref="TimeProvider"/>, so there is never a timer per transaction and tests control time.
+/// <see cref="TimeProvider"/>, so there is never a timer per transaction and tests control time. A node shares one
+/// among all its links' ICE agents (<see cref="Ice.IceOptions.Scheduler"/>): what falls due at the same instant (consent
+/// checks on their grid) runs in one wake-up of one thread, not one per agent.
 /// </summary>
 internal sealed class NatScheduler : IDisposable
 {
