@@ -272,7 +272,13 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
                 return;
             case PacketKind.ProbeAck when payload.Length >= ProbeHeader && _pathMtu is { } pathMtu:
                 if (pathMtu.OnAck(BinaryPrimitives.ReadUInt32BigEndian(payload), BinaryPrimitives.ReadUInt16BigEndian(payload[4..])))
-                    _pathMtuTimer?.Change(RoundAnswered(pathMtu), Timeout.InfiniteTimeSpan); // every probe of the round answered
+                {
+                    // Every probe of the round answered. While searching, the next round now, on the timer. A confirmation's
+                    // answer only sets when the next one goes: reckoned here, on the thread that received it, since a
+                    // wake-up of the timer thread for it would cost more than the reckoning.
+                    if (pathMtu.Phase == PathMtuPhase.Complete) OnPathMtuTimer();
+                    else _pathMtuTimer?.Change(TimeSpan.Zero, Timeout.InfiniteTimeSpan);
+                }
                 return;
             case PacketKind.Frame or PacketKind.FloodFrame:
                 Interlocked.Increment(ref _framesReceived);
@@ -425,19 +431,13 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         if (State is LinkState.Closed or LinkState.Failed or LinkState.Ended) return;
         // Waiting for the next confirmation (or, after an error, the next try): at a keepalive instant, with the keepalives
         // of every link (the interval grows by less than one keepalive interval: 15 s becomes 16).
-        if (count == 0 && pathMtu.Phase is PathMtuPhase.Complete or PathMtuPhase.Error) next = TimeGrid.AlignUp(_time, next, _options.KeepaliveInterval);
+        if (count == 0 && !pathMtu.InRound && pathMtu.Phase is PathMtuPhase.Complete or PathMtuPhase.Error)
+            next = TimeGrid.AlignUp(_time, next, _options.KeepaliveInterval);
         _pathMtuTimer?.Change(next, Timeout.InfiniteTimeSpan);
         // Answers that came while the probes were going out (a fast path) ended the round already: their own call to come
         // back at once may have been overwritten just above.
-        if (pathMtu.RoundOver) _pathMtuTimer?.Change(RoundAnswered(pathMtu), Timeout.InfiniteTimeSpan);
+        if (pathMtu.RoundOver) _pathMtuTimer?.Change(TimeSpan.Zero, Timeout.InfiniteTimeSpan);
     }
-
-    /// <summary>
-    /// When to look at a round answered in full: while searching, the next round now; a confirmation's answer only starts
-    /// the wait for the next one, reckoned at the next keepalive instant, when the timer thread wakes anyway.
-    /// </summary>
-    private TimeSpan RoundAnswered(PathMtuDiscovery pathMtu) =>
-        pathMtu.Phase == PathMtuPhase.Complete ? TimeGrid.UntilNextMultiple(_time, _time.GetTimestamp(), _options.KeepaliveInterval) : TimeSpan.Zero;
 
     private void SendProbe(PathMtuProbe probe)
     {
