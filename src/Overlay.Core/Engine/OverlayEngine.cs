@@ -81,7 +81,9 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
             foreach (var peer in peers) Joined(peer);
             _topology.Rebalance();
         });
-        _ticker = _node.Time.CreateTimer(_ => _queue.Post(Tick), null, _node.Timings.TickInterval, _node.Timings.TickInterval);
+        // At the multiples of the interval, the instants of the links' keepalives (every other one, by default): one wake-up.
+        var interval = _node.Timings.TickInterval;
+        _ticker = _node.Time.CreateTimer(_ => _queue.Post(Tick), null, Transport.TimeGrid.UntilNextMultiple(_node.Time, _node.Time.GetTimestamp(), interval), interval);
     }
 
     /// <summary>The NIC feeds the switch: a TAP is polled on the node's event loops, an in-memory NIC delivers on its host's thread.</summary>

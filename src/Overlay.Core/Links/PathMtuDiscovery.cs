@@ -84,6 +84,15 @@ internal sealed class PathMtuDiscovery
         }
     }
 
+    /// <summary>True while probes are out and their round has not been ended by <see cref="Poll"/>.</summary>
+    public bool InRound
+    {
+        get
+        {
+            lock (_gate) return _inRound;
+        }
+    }
+
     public long ProbesSent => Interlocked.Read(ref _probesSent);
 
     /// <summary>Times the size in use stopped getting through and the link fell back to the base size.</summary>

@@ -272,7 +272,13 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
                 return;
             case PacketKind.ProbeAck when payload.Length >= ProbeHeader && _pathMtu is { } pathMtu:
                 if (pathMtu.OnAck(BinaryPrimitives.ReadUInt32BigEndian(payload), BinaryPrimitives.ReadUInt16BigEndian(payload[4..])))
-                    _pathMtuTimer?.Change(TimeSpan.Zero, Timeout.InfiniteTimeSpan); // every probe of the round answered: the next round now
+                {
+                    // Every probe of the round answered. While searching, the next round now, on the timer. A confirmation's
+                    // answer only sets when the next one goes: reckoned here, on the thread that received it, since a
+                    // wake-up of the timer thread for it would cost more than the reckoning.
+                    if (pathMtu.Phase == PathMtuPhase.Complete) OnPathMtuTimer();
+                    else _pathMtuTimer?.Change(TimeSpan.Zero, Timeout.InfiniteTimeSpan);
+                }
                 return;
             case PacketKind.Frame or PacketKind.FloodFrame:
                 Interlocked.Increment(ref _framesReceived);
@@ -388,7 +394,7 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         // worker sends them in a row, where links set up at different times would each wake it (30 links: 15 wake-ups a
         // second, against one every 2 s). Each link still sends every interval and looks for a dead peer at each.
         if (Volatile.Read(ref _keepaliveAligned) == 0 && Volatile.Read(ref _keepalive) is { } timer && Interlocked.Exchange(ref _keepaliveAligned, 1) == 0)
-            timer.Change(UntilNextMultiple(_time.GetTimestamp(), _options.KeepaliveInterval), _options.KeepaliveInterval);
+            timer.Change(TimeGrid.UntilNextMultiple(_time, _time.GetTimestamp(), _options.KeepaliveInterval), _options.KeepaliveInterval);
         var silence = _time.GetElapsedTime(Volatile.Read(ref _lastHeard));
         if (silence >= _options.DeadPeerTimeout && State == LinkState.Connected)
         {
@@ -401,13 +407,6 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         Send(stamp, PacketKind.Keepalive, batch: null);
     }
 
-    /// <summary>The time from <paramref name="timestamp"/> (a <see cref="TimeProvider"/> timestamp) until the next multiple of <paramref name="interval"/>.</summary>
-    internal TimeSpan UntilNextMultiple(long timestamp, TimeSpan interval)
-    {
-        var period = Math.Max(1, (long)(interval.TotalSeconds * _time.TimestampFrequency));
-        var left = period - (timestamp % period + period) % period;
-        return TimeSpan.FromSeconds((double)left / _time.TimestampFrequency);
-    }
 
     /// <summary>A probe's payload starts with its 32-bit number; an acknowledgement adds the 16-bit size that arrived.</summary>
     private const int ProbeHeader = 6;
@@ -430,6 +429,10 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         if (pathMtu.Phase is PathMtuPhase.Complete or PathMtuPhase.Error) _pathMtuSearched.TrySetResult();
         for (var i = 0; i < count; i++) SendProbe(probes[i]);
         if (State is LinkState.Closed or LinkState.Failed or LinkState.Ended) return;
+        // Waiting for the next confirmation (or, after an error, the next try): at a keepalive instant, with the keepalives
+        // of every link (the interval grows by less than one keepalive interval: 15 s becomes 16).
+        if (count == 0 && !pathMtu.InRound && pathMtu.Phase is PathMtuPhase.Complete or PathMtuPhase.Error)
+            next = TimeGrid.AlignUp(_time, next, _options.KeepaliveInterval);
         _pathMtuTimer?.Change(next, Timeout.InfiniteTimeSpan);
         // Answers that came while the probes were going out (a fast path) ended the round already: their own call to come
         // back at once may have been overwritten just above.

@@ -35,7 +35,10 @@ internal sealed record TinCanLinkOptions
     /// </summary>
     public bool PathMtuDiscovery { get; init; } = true;
 
-    /// <summary>How often the path MTU in use is confirmed by a probe of that size (black-hole detection, RFC 8899 §4.3).</summary>
+    /// <summary>
+    /// How often the path MTU in use is confirmed by a probe of that size (black-hole detection, RFC 8899 §4.3), rounded up
+    /// to the next multiple of <see cref="KeepaliveInterval"/> on the monotonic clock, where the keepalives go.
+    /// </summary>
     public TimeSpan PathMtuConfirmInterval { get; init; } = TimeSpan.FromSeconds(15);
 
     /// <summary>How often a larger path MTU is searched for (RFC 8899 §5.1.1's PMTU_RAISE_TIMER).</summary>

@@ -10,7 +10,9 @@ internal interface IScheduled
 /// <summary>
 /// One timer for all of a component's time-driven work (STUN retransmissions, ICE pacing, keepalives, consent,
 /// TURN refreshes): a priority queue of due times re-arming a single <see cref="ITimer"/> from the injected
-/// <see cref="TimeProvider"/>, so there is never a timer per transaction and tests control time.
+/// <see cref="TimeProvider"/>, so there is never a timer per transaction and tests control time. A node shares one
+/// among all its links' ICE agents (<see cref="Ice.IceOptions.Scheduler"/>): what falls due at the same instant (consent
+/// checks on their grid) runs in one wake-up of one thread, not one per agent.
 /// </summary>
 internal sealed class NatScheduler : IDisposable
 {
@@ -50,6 +52,24 @@ internal sealed class NatScheduler : IDisposable
     }
 
     public void In(TimeSpan delay, IScheduled work) => At(After(delay), work);
+
+    /// <summary>
+    /// Takes <paramref name="work"/> out of the queue when it waits there (a transaction that completed): it would wake
+    /// a thread only to be ignored. The timer stays armed; should it fire for nothing, it re-arms for what is next.
+    /// </summary>
+    public void Cancel(IScheduled work)
+    {
+        lock (_gate)
+        {
+            if (!_disposed) _queue.Remove(work, out _, out _, ReferenceEqualityComparer.Instance);
+        }
+    }
+
+    /// <summary>How many entries wait (tests).</summary>
+    internal int Count
+    {
+        get { lock (_gate) return _queue.Count; }
+    }
 
     /// <summary>
     /// Arms the timer for <paramref name="due"/>, rounded up to whole milliseconds: system timers count milliseconds, and

@@ -29,10 +29,14 @@ internal sealed class StunEndpoint : IStunPacketHandler, IChannelDataHandler, IR
     private long _channelDataDropped;
     private long _malformed, _unsolicited, _keepalives;
 
-    public StunEndpoint(UdpMux mux, TimeProvider time, ILogger? logger = null)
+    private readonly bool _ownScheduler;
+
+    /// <summary>An endpoint on <paramref name="mux"/>; its timed work runs on <paramref name="scheduler"/> when given (shared, not disposed here), else on its own.</summary>
+    public StunEndpoint(UdpMux mux, TimeProvider time, ILogger? logger = null, NatScheduler? scheduler = null)
     {
         Mux = mux;
-        Scheduler = new NatScheduler(time);
+        _ownScheduler = scheduler is null;
+        Scheduler = scheduler ?? new NatScheduler(time);
         Transactions = new StunTransactionTable(Scheduler);
         Sender = new DirectStunSender(mux);
         _logger = logger ?? NullLogger.Instance;
@@ -154,6 +158,13 @@ internal sealed class StunEndpoint : IStunPacketHandler, IChannelDataHandler, IR
     public void Dispose()
     {
         Mux.Dispose();
-        Scheduler.Dispose();
+        if (_ownScheduler)
+        {
+            Scheduler.Dispose();
+            return;
+        }
+        // A shared scheduler goes on: what this endpoint left in it would only wake it to be ignored.
+        Transactions.CancelEverything();
+        foreach (var turn in _turns) Scheduler.Cancel(turn);
     }
 }

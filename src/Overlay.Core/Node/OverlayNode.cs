@@ -47,6 +47,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
     private int _started;
     private int _disposed;
     private Transport.EventLoopGroup? _loops;
+    private Nat.NatScheduler? _iceScheduler; // one timer for every link's ICE agent (consent checks, retransmissions)
     private readonly TaskCompletionSource _startedOnce = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly NodeTelemetry _telemetry;
 
@@ -279,6 +280,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
             ExcludedInterfaces = [.. Options.IgnoredNetInterfaces, .. Options.Overlays.Select(o => o.NetDevice.Name).OfType<string>()],
             ConnectTimeout = Options.Links.SetupTimeout,
             LoggerFactory = _loggerFactory,
+            Scheduler = _iceScheduler ??= new Nat.NatScheduler(TimeProvider.System), // IceOptions' clock
         };
     }
 
@@ -444,6 +446,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
         await _lifetime.CancelAsync().ConfigureAwait(false);
         if (_reader is not null) await _reader.ConfigureAwait(false);
         if (_warmUp is not null) await _warmUp.ConfigureAwait(false); // it uses the key, disposed below
+        _iceScheduler?.Dispose(); // after every agent: the engines' links and the warm-up's
         if (_signaling is { } signaling)
         {
             signaling.PeerChanged -= OnPeerChanged;

@@ -125,4 +125,36 @@ public class PathMtuTests
             Assert.That(a.Statistics.DroppedMalformed + b.Statistics.DroppedMalformed, Is.Zero);
         }
     }
+
+    [Test]
+    public async Task Confirmations_go_at_keepalive_instants_every_interval_rounded_up_to_one()
+    {
+        // An idle node's links confirm their path MTU with the keepalives (multiples of the keepalive interval on the
+        // monotonic clock), so 30 links' confirmations do not each wake the timer thread; 15 s between them becomes 16.
+        var (ca, cb) = MemoryChannel.Pair();
+        var time = new ManualTimeProvider();
+        time.Advance(TimeSpan.FromSeconds(0.3)); // the link comes up between two keepalive instants
+        var options = new TinCanLinkOptions { KeepaliveInterval = TimeSpan.FromSeconds(2), PathMtuConfirmInterval = TimeSpan.FromSeconds(15) };
+        var (a, b, _) = await ConnectAsync(ca, cb, time, options);
+        await using (a)
+        await using (b)
+        {
+            Run(time, TimeSpan.FromSeconds(4));
+            Assert.That(a.PathMtuSearched.IsCompleted, Is.True);
+            var probes = a.Statistics.PathMtuProbes;
+            var confirmedAt = new List<double>();
+            for (var step = 0; step < 1200; step++) // 60 s in steps of 50 ms
+            {
+                time.Advance(TimeSpan.FromMilliseconds(50));
+                if (a.Statistics.PathMtuProbes == probes) continue;
+                Assert.That(a.Statistics.PathMtuProbes - probes, Is.EqualTo(1), "a confirmation is one probe of the size in use");
+                probes = a.Statistics.PathMtuProbes;
+                confirmedAt.Add(Math.Round(time.GetTimestamp() / (double)TimeSpan.TicksPerSecond, 2));
+            }
+            Assert.That(confirmedAt, Has.Count.EqualTo(4), string.Join(", ", confirmedAt));
+            Assert.That(confirmedAt, Has.All.Matches<double>(t => Math.Abs(t / 2 - Math.Round(t / 2)) < 1e-9), "at multiples of the keepalive interval: " + string.Join(", ", confirmedAt));
+            Assert.That(confirmedAt.Zip(confirmedAt.Skip(1), (x, y) => y - x), Has.All.EqualTo(16.0), "15 s rounded up to the next keepalive instant");
+            Assert.That(a.Statistics.PathMtuBlackHoles, Is.Zero);
+        }
+    }
 }

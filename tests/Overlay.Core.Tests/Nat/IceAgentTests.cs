@@ -173,6 +173,88 @@ public class IceAgentTests
     }
 
     [Test]
+    public void Consent_intervals_are_random_within_rfc7675_bounds_on_the_grid()
+    {
+        // RFC 7675 §5.1: each interval random within 0.8-1.2 times Tc (5 s: 4 to 6 s). On a 1 s grid, from any instant.
+        const long Second = TimeSpan.TicksPerSecond;
+        var random = new Random(7675);
+        foreach (var now in new[] { 0L, 3 * Second, 12_345_678L, 1000 * Second + 1 })
+        {
+            var drawn = new Dictionary<long, int>();
+            for (var i = 0; i < 3000; i++)
+            {
+                var due = IceAgent.NextConsentDue(now, 5 * Second, Second, random);
+                Assert.That(due - now, Is.InRange(4 * Second, 6 * Second), $"from {now}");
+                Assert.That(due % Second, Is.Zero, "on the grid");
+                drawn[due] = drawn.GetValueOrDefault(due) + 1;
+            }
+            // Every grid instant in the range is drawn, about equally: from an instant on the grid 4, 5 and 6 s (a third
+            // each), from one between two, the two whole seconds in the range.
+            Assert.That(drawn.Count, Is.EqualTo(now % Second == 0 ? 3 : 2), $"from {now}");
+            Assert.That(drawn.Values, Has.All.GreaterThan(3000 / drawn.Count * 8 / 10), $"from {now}: {string.Join(", ", drawn)}");
+        }
+        // A chain of checks (each from the instant the last went) does not settle into one interval.
+        var at = 0L;
+        var intervals = new HashSet<long>();
+        for (var i = 0; i < 100; i++)
+        {
+            var next = IceAgent.NextConsentDue(at, 5 * Second, Second, random);
+            intervals.Add(next - at);
+            at = next;
+        }
+        Assert.That(intervals, Is.EquivalentTo(new[] { 4 * Second, 5 * Second, 6 * Second }));
+    }
+
+    [Test]
+    public void Without_a_grid_instant_in_range_consent_is_anywhere_within_the_bounds()
+    {
+        const long Second = TimeSpan.TicksPerSecond;
+        var random = new Random(5);
+        foreach (var grid in new[] { 0L, 10 * Second })
+        {
+            var drawn = new HashSet<long>();
+            for (var i = 0; i < 200; i++)
+            {
+                var due = IceAgent.NextConsentDue(Second / 3, 5 * Second, grid, random);
+                Assert.That(due - Second / 3, Is.InRange(4 * Second, 6 * Second));
+                drawn.Add(due);
+            }
+            Assert.That(drawn, Has.Count.GreaterThan(150), $"grid {grid}: random, not one instant");
+        }
+    }
+
+    [Test]
+    public async Task Agents_sharing_one_scheduler_keep_consent_and_leave_nothing_in_it_once_closed()
+    {
+        using var scheduler = new Overlay.Nat.NatScheduler(TimeProvider.System);
+        var options = Fast with
+        {
+            Scheduler = scheduler, ConsentInterval = TimeSpan.FromMilliseconds(500), ConsentTimeout = TimeSpan.FromSeconds(5),
+            ConsentGrid = TimeSpan.FromMilliseconds(100),
+        };
+        var a = IceAgent.Create(options, IceRole.Controlling);
+        var b = IceAgent.Create(options, IceRole.Controlled);
+        try
+        {
+            RequireHostCandidates(a);
+            await IcePeers.ConnectAsync(a, b, TimeSpan.FromSeconds(15));
+            var consentBefore = a.Selected!.LastConsent;
+            // Consent checks go every 0.4-0.6 s; wait for one answered (no event says so: the pair's stamp is read).
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+            while (a.Selected!.LastConsent == consentBefore && DateTime.UtcNow < deadline) await Task.Delay(50);
+            Assert.That(a.Selected!.LastConsent, Is.GreaterThan(consentBefore), "consent was refreshed through the shared scheduler");
+            Assert.That(a.State, Is.EqualTo(IceState.Connected));
+            await IcePeers.ExchangeDatagramsAsync(a, b);
+        }
+        finally
+        {
+            await a.DisposeAsync();
+            await b.DisposeAsync();
+        }
+        Assert.That(scheduler.Count, Is.Zero, "closed agents' ticks and transactions are taken out of the scheduler that outlives them");
+    }
+
+    [Test]
     public async Task Restart_recovers_with_new_credentials_on_the_same_agents()
     {
         // Consent far apart: once connected the agents' next tick is half a minute away, and a restart must not wait for it.

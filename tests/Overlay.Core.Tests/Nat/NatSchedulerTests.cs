@@ -50,6 +50,23 @@ public class NatSchedulerTests
     }
 
     [Test]
+    public void Cancelled_work_never_runs_and_the_rest_does()
+    {
+        var clock = new MillisecondClock();
+        using var scheduler = new NatScheduler(clock);
+        Work kept = new(), cancelled = new();
+        scheduler.In(TimeSpan.FromMilliseconds(10), cancelled);
+        scheduler.In(TimeSpan.FromMilliseconds(20), kept);
+        scheduler.Cancel(cancelled);
+        scheduler.Cancel(new Work()); // never queued: nothing happens
+        Assert.That(scheduler.Count, Is.EqualTo(1));
+        clock.Now = TimeSpan.FromMilliseconds(20).Ticks;
+        clock.Fire();
+        Assert.That(cancelled.Runs, Is.Empty);
+        Assert.That(kept.Runs, Has.Count.EqualTo(1));
+    }
+
+    [Test]
     public void A_fractional_delay_is_armed_rounded_up_to_whole_milliseconds()
     {
         var clock = new MillisecondClock();

@@ -75,6 +75,44 @@ public class StunTransactionTests
     }
 
     [Test]
+    public void An_answered_transaction_leaves_nothing_in_the_scheduler_to_wake_it()
+    {
+        // A consent check every few seconds per link, answered long before its RTO: its retransmission left queued would
+        // fire the scheduler's timer once per check for nothing.
+        var time = new ManualTimeProvider();
+        using var scheduler = new NatScheduler(time);
+        var table = new StunTransactionTable(scheduler);
+        var outcome = new Outcome { Time = time };
+        table.Start(Request(out var id), new IPEndPoint(IPAddress.Loopback, 1).Serialize(), new RecordingSender(time), outcome, null);
+        Assert.That(scheduler.Count, Is.EqualTo(1), "the retransmission waits");
+        var response = new byte[64];
+        var w = new StunWriter(response, StunMethod.Binding, StunClass.SuccessResponse, id);
+        Assert.That(StunReader.TryParse(response.AsSpan(0, w.Length), out var r), Is.True);
+        Assert.That(table.TryComplete(ref r), Is.True);
+        Assert.That(scheduler.Count, Is.Zero);
+        var firings = scheduler.Firings;
+        time.Advance(TimeSpan.FromSeconds(60));
+        Assert.That(scheduler.Firings - firings, Is.LessThanOrEqualTo(1), "at most the timer armed before the answer came, finding nothing due");
+    }
+
+    [Test]
+    public void Cancelling_everything_empties_the_table_and_a_shared_scheduler()
+    {
+        var time = new ManualTimeProvider();
+        using var scheduler = new NatScheduler(time);
+        var table = new StunTransactionTable(scheduler);
+        var sender = new RecordingSender(time);
+        var outcome = new Outcome { Time = time };
+        for (var i = 0; i < 3; i++) table.Start(Request(out _), new IPEndPoint(IPAddress.Loopback, 1).Serialize(), sender, outcome, null);
+        table.CancelEverything();
+        Assert.That(table.Pending, Is.Zero);
+        Assert.That(scheduler.Count, Is.Zero);
+        time.Advance(TimeSpan.FromSeconds(60));
+        Assert.That(sender.SentAt, Has.Count.EqualTo(3), "no retransmission after the cancel");
+        Assert.That(outcome.TimedOutAt, Is.Null, "a cancelled transaction's owner is not called");
+    }
+
+    [Test]
     public void Many_transactions_share_one_timer()
     {
         var time = new ManualTimeProvider();

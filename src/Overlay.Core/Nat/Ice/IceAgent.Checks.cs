@@ -182,10 +182,34 @@ internal sealed partial class IceAgent
         if (now >= _nextConsentAt && selected.ConsentCheck is null && _remoteCredentials is not null)
         {
             SendCheck(selected, useCandidate: false, consent: true);
-            _nextConsentAt = now + Ticks(_options.ConsentInterval * (0.8 + 0.4 * Random.Shared.NextDouble()));
+            _nextConsentAt = NextConsentDue(now, Ticks(_options.ConsentInterval), Ticks(_options.ConsentGrid), Random.Shared);
         }
         return true;
     }
+
+    /// <summary>
+    /// When the next consent check is due after one at <paramref name="now"/> (timestamps). RFC 7675 §5.1: "to prevent
+    /// synchronization of consent checks, each interval MUST be randomized from between 0.8 and 1.2 times the basic
+    /// period" (Tc, <paramref name="interval"/>), and never below 4 s with the default 5 s. The interval is drawn
+    /// uniformly among the multiples of <paramref name="grid"/> on the monotonic clock that lie in [0.8 Tc, 1.2 Tc] after
+    /// <paramref name="now"/> (with Tc 5 s and a 1 s grid, 2 or 3 instants, 4 to 6 s away): every interval stays within the
+    /// RFC's bounds and is random, each link's checks drift against every other link's and against the peer's, and the
+    /// checks of a node's links fall on shared instants, so 30 links wake the node about once a second rather than each
+    /// on its own six times. Without a grid instant in the range (a grid coarser than 0.4 Tc, or none), anywhere in it.
+    /// </summary>
+    internal static long NextConsentDue(long now, long interval, long grid, Random random)
+    {
+        var earliest = now + interval * 4 / 5;
+        var latest = now + interval * 6 / 5;
+        if (grid > 0)
+        {
+            var first = earliest + (grid - Modulo(earliest, grid)) % grid; // the first multiple of the grid at or after earliest
+            if (first <= latest) return first + grid * random.NextInt64((latest - first) / grid + 1);
+        }
+        return earliest + (long)((latest - earliest) * random.NextDouble());
+    }
+
+    private static long Modulo(long value, long divisor) => (value % divisor + divisor) % divisor;
 
     private void SendCheck(CandidatePair pair, bool useCandidate, bool consent)
     {
@@ -328,7 +352,7 @@ internal sealed partial class IceAgent
         _selected = pair;
         var now = _endpoint.Scheduler.Now;
         pair.LastConsent = now;
-        _nextConsentAt = now + Ticks(_options.ConsentInterval);
+        _nextConsentAt = NextConsentDue(now, Ticks(_options.ConsentInterval), Ticks(_options.ConsentGrid), Random.Shared);
         // Only the selected pair's peer may still reach us through its relay: the permissions for every other address
         // the peer signalled, and on every other relay, lapse (after a restart, pairing installs them again as needed).
         var keep = pair.ViaRelay ? pair.Remote.Address.Address : null;

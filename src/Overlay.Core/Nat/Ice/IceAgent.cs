@@ -84,7 +84,7 @@ internal sealed partial class IceAgent : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         var mux = UdpMux.Bind(options.Port, segmentation);
-        var endpoint = new StunEndpoint(mux, options.TimeProvider, options.LoggerFactory?.CreateLogger<StunEndpoint>());
+        var endpoint = new StunEndpoint(mux, options.TimeProvider, options.LoggerFactory?.CreateLogger<StunEndpoint>(), options.Scheduler);
         var agent = new IceAgent(options, role, endpoint);
         agent.GatherHostCandidates();
         mux.Attach(loop);
@@ -305,6 +305,11 @@ internal sealed partial class IceAgent : IAsyncDisposable
             _stateChanges.Writer.TryComplete();
         }
         await Task.WhenAll(_endpoint.Turns.Select(t => t.DisposeAsync().AsTask())).ConfigureAwait(false);
+        lock (_gate)
+        {
+            if (_ticker is { } ticker) _endpoint.Scheduler.Cancel(ticker); // a shared scheduler outlives the agent
+            _ticker = null;
+        }
         _endpoint.Dispose();
     }
 

@@ -60,6 +60,19 @@ internal sealed record IceOptions
     /// <summary>Consent expires when no check succeeded for this long (RFC 7675 §5.1: 30 s).</summary>
     public TimeSpan ConsentTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Consent checks go at multiples of this on the monotonic clock, each interval still drawn at random within RFC 7675
+    /// §5.1's 0.8-1.2 times <see cref="ConsentInterval"/> (<see cref="IceAgent.NextConsentDue"/>): the links of a node then
+    /// share their wake-ups. Zero: anywhere in that range.
+    /// </summary>
+    public TimeSpan ConsentGrid { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// The scheduler of the agents' timed work (checks, retransmissions, consent, TURN refreshes), shared by every agent
+    /// of a node so that work due at one instant costs one wake-up; null: each agent has its own. Not disposed by agents.
+    /// </summary>
+    internal NatScheduler? Scheduler { get; init; }
+
     /// <summary>Clock for all timing.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
@@ -82,6 +95,7 @@ internal sealed record IceOptions
         if (ConnectTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(ConnectTimeout), ConnectTimeout, "ConnectTimeout must be positive");
         if (UpgradeInterval <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(UpgradeInterval), UpgradeInterval, "UpgradeInterval must be positive");
         if (ConsentInterval <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(ConsentInterval), ConsentInterval, "ConsentInterval must be positive");
+        if (ConsentGrid < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(ConsentGrid), ConsentGrid, "ConsentGrid must not be negative");
         if (ConsentTimeout <= ConsentInterval) throw new ArgumentOutOfRangeException(nameof(ConsentTimeout), ConsentTimeout, "ConsentTimeout must exceed ConsentInterval");
     }
 }

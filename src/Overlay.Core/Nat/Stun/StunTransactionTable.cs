@@ -112,7 +112,11 @@ internal sealed class StunTransactionTable
         // RFC 8489 §6.2.1: intervals RTO, 2·RTO, 4·RTO…; after the last request wait Rm·RTO.
         var wait = tx.Sent >= tx.Options.MaxRequests ? tx.Options.InitialRto * tx.Options.FinalWaitMultiplier : tx.Rto;
         tx.Rto *= 2;
-        _scheduler.In(wait, tx);
+        lock (_gate)
+        {
+            // Not when it completed meanwhile: Finish has taken it out of the scheduler already.
+            if (!tx.Done) _scheduler.In(wait, tx);
+        }
     }
 
     /// <summary>Completes the matching transaction with <paramref name="response"/>; false when none is pending.</summary>
@@ -155,9 +159,21 @@ internal sealed class StunTransactionTable
         }
     }
 
+    /// <summary>Cancels every transaction still pending, without calling their owners (the endpoint closes).</summary>
+    public void CancelEverything()
+    {
+        lock (_gate)
+        {
+            foreach (var tx in _pending.Values.ToArray()) Finish(tx);
+        }
+    }
+
     private void Finish(StunTransaction tx)
     {
         tx.Done = true;
         _pending.Remove(tx.Id);
+        // Its next retransmission (or final wait) would wake the scheduler's thread for nothing: a consent check every
+        // few seconds per link, each answered long before its RTO.
+        _scheduler.Cancel(tx);
     }
 }
