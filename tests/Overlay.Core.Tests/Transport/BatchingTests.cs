@@ -48,8 +48,8 @@ public class BatchingTests
         var sent = 0;
         while (sent < total)
         {
-            // Bursts of 1..100: smaller than, equal to and larger than the batch capacity (32), some sent early.
-            var burst = Math.Min(random.Next(1, 101), total - sent);
+            // Bursts of 1..150: smaller than, equal to and larger than the batch capacity (64), some sent early.
+            var burst = Math.Min(random.Next(1, 151), total - sent);
             for (var i = 0; i < burst; i++, sent++)
             {
                 Assert.That(sender.Send(Datagram(sent), destination, batch), Is.True);
