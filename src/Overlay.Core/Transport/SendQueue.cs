@@ -11,15 +11,15 @@ namespace Overlay.Transport;
 /// </summary>
 internal sealed unsafe class SendQueue : IDisposable
 {
-    // A TSO read of 64 KiB brings 45 full frames: the queue holds more than one read's, so a read's frames leave with one
-    // sendmmsg and in one or two segmented runs, not cut at 32.
+    // A TSO read of 64 KiB brings up to 48 frames (45 at a 1,500-byte path's largest MTU): the queue holds more than one
+    // read's, so a read's frames leave with one sendmmsg and in one or two segmented runs, not cut at 32.
     public const int Capacity = 64;
     public const int SlotSize = 2048;
     public const int NameSize = 128;
     private const int ControlSize = 24; // CMSG_SPACE(sizeof(uint16_t)) on x64/arm64
     // UDP GSO: at most this many bytes and segments (UDP_MAX_SEGMENTS) per message. The bytes are bounded by the IPv4 total
-    // length (65,535 less the 20-byte IP and 8-byte UDP headers: 65,507); IPv6's payload length allows 65,527. 44 frames of
-    // 1,474 bytes (a 1,500-byte path) make 64,856.
+    // length (65,535 less the 20-byte IP and 8-byte UDP headers: 65,507); IPv6's payload length allows 65,527. 44 datagrams
+    // of 1,472 bytes (the largest a 1,500-byte IPv4 path takes) make 64,768.
     private const int MaxSegmentedBytes = 65507, MaxSegments = 64;
     private readonly byte* _memory;
     private readonly MMsgHdr* _headers;

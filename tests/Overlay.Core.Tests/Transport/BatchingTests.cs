@@ -167,7 +167,7 @@ public class BatchingTests
     [Test]
     public void The_frames_of_a_64_KiB_read_leave_as_one_segmented_send_of_44_and_the_one_left_over()
     {
-        // 45 frames of 1,448 bytes of TCP payload (a 64 KiB TSO read) sealed for a 1,500-byte path: 1,474-byte datagrams.
+        // 45 datagrams of 1,472 bytes, the largest a 1,500-byte IPv4 path takes (a 64 KiB TSO read at the largest MTU).
         using var sender = UdpMux.Bind();
         using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
         socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
@@ -176,7 +176,7 @@ public class BatchingTests
         Assume.That(MultiMessageReceiver.TryEnableCoalescing(fd), "UDP_GRO (Linux 5.0+)");
         var destination = sender.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, ((IPEndPoint)socket.LocalEndPoint!).Port));
         using var batch = new DataPathBatch();
-        var expected = Enumerable.Range(0, 45).Select(n => Sized(n, 1474)).ToList();
+        var expected = Enumerable.Range(0, 45).Select(n => Sized(n, 1472)).ToList();
         foreach (var datagram in expected) Assert.That(sender.Send(datagram, destination, batch), Is.True);
         batch.Complete();
 
@@ -189,8 +189,8 @@ public class BatchingTests
             for (var i = 0; i < n; i++) buffers.Add((receiver.Datagram(i).ToArray(), receiver.SegmentSize(i)));
         }
         Assert.That(sender.SegmentedSent, Is.EqualTo(44), "44 left in one run, the 45th alone");
-        Assert.That(buffers[0].Data.Length, Is.EqualTo(44 * 1474), "the first run: as many as the UDP length allows");
-        Assert.That(buffers[0].Segment, Is.EqualTo(1474));
+        Assert.That(buffers[0].Data.Length, Is.EqualTo(44 * 1472), "the first run: as many as the UDP length allows");
+        Assert.That(buffers[0].Segment, Is.EqualTo(1472));
         var got = buffers.SelectMany(b => b.Data.Chunk(b.Segment > 0 ? b.Segment : b.Data.Length)).ToList();
         Assert.That(got, Is.EqualTo(expected), "cut back into the datagrams, intact and in order");
     }
