@@ -8,8 +8,8 @@ namespace Overlay.Links;
 /// An authenticated, encrypted point-to-point channel for Ethernet frames between two nodes, over the
 /// datagram path ICE found: a DTLS handshake proves the peer's identity and yields keys, then every
 /// frame is one AES-GCM sealed datagram (<see cref="FrameSealer"/>). Keepalives measure RTT and notice
-/// a dead peer or path. Sending and receiving allocate nothing per frame: packets are sealed and opened in the
-/// buffers of the caller's <see cref="DataPathBatch"/>, or on the stack when a small one comes without a batch.
+/// a dead peer or path. Sending and receiving allocate nothing per frame: packets are sealed into the send queue of the
+/// caller's <see cref="DataPathBatch"/> and opened in its buffers, or on the stack when a small one comes without a batch.
 /// </summary>
 internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
 {
@@ -338,6 +338,19 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         var size = channel.Headroom + FrameSealer.Overhead + payload.Length;
         if (batch is not null)
         {
+            // Sealed in the send queue's next slot, the packet is queued where it lies: no copy after the cipher.
+            var slot = size <= SendQueue.SlotSize ? batch.RentSendSlot() : default;
+            if (!slot.IsEmpty)
+            {
+                try
+                {
+                    return Send(sealer, channel, payload, kind, slot, batch, probing);
+                }
+                finally
+                {
+                    batch.ReturnSendSlot();
+                }
+            }
             var buffer = batch.RentBuffer();
             try
             {

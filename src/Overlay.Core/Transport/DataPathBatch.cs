@@ -48,11 +48,22 @@ internal sealed class DataPathBatch : DeviceBatch, IFrameBatch, IDisposable
     /// </summary>
     internal bool TryQueue(UdpMux mux, ReadOnlySpan<byte> datagram, SocketAddress destination)
     {
-        if (_sends is not { } queue || !SendQueue.Fits(datagram.Length, destination.Size)) return false;
+        if (_sends is not { } queue || !SendQueue.Fits(datagram.Length, destination.Size) || !queue.MayAdd(datagram)) return false;
         if (queue.Count == SendQueue.Capacity || (queue.Mux is not null && queue.Mux != mux)) queue.Flush();
         queue.Add(mux, datagram, destination);
         return true;
     }
+
+    /// <summary>
+    /// The send queue's next slot, to seal one datagram of up to <see cref="SendQueue.SlotSize"/> bytes in: queued from
+    /// there (<see cref="TryQueue"/>) it is not copied again. Empty where there is no queue, or while the slot is lent to
+    /// a send that this one is nested in (use <see cref="RentBuffer"/> then). Until <see cref="ReturnSendSlot"/>; while
+    /// lent, a datagram built elsewhere is not queued but sent at once, so it cannot overwrite the slot.
+    /// </summary>
+    internal Span<byte> RentSendSlot() => _sends is { } queue ? queue.Lend() : default;
+
+    /// <summary>Ends the loan of <see cref="RentSendSlot"/> (whether or not its datagram was queued).</summary>
+    internal void ReturnSendSlot() => _sends?.EndLoan();
 
     /// <summary>
     /// <paramref name="time"/>'s timestamp, read once per burst: what the packets of a burst are stamped with when they

@@ -7,8 +7,8 @@
 //              |   TSO packets cut into frames (FrameOffload)                  |
 //   3 switch   | DeviceInput -> OverlaySwitch.OnLocalFrame(frame, batch)       |
 //   4 port     | LinkPort.TrySendFrame(frame, batch) -> TinCanLink.TrySend     |
-//   5 seal     |   AES-GCM in a batch buffer, in place, behind the headroom    |
-//   6 queue    |   IceDatagramChannel -> UdpMux.Send: copied into the batch's SendQueue
+//   5 seal     |   AES-GCM from the frame into the SendQueue's next slot, behind the headroom
+//   6 queue    |   IceDatagramChannel -> UdpMux.Send: queued where it was sealed (no copy)
 //   7 send     | end of the TAP burst: batch.Complete() -> sendmmsg per socket -+
 //
 //              +-------------------------------------------------------------------+

@@ -11,12 +11,16 @@ namespace Overlay.Transport;
 /// </summary>
 internal sealed unsafe class SendQueue : IDisposable
 {
-    public const int Capacity = 32;
+    // A TSO read of 64 KiB brings up to 48 frames (45 at a 1,500-byte path's largest MTU): the queue holds more than one
+    // read's, so a read's frames leave with one sendmmsg and in one or two segmented runs, not cut at 32.
+    public const int Capacity = 64;
     public const int SlotSize = 2048;
     public const int NameSize = 128;
     private const int ControlSize = 24; // CMSG_SPACE(sizeof(uint16_t)) on x64/arm64
-    // UDP GSO: at most this many bytes (the IP length field is 16 bits) and segments (UDP_MAX_SEGMENTS) per message.
-    private const int MaxSegmentedBytes = 60000, MaxSegments = 64;
+    // UDP GSO: at most this many bytes and segments (UDP_MAX_SEGMENTS) per message. The bytes are bounded by the IPv4 total
+    // length (65,535 less the 20-byte IP and 8-byte UDP headers: 65,507); IPv6's payload length allows 65,527. 44 datagrams
+    // of 1,472 bytes (the largest a 1,500-byte IPv4 path takes) make 64,768.
+    private const int MaxSegmentedBytes = 65507, MaxSegments = 64;
     private readonly byte* _memory;
     private readonly MMsgHdr* _headers;
     private readonly IoVec* _vectors;
@@ -26,6 +30,7 @@ internal sealed unsafe class SendQueue : IDisposable
     private readonly byte* _controls;
     private readonly int* _groupStart;
     private readonly int* _groupCount;
+    private byte* _lent; // the slot lent by Lend, until EndLoan
     private bool _disposed;
 
     public SendQueue()
@@ -51,15 +56,53 @@ internal sealed unsafe class SendQueue : IDisposable
     /// <summary>True when a datagram of that size to that address can be queued (else it is sent at once).</summary>
     public static bool Fits(int datagramLength, int addressLength) => datagramLength <= SlotSize && addressLength <= NameSize;
 
+    /// <summary>
+    /// Lends the slot the next <see cref="Add"/> fills (the queue is sent first when full), to build one datagram in: added
+    /// from there it is queued where it lies, not copied. Empty while a slot is lent already. Until <see cref="EndLoan"/>.
+    /// </summary>
+    public Span<byte> Lend()
+    {
+        if (_lent is not null) return default;
+        if (Count == Capacity) Flush();
+        _lent = _buffers + (long)Count * SlotSize;
+        return new Span<byte>(_lent, SlotSize);
+    }
+
+    /// <summary>Ends the loan of <see cref="Lend"/>, whether or not its datagram was added.</summary>
+    public void EndLoan() => _lent = null;
+
+    /// <summary>
+    /// False when <paramref name="datagram"/> may not be added now: a slot is lent and the datagram is not the one in it
+    /// (copied into the next slot, it would overwrite the lent one).
+    /// </summary>
+    public bool MayAdd(ReadOnlySpan<byte> datagram)
+    {
+        if (_lent is null) return true;
+        fixed (byte* d = datagram) return d >= _lent && d + datagram.Length <= _lent + SlotSize;
+    }
+
+    /// <summary>Queues a copy of <paramref name="datagram"/>, or the datagram itself when it lies in the slot this fills.</summary>
     public void Add(UdpMux mux, ReadOnlySpan<byte> datagram, SocketAddress destination)
     {
         var i = Count++;
         Mux = mux;
         var slot = _buffers + (long)i * SlotSize;
-        datagram.CopyTo(new Span<byte>(slot, SlotSize));
+        byte* start;
+        fixed (byte* d = datagram)
+        {
+            if (d >= slot && d + datagram.Length <= slot + SlotSize)
+            {
+                start = d; // built where it is sent from (Lend): no copy
+            }
+            else
+            {
+                datagram.CopyTo(new Span<byte>(slot, SlotSize)); // from a lent slot too, when a flush moved the next one
+                start = slot;
+            }
+        }
         var name = _names + i * NameSize;
         destination.Buffer.Span[..destination.Size].CopyTo(new Span<byte>(name, NameSize));
-        _vectors[i] = new IoVec { Base = slot, Length = (nuint)datagram.Length };
+        _vectors[i] = new IoVec { Base = start, Length = (nuint)datagram.Length };
         _headers[i] = new MMsgHdr { Header = new MsgHdr { Name = name, NameLength = (uint)destination.Size, Iov = _vectors + i, IovLength = 1 } };
     }
 

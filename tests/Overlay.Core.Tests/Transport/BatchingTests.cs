@@ -48,8 +48,8 @@ public class BatchingTests
         var sent = 0;
         while (sent < total)
         {
-            // Bursts of 1..100: smaller than, equal to and larger than the batch capacity (32), some sent early.
-            var burst = Math.Min(random.Next(1, 101), total - sent);
+            // Bursts of 1..150: smaller than, equal to and larger than the batch capacity (64), some sent early.
+            var burst = Math.Min(random.Next(1, 151), total - sent);
             for (var i = 0; i < burst; i++, sent++)
             {
                 Assert.That(sender.Send(Datagram(sent), destination, batch), Is.True);
@@ -162,6 +162,37 @@ public class BatchingTests
         Assert.That(batch.QueuedDatagrams, Is.Zero);
         Assert.That(collector.Datagrams.TryTake(out var first, TimeSpan.FromSeconds(5)) ? first : null, Is.EqualTo(Datagram(1)));
         Assert.That(collector.Datagrams.TryTake(out var second, TimeSpan.FromSeconds(5)) ? second : null, Is.EqualTo(Datagram(2)));
+    }
+
+    [Test]
+    public void The_frames_of_a_64_KiB_read_leave_as_one_segmented_send_of_44_and_the_one_left_over()
+    {
+        // 45 datagrams of 1,472 bytes, the largest a 1,500-byte IPv4 path takes (a 64 KiB TSO read at the largest MTU).
+        using var sender = UdpMux.Bind();
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        socket.ReceiveBufferSize = 1 << 20;
+        var fd = socket.SafeHandle.DangerousGetHandle();
+        Assume.That(MultiMessageReceiver.TryEnableCoalescing(fd), "UDP_GRO (Linux 5.0+)");
+        var destination = sender.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, ((IPEndPoint)socket.LocalEndPoint!).Port));
+        using var batch = new DataPathBatch();
+        var expected = Enumerable.Range(0, 45).Select(n => Sized(n, 1472)).ToList();
+        foreach (var datagram in expected) Assert.That(sender.Send(datagram, destination, batch), Is.True);
+        batch.Complete();
+
+        using var receiver = new MultiMessageReceiver();
+        var buffers = new List<(byte[] Data, int Segment)>();
+        while (buffers.Sum(b => b.Segment > 0 ? (b.Data.Length + b.Segment - 1) / b.Segment : 1) < expected.Count)
+        {
+            var n = receiver.Receive(fd, wait: true);
+            Assert.That(n, Is.GreaterThan(0));
+            for (var i = 0; i < n; i++) buffers.Add((receiver.Datagram(i).ToArray(), receiver.SegmentSize(i)));
+        }
+        Assert.That(sender.SegmentedSent, Is.EqualTo(44), "44 left in one run, the 45th alone");
+        Assert.That(buffers[0].Data.Length, Is.EqualTo(44 * 1472), "the first run: as many as the UDP length allows");
+        Assert.That(buffers[0].Segment, Is.EqualTo(1472));
+        var got = buffers.SelectMany(b => b.Data.Chunk(b.Segment > 0 ? b.Segment : b.Data.Length)).ToList();
+        Assert.That(got, Is.EqualTo(expected), "cut back into the datagrams, intact and in order");
     }
 
     /// <summary>A data-range datagram (first byte ≥ 192) of a length and content that depend on its number.</summary>

@@ -84,4 +84,94 @@ public class DataPathBatchTests
         batch.Complete();
         Assert.That(completion.Runs, Is.EqualTo(1), "a completed burst does not run it again");
     }
+
+    /// <summary>Two sockets on loopback, the second's datagrams from the first collected.</summary>
+    private static (UdpMux Sender, UdpMux Receiver, Collector Collector, SocketAddress Destination) Pair()
+    {
+        var sender = UdpMux.Bind();
+        var receiver = UdpMux.Bind();
+        var collector = new Collector();
+        receiver.AddRoute(receiver.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, sender.LocalEndPoint.Port)), collector);
+        receiver.Attach(null);
+        return (sender, receiver, collector, sender.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, receiver.LocalEndPoint.Port)));
+    }
+
+    private static byte[] Take(Collector collector) => collector.Datagrams.TryTake(out var got, TimeSpan.FromSeconds(5)) ? got : [];
+
+    [Test]
+    public void A_datagram_built_in_the_lent_slot_is_queued_where_it_lies_and_one_built_elsewhere_meanwhile_goes_at_once()
+    {
+        var (sender, receiver, collector, destination) = Pair();
+        using var _ = sender;
+        using var __ = receiver;
+        using var batch = new DataPathBatch();
+
+        var slot = batch.RentSendSlot();
+        Assert.That(slot.Length, Is.EqualTo(SendQueue.SlotSize));
+        Assert.That(batch.RentSendSlot().IsEmpty, Is.True, "a send nested in this one gets no slot (it seals in a buffer)");
+        byte[] sealedInSlot = [0xC0, 1, 2, 3, 4, 5];
+        sealedInSlot.CopyTo(slot[4..]); // behind 4 bytes of headroom, as a link seals
+
+        // Another datagram while the slot is lent (a nested send): queued, it would be copied over the slot; it leaves now.
+        Assert.That(sender.Send([0xC0, 9], destination, batch), Is.True);
+        Assert.That(batch.QueuedDatagrams, Is.Zero, "sent at once, not queued");
+        Assert.That(slot[4..10].ToArray(), Is.EqualTo(sealedInSlot), "the lent slot is untouched");
+
+        Assert.That(sender.Send(slot.Slice(4, sealedInSlot.Length), destination, batch), Is.True);
+        Assert.That(batch.QueuedDatagrams, Is.EqualTo(1), "the datagram built in the slot is queued");
+        slot[4] = 0xC7; // queued where it lies, not copied: a change before the send is what leaves
+        batch.ReturnSendSlot();
+        batch.Complete();
+
+        Assert.That(Take(collector), Is.EqualTo(new byte[] { 0xC0, 9 }));
+        Assert.That(Take(collector), Is.EqualTo(new byte[] { 0xC7, 1, 2, 3, 4, 5 }));
+        Assert.That(batch.RentSendSlot().IsEmpty, Is.False, "returned, the slot is lent again");
+        batch.ReturnSendSlot();
+    }
+
+    [Test]
+    public void A_datagram_built_in_the_lent_slot_survives_the_queue_being_sent_before_it_is_added()
+    {
+        var (sender, receiver, collector, destination) = Pair();
+        using var other = UdpMux.Bind();
+        using var _ = sender;
+        using var __ = receiver;
+        var otherDestination = other.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, receiver.LocalEndPoint.Port));
+        receiver.AddRoute(receiver.ToSocketAddress(new IPEndPoint(IPAddress.Loopback, other.LocalEndPoint.Port)), collector);
+        using var batch = new DataPathBatch();
+
+        Assert.That(other.Send([0xC0, 1], otherDestination, batch), Is.True); // another socket's datagram holds the queue
+        var slot = batch.RentSendSlot();
+        byte[] sealedInSlot = [0xC0, 2, 3];
+        sealedInSlot.CopyTo(slot);
+        // Queued for this socket, the other's go first and the next slot is the first again: the datagram is copied there.
+        Assert.That(sender.Send(slot[..3], destination, batch), Is.True);
+        slot.Clear();
+        batch.ReturnSendSlot();
+        batch.Complete();
+
+        var got = new[] { Take(collector), Take(collector) }.OrderBy(d => d.Length).ToArray();
+        Assert.That(got[0], Is.EqualTo(new byte[] { 0xC0, 1 }));
+        Assert.That(got[1], Is.EqualTo(sealedInSlot), "intact after the flush moved it");
+    }
+
+    [Test]
+    public void A_full_queue_is_sent_before_its_next_slot_is_lent()
+    {
+        var (sender, receiver, collector, destination) = Pair();
+        using var _ = sender;
+        using var __ = receiver;
+        using var batch = new DataPathBatch();
+        for (var i = 0; i < SendQueue.Capacity; i++) Assert.That(sender.Send([0xC0, (byte)i], destination, batch), Is.True);
+        Assert.That(batch.QueuedDatagrams, Is.EqualTo(SendQueue.Capacity));
+        var slot = batch.RentSendSlot();
+        Assert.That(batch.QueuedDatagrams, Is.Zero, "the full queue left first");
+        slot[0] = 0xC0;
+        slot[1] = 0xFF;
+        Assert.That(sender.Send(slot[..2], destination, batch), Is.True);
+        batch.ReturnSendSlot();
+        batch.Complete();
+        for (var i = 0; i < SendQueue.Capacity; i++) Assert.That(Take(collector)[1], Is.EqualTo(i), $"datagram {i} in order");
+        Assert.That(Take(collector)[1], Is.EqualTo(0xFF));
+    }
 }
