@@ -253,7 +253,7 @@ internal sealed class OverlaySwitch
             MacEntry? known = null;
             if (!EthernetFrame.IsGroup(source))
             {
-                ownerElsewhere = _tables.TryGetOwner(source, out var owner, out known) && owner != from && FindPort(owner) is not null;
+                ownerElsewhere = IsOwnedByLinkedSwitch(source, out var owner, out known) && owner != from;
                 if (_localMacSnapshot.Contains(source) || ownerElsewhere && _localMacSnapshot.Contains(destination))
                 {
                     Interlocked.Increment(ref Counters.AddressNotOwnedValue);
@@ -348,7 +348,7 @@ internal sealed class OverlaySwitch
                     // Relayed (or forged) for an address another switch owns: not learned; passed on through the arc,
                     // whose switches may be on the way to its destination. Its owner, when linked here, would have sent
                     // it here itself, so the local host does not get it.
-                    withheld = _tables.TryGetOwner(source, out var owner, out _) && FindPort(owner) is not null;
+                    withheld = IsOwnedByLinkedSwitch(source, out _, out _);
                     if (withheld) Interlocked.Increment(ref Counters.RelayedFromLinkedOwnerValue);
                     break;
                 case LearnResult.TableFull or LearnResult.OwnerFull:
@@ -585,6 +585,10 @@ internal sealed class OverlaySwitch
         }
         return true;
     }
+
+    /// <summary>Whether <paramref name="mac"/>'s owner (advertised or claimed) is a switch linked to this one.</summary>
+    private bool IsOwnedByLinkedSwitch(ulong mac, out NodeId owner, out MacEntry? known) =>
+        _tables.TryGetOwner(mac, out owner, out known) && FindPort(owner) is not null;
 
     private PortEntry? FindPort(NodeId id)
     {
