@@ -292,12 +292,6 @@ internal sealed class OverlaySwitch
             Interlocked.Increment(ref Counters.OwnRootValue);
             return;
         }
-        // This switch must lie inside the arc (root, bound) its sender was given: anything else is forged or stale.
-        if (!header.Root.ArcContains(Self, header.Bound) || !header.Root.ArcContains(from, header.Bound) && from != header.Root)
-        {
-            Interlocked.Increment(ref Counters.OutsideArcValue);
-            return;
-        }
         if (header.Hop >= _options.MaxHops)
         {
             Interlocked.Increment(ref Counters.HopLimitValue);
@@ -309,9 +303,7 @@ internal sealed class OverlaySwitch
             Interlocked.Increment(ref Counters.UnknownPortValue);
             return;
         }
-        // A sender forwards only into (itself, bound): so a member can send floods in another root's name only into its
-        // own stretch of the ring, where it forwards that root's floods anyway.
-        if (!from.ArcContains(Self, header.Bound))
+        if (!InsideGivenArc(from, header.Root, header.Bound))
         {
             Interlocked.Increment(ref Counters.OutsideArcValue);
             return;
@@ -495,7 +487,12 @@ internal sealed class OverlaySwitch
         return smallest;
     }
 
-    /// <summary>Starts a flood: neighbour p_i gets the arc up to p_{i+1}; the farthest gets the arc back to this switch.</summary>
+    /// <summary>
+    /// Starts a flood: neighbour p_i gets the arc up to p_{i+1}, and the farthest the arc over this switch up to the
+    /// nearest, p_0. When this switch is linked to its ring successor, p_0 is that successor and the last arc ends here,
+    /// as in EdgeVPN; when that link could not form (both sides block UDP and no relay is configured, say), the
+    /// successor lies between this switch and p_0, and only the farthest neighbour's side of the ring can reach it.
+    /// </summary>
     private void Originate(FloodType type, ulong destination, ReadOnlySpan<byte> frame, IFrameBatch? batch, bool prune = true)
     {
         var sequence = NextSequence(); // not remembered: a flood of our own that comes back is dropped as OwnRoot first
@@ -525,20 +522,65 @@ internal sealed class OverlaySwitch
         }
     }
 
-    /// <summary>Sends copies to the neighbours strictly inside (Self, header.Bound), each with the arc up to the next one.</summary>
+    /// <summary>
+    /// Sends copies to the neighbours strictly inside (Self, header.Bound), each with the arc up to the next one; never to
+    /// the root. An arc that passes over the root (the originator's last, see <see cref="Originate"/>) goes on to the
+    /// nearest neighbour before the root, so it ends at the root's predecessor side; a switch with no neighbour before the
+    /// root gives the stretch past the root to its first neighbour there, whole.
+    /// </summary>
     private void Forward(FloodHeader header, ulong destination, ReadOnlySpan<byte> frame, long now, IFrameBatch? batch, bool prune)
     {
         var neighbours = _neighbours;
         prune = prune && header.Type == FloodType.Multicast && !AlwaysFlooded(destination) && _groups.IsKnown(destination, now);
-        for (var i = 0; i < neighbours.Length; i++)
+        if (header.Root == Self)
         {
-            var n = neighbours[i];
-            if (!Self.ArcContains(n.Id, header.Bound)) break; // sorted by distance: the rest lie beyond the bound
-            var bound = i + 1 < neighbours.Length && Self.ArcContains(neighbours[i + 1].Id, header.Bound) ? neighbours[i + 1].Id : header.Bound;
-            if (prune && !_groups.HasSubscriberIn(destination, n.Id, bound)) continue;
-            if (n.Port.TrySendFlood(header with { Bound = bound }, frame, batch)) Interlocked.Increment(ref Counters.FloodCopiesSentValue);
-            else Interlocked.Increment(ref Counters.SendFailedValue);
+            for (var i = 0; i < neighbours.Length; i++)
+            {
+                var next = i + 1 < neighbours.Length ? neighbours[i + 1].Id : neighbours.Length > 1 ? neighbours[0].Id : Self;
+                SendCopy(neighbours[i], header with { Bound = next }, destination, frame, now, batch, prune);
+            }
+            return;
         }
+        var wraps = Self.ArcContains(header.Root, header.Bound);
+        var end = wraps ? header.Root : header.Bound;
+        var last = -1; // sorted by distance: neighbours[0..last] lie inside (Self, end), the rest beyond it
+        while (last + 1 < neighbours.Length && Self.ArcContains(neighbours[last + 1].Id, end)) last++;
+        for (var i = 0; i <= last; i++)
+            SendCopy(neighbours[i], header with { Bound = i < last ? neighbours[i + 1].Id : header.Bound }, destination, frame, now, batch, prune);
+        if (!wraps || last >= 0) return;
+        foreach (var n in neighbours)
+        {
+            if (n.Id == header.Root) continue;
+            if (Self.ArcContains(n.Id, header.Bound)) SendCopy(n, header, destination, frame, now, batch, prune);
+            return;
+        }
+    }
+
+    private void SendCopy(PortEntry to, in FloodHeader header, ulong destination, ReadOnlySpan<byte> frame, long now, IFrameBatch? batch, bool prune)
+    {
+        if (prune && !_groups.HasSubscriberIn(destination, to.Id, header.Bound)) return;
+        if (to.Port.TrySendFlood(header, frame, batch)) Interlocked.Increment(ref Counters.FloodCopiesSentValue);
+        else Interlocked.Increment(ref Counters.SendFailedValue);
+    }
+
+    /// <summary>
+    /// Whether this switch lies inside the arc its sender was given. The root splits the ring as it likes. Any other sender
+    /// forwards only into (itself, bound), and that arc either lies inside (root, bound), or passes over the root. A
+    /// switch before the root takes such an arc (the sender forwards the root's floods there anyway); a switch past the
+    /// root only when it has no link to the root nor to anything between the root and itself: the root's successor that
+    /// could not be linked, which nobody else can reach. So a member can send floods in another root's name only into its
+    /// own stretch of the ring up to that root, and to that root's unlinked successors.
+    /// </summary>
+    private bool InsideGivenArc(NodeId from, NodeId root, NodeId bound)
+    {
+        if (from == root) return true;
+        if (!from.ArcContains(Self, bound)) return false;
+        if (root.ArcContains(from, bound)) return true;
+        if (!from.ArcContains(root, bound)) return false;
+        if (from.ArcContains(Self, root)) return true;
+        foreach (var n in _neighbours)
+            if (n.Id == root || root.ArcContains(n.Id, Self)) return false;
+        return true;
     }
 
     /// <summary>Applies the IGMP/MLD membership changes the frame carries; true when it is a membership message.</summary>

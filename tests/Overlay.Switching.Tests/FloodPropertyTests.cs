@@ -47,6 +47,32 @@ public class FloodPropertyTests
     }
 
     [Test]
+    public void A_roots_successor_it_could_not_link_still_gets_its_broadcasts_exactly_once([Values(4, 10, 50, 200)] int n)
+    {
+        var seed = Environment.TickCount;
+        TestContext.Out.WriteLine($"seed {seed}");
+        var (fabric, ids) = Build(Shape.Symphony, n, seed);
+        var random = new Random(seed);
+        for (var b = 0; b < 20; b++)
+        {
+            // The link between a root and its ring successor never formed (both block UDP, no relay): its first linked
+            // neighbour is its second successor, and the successor lies in the stretch no neighbour's arc starts in.
+            var r = random.Next(n);
+            var root = ids[r];
+            var successor = ids[(r + 1) % n];
+            fabric.Disconnect(root, successor);
+            fabric.ResetCounts();
+            fabric.Switches[root].OnLocalFrame(SwitchFabric.Frame(EthernetFrame.Broadcast, SwitchFabric.MacOf(root), tag: b));
+            fabric.Pump();
+            foreach (var id in ids)
+                Assert.That(fabric.Hosts[id].Count(b), Is.EqualTo(id == root ? 0 : 1), $"seed {seed}: broadcast {b} from {root} at {id}");
+            Assert.That(fabric.LinkTransmissions, Is.EqualTo(n - 1), $"seed {seed}: a flood tree has N-1 edges");
+            fabric.Connect(root, successor);
+        }
+        Assert.That(fabric.Switches.Values.Sum(s => s.Counters.Duplicates + s.Counters.OutsideArc), Is.Zero, "no copy was refused");
+    }
+
+    [Test]
     public void After_arp_unicast_arrives_exactly_once_over_a_loop_free_path(
         [Values(Shape.RandomChords, Shape.Symphony)] Shape shape, [Values(10, 100, 500)] int n)
     {

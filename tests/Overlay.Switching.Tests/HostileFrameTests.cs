@@ -54,6 +54,29 @@ public class HostileFrameTests
     }
 
     [Test]
+    public void A_flood_passing_over_its_root_is_taken_past_the_root_only_by_the_roots_unlinked_successor()
+    {
+        var (fabric, ids) = Ring();
+        // ids[3] is linked to its successors ids[4] and ids[5]. An arc it sends over the root ids[4] reaches switches before
+        // the root (where ids[3] forwards ids[4]'s floods anyway) ...
+        fabric.Switches[ids[5]].OnLinkFlood(ids[3], new FloodHeader(ids[4], ids[8], 7, 2, FloodType.Broadcast), Broadcast(ids[4], 5));
+        fabric.Pump();
+        Assert.That(fabric.Switches[ids[5]].Counters.OutsideArc, Is.EqualTo(1), "ids[5] is linked to the root: its copies come from the root's side");
+        Assert.That(fabric.Hosts.Values.Sum(h => h.Count(5)), Is.Zero);
+
+        // ... and past the root only to a switch that has no link to the root or to anything between: the root's successor
+        // whose link to the root never formed, which only the root's predecessor side can reach.
+        fabric.Disconnect(ids[4], ids[5]);
+        fabric.Switches[ids[5]].OnLinkFlood(ids[3], new FloodHeader(ids[4], ids[8], 8, 2, FloodType.Broadcast), Broadcast(ids[4], 6));
+        fabric.Pump();
+        Assert.That(fabric.Hosts[ids[5]].Count(6), Is.EqualTo(1));
+        Assert.That(fabric.Switches[ids[5]].Counters.OutsideArc, Is.EqualTo(1), "no further refusal");
+        foreach (var id in ids.Where(id => !ids[4].ArcContains(id, ids[8])))
+            Assert.That(fabric.Hosts[id].Count(6), Is.Zero, $"{id} lies outside (root, bound) and got nothing");
+        AssertBroadcastStillWorks(fabric, ids);
+    }
+
+    [Test]
     public void A_replayed_flood_is_dropped_by_the_duplicate_cache()
     {
         var (fabric, ids) = Ring();
