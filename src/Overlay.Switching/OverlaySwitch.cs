@@ -29,6 +29,7 @@ internal sealed class OverlaySwitch
     private readonly HashSet<ulong> _localMacs = [];
     private readonly Lock _portsLock = new();
     private volatile PortEntry[] _neighbours = []; // sorted by clockwise distance from Self
+    private volatile RingNeighbours? _ring;
     private volatile HashSet<ulong> _localMacSnapshot = [];
     private volatile bool _localFull; // the host has addresses this switch did not learn: unknown unicast may be for it
     private long _now;
@@ -75,6 +76,15 @@ internal sealed class OverlaySwitch
 
     /// <summary>Learned (source, destination) paths (for status and tests).</summary>
     public int LearnedPaths => _tables.FlowCount;
+
+    /// <summary>
+    /// Tells the switch its nearest members on the ring (from the topology's member list), linked or not; null when it
+    /// knows of no other member. With them the switch covers, in its floods, a ring successor it could not link, and takes
+    /// the copies passed back to it when its own predecessor could not link it (see <see cref="Flood.FloodGap"/>).
+    /// Without them it floods as EdgeVPN did, and such a successor misses its broadcasts.
+    /// </summary>
+    public void SetRingNeighbours(NodeId? predecessor, NodeId? successor) =>
+        _ring = predecessor is { } p && successor is { } s ? new RingNeighbours(p, s) : null;
 
     /// <summary>Adds (or replaces) the port of the link to <paramref name="neighbour"/>.</summary>
     public void AddLink(NodeId neighbour, ISwitchPort port)
@@ -303,7 +313,7 @@ internal sealed class OverlaySwitch
             Interlocked.Increment(ref Counters.UnknownPortValue);
             return;
         }
-        if (!InsideGivenArc(from, header.Root, header.Bound))
+        if (!InsideGivenArc(from, header))
         {
             Interlocked.Increment(ref Counters.OutsideArcValue);
             return;
@@ -312,6 +322,12 @@ internal sealed class OverlaySwitch
         if ((header.Hop <= 1) != (from == header.Root))
         {
             Interlocked.Increment(ref Counters.NotFromRootValue);
+            return;
+        }
+        if (header.Gap == FloodGap.GapBehindOnly)
+        {
+            // This switch gets the flood itself from its own branch (a copy here would be a duplicate): only the gap.
+            PassIntoGap(from, header with { Hop = (byte)(header.Hop + 1) }, EthernetFrame.Destination(frame), frame, Volatile.Read(ref _now), batch, prune: false);
             return;
         }
         if (!_duplicates.TryAdd(header.Root, header.Sequence))
@@ -359,7 +375,9 @@ internal sealed class OverlaySwitch
             _ => !report && (AlwaysFlooded(destination) || !_groups.IsKnown(destination, now) || _groups.HasLocal(destination, now)),
         };
         if (deliver && !withheld) DeliverFrom(port, frame, batch);
-        Forward(header with { Hop = (byte)(header.Hop + 1) }, destination, frame, now, batch, prune: !report);
+        var next = header with { Hop = (byte)(header.Hop + 1), Gap = FloodGap.None };
+        Forward(next, destination, frame, now, batch, prune: !report);
+        if (header.Gap == FloodGap.WithGapBehind) PassIntoGap(from, next, destination, frame, now, batch, prune: !report);
     }
 
     private bool TryForwardUnicast(ulong source, ulong destination, ReadOnlySpan<byte> frame, PortEntry ingress, long now, IFrameBatch? batch)
@@ -488,10 +506,8 @@ internal sealed class OverlaySwitch
     }
 
     /// <summary>
-    /// Starts a flood: neighbour p_i gets the arc up to p_{i+1}, and the farthest the arc over this switch up to the
-    /// nearest, p_0. When this switch is linked to its ring successor, p_0 is that successor and the last arc ends here,
-    /// as in EdgeVPN; when that link could not form (both sides block UDP and no relay is configured, say), the
-    /// successor lies between this switch and p_0, and only the farthest neighbour's side of the ring can reach it.
+    /// Starts a flood: neighbour p_i gets the arc up to p_{i+1}; the farthest gets the arc back to this switch. When the
+    /// link to the ring successor could not form, p_0's copy also covers the gap before it (see <see cref="Forward"/>).
     /// </summary>
     private void Originate(FloodType type, ulong destination, ReadOnlySpan<byte> frame, IFrameBatch? batch, bool prune = true)
     {
@@ -523,38 +539,42 @@ internal sealed class OverlaySwitch
     }
 
     /// <summary>
-    /// Sends copies to the neighbours strictly inside (Self, header.Bound), each with the arc up to the next one; never to
-    /// the root. An arc that passes over the root (the originator's last, see <see cref="Originate"/>) goes on to the
-    /// nearest neighbour before the root, so it ends at the root's predecessor side; a switch with no neighbour before the
-    /// root gives the stretch past the root to its first neighbour there, whole.
+    /// Sends copies to the neighbours strictly inside (Self, header.Bound), each with the arc up to the next one. A ring
+    /// successor inside the arc that has no link here (it could not form) would get nothing: it lies before the first
+    /// neighbour, where no arc starts. That neighbour's copy says so (<see cref="FloodGap.WithGapBehind"/>), and it is
+    /// linked to the successor when the successor's own successor link is up; with no neighbour inside the arc, the bound
+    /// gets a copy for the gap alone.
     /// </summary>
     private void Forward(FloodHeader header, ulong destination, ReadOnlySpan<byte> frame, long now, IFrameBatch? batch, bool prune)
     {
         var neighbours = _neighbours;
-        prune = prune && header.Type == FloodType.Multicast && !AlwaysFlooded(destination) && _groups.IsKnown(destination, now);
-        if (header.Root == Self)
+        prune = Prunes(header.Type, destination, now, prune);
+        var gap = _ring is { } ring && ring.Successor != Self && Self.ArcContains(ring.Successor, header.Bound) && FindPort(ring.Successor) is null;
+        var copies = 0;
+        for (var i = 0; i < neighbours.Length; i++)
         {
-            for (var i = 0; i < neighbours.Length; i++)
-            {
-                var next = i + 1 < neighbours.Length ? neighbours[i + 1].Id : neighbours.Length > 1 ? neighbours[0].Id : Self;
-                SendCopy(neighbours[i], header with { Bound = next }, destination, frame, now, batch, prune);
-            }
-            return;
+            var n = neighbours[i];
+            if (!Self.ArcContains(n.Id, header.Bound)) break; // sorted by distance: the rest lie beyond the bound
+            var bound = i + 1 < neighbours.Length && Self.ArcContains(neighbours[i + 1].Id, header.Bound) ? neighbours[i + 1].Id : header.Bound;
+            SendCopy(n, header with { Bound = bound, Gap = gap && i == 0 ? FloodGap.WithGapBehind : FloodGap.None }, destination, frame, now, batch, prune);
+            copies++;
         }
-        var wraps = Self.ArcContains(header.Root, header.Bound);
-        var end = wraps ? header.Root : header.Bound;
-        var last = -1; // sorted by distance: neighbours[0..last] lie inside (Self, end), the rest beyond it
-        while (last + 1 < neighbours.Length && Self.ArcContains(neighbours[last + 1].Id, end)) last++;
-        for (var i = 0; i <= last; i++)
-            SendCopy(neighbours[i], header with { Bound = i < last ? neighbours[i + 1].Id : header.Bound }, destination, frame, now, batch, prune);
-        if (!wraps || last >= 0) return;
-        foreach (var n in neighbours)
-        {
-            if (n.Id == header.Root) continue;
-            if (Self.ArcContains(n.Id, header.Bound)) SendCopy(n, header, destination, frame, now, batch, prune);
-            return;
-        }
+        if (gap && copies == 0 && header.Bound != Self && FindPort(header.Bound) is { } next)
+            SendCopy(next, header with { Gap = FloodGap.GapBehindOnly }, destination, frame, now, batch, prune);
     }
+
+    /// <summary>Passes a flood back into the gap behind this switch, (from, Self): to the first neighbour there, with the arc up to here.</summary>
+    private void PassIntoGap(NodeId from, FloodHeader header, ulong destination, ReadOnlySpan<byte> frame, long now, IFrameBatch? batch, bool prune)
+    {
+        PortEntry? first = null;
+        foreach (var n in _neighbours)
+            if (from.ArcContains(n.Id, Self) && (first is null || from.DistanceTo(n.Id) < from.DistanceTo(first.Id))) first = n;
+        if (first is not null)
+            SendCopy(first, header with { Bound = Self, Gap = FloodGap.IntoGap }, destination, frame, now, batch, Prunes(header.Type, destination, now, prune));
+    }
+
+    private bool Prunes(FloodType type, ulong destination, long now, bool prune) =>
+        prune && type == FloodType.Multicast && !AlwaysFlooded(destination) && _groups.IsKnown(destination, now);
 
     private void SendCopy(PortEntry to, in FloodHeader header, ulong destination, ReadOnlySpan<byte> frame, long now, IFrameBatch? batch, bool prune)
     {
@@ -564,23 +584,22 @@ internal sealed class OverlaySwitch
     }
 
     /// <summary>
-    /// Whether this switch lies inside the arc its sender was given. The root splits the ring as it likes. Any other sender
-    /// forwards only into (itself, bound), and that arc either lies inside (root, bound), or passes over the root. A
-    /// switch before the root takes such an arc (the sender forwards the root's floods there anyway); a switch past the
-    /// root only when it has no link to the root nor to anything between the root and itself: the root's successor that
-    /// could not be linked, which nobody else can reach. So a member can send floods in another root's name only into its
-    /// own stretch of the ring up to that root, and to that root's unlinked successors.
+    /// Whether this switch lies inside the arc its sender was given. A plain copy: inside (root, bound), from the root or
+    /// from a sender inside it, and inside the sender's own (sender, bound); so a member can send floods in another
+    /// root's name only into its own stretch of the ring, where it forwards that root's floods anyway. A copy for a
+    /// gap: the sender's stretch ended here and lies on the root's side. A copy into a gap: behind its sender, on the root's
+    /// side, and only where the link to the ring predecessor is missing, which is the only place such copies go.
     /// </summary>
-    private bool InsideGivenArc(NodeId from, NodeId root, NodeId bound)
+    private bool InsideGivenArc(NodeId from, in FloodHeader header)
     {
-        if (from == root) return true;
-        if (!from.ArcContains(Self, bound)) return false;
-        if (root.ArcContains(from, bound)) return true;
-        if (!from.ArcContains(root, bound)) return false;
-        if (from.ArcContains(Self, root)) return true;
-        foreach (var n in _neighbours)
-            if (n.Id == root || root.ArcContains(n.Id, Self)) return false;
-        return true;
+        var root = header.Root;
+        return header.Gap switch
+        {
+            FloodGap.GapBehindOnly => header.Bound == Self && (from == root || root.ArcContains(from, Self)),
+            FloodGap.IntoGap => header.Bound == from && root.ArcContains(Self, from) && _ring is { } ring && ring.Predecessor != Self
+                && FindPort(ring.Predecessor) is null,
+            _ => root.ArcContains(Self, header.Bound) && (from == root || root.ArcContains(from, header.Bound)) && from.ArcContains(Self, header.Bound),
+        };
     }
 
     /// <summary>Applies the IGMP/MLD membership changes the frame carries; true when it is a membership message.</summary>
@@ -665,4 +684,6 @@ internal sealed class OverlaySwitch
         port.Alive = false;
         _tables.Purge(port);
     }
+
+    private sealed record RingNeighbours(NodeId Predecessor, NodeId Successor);
 }

@@ -54,25 +54,48 @@ public class HostileFrameTests
     }
 
     [Test]
-    public void A_flood_passing_over_its_root_is_taken_past_the_root_only_by_the_roots_unlinked_successor()
+    public void A_copy_into_a_gap_is_taken_only_where_the_link_to_the_ring_predecessor_is_missing()
     {
         var (fabric, ids) = Ring();
-        // ids[3] is linked to its successors ids[4] and ids[5]. An arc it sends over the root ids[4] reaches switches before
-        // the root (where ids[3] forwards ids[4]'s floods anyway) ...
-        fabric.Switches[ids[5]].OnLinkFlood(ids[3], new FloodHeader(ids[4], ids[8], 7, 2, FloodType.Broadcast), Broadcast(ids[4], 5));
+        fabric.TellRing(ids);
+        // ids[5] is linked to its predecessor ids[4]: a copy of ids[2]'s flood passed back to it from ids[7] is forged.
+        var header = new FloodHeader(ids[2], ids[7], 7, 3, FloodType.Broadcast, FloodGap.IntoGap);
+        fabric.Switches[ids[5]].OnLinkFlood(ids[7], header, Broadcast(ids[2], 5));
         fabric.Pump();
-        Assert.That(fabric.Switches[ids[5]].Counters.OutsideArc, Is.EqualTo(1), "ids[5] is linked to the root: its copies come from the root's side");
+        Assert.That(fabric.Switches[ids[5]].Counters.OutsideArc, Is.EqualTo(1));
         Assert.That(fabric.Hosts.Values.Sum(h => h.Count(5)), Is.Zero);
 
-        // ... and past the root only to a switch that has no link to the root or to anything between: the root's successor
-        // whose link to the root never formed, which only the root's predecessor side can reach.
+        // Where that link could not form, ids[5] is the gap such copies fill: it takes the arc up to the sender.
         fabric.Disconnect(ids[4], ids[5]);
-        fabric.Switches[ids[5]].OnLinkFlood(ids[3], new FloodHeader(ids[4], ids[8], 8, 2, FloodType.Broadcast), Broadcast(ids[4], 6));
+        fabric.Switches[ids[5]].OnLinkFlood(ids[7], header with { Sequence = 8 }, Broadcast(ids[2], 6));
         fabric.Pump();
-        Assert.That(fabric.Hosts[ids[5]].Count(6), Is.EqualTo(1));
-        Assert.That(fabric.Switches[ids[5]].Counters.OutsideArc, Is.EqualTo(1), "no further refusal");
-        foreach (var id in ids.Where(id => !ids[4].ArcContains(id, ids[8])))
-            Assert.That(fabric.Hosts[id].Count(6), Is.Zero, $"{id} lies outside (root, bound) and got nothing");
+        Assert.That(ids.Select(id => fabric.Hosts[id].Count(6)), Is.EqualTo(ids.Select(id => id == ids[5] || id == ids[6] ? 1 : 0)),
+            "ids[5] and ids[6], inside (ids[5], ids[7]), and no one else");
+
+        // Never from the sender's wrong side: a copy into a gap whose bound is not its sender.
+        fabric.Switches[ids[5]].OnLinkFlood(ids[7], header with { Sequence = 9, Bound = ids[9] }, Broadcast(ids[2], 7));
+        fabric.Pump();
+        Assert.That(fabric.Switches[ids[5]].Counters.OutsideArc, Is.EqualTo(2));
+        AssertBroadcastStillWorks(fabric, ids);
+    }
+
+    [Test]
+    public void A_copy_for_a_gap_alone_is_passed_into_the_gap_and_delivered_nowhere_else()
+    {
+        var (fabric, ids) = Ring();
+        fabric.TellRing(ids);
+        fabric.Disconnect(ids[5], ids[6]);
+        // ids[5]'s arc of ids[2]'s flood ended at ids[7]: ids[7] passes the gap's copy to ids[6] and keeps none itself.
+        fabric.Switches[ids[7]].OnLinkFlood(ids[5], new FloodHeader(ids[2], ids[7], 7, 3, FloodType.Broadcast, FloodGap.GapBehindOnly), Broadcast(ids[2], 5));
+        fabric.Pump();
+        Assert.That(ids.Select(id => fabric.Hosts[id].Count(5)), Is.EqualTo(ids.Select(id => id == ids[6] ? 1 : 0)));
+
+        // One whose stretch does not end at the receiver, or does not lie on the root's side, is refused.
+        fabric.Switches[ids[7]].OnLinkFlood(ids[5], new FloodHeader(ids[2], ids[8], 8, 3, FloodType.Broadcast, FloodGap.GapBehindOnly), Broadcast(ids[2], 6));
+        fabric.Switches[ids[7]].OnLinkFlood(ids[5], new FloodHeader(ids[6], ids[7], 9, 3, FloodType.Broadcast, FloodGap.GapBehindOnly), Broadcast(ids[6], 6));
+        fabric.Pump();
+        Assert.That(fabric.Switches[ids[7]].Counters.OutsideArc, Is.EqualTo(2));
+        Assert.That(fabric.Hosts.Values.Sum(h => h.Count(6)), Is.Zero);
         AssertBroadcastStillWorks(fabric, ids);
     }
 
@@ -114,7 +137,7 @@ public class HostileFrameTests
         {
             var frame = new byte[random.Next(0, 1500)];
             random.NextBytes(frame);
-            var header = new FloodHeader(ids[random.Next(ids.Length)], ids[random.Next(ids.Length)], (uint)random.Next(), (byte)random.Next(256), (FloodType)random.Next(3));
+            var header = new FloodHeader(ids[random.Next(ids.Length)], ids[random.Next(ids.Length)], (uint)random.Next(), (byte)random.Next(256), (FloodType)random.Next(3), (FloodGap)random.Next(4));
             var from = neighbours[random.Next(neighbours.Count)];
             if (random.Next(2) == 0) sw.OnLinkFrame(from, frame);
             else sw.OnLinkFlood(from, header, frame);

@@ -16,6 +16,8 @@ internal sealed class SwitchFabric
     public Dictionary<NodeId, LocalHost> Hosts { get; } = [];
     public HashSet<(NodeId, NodeId)> Links { get; } = [];
     public long LinkTransmissions { get; private set; }
+    /// <summary>Of those, copies that only carried a flood to a gap (<see cref="FloodGap.GapBehindOnly"/>): not tree edges.</summary>
+    public long GapOnlyTransmissions { get; private set; }
     public int MaxFloodHop { get; private set; }
     public SwitchOptions? Options { get; init; }
 
@@ -52,6 +54,7 @@ internal sealed class SwitchFabric
     public void ResetCounts()
     {
         LinkTransmissions = 0;
+        GapOnlyTransmissions = 0;
         MaxFloodHop = 0;
         foreach (var h in Hosts.Values) h.Received.Clear();
     }
@@ -75,6 +78,7 @@ internal sealed class SwitchFabric
             var copy = frame.ToArray();
             var h = header;
             fabric.LinkTransmissions++;
+            if (h.Gap == FloodGap.GapBehindOnly) fabric.GapOnlyTransmissions++;
             fabric.MaxFloodHop = Math.Max(fabric.MaxFloodHop, h.Hop);
             fabric._pending.Enqueue(() => fabric.Switches[to].OnLinkFlood(from, h, copy));
             return true;
@@ -128,6 +132,13 @@ internal sealed class SwitchFabric
                 foreach (var j in extra(sorted, i, random)) fabric.Connect(sorted[i], sorted[j]);
         }
         return (fabric, sorted);
+    }
+
+    /// <summary>Tells each switch its ring neighbours among <paramref name="sorted"/>, as a node's topology does.</summary>
+    public void TellRing(NodeId[] sorted)
+    {
+        for (var i = 0; i < sorted.Length; i++)
+            Switches[sorted[i]].SetRingNeighbours(sorted[(i + sorted.Length - 1) % sorted.Length], sorted[(i + 1) % sorted.Length]);
     }
 
     /// <summary>Symphony's long links: ⌊log2 n⌋ targets at ring fractions e^{ln(n)(r−1)}.</summary>

@@ -51,6 +51,16 @@ internal sealed class PeerRing
         return _sorted[(i + k) % _sorted.Count];
     }
 
+    /// <summary>The nearest member strictly counter-clockwise before <paramref name="id"/>, or null when there is none but it.</summary>
+    public UInt128? Before(UInt128 id)
+    {
+        var others = Contains(id) ? _sorted.Count - 1 : _sorted.Count;
+        if (others == 0) return null;
+        var i = _sorted.BinarySearch(id);
+        if (i < 0) i = ~i;
+        return _sorted[(i + _sorted.Count - 1) % _sorted.Count];
+    }
+
     /// <summary>A snapshot of the members in ring order.</summary>
     public UInt128[] ToArray() => [.. _sorted];
 }

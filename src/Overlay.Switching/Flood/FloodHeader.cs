@@ -16,6 +16,35 @@ internal enum FloodType : byte
 }
 
 /// <summary>
+/// How a bounded-flood copy covers the gap a switch leaves when the link to its ring successor could not form (both
+/// sides block UDP and no relay is configured, say): the members between it and its first linked neighbour, which no
+/// arc of the plain scheme reaches. The top two bits of the header's type byte; EdgeVPN had no such copies.
+/// </summary>
+internal enum FloodGap : byte
+{
+    /// <summary>A plain copy: the receiver covers (receiver, bound).</summary>
+    None = 0,
+
+    /// <summary>
+    /// The receiver covers (receiver, bound) and the sender's gap behind it, (sender, receiver): it passes a copy
+    /// <see cref="IntoGap"/> to its first neighbour there, the member whose link to the sender could not form.
+    /// </summary>
+    WithGapBehind = 1,
+
+    /// <summary>
+    /// A copy going back into a gap: the arc (receiver, bound) lies behind the sender, which is the bound. Taken only by
+    /// a switch that has no link to its ring predecessor.
+    /// </summary>
+    IntoGap = 2,
+
+    /// <summary>
+    /// Only the sender's gap, (sender, receiver): the sender's arc ends at the receiver, which gets the flood itself
+    /// from another branch. The receiver passes a copy <see cref="IntoGap"/> on, and neither delivers nor forwards this one.
+    /// </summary>
+    GapBehindOnly = 3,
+}
+
+/// <summary>
 /// The header in front of a bounded-flood frame on a link. Wire layout (38 bytes, big-endian):
 /// <code>
 ///  0      16     32   36   37
@@ -23,7 +52,8 @@ internal enum FloodType : byte
 /// </code>
 /// root: the originating switch's node ID; bound: the exclusive end of the clockwise arc (receiver, bound)
 /// the receiver is responsible for; seq: the root's flood sequence number (duplicate cache key with the
-/// root); hop: switches passed so far; type: <see cref="FloodType"/>. EdgeVPN carried root, bound, hop
+/// root); hop: switches passed so far; type: <see cref="FloodType"/> in the low six bits, <see cref="FloodGap"/> in the
+/// top two (zero in every plain copy). EdgeVPN carried root, bound, hop
 /// and type in an EtherType 0xC0C0 frame; here the header travels as its own link payload kind.
 /// </summary>
 /// <param name="Root">The originating switch.</param>
@@ -31,7 +61,8 @@ internal enum FloodType : byte
 /// <param name="Sequence">The root's flood number.</param>
 /// <param name="Hop">Hops so far (the originator sends 1).</param>
 /// <param name="Type">What the frame is.</param>
-internal readonly record struct FloodHeader(NodeId Root, NodeId Bound, uint Sequence, byte Hop, FloodType Type)
+/// <param name="Gap">Whether the copy covers a switch's gap (see <see cref="FloodGap"/>).</param>
+internal readonly record struct FloodHeader(NodeId Root, NodeId Bound, uint Sequence, byte Hop, FloodType Type, FloodGap Gap = FloodGap.None)
 {
     /// <summary>Bytes on the wire.</summary>
     public const int Length = 38;
@@ -43,15 +74,16 @@ internal readonly record struct FloodHeader(NodeId Root, NodeId Bound, uint Sequ
         Bound.Write(destination[16..]);
         BinaryPrimitives.WriteUInt32BigEndian(destination[32..], Sequence);
         destination[36] = Hop;
-        destination[37] = (byte)Type;
+        destination[37] = (byte)((byte)Type | (byte)Gap << 6);
     }
 
     /// <summary>Reads a header; false when too short or the type is unknown.</summary>
     public static bool TryRead(ReadOnlySpan<byte> source, out FloodHeader header)
     {
         header = default;
-        if (source.Length < Length || source[37] > (byte)FloodType.Multicast) return false;
-        header = new FloodHeader(NodeId.Read(source), NodeId.Read(source[16..]), BinaryPrimitives.ReadUInt32BigEndian(source[32..]), source[36], (FloodType)source[37]);
+        if (source.Length < Length || (source[37] & 0x3F) > (byte)FloodType.Multicast) return false;
+        header = new FloodHeader(NodeId.Read(source), NodeId.Read(source[16..]), BinaryPrimitives.ReadUInt32BigEndian(source[32..]), source[36],
+            (FloodType)(source[37] & 0x3F), (FloodGap)(source[37] >> 6));
         return true;
     }
 }

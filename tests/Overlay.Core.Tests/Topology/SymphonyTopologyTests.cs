@@ -26,6 +26,20 @@ public class SymphonyTopologyTests
     }
 
     [Test]
+    public void The_member_ring_gives_the_nearest_member_on_either_side_wrapping_around_zero()
+    {
+        var ring = new PeerRing();
+        Assert.That((ring.Before(Id(1)), ring.After(Id(1), 0)), Is.EqualTo(((UInt128?)null, (UInt128?)null)));
+        ring.Add(Id(1));
+        Assert.That(ring.Before(Id(1)), Is.Null, "a member alone has no neighbour");
+        ring.Add(Id(5));
+        ring.Add(Id(9));
+        Assert.That(new[] { ring.Before(Id(1)), ring.Before(Id(5)), ring.Before(Id(9)) }, Is.EqualTo(new UInt128?[] { Id(9), Id(1), Id(5) }));
+        Assert.That(new[] { ring.After(Id(1), 0), ring.After(Id(5), 0), ring.After(Id(9), 0) }, Is.EqualTo(new UInt128?[] { Id(5), Id(9), Id(1) }));
+        Assert.That(ring.Before(Id(7)), Is.EqualTo(Id(5)), "a point that is no member: the nearest member before it");
+    }
+
+    [Test]
     public void Ring_arcs_wrap_around_zero()
     {
         Assert.That(Overlay.Topology.Ring.StrictlyBetween(UInt128.MaxValue - 5, 3, 10), Is.True);

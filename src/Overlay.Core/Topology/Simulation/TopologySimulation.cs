@@ -84,6 +84,18 @@ internal sealed class TopologySimulation
         foreach (var (id, node) in _nodes)
             if (!added.Contains(id))
                 foreach (var newcomer in added) node.OnPeerJoined(newcomer);
+        TellSwitchesRing();
+    }
+
+    /// <summary>Each switch learns its ring neighbours, as a real node's engine tells its switch when members come and go.</summary>
+    private void TellSwitchesRing()
+    {
+        foreach (var (id, sw) in _switches)
+        {
+            var predecessor = Ring.Before(id);
+            var successor = Ring.After(id, 0);
+            sw.Switch.SetRingNeighbours(predecessor is { } p ? new Switching.NodeId(p) : null, successor is { } s ? new Switching.NodeId(s) : null);
+        }
     }
 
     /// <summary>Removes a random <paramref name="fraction"/> of the nodes at once, as crashes: presence and link failures follow.</summary>
@@ -110,6 +122,7 @@ internal sealed class TopologySimulation
         }
         Schedule(PresenceDelay, () =>
         {
+            TellSwitchesRing();
             foreach (var node in _nodes.Values)
                 foreach (var victim in victims) node.OnPeerLeft(victim);
         });
