@@ -578,7 +578,9 @@ internal sealed class OverlaySwitch
 
     private void SendCopy(PortEntry to, in FloodHeader header, ulong destination, ReadOnlySpan<byte> frame, long now, IFrameBatch? batch, bool prune)
     {
-        if (prune && !_groups.HasSubscriberIn(destination, to.Id, header.Bound)) return;
+        // A copy that also covers this switch's gap covers the members from here on.
+        var start = header.Gap is FloodGap.WithGapBehind or FloodGap.GapBehindOnly ? Self : to.Id;
+        if (prune && !_groups.HasSubscriberIn(destination, start, header.Bound)) return;
         if (to.Port.TrySendFlood(header, frame, batch)) Interlocked.Increment(ref Counters.FloodCopiesSentValue);
         else Interlocked.Increment(ref Counters.SendFailedValue);
     }

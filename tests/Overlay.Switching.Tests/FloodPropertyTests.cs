@@ -44,21 +44,7 @@ public class FloodPropertyTests
     [Test]
     public void Successors_that_could_not_be_linked_get_every_broadcast_exactly_once([Values(4, 10, 50, 200, 500)] int n)
     {
-        var seed = Environment.TickCount;
-        TestContext.Out.WriteLine($"seed {seed}");
-        var (fabric, ids) = Build(Shape.Symphony, n, seed);
-        fabric.TellRing(ids);
-        var random = new Random(seed);
-        // A tenth of the successor links never formed, no two in a row (each such successor keeps its own successor link,
-        // and its predecessor the link to the next one: the topology asks for two).
-        var gaps = new List<int>();
-        foreach (var i in Enumerable.Range(0, n).OrderBy(_ => random.Next()))
-        {
-            if (gaps.Count >= Math.Max(1, n / 10)) break;
-            if (gaps.Any(g => Math.Abs(g - i) <= 1 || Math.Abs(g - i) == n - 1)) continue;
-            gaps.Add(i);
-            fabric.Disconnect(ids[i], ids[(i + 1) % n]);
-        }
+        var (fabric, ids, gaps, random, seed) = GappedRing(n);
         // Broadcasts from the members on either side of each gap, then from anyone.
         var roots = gaps.SelectMany(g => new[] { ids[g], ids[(g + 1) % n] }).Concat(Enumerable.Range(0, 20).Select(_ => ids[random.Next(n)])).ToArray();
         var gapOnly = 0L;
@@ -70,6 +56,29 @@ public class FloodPropertyTests
         }
         Assert.That(fabric.Switches.Values.Sum(s => s.Counters.Duplicates + s.Counters.OutsideArc), Is.Zero, "no copy was refused");
         TestContext.Out.WriteLine($"{gaps.Count} gaps, {roots.Length} broadcasts: {gapOnly} copies for a gap alone");
+    }
+
+    /// <summary>
+    /// A Symphony ring whose switches know their ring neighbours, where a tenth of the successor links never formed, no two
+    /// in a row (each such successor keeps its own successor link, and its predecessor the link to the next one: the
+    /// topology asks for two). Gaps: the indices i whose link to i+1 is cut.
+    /// </summary>
+    private static (SwitchFabric Fabric, NodeId[] Ids, List<int> Gaps, Random Random, int Seed) GappedRing(int n)
+    {
+        var seed = Environment.TickCount;
+        TestContext.Out.WriteLine($"seed {seed}");
+        var (fabric, ids) = Build(Shape.Symphony, n, seed);
+        fabric.TellRing(ids);
+        var random = new Random(seed);
+        var gaps = new List<int>();
+        foreach (var i in Enumerable.Range(0, n).OrderBy(_ => random.Next()))
+        {
+            if (gaps.Count >= Math.Max(1, n / 10)) break;
+            if (gaps.Any(g => Math.Abs(g - i) <= 1 || Math.Abs(g - i) == n - 1)) continue;
+            gaps.Add(i);
+            fabric.Disconnect(ids[i], ids[(i + 1) % n]);
+        }
+        return (fabric, ids, gaps, random, seed);
     }
 
     /// <summary>
@@ -155,6 +164,27 @@ public class FloodPropertyTests
         fabric.Pump();
         foreach (var id in ids)
             Assert.That(fabric.Hosts[id].Received.Count(f => Packets.IsUdpMulticastTag(f, 78)), Is.EqualTo(subscribers.Contains(id) && id != leaver ? 1 : 0), $"seed {seed}: at {id} after leave");
+    }
+
+    [Test]
+    public void Multicast_reaches_subscribers_that_no_link_from_their_predecessor_reaches([Values(20, 200)] int n)
+    {
+        var (fabric, ids, gaps, random, seed) = GappedRing(n);
+        const uint group = 0xEF010204; // 239.1.2.4
+        // The members behind the gaps subscribe, and a few others.
+        var subscribers = gaps.Select(g => ids[(g + 1) % n]).Concat(ids.OrderBy(_ => random.Next()).Take(n / 10)).ToHashSet();
+        foreach (var s in subscribers)
+            fabric.Switches[s].OnLocalFrame(Packets.IgmpV2Report(SwitchFabric.MacOf(s), group));
+        fabric.Pump();
+        foreach (var sender in ids.Where(id => !subscribers.Contains(id)).Take(5))
+        {
+            fabric.ResetCounts();
+            fabric.Switches[sender].OnLocalFrame(Packets.UdpMulticast(SwitchFabric.MacOf(sender), group, tag: 79));
+            fabric.Pump();
+            foreach (var id in ids)
+                Assert.That(fabric.Hosts[id].Received.Count(f => Packets.IsUdpMulticastTag(f, 79)), Is.EqualTo(subscribers.Contains(id) ? 1 : 0),
+                    $"seed {seed}: from {sender} at {id}");
+        }
     }
 
     [Test]
