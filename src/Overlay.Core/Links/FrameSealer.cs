@@ -4,7 +4,7 @@ using System.Security.Cryptography;
 namespace Overlay.Links;
 
 /// <summary>
-/// Seals link packets with AES-GCM in place (<see cref="GcmCipher"/>: libcrypto's EVP directly where it loads, else
+/// Seals link packets with AES-GCM in place (<see cref="GcmCipher"/>: libcrypto's provider called directly where it loads, else
 /// .NET's <see cref="AesGcm"/>; the two produce the same bytes). Packet layout:
 /// <code>
 ///  0          1       2            10                    10+n        10+n+16

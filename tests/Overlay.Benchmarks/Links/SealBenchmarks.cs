@@ -14,7 +14,7 @@ public class SealBenchmarks
     private FrameOpener _opener = null!;
     private byte[] _buffer = null!;
 
-    /// <summary>libcrypto's EVP called directly, or .NET's AesGcm (the fallback).</summary>
+    /// <summary>libcrypto's provider called directly, or .NET's AesGcm (the fallback).</summary>
     [Params(true, false)]
     public bool LibCrypto { get; set; }
 
