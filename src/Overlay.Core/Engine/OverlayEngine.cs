@@ -180,7 +180,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         if (!TryMember(nodeId, out var peer)) return;
         _absent.Remove(peer);
         if (peer == _node.Self || !_ring.Add(peer)) return;
-        TellSwitchRing();
+        _ring.TellSwitch(_node.Self, Switch);
         LogJoined(nodeId, _ring.Count);
         _topology.OnPeerJoined(peer);
     }
@@ -212,20 +212,12 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         if (_closed || peer == _node.Self) return;
         if (reason != LinkCloseReason.PeerLeft) _links.OnPeerLeft(peer, reason); // before the topology ends it as unwanted
         if (!_ring.Remove(peer)) return;
-        TellSwitchRing();
+        _ring.TellSwitch(_node.Self, Switch);
         LogLeft(new NodeId(peer).ToString(), _ring.Count, reason == LinkCloseReason.Revoked ? "no longer a member" : "left");
         Switch.ForgetSwitch(new NodeId(peer));
         _links.ForgetAcceptedEdge(peer);
         _topology.OnPeerLeft(peer); // disconnects through the controller when linked
         _links.OnPeerLeft(peer, reason);
-    }
-
-    /// <summary>The switch covers, in its floods, a ring successor it could not link (see <see cref="OverlaySwitch.SetRingNeighbours"/>).</summary>
-    private void TellSwitchRing()
-    {
-        var predecessor = _ring.Before(_node.Self);
-        var successor = _ring.After(_node.Self, 0);
-        Switch.SetRingNeighbours(predecessor is { } p ? new NodeId(p) : null, successor is { } s ? new NodeId(s) : null);
     }
 
     private void Tick()

@@ -61,6 +61,17 @@ internal sealed class PeerRing
         return _sorted[(i + _sorted.Count - 1) % _sorted.Count];
     }
 
+    /// <summary>
+    /// Tells <paramref name="member"/>'s switch its nearest members on either side, so its floods cover a ring successor it
+    /// could not link (see <see cref="Switching.OverlaySwitch.SetRingNeighbours"/>).
+    /// </summary>
+    public void TellSwitch(UInt128 member, Switching.OverlaySwitch sw)
+    {
+        var predecessor = Before(member);
+        var successor = After(member, 0);
+        sw.SetRingNeighbours(predecessor is { } p ? new Switching.NodeId(p) : null, successor is { } s ? new Switching.NodeId(s) : null);
+    }
+
     /// <summary>A snapshot of the members in ring order.</summary>
     public UInt128[] ToArray() => [.. _sorted];
 }

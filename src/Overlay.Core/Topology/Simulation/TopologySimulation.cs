@@ -90,12 +90,7 @@ internal sealed class TopologySimulation
     /// <summary>Each switch learns its ring neighbours, as a real node's engine tells its switch when members come and go.</summary>
     private void TellSwitchesRing()
     {
-        foreach (var (id, sw) in _switches)
-        {
-            var predecessor = Ring.Before(id);
-            var successor = Ring.After(id, 0);
-            sw.Switch.SetRingNeighbours(predecessor is { } p ? new Switching.NodeId(p) : null, successor is { } s ? new Switching.NodeId(s) : null);
-        }
+        foreach (var (id, sw) in _switches) Ring.TellSwitch(id, sw.Switch);
     }
 
     /// <summary>Removes a random <paramref name="fraction"/> of the nodes at once, as crashes: presence and link failures follow.</summary>
