@@ -130,16 +130,14 @@ internal sealed unsafe partial class LibCryptoGcm : GcmCipher
         var ctx = Check(encrypting: false, nonce, ciphertext, plaintext, tag);
         fixed (byte* n = nonce, c = ciphertext, t = tag, p = plaintext)
         {
-            nuint written = 0, final = 0;
-            var length = (nuint)ciphertext.Length;
-            if (_cipher.DecryptInit(ctx, null, 0, n, NonceLength, null) != 1
-                || _cipher.Update(ctx, p, &written, length, c, length) != 1
-                || !TagParameter(_cipher, ctx, t, set: true))
+            switch (Unseal(_cipher, ctx, n, c, p, ciphertext.Length, t))
             {
-                ERR_clear_error();
-                throw new CryptographicException("AES-GCM decryption failed.");
+                case null:
+                    ERR_clear_error();
+                    throw new CryptographicException("AES-GCM decryption failed.");
+                case true:
+                    return true;
             }
-            if (_cipher.Final(ctx, p + written, &final, length - written) == 1) return true;
         }
         // A forged or damaged packet: no plaintext of it may be seen, and OpenSSL's error queue is left empty.
         ERR_clear_error();
@@ -157,6 +155,20 @@ internal sealed unsafe partial class LibCryptoGcm : GcmCipher
             && cipher.Update(ctx, ciphertext, &written, (nuint)length, plaintext, (nuint)length) == 1
             && cipher.Final(ctx, ciphertext + written, &final, (nuint)length - written) == 1
             && TagParameter(cipher, ctx, tag, set: false);
+    }
+
+    /// <summary>
+    /// Sets the nonce, decrypts <paramref name="length"/> bytes and checks the tag: true when it matches, false when it does
+    /// not (a forged or damaged packet), null when a call before the check fails.
+    /// </summary>
+    private static bool? Unseal(ProviderCipher cipher, nint ctx, byte* nonce, byte* ciphertext, byte* plaintext, int length, byte* tag)
+    {
+        nuint written = 0, final = 0;
+        if (cipher.DecryptInit(ctx, null, 0, nonce, NonceLength, null) != 1
+            || cipher.Update(ctx, plaintext, &written, (nuint)length, ciphertext, (nuint)length) != 1
+            || !TagParameter(cipher, ctx, tag, set: true))
+            return null;
+        return cipher.Final(ctx, plaintext + written, &final, (nuint)length - written) == 1;
     }
 
     /// <summary>
@@ -357,12 +369,7 @@ internal sealed unsafe partial class LibCryptoGcm : GcmCipher
             if (seal is null || open is null) return false;
             fixed (byte* n = nonce, p = plain, c = ours, t = ourTag, o = opened)
             {
-                nuint written = 0, final = 0;
-                if (!Seal(sealing, seal.Pointer, n, p, c, plain.Length, t)
-                    || opening.DecryptInit(open.Pointer, null, 0, n, NonceLength, null) != 1
-                    || opening.Update(open.Pointer, o, &written, (nuint)opened.Length, c, (nuint)ours.Length) != 1
-                    || !TagParameter(opening, open.Pointer, t, set: true)
-                    || opening.Final(open.Pointer, o + written, &final, (nuint)opened.Length - written) != 1)
+                if (!Seal(sealing, seal.Pointer, n, p, c, plain.Length, t) || Unseal(opening, open.Pointer, n, c, o, ours.Length, t) != true)
                 {
                     ERR_clear_error();
                     return false;
