@@ -31,6 +31,7 @@ internal sealed class OverlaySwitch
     private volatile PortEntry[] _neighbours = []; // sorted by clockwise distance from Self
     private volatile RingNeighbours? _ring;
     private volatile HashSet<ulong> _localMacSnapshot = [];
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, long> _announced = new(); // local address → clock second
     private volatile bool _localFull; // the host has addresses this switch did not learn: unknown unicast may be for it
     private long _now;
     private long _nextQuery = long.MinValue;
@@ -271,11 +272,13 @@ internal sealed class OverlaySwitch
                 }
             }
             // The reply path installs the forward path: (destination → source) leaves by the port this came in on, unless the
-            // source is known to be reached by another port (then the address table, which floods taught, decides).
+            // source is known to be reached by another port (then the address table, which floods taught, decides). A path that
+            // agreed with the table lasts as long as that entry: when the address is learned again by another port (its
+            // switch announced it after a link on the old way went down), the path is recomputed, not kept into the break.
             if (!pinned && !ownerElsewhere && (known is null || ReferenceEquals(known.Port, port)))
             {
                 if (_tables.HasRoomForFlow(destination, source))
-                    _tables.SetFlow(destination, source, new FlowEntry(port, null, known?.Owner ?? from, now));
+                    _tables.SetFlow(destination, source, new FlowEntry(port, known, known?.Owner ?? from, now));
                 else Interlocked.Increment(ref Counters.NotLearnedValue);
             }
         }
@@ -374,7 +377,11 @@ internal sealed class OverlaySwitch
             // suppress its own report (RFC 2236 §3) and this switch would never learn it subscribed.
             _ => !report && (AlwaysFlooded(destination) || !_groups.IsKnown(destination, now) || _groups.HasLocal(destination, now)),
         };
-        if (deliver && !withheld) DeliverFrom(port, frame, batch);
+        if (deliver && !withheld)
+        {
+            DeliverFrom(port, frame, batch);
+            if (header.Type == FloodType.UnknownUnicast && _localMacSnapshot.Contains(destination)) Announce(destination, now, batch);
+        }
         var next = header with { Hop = (byte)(header.Hop + 1), Gap = FloodGap.None };
         Forward(next, destination, frame, now, batch, prune: !report);
         if (header.Gap == FloodGap.WithGapBehind) PassIntoGap(from, next, destination, frame, now, batch, prune: !report);
@@ -509,6 +516,24 @@ internal sealed class OverlaySwitch
     /// Starts a flood: neighbour p_i gets the arc up to p_{i+1}; the farthest gets the arc back to this switch. When the
     /// link to the ring successor could not form, p_0's copy also covers the gap before it (see <see cref="Forward"/>).
     /// </summary>
+    /// <summary>
+    /// Another switch flooded a frame for this host: it had no way here, because it never learned one or because a link on
+    /// the way it knew went down. Switches further back on that way still send there, so every frame of the conversation
+    /// would be flooded from the break on. This switch broadcasts in the host's name (<see cref="AddressAnnouncement"/>):
+    /// every switch learns the address again along the links there are now, and the paths built on the old way are
+    /// recomputed. At most once per address per second of the switch clock, so floods aimed at this host cannot make
+    /// this switch flood more than that.
+    /// </summary>
+    private void Announce(ulong mac, long now, IFrameBatch? batch)
+    {
+        if (_announced.TryGetValue(mac, out var last) && last == now) return;
+        _announced[mac] = now; // local addresses only: bounded by MaxLocalAddresses
+        Span<byte> frame = stackalloc byte[AddressAnnouncement.FrameLength];
+        var length = AddressAnnouncement.Write(frame, mac);
+        Interlocked.Increment(ref Counters.AnnouncementsValue);
+        Originate(FloodType.Broadcast, EthernetFrame.Broadcast, frame[..length], batch);
+    }
+
     private void Originate(FloodType type, ulong destination, ReadOnlySpan<byte> frame, IFrameBatch? batch, bool prune = true)
     {
         var sequence = NextSequence(); // not remembered: a flood of our own that comes back is dropped as OwnRoot first

@@ -4,7 +4,7 @@ namespace Overlay.Switching;
 internal sealed class SwitchCounters
 {
     internal long LocalInValue, LinkInValue, FloodInValue, UnicastForwardedValue, FloodsOriginatedValue, FloodCopiesSentValue, DeliveredLocalValue;
-    internal long MembershipQueriesValue, NotLearnedValue;
+    internal long MembershipQueriesValue, NotLearnedValue, AnnouncementsValue;
     internal long RuntValue, OversizeValue, OwnRootValue, OutsideArcValue, HopLimitValue, DuplicateValue, LoopValue, SendFailedValue, UnknownPortValue;
     internal long NotFromRootValue, AddressNotOwnedValue, GroupsRefusedValue, RelayedFromLinkedOwnerValue;
     internal long MssClampedValue, TooBigAnsweredValue, TooBigDroppedValue, FragmentedValue;
@@ -33,6 +33,8 @@ internal sealed class SwitchCounters
     public long FloodCopiesSent => Volatile.Read(ref FloodCopiesSentValue);
     /// <summary>IGMP and MLD general queries sent to the local device.</summary>
     public long MembershipQueries => Volatile.Read(ref MembershipQueriesValue);
+    /// <summary>Broadcasts in the local host's name after another switch flooded a frame for it (it had lost the way).</summary>
+    public long Announcements => Volatile.Read(ref AnnouncementsValue);
     /// <summary>
     /// Frames whose address or path was not learned because its table was full (<see cref="SwitchOptions.MaxLearnedAddresses"/>
     /// and the like): they were still forwarded or flooded, so this is not a drop, but a large count means a member is

@@ -94,7 +94,8 @@ public class LearningTests
         sw.AddLink(relay, toRelay);
         sw.OnLinkFlood(relay, new Flood.FloodHeader(relay, relay, 1, 1, Flood.FloodType.UnknownUnicast), SwitchFabric.Frame(selfMac, ownerMac, 70));
         Assert.That(host.Count(70), Is.EqualTo(1), "delivered: the relay did not know where this host is");
-        Assert.That(toRelay.Frames + toRelay.Floods, Is.Zero, "nothing goes back to where it came from");
+        Assert.That((toRelay.Frames, toRelay.Floods, sw.Counters.Announcements), Is.EqualTo((0, 1, 1)),
+            "nothing goes back to where it came from but the broadcast that tells where this host is");
 
         // The relay's flood taught the way to the address: a reply takes it.
         sw.OnLocalFrame(SwitchFabric.Frame(ownerMac, selfMac, 71));
@@ -162,6 +163,91 @@ public class LearningTests
         sw.OnLinkFlood(second, new Flood.FloodHeader(second, second, 2, 1, Flood.FloodType.UnknownUnicast), SwitchFabric.Frame(selfMac, farMac, 91));
         sw.OnLocalFrame(SwitchFabric.Frame(farMac, selfMac, 92));
         Assert.That((toFirst.Frames, toSecond.Frames), Is.EqualTo((1, 0)));
+    }
+
+    [Test]
+    public void A_stream_whose_way_lost_a_link_is_flooded_once_then_takes_a_path_again()
+    {
+        // A host streams to another that never answers (a UDP stream): each switch on the way keeps the path it learned from
+        // the receiver's broadcast. When a long link on that way goes down, the switch before it has no way on and floods
+        // the next frame. Every switch behind it still sends there, so without more every later frame was flooded too,
+        // for as long as the stream ran. The receiver's switch, flooded a frame for its host, announces the host; every
+        // switch learns the way again, and the paths built on the old one are recomputed. Each long link is cut in turn.
+        const int n = 24;
+        var (fabric, ids) = SwitchFabric.Ring(n, successors: 2, new Random(11), SwitchFabric.Harmonic);
+        var (a, b) = (ids[0], ids[n / 2]);
+        var longLinks = fabric.Links.Where(l => Math.Abs(Array.IndexOf(ids, l.Item1) - Array.IndexOf(ids, l.Item2)) is > 2 and < n - 2).ToList();
+        var breaks = 0;
+        foreach (var (x, y) in longLinks)
+        {
+            (fabric, _) = SwitchFabric.Ring(n, successors: 2, new Random(11), SwitchFabric.Harmonic);
+            var (macA, macB) = (SwitchFabric.MacOf(a), SwitchFabric.MacOf(b));
+            fabric.Switches[b].OnLocalFrame(SwitchFabric.Frame(EthernetFrame.Broadcast, macB, 1));
+            fabric.Pump();
+            fabric.Switches[a].OnLocalFrame(SwitchFabric.Frame(macB, macA, 2));
+            fabric.Pump();
+            fabric.Disconnect(x, y);
+            fabric.Tick(TimeSpan.FromSeconds(1));
+            var copies = new List<long>();
+            for (var tag = 3; tag < 6; tag++)
+            {
+                fabric.ResetCounts();
+                fabric.Switches[a].OnLocalFrame(SwitchFabric.Frame(macB, macA, tag));
+                fabric.Pump();
+                Assert.That(fabric.Hosts[b].Count(tag), Is.EqualTo(1), $"frame {tag} arrives once, cut {x}-{y}");
+                copies.Add(fabric.LinkTransmissions);
+            }
+            if (copies[0] >= n - 1) // a flood: a copy to every other switch
+            {
+                breaks++;
+                Assert.That(fabric.Switches[b].Counters.Announcements, Is.EqualTo(1), $"cut {x}-{y}: the receiver's switch announced its host");
+            }
+            Assert.That(copies.Skip(1), Has.All.LessThan(n - 1), $"cut {x}-{y}: after at most one flooded frame the stream takes a path (copies per frame: {string.Join(", ", copies)})");
+            Assert.That(fabric.Switches.Values.Sum(s => s.Counters.Loops), Is.Zero);
+        }
+        TestContext.Out.WriteLine($"{longLinks.Count} long links, {breaks} on the stream's way");
+        Assert.That(breaks, Is.GreaterThan(0), "some cut link was on the stream's way");
+    }
+
+    [Test]
+    public void A_switch_announces_its_host_when_another_floods_a_frame_for_it_at_most_once_a_second()
+    {
+        var clock = new ManualClock();
+        var (self, relay) = (new NodeId(1UL << 60), new NodeId(2UL << 60));
+        var (hostMac, otherMac) = (0x0200_0000_0001UL, 0x0200_0000_0002UL);
+        var sw = new OverlaySwitch(self, new SwitchFabric.LocalHost(self), time: clock, localMacs: [hostMac]);
+        var link = new CapturingPort();
+        sw.AddLink(relay, link);
+        uint sequence = 0;
+        void FloodFor(ulong destination) => sw.OnLinkFlood(relay, new Flood.FloodHeader(relay, relay, ++sequence, 1, Flood.FloodType.UnknownUnicast),
+            SwitchFabric.Frame(destination, otherMac, 1));
+
+        FloodFor(hostMac);
+        Assert.That(link.Floods, Has.Count.EqualTo(1));
+        var (header, frame) = link.Floods[0];
+        Assert.That((header.Type, header.Root, header.Hop), Is.EqualTo((Flood.FloodType.Broadcast, self, (byte)1)), "a broadcast of this switch's own");
+        Assert.That((EthernetFrame.Destination(frame), EthernetFrame.Source(frame), frame.Length), Is.EqualTo((EthernetFrame.Broadcast, hostMac, 60)));
+        Assert.That(Convert.ToHexString(frame.AsSpan(12, 30)), Is.EqualTo("8035" + "0001" + "0800" + "06" + "04" + "0003" + "020000000001" + "00000000" + "020000000001" + "00000000"),
+            "a RARP request (RFC 903) from and for the host's address");
+
+        FloodFor(hostMac);
+        FloodFor(otherMac);
+        Assert.That(link.Floods, Has.Count.EqualTo(1), "not again within the second, nor for an address that is not this host's");
+        clock.Now += TimeSpan.FromSeconds(1);
+        sw.Tick();
+        FloodFor(hostMac);
+        Assert.That((link.Floods.Count, sw.Counters.Announcements), Is.EqualTo((2, 2)), "again a second later");
+    }
+
+    private sealed class CapturingPort : ISwitchPort
+    {
+        public List<(Flood.FloodHeader Header, byte[] Frame)> Floods { get; } = [];
+        public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch) => true;
+        public bool TrySendFlood(in Flood.FloodHeader header, ReadOnlySpan<byte> frame, IFrameBatch? batch)
+        {
+            Floods.Add((header, frame.ToArray()));
+            return true;
+        }
     }
 
     private sealed class RecordingPort : ISwitchPort

@@ -20,13 +20,15 @@ internal sealed class SwitchFabric
     public long GapOnlyTransmissions { get; private set; }
     public int MaxFloodHop { get; private set; }
     public SwitchOptions? Options { get; init; }
+    /// <summary>The switches' clock: <see cref="Tick"/> advances it.</summary>
+    public ManualClock Clock { get; } = new();
 
     public static ulong MacOf(NodeId id) => 0x0200_0000_0000UL | ((ulong)(id.Value >> 96) & 0xFFFF_FFFF); // locally administered, unique for our IDs
 
     public OverlaySwitch Add(NodeId id)
     {
         var host = new LocalHost(id);
-        var sw = new OverlaySwitch(id, host, Options, localMacs: [MacOf(id)]);
+        var sw = new OverlaySwitch(id, host, Options, Clock, localMacs: [MacOf(id)]);
         Switches[id] = sw;
         Hosts[id] = host;
         return sw;
@@ -44,6 +46,13 @@ internal sealed class SwitchFabric
         Links.Remove(Key(a, b));
         Switches[a].RemoveLink(b);
         Switches[b].RemoveLink(a);
+    }
+
+    /// <summary>Lets <paramref name="elapsed"/> pass on every switch's clock.</summary>
+    public void Tick(TimeSpan elapsed)
+    {
+        Clock.Now += elapsed;
+        foreach (var sw in Switches.Values) sw.Tick();
     }
 
     public void Pump()

@@ -36,6 +36,22 @@ internal static class EthernetFrame
     public static ulong MacKey(ReadOnlySpan<byte> mac) =>
         ((ulong)BinaryPrimitives.ReadUInt16BigEndian(mac) << 32) | BinaryPrimitives.ReadUInt32BigEndian(mac[2..]);
 
+    /// <summary>Writes a 48-bit key as a 6-byte MAC.</summary>
+    public static void WriteMac(Span<byte> to, ulong mac)
+    {
+        BinaryPrimitives.WriteUInt16BigEndian(to, (ushort)(mac >> 32));
+        BinaryPrimitives.WriteUInt32BigEndian(to[2..], (uint)mac);
+    }
+
+    /// <summary>Zeroes <paramref name="frame"/> and writes its Ethernet header.</summary>
+    public static void WriteHeader(Span<byte> frame, ulong destination, ulong source, ushort etherType)
+    {
+        frame.Clear();
+        WriteMac(frame, destination);
+        WriteMac(frame[6..], source);
+        BinaryPrimitives.WriteUInt16BigEndian(frame[12..], etherType);
+    }
+
     /// <summary>The destination MAC key.</summary>
     public static ulong Destination(ReadOnlySpan<byte> frame) => MacKey(frame);
 

@@ -90,13 +90,7 @@ internal static class MembershipQuery
     /// <summary>Zeroes <paramref name="frame"/> and writes its Ethernet header.</summary>
     private static Span<byte> Ethernet(Span<byte> frame, ulong destination, ulong source, ushort etherType)
     {
-        frame.Clear();
-        for (var i = 0; i < 6; i++)
-        {
-            frame[i] = (byte)(destination >> (40 - 8 * i));
-            frame[6 + i] = (byte)(source >> (40 - 8 * i));
-        }
-        BinaryPrimitives.WriteUInt16BigEndian(frame[12..], etherType);
+        EthernetFrame.WriteHeader(frame, destination, source, etherType);
         return frame;
     }
 }
