@@ -93,6 +93,15 @@ public sealed record LinkStatus(string PeerNodeId, string LinkId, LinkRoles Role
 /// <param name="NotLearned">Frames whose address or path went unlearned because the switch's table was full (still forwarded).</param>
 public sealed record SwitchStatus(long LocalIn, long LinkIn, long Delivered, long Forwarded, long Dropped, long NotLearned)
 {
+    /// <summary>Broadcasts, multicast and unknown unicast this switch flooded into the overlay (as the flood's root).</summary>
+    public long Floods { get; init; }
+
+    /// <summary>
+    /// Broadcasts in the local host's name after another switch flooded a frame for it: that switch had no way here (a
+    /// link on the way went down), and every switch learns the way again from the announcement.
+    /// </summary>
+    public long Announcements { get; init; }
+
     /// <summary>TCP SYNs to or from the local host whose MSS was lowered to what their link's path MTU takes.</summary>
     public long MssClamped { get; init; }
 

@@ -143,6 +143,17 @@ public partial class HostNatLabTests
     }
 
     /// <summary>The hosts are other processes: their status files are polled (no event crosses the process boundary).</summary>
+    /// <summary>
+    /// Key files for <paramref name="count"/> hosts, created in <paramref name="directory"/> and listed in ring order (by
+    /// node ID): given out by index, host i is host i-1's ring successor.
+    /// </summary>
+    internal static string[] KeysInRingOrder(string directory, int count) =>
+        Enumerable.Range(0, count).Select(i => Path.Combine(directory, $"key{i}.pem")).OrderBy(key =>
+        {
+            using var identity = Overlay.Links.NodeIdentity.LoadOrCreate(key);
+            return identity.NodeId;
+        }, StringComparer.Ordinal).ToArray();
+
     internal static async Task WaitAsync(List<HostProcess> hosts, Func<bool> condition, TimeSpan timeout, string what)
     {
         var deadline = Stopwatch.StartNew();
@@ -330,6 +341,19 @@ public partial class HostNatLabTests
             catch (Exception e) when (e is FileNotFoundException or JsonException or IOException)
             {
                 return null;
+            }
+        }
+
+        /// <summary>The first status the host writes after this call (it writes one a second).</summary>
+        public async Task<JsonDocument> NextStatusAsync()
+        {
+            var after = File.Exists(_statusFile) ? File.GetLastWriteTimeUtc(_statusFile) : DateTime.MinValue;
+            var waited = Stopwatch.StartNew();
+            while (true)
+            {
+                if (File.Exists(_statusFile) && File.GetLastWriteTimeUtc(_statusFile) > after && Status() is { } status) return status;
+                if (waited.Elapsed > TimeSpan.FromSeconds(10)) Assert.Fail($"host {Address} wrote no status in 10 s");
+                await Task.Delay(50);
             }
         }
 

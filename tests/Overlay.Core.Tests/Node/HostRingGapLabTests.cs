@@ -1,5 +1,4 @@
 using NUnit.Framework;
-using Overlay.Links;
 using Overlay.TestSupport;
 using Overlay.TestSupport.Lab;
 using static Overlay.Core.Tests.Node.HostNatLabTests;
@@ -25,12 +24,7 @@ public class HostRingGapLabTests
         try
         {
             // Keys first, handed out in ring order: host 1 (index 1) is the ring successor of host 0.
-            var keys = Enumerable.Range(0, lab.Hosts.Count).Select(i => Path.Combine(work.FullName, $"key{i}.pem")).ToArray();
-            var inRingOrder = keys.OrderBy(key =>
-            {
-                using var identity = NodeIdentity.LoadOrCreate(key);
-                return identity.NodeId;
-            }, StringComparer.Ordinal).ToArray();
+            var inRingOrder = KeysInRingOrder(work.FullName, lab.Hosts.Count);
             var blocked = lab.Hosts[0].Namespace;
             blocked.Exec("iptables", $"-A OUTPUT -d {lab.Hosts[1].Address} -p udp -j DROP");
             blocked.Exec("iptables", $"-A INPUT -s {lab.Hosts[1].Address} -p udp -j DROP");
