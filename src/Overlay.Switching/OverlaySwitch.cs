@@ -513,10 +513,6 @@ internal sealed class OverlaySwitch
     }
 
     /// <summary>
-    /// Starts a flood: neighbour p_i gets the arc up to p_{i+1}; the farthest gets the arc back to this switch. When the
-    /// link to the ring successor could not form, p_0's copy also covers the gap before it (see <see cref="Forward"/>).
-    /// </summary>
-    /// <summary>
     /// Another switch flooded a frame for this host: it had no way here, because it never learned one or because a link on
     /// the way it knew went down. Switches further back on that way still send there, so every frame of the conversation
     /// would be flooded from the break on. This switch broadcasts in the host's name (<see cref="AddressAnnouncement"/>):
@@ -534,6 +530,10 @@ internal sealed class OverlaySwitch
         Originate(FloodType.Broadcast, EthernetFrame.Broadcast, frame[..length], batch);
     }
 
+    /// <summary>
+    /// Starts a flood: neighbour p_i gets the arc up to p_{i+1}; the farthest gets the arc back to this switch. When the
+    /// link to the ring successor could not form, p_0's copy also covers the gap before it (see <see cref="Forward"/>).
+    /// </summary>
     private void Originate(FloodType type, ulong destination, ReadOnlySpan<byte> frame, IFrameBatch? batch, bool prune = true)
     {
         var sequence = NextSequence(); // not remembered: a flood of our own that comes back is dropped as OwnRoot first
