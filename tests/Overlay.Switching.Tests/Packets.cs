@@ -27,8 +27,8 @@ internal static class Packets
     public static byte[] MldV2Report(ulong sourceMac, byte[] group, byte recordType)
     {
         var f = new byte[14 + 40 + 8 + 8 + 20];
-        SwitchFabric.WriteMac(f, 0x3333_0000_0016);
-        SwitchFabric.WriteMac(f.AsSpan(6), sourceMac);
+        EthernetFrame.WriteMac(f, 0x3333_0000_0016);
+        EthernetFrame.WriteMac(f.AsSpan(6), sourceMac);
         BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(12), EthernetFrame.EtherTypeIPv6);
         var ip = f.AsSpan(14);
         ip[0] = 0x60;
@@ -68,8 +68,8 @@ internal static class Packets
     private static byte[] Ipv4(ulong sourceMac, uint destination, byte protocol, int payload, out Span<byte> body)
     {
         var f = new byte[Math.Max(60, 14 + 20 + payload)];
-        SwitchFabric.WriteMac(f, MulticastReport.IPv4GroupMac(destination));
-        SwitchFabric.WriteMac(f.AsSpan(6), sourceMac);
+        EthernetFrame.WriteMac(f, MulticastReport.IPv4GroupMac(destination));
+        EthernetFrame.WriteMac(f.AsSpan(6), sourceMac);
         BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(12), EthernetFrame.EtherTypeIPv4);
         var ip = f.AsSpan(14);
         ip[0] = 0x45;

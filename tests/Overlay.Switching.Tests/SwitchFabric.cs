@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using Overlay.Switching;
 using Overlay.Switching.Flood;
+using Overlay.Switching.Frames;
 
 namespace Overlay.Switching.Tests;
 
@@ -112,17 +113,9 @@ internal sealed class SwitchFabric
     public static byte[] Frame(ulong destination, ulong source, int tag, ushort etherType = 0x88B5, int length = 64)
     {
         var f = new byte[length];
-        WriteMac(f, destination);
-        WriteMac(f.AsSpan(6), source);
-        BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(12), etherType);
+        EthernetFrame.WriteHeader(f, destination, source, etherType);
         BinaryPrimitives.WriteInt32BigEndian(f.AsSpan(14), tag);
         return f;
-    }
-
-    public static void WriteMac(Span<byte> to, ulong mac)
-    {
-        BinaryPrimitives.WriteUInt16BigEndian(to, (ushort)(mac >> 32));
-        BinaryPrimitives.WriteUInt32BigEndian(to[2..], (uint)mac);
     }
 
     /// <summary>Builds a ring of <paramref name="n"/> switches with random IDs and <paramref name="successors"/> successor links, plus extra links.</summary>

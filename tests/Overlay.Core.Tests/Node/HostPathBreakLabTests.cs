@@ -11,9 +11,10 @@ namespace Overlay.Core.Tests.Node;
 /// <summary>
 /// Four <c>Overlay.Host</c> processes. Host 0 can reach host 1 only (iptables drops its UDP to and from hosts 2 and 3), so
 /// its traffic to host 2 goes through host 1. Then the link between hosts 1 and 2 goes down. Host 1 has no way on to host
-/// 2 and floods the next frame; before the fix it flooded every later frame of the conversation too, since host 0 kept
-/// sending it there. Now host 2's switch, flooded a frame for its host, announces the host, host 1 learns the way through
-/// host 3, and the conversation is carried on a path again.
+/// 2 and floods the next frame; before the fix it flooded every later frame of a one-way stream too, since host 0 kept
+/// sending it there. Now host 1 learns the way through host 3 again, from host 2's switch announcing its host once it
+/// is flooded a frame for it, or earlier from what host 2's host sends in its own name, which a path installed from a
+/// reply now follows; and the stream is carried on a path.
 /// </summary>
 [NonParallelizable]
 public class HostPathBreakLabTests

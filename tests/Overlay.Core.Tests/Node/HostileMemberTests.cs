@@ -168,8 +168,8 @@ public class HostileMemberTests
     private static byte[] Frame(ulong destination, ulong source, int tag)
     {
         var f = new byte[64];
-        WriteMac(f, destination);
-        WriteMac(f.AsSpan(6), source);
+        EthernetFrame.WriteMac(f, destination);
+        EthernetFrame.WriteMac(f.AsSpan(6), source);
         BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(12), InMemoryIpHost.EtherTypeProbe);
         BinaryPrimitives.WriteInt32BigEndian(f.AsSpan(14), tag);
         return f;
@@ -190,8 +190,8 @@ public class HostileMemberTests
     private static byte[] Igmp(ulong source, uint group, byte type, uint destination)
     {
         var f = new byte[60];
-        WriteMac(f, 0x0100_5E00_0000UL | (destination & 0x7F_FFFF));
-        WriteMac(f.AsSpan(6), source);
+        EthernetFrame.WriteMac(f, 0x0100_5E00_0000UL | (destination & 0x7F_FFFF));
+        EthernetFrame.WriteMac(f.AsSpan(6), source);
         BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(12), 0x0800);
         var ip = f.AsSpan(14);
         ip[0] = 0x45;
@@ -206,11 +206,6 @@ public class HostileMemberTests
         BinaryPrimitives.WriteUInt32BigEndian(igmp[4..], group);
         InternetChecksum.Store(igmp[2..], (ushort)~InternetChecksum.Fold(InternetChecksum.Add(igmp)));
         return f;
-    }
-
-    private static void WriteMac(Span<byte> to, ulong mac)
-    {
-        for (var i = 0; i < 6; i++) to[i] = (byte)(mac >> (8 * (5 - i)));
     }
 
     /// <summary>A member in the test: its node, switch, NIC host and identity on the ring.</summary>
