@@ -538,6 +538,7 @@ internal sealed class OverlaySwitch
     {
         var sequence = NextSequence(); // not remembered: a flood of our own that comes back is dropped as OwnRoot first
         Interlocked.Increment(ref Counters.FloodsOriginatedValue);
+        if (type == FloodType.UnknownUnicast) Interlocked.Increment(ref Counters.UnknownUnicastFloodsValue);
         Forward(new FloodHeader(Self, Self, sequence, 1, type), destination, frame, Volatile.Read(ref _now), batch, prune);
     }
 

@@ -3,7 +3,7 @@ namespace Overlay.Switching;
 /// <summary>What the switch did with frames, and why it dropped the ones it dropped. Read from any thread.</summary>
 internal sealed class SwitchCounters
 {
-    internal long LocalInValue, LinkInValue, FloodInValue, UnicastForwardedValue, FloodsOriginatedValue, FloodCopiesSentValue, DeliveredLocalValue;
+    internal long LocalInValue, LinkInValue, FloodInValue, UnicastForwardedValue, FloodsOriginatedValue, UnknownUnicastFloodsValue, FloodCopiesSentValue, DeliveredLocalValue;
     internal long MembershipQueriesValue, NotLearnedValue, AnnouncementsValue;
     internal long RuntValue, OversizeValue, OwnRootValue, OutsideArcValue, HopLimitValue, DuplicateValue, LoopValue, SendFailedValue, UnknownPortValue;
     internal long NotFromRootValue, AddressNotOwnedValue, GroupsRefusedValue, RelayedFromLinkedOwnerValue;
@@ -29,6 +29,11 @@ internal sealed class SwitchCounters
     public long UnicastForwarded => Volatile.Read(ref UnicastForwardedValue);
     /// <summary>Floods this switch started.</summary>
     public long FloodsOriginated => Volatile.Read(ref FloodsOriginatedValue);
+    /// <summary>
+    /// Of <see cref="FloodsOriginated"/>, unicast frames flooded because this switch knew no way to their address. After a
+    /// conversation's first frames these mean a way was lost (a link on it went down) or an address went quiet.
+    /// </summary>
+    public long UnknownUnicastFloods => Volatile.Read(ref UnknownUnicastFloodsValue);
     /// <summary>Flood copies sent on links (originated or forwarded).</summary>
     public long FloodCopiesSent => Volatile.Read(ref FloodCopiesSentValue);
     /// <summary>IGMP and MLD general queries sent to the local device.</summary>

@@ -82,6 +82,8 @@ public class HostedNodeTests
             Is.GreaterThanOrEqualTo(42 * metrics.Last("overlay.frames", tags, ("network.io.direction", "transmit"))!.Value), "an ARP frame, the smallest here, is 42 bytes unpadded");
         Assert.That(metrics.Last("overlay.switch.floods", tags), Is.GreaterThanOrEqualTo(1), "the ARP request was flooded");
         Assert.That(metrics.Last("overlay.switch.flood.copies", tags), Is.GreaterThanOrEqualTo(1), "a copy of it went over the link");
+        Assert.That(metrics.Last("overlay.switch.unknown_unicast_floods", tags), Is.Zero, "the ARP answer and the ping followed the ways the request taught");
+        Assert.That(metrics.Last("overlay.switch.announcements", tags), Is.Zero, "no frame for the host was flooded");
         Assert.That(metrics.Last("overlay.switch.not_learned", tags), Is.Zero, "the address table is far from full");
         Assert.That(metrics.Last("overlay.switch.learned", tags), Is.EqualTo((await nodeA.GetOverlay(overlayId).GetStatusAsync()).LearnedAddresses));
         Assert.That(metrics.Last("overlay.frames.dropped", tags, ("overlay.drop.reason", "duplicate")), Is.Zero);

@@ -197,7 +197,10 @@ public class LearningTests
                 Assert.That(fabric.Hosts[b].Count(tag), Is.EqualTo(1), $"frame {tag} arrives once, cut {x}-{y}");
                 copies.Add(fabric.LinkTransmissions);
             }
-            if (copies[0] >= n - 1) // a flood: a copy to every other switch
+            var flooded = copies[0] >= n - 1; // a flood: a copy to every other switch
+            Assert.That(fabric.Switches.Values.Sum(s => s.Counters.UnknownUnicastFloods), Is.EqualTo(flooded ? 1 : 0),
+                $"cut {x}-{y}: unknown-unicast floods counted (the broadcasts and the announcement are not)");
+            if (flooded)
             {
                 breaks++;
                 Assert.That(fabric.Switches[b].Counters.Announcements, Is.EqualTo(1), $"cut {x}-{y}: the receiver's switch announced its host");

@@ -62,6 +62,10 @@ internal sealed class NodeTelemetry : IDisposable
             "Bytes of those frames");
         _meter.CreateObservableCounter("overlay.frames.dropped", ObserveDrops, "{frame}", "Frames dropped, by overlay and reason");
         _meter.CreateObservableCounter("overlay.switch.floods", () => ObserveSwitch(s => s.FloodsOriginated), "{flood}", "Broadcasts and unknown unicasts this node's switch flooded");
+        _meter.CreateObservableCounter("overlay.switch.unknown_unicast_floods", () => ObserveSwitch(s => s.UnknownUnicastFloods), "{flood}",
+            "Of those floods, unicast frames this node's switch knew no way for (a conversation's first frames, or a way that was lost)");
+        _meter.CreateObservableCounter("overlay.switch.announcements", () => ObserveSwitch(s => s.Announcements), "{frame}",
+            "Broadcasts in the local host's name after another switch flooded a frame for it (that switch had lost the way)");
         _meter.CreateObservableCounter("overlay.switch.flood.copies", () => ObserveSwitch(s => s.FloodCopiesSent), "{frame}", "Flood copies sent on links (originated or forwarded)");
         _meter.CreateObservableCounter("overlay.switch.not_learned", () => ObserveSwitch(s => s.NotLearned), "{frame}",
             "Frames whose address or path went unlearned because the switch's table was full");

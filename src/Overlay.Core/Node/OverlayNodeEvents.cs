@@ -97,6 +97,12 @@ public sealed record SwitchStatus(long LocalIn, long LinkIn, long Delivered, lon
     public long Floods { get; init; }
 
     /// <summary>
+    /// Of <see cref="Floods"/>, unicast frames flooded because the switch knew no way to their address: normal for a
+    /// conversation's first frames; a count that keeps growing means frames keep missing their way.
+    /// </summary>
+    public long UnknownUnicastFloods { get; init; }
+
+    /// <summary>
     /// Broadcasts in the local host's name after another switch flooded a frame for it: that switch had no way here (a
     /// link on the way went down), and every switch learns the way again from the announcement.
     /// </summary>

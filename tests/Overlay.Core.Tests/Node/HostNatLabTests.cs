@@ -142,7 +142,6 @@ public partial class HostNatLabTests
         return true;
     }
 
-    /// <summary>The hosts are other processes: their status files are polled (no event crosses the process boundary).</summary>
     /// <summary>
     /// Key files for <paramref name="count"/> hosts, created in <paramref name="directory"/> and listed in ring order (by
     /// node ID): given out by index, host i is host i-1's ring successor.
@@ -154,6 +153,7 @@ public partial class HostNatLabTests
             return identity.NodeId;
         }, StringComparer.Ordinal).ToArray();
 
+    /// <summary>The hosts are other processes: their status files are polled (no event crosses the process boundary).</summary>
     internal static async Task WaitAsync(List<HostProcess> hosts, Func<bool> condition, TimeSpan timeout, string what)
     {
         var deadline = Stopwatch.StartNew();

@@ -55,7 +55,7 @@ public class HostPathBreakLabTests
 
             static long Switch(JsonDocument status, string counter) => status.RootElement.GetProperty("Overlays")[0].GetProperty("Switch").GetProperty(counter).GetInt64();
             long floodsBefore;
-            using (var status = await hosts[1].NextStatusAsync()) floodsBefore = Switch(status, "Floods");
+            using (var status = await hosts[1].NextStatusAsync()) floodsBefore = Switch(status, "UnknownUnicastFloods");
 
             // A one-way stream (the receiver never answers, so nothing it sends teaches the switches its host's way).
             const int datagrams = 40;
@@ -83,12 +83,14 @@ public class HostPathBreakLabTests
             }
 
             long floods, announcements;
-            using (var status = await hosts[1].NextStatusAsync()) floods = Switch(status, "Floods") - floodsBefore;
+            using (var status = await hosts[1].NextStatusAsync()) floods = Switch(status, "UnknownUnicastFloods") - floodsBefore;
             using (var status = await hosts[2].NextStatusAsync()) announcements = Switch(status, "Announcements");
-            TestContext.Out.WriteLine($"{received} of {datagrams} datagrams after the break: host 1 flooded {floods} frames, host 2 announced its host {announcements} times in all");
+            TestContext.Out.WriteLine($"{received} of {datagrams} datagrams after the break: host 1 flooded {floods} unicast frames, host 2 announced its host {announcements} times in all");
             Assert.That(received, Is.EqualTo(datagrams), "each datagram arrived (each waited for before the next)");
             // Host 2's kernel may have taught the way itself since the cut (a membership report answering its switch's query
             // is flooded in its name); otherwise host 1 floods the first datagram and host 2's switch announces its host.
+            // Only unknown unicast counts here: host 1's own broadcasts and reports are floods too, and one may fall inside
+            // the stream's second (with all floods counted, 1 run in 16 saw one such and no announcement).
             Assert.That(floods, Is.LessThan(datagrams / 4), "host 1 floods at most the first frame, not the stream (without the fix: every datagram)");
             if (floods > 0) Assert.That(announcements, Is.GreaterThanOrEqualTo(1), "host 2's switch announced its host");
         }
