@@ -2,8 +2,10 @@
 # Compares Overlay with OpenVPN (tap, static key), tinc 1.0 (switch mode) and wireguard-go (userspace, L3) on this
 # machine: two network namespaces joined by one veth, all VPNs up at once; TCP throughput (iperf3, one stream,
 # one path at a time) and ping RTT through the raw veth and through each VPN's devices. The pings go in
-# rounds that take turns between the paths (5 rounds of 40 per path), so a virtual machine's drift in wake-up
-# latency falls on every path alike. Two more Overlay rows come from four hosts on a bridge of their own:
+# rounds that take turns between the paths (20 rounds of 10 per path), so a virtual machine's drift in wake-up
+# latency, and its bursts of slow replies (a few seconds long, on every path at once), fall on every path alike.
+# Each throughput row also shows the share of the machine's CPU time the hypervisor took from it ("steal") during
+# that row's iperf3: on a shared virtual machine that, not the path, is what moves a row most between runs. Two more Overlay rows come from four hosts on a bridge of their own:
 # "forwarding", between two hosts whose UDP to each other is dropped (iptables), so no link can form between them and
 # the ring carries their traffic through a third host; and "two peers", one host sending to two peers at once (two
 # iperf3 streams, their sum). Prints one table per run: throughput, and RTT mean, median, 90th percentile and maximum;
@@ -49,8 +51,11 @@ throughput() {
     k=$((k + 1))
   done
   k=0
+  local -a cpu_before=($(head -1 /proc/stat))
   for addr in "${as[@]}"; do ip netns exec $from iperf3 -c $addr -t $secs -J > $work/iperf-$k.json 2>/dev/null & clients+=($!); k=$((k + 1)); done
   for c in "${clients[@]}"; do wait $c 2>/dev/null || true; done
+  local -a cpu_after=($(head -1 /proc/stat))
+  echo "${cpu_before[*]} ${cpu_after[*]}" | awk '{t = 0; for (k = 2; k <= 9; k++) t += $(k + 11) - $k; printf "%.1f", t ? 100 * ($20 - $9) / t : 0}' > $work/steal-$1.$run
   for s in "${srvs[@]}"; do kill $s 2>/dev/null; wait $s 2>/dev/null || true; done
   for k in "${!as[@]}"; do
     local bps; bps=$(grep -o '"bits_per_second":[^,]*' $work/iperf-$k.json | tail -1 | cut -d: -f2)
@@ -133,11 +138,11 @@ for run in $(seq $runs); do
   for i in "${order[@]}"; do eval "rate_${run}_$i=\$(throughput $i)"; done
   # RTT: rounds that take turns between the paths; every reply's time goes into the path's file (two-peer rows: none)
   for i in "${order[@]}"; do : > $work/rtt-$i.$run; done
-  for round in 1 2 3 4 5; do
+  for round in $(seq 20); do
     for i in "${order[@]}"; do
       case ${addrs[$i]} in *+*) continue ;; esac
       [ $round = 1 ] && { wait_ping ${froms[$i]} ${addrs[$i]} || true; }
-      ip netns exec ${froms[$i]} ping -c 40 -i 0.02 ${addrs[$i]} 2>/dev/null | grep -o 'time=[0-9.]*' | cut -d= -f2 >> $work/rtt-$i.$run || true
+      ip netns exec ${froms[$i]} ping -c 10 -i 0.02 ${addrs[$i]} 2>/dev/null | grep -o 'time=[0-9.]*' | cut -d= -f2 >> $work/rtt-$i.$run || true
     done
   done
   order=($(printf '%s\n' "${order[@]}" | tac))   # the next run takes the paths in the reverse order
@@ -152,9 +157,9 @@ index_of() { for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && echo $i; d
 echo "date: $(date -u +%F), machine: $(nproc) cores, $(uname -r), iperf3 -t $secs one TCP stream, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for run in $(seq $runs); do
   [ $runs -gt 1 ] && echo "run $run"
-  printf '%-28s %10s %12s %12s %12s %12s\n' "path" "Mbit/s" "RTT mean ms" "RTT p50 ms" "RTT p90 ms" "RTT max ms"
+  printf '%-28s %10s %8s %12s %12s %12s %12s\n' "path" "Mbit/s" "steal %" "RTT mean ms" "RTT p50 ms" "RTT p90 ms" "RTT max ms"
   for i in "${!names[@]}"; do
-    printf '%-28s %10s %12s %12s %12s %12s\n' "${names[$i]}" "$(rate $run $i)" $(rtt_stats $work/rtt-$i.$run)
+    printf '%-28s %10s %8s %12s %12s %12s %12s\n' "${names[$i]}" "$(rate $run $i)" "$(cat $work/steal-$i.$run 2>/dev/null || echo -)" $(rtt_stats $work/rtt-$i.$run)
   done
   o=$(index_of Overlay); f=$(index_of "Overlay, forwarding"); t=$(index_of "Overlay, two peers at once")
   ratio() { echo "$1 $2" | awk '$1 ~ /^[0-9]+$/ && $2 ~ /^[0-9]+$/ && $2 > 0 {printf "%.2f", $1 / $2; exit} {printf "-"}'; }

@@ -5,10 +5,12 @@
 # usage: overlay-group.sh start WORKDIR SERVER_NS SERVER_IP NS:OVERLAY_IP...
 #        overlay-group.sh stop WORKDIR
 #        EVENT_LOOPS=N gives each host N event loops (DataPath.EventLoops; default: one per core).
+#        OVERLAY_HOST_DLL=path runs that build (a .dll, or a Native AOT executable) instead of this tree's.
 set -euo pipefail
 cmd=$1 work=$2/group
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/../.." && pwd)
-host_dll=$repo/samples/Overlay.Host/bin/Release/net10.0/Overlay.Host.dll
+host_dll=${OVERLAY_HOST_DLL:-$repo/samples/Overlay.Host/bin/Release/net10.0/Overlay.Host.dll}
+case $host_dll in *.dll) host=(dotnet "$host_dll") ;; *) host=("$host_dll") ;; esac
 
 if [ "$cmd" = stop ]; then
   for f in "$work"/host-*.pid "$work"/prosody.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true; done
@@ -16,7 +18,7 @@ if [ "$cmd" = stop ]; then
   exit 0
 fi
 srv_ns=$3 srv_ip=$4; shift 4
-dotnet build "$repo/samples/Overlay.Host" -c Release -v q -nologo >/dev/null
+[ -n "${OVERLAY_HOST_DLL:-}" ] || dotnet build "$repo/samples/Overlay.Host" -c Release -v q -nologo >/dev/null
 mkdir -p "$work"
 "$here/prosody.sh" "$work" "$srv_ns" "$srv_ip" $#
 
@@ -29,7 +31,7 @@ for side in "$@"; do
   "Overlays": { "group": { "NetDevice": { "Name": "ovl0", "IP4": "$ov", "PrefixLen": 24 } } } }
 JSON
   chmod 600 "$work/node$i.json"
-  ip netns exec "$ns" dotnet "$host_dll" run "$work/node$i.json" --control-socket "$work/node$i.sock" --log-level Warning \
+  ip netns exec "$ns" "${host[@]}" run "$work/node$i.json" --control-socket "$work/node$i.sock" --log-level Warning \
     </dev/null >"$work/host-$i.log" 2>&1 &
   echo $! > "$work/host-$i.pid"
 done

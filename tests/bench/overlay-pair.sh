@@ -3,7 +3,8 @@
 # devices are left out of ICE, or the link could choose a path through them): prosody in namespace A (on A's veth address) for
 # signaling, one Overlay.Host per namespace with a TAP "ovl0", a link between them over the veth.
 # usage: overlay-pair.sh start|stop NS_A NS_B VETH_IP_A VETH_IP_B OVERLAY_IP_A OVERLAY_IP_B WORKDIR
-#        OVERLAY_HOST_DLL=path/Overlay.Host.dll runs that build (another revision's, for before/after) instead of this tree's.
+#        OVERLAY_HOST_DLL=path/Overlay.Host.dll runs that build (another revision's, for before/after) instead of this tree's;
+#        it may also be the executable of a Native AOT publish (see tests/bench/idle.sh).
 #        EVENT_LOOPS=N gives each host N event loops (DataPath.EventLoops; default: one per core).
 set -euo pipefail
 cmd=$1 A=$2 B=$3 ipa=$4 ipb=$5 ova=$6 ovb=$7 work=$8/overlay
@@ -29,6 +30,7 @@ for side in "$A:$ova" "$B:$ovb"; do
   ${EVENT_LOOPS:+\"DataPath\": { \"EventLoops\": $EVENT_LOOPS \},}
   "Overlays": { "bench": { "NetDevice": { "Name": "ovl0", "IP4": "$ov", "PrefixLen": 24 } } } }
 JSON
-  ip netns exec "$ns" dotnet "$host_dll" run "$work/node$i.json" --control-socket "$work/node$i.sock" --log-level Warning >"$work/host-$i.log" 2>&1 &
+  case $host_dll in *.dll) host=(dotnet "$host_dll") ;; *) host=("$host_dll") ;; esac
+  ip netns exec "$ns" "${host[@]}" run "$work/node$i.json" --control-socket "$work/node$i.sock" --log-level Warning >"$work/host-$i.log" 2>&1 &
   echo $! > "$work/host-$i.pid"
 done
