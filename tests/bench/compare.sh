@@ -5,7 +5,8 @@
 # rounds that take turns between the paths (20 rounds of 10 per path), so a virtual machine's drift in wake-up
 # latency, and its bursts of slow replies (a few seconds long, on every path at once), fall on every path alike.
 # Each throughput row also shows the share of the machine's CPU time the hypervisor took from it ("steal") during
-# that row's iperf3: on a shared virtual machine that, not the path, is what moves a row most between runs. Two more Overlay rows come from four hosts on a bridge of their own:
+# that row's iperf3: on a shared virtual machine that, not the path, is what moves a row most between runs.
+# Two more Overlay rows come from four hosts on a bridge of their own:
 # "forwarding", between two hosts whose UDP to each other is dropped (iptables), so no link can form between them and
 # the ring carries their traffic through a third host; and "two peers", one host sending to two peers at once (two
 # iperf3 streams, their sum). Prints one table per run: throughput, and RTT mean, median, 90th percentile and maximum;

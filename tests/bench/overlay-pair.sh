@@ -10,6 +10,7 @@ set -euo pipefail
 cmd=$1 A=$2 B=$3 ipa=$4 ipb=$5 ova=$6 ovb=$7 work=$8/overlay
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/../.." && pwd)
 host_dll=${OVERLAY_HOST_DLL:-$repo/samples/Overlay.Host/bin/Release/net10.0/Overlay.Host.dll}
+case $host_dll in *.dll) host=(dotnet "$host_dll") ;; *) host=("$host_dll") ;; esac
 
 if [ "$cmd" = stop ]; then
   for f in "$work"/host-*.pid "$work"/prosody.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true; done
@@ -30,7 +31,6 @@ for side in "$A:$ova" "$B:$ovb"; do
   ${EVENT_LOOPS:+\"DataPath\": { \"EventLoops\": $EVENT_LOOPS \},}
   "Overlays": { "bench": { "NetDevice": { "Name": "ovl0", "IP4": "$ov", "PrefixLen": 24 } } } }
 JSON
-  case $host_dll in *.dll) host=(dotnet "$host_dll") ;; *) host=("$host_dll") ;; esac
   ip netns exec "$ns" "${host[@]}" run "$work/node$i.json" --control-socket "$work/node$i.sock" --log-level Warning >"$work/host-$i.log" 2>&1 &
   echo $! > "$work/host-$i.pid"
 done
