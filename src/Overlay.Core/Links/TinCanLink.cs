@@ -134,7 +134,10 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         {
             var (baseSize, maxSize) = PathMtuSizes(_channel);
             _pathMtu = new PathMtuDiscovery(baseSize, maxSize, _options.PathMtuConfirmInterval, _options.PathMtuRaiseInterval, _time);
-            _pathMtuTimer = _time.CreateTimer(_ => OnPathMtuTimer(), null, TimeSpan.Zero, Timeout.InfiniteTimeSpan);
+            // Stored before it is started: a timer due at once can fire before CreateTimer returns, and a callback that
+            // found no timer to reschedule would leave the search stalled for good.
+            _pathMtuTimer = _time.CreateTimer(_ => OnPathMtuTimer(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            _pathMtuTimer.Change(TimeSpan.Zero, Timeout.InfiniteTimeSpan);
         }
         else
         {
@@ -419,7 +422,6 @@ internal sealed class TinCanLink : IDatagramReceiver, IAsyncDisposable
         BinaryPrimitives.WriteInt64BigEndian(stamp, _time.GetTimestamp());
         Send(stamp, PacketKind.Keepalive, batch: null);
     }
-
 
     /// <summary>A probe's payload starts with its 32-bit number; an acknowledgement adds the 16-bit size that arrived.</summary>
     private const int ProbeHeader = 6;

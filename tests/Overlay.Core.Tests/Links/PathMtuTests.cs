@@ -157,4 +157,40 @@ public class PathMtuTests
             Assert.That(a.Statistics.PathMtuBlackHoles, Is.Zero);
         }
     }
+
+    /// <summary>
+    /// A timer due at once may fire before the call that created it has returned: on a busy machine the creating thread
+    /// can be preempted between the two. The link must still search. (A first round run in that window once rescheduled a
+    /// timer the link had not stored yet, and the search never went on: a CI run timed out waiting for it.)
+    /// </summary>
+    [Test]
+    public async Task The_search_goes_on_when_its_timer_fires_before_the_link_has_stored_it()
+    {
+        var (ca, cb) = MemoryChannel.Pair();
+        var alice = NodeIdentity.CreateEphemeral("alice");
+        var bob = NodeIdentity.CreateEphemeral("bob");
+        var eager = new EagerTimeProvider();
+        await using var a = new TinCanLink(ca, controlling: true, alice, bob.Fingerprint, new Inbox(), time: eager);
+        await using var b = new TinCanLink(cb, controlling: false, bob, alice.Fingerprint, new Inbox(), time: eager);
+        await Task.WhenAll(a.ConnectAsync(), b.ConnectAsync());
+        Assert.That(eager.FiredInline, Is.GreaterThan(0), "the provider ran a callback before returning its timer");
+        // The search needs a few rounds answered at once on this path: well under a second whatever the machine's load.
+        var searched = Task.WhenAll(a.PathMtuSearched, b.PathMtuSearched);
+        Assert.That(await Task.WhenAny(searched, Task.Delay(TimeSpan.FromSeconds(10))), Is.SameAs(searched), "both searches ended");
+        Assert.That(a.PathMtu, Is.GreaterThan(TinCanLink.BasePathMtu), "the search went past the base size");
+    }
+
+    /// <summary>The system clock, except that a timer due at once runs its first callback before <c>CreateTimer</c> returns.</summary>
+    private sealed class EagerTimeProvider : TimeProvider
+    {
+        public int FiredInline;
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            if (dueTime != TimeSpan.Zero) return System.CreateTimer(callback, state, dueTime, period);
+            Interlocked.Increment(ref FiredInline);
+            callback(state);
+            return System.CreateTimer(callback, state, period, period);
+        }
+    }
 }
