@@ -9,8 +9,10 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using NUnit.Framework;
+using Overlay.Signaling;
 using Overlay.Signaling.InProcess;
 using Overlay.Tap.InMemory;
+using Overlay.TestSupport.Lab;
 
 namespace Overlay.Extensions.Hosting.Tests;
 
@@ -118,6 +120,62 @@ public class HostedNodeTests
         Assert.That(health.Status, Is.EqualTo(HealthStatus.Unhealthy), "a stopped node");
     }
 
+    /// <summary>
+    /// Presence is advisory: while the signaling server is away the link goes on carrying traffic and the health check
+    /// says Degraded, not Unhealthy; when it is back, Healthy. With signaling away and no link left, Unhealthy. Against a
+    /// real prosody, stopped and started again as an operator would.
+    /// </summary>
+    [Test]
+    public async Task Health_is_degraded_while_signaling_is_away_and_the_link_goes_on()
+    {
+        await using var prosody = await ProsodyServer.StartAsync();
+        using var a = BuildXmppHost(prosody, 0);
+        using var b = BuildXmppHost(prosody, 1);
+        var nodeA = a.Services.GetRequiredService<OverlayNode>();
+        var nodeB = b.Services.GetRequiredService<OverlayNode>();
+        var health = a.Services.GetRequiredService<HealthCheckService>();
+        var upA = LinkUp(nodeA);
+        var upB = LinkUp(nodeB);
+        using var cts = new CancellationTokenSource(Timeout);
+        await a.StartAsync(cts.Token);
+        await b.StartAsync(cts.Token);
+        await Task.WhenAll(upA, upB).WaitAsync(cts.Token);
+        await using var hostA = new InMemoryIpHost((InMemoryEthernetDevice)nodeA.GetOverlay("ovl1").Device, IPAddress.Parse("10.31.0.1"));
+        await using var hostB = new InMemoryIpHost((InMemoryEthernetDevice)nodeB.GetOverlay("ovl1").Device, IPAddress.Parse("10.31.0.2"));
+        await hostA.PingAsync(IPAddress.Parse("10.31.0.2"), Timeout, cts.Token);
+        var report = await health.CheckHealthAsync(cts.Token);
+        Assert.That(report.Status, Is.EqualTo(HealthStatus.Healthy), report.Entries["overlay"].Description);
+
+        var lost = SignalingChanged(nodeA, SignalingState.Reconnecting);
+        var linkChanges = new ConcurrentQueue<LinkEvent>();
+        nodeA.LinkChanged += (_, e) => linkChanges.Enqueue(e);
+        await prosody.StopAsync();
+        TestContext.Out.WriteLine($"signaling lost: {(await lost.WaitAsync(cts.Token)).Reason}");
+        report = await health.CheckHealthAsync(cts.Token);
+        Assert.That(report.Status, Is.EqualTo(HealthStatus.Degraded), report.Entries["overlay"].Description);
+        Assert.That(report.Entries["overlay"].Description, Does.Contain("1 link(s) still up"));
+        await hostA.PingAsync(IPAddress.Parse("10.31.0.2"), Timeout, cts.Token);
+
+        var back = SignalingChanged(nodeA, SignalingState.Connected);
+        await prosody.StartAgainAsync(cts.Token);
+        await back.WaitAsync(cts.Token);
+        report = await health.CheckHealthAsync(cts.Token);
+        Assert.That(report.Status, Is.EqualTo(HealthStatus.Healthy), report.Entries["overlay"].Description);
+        Assert.That(linkChanges, Is.Empty, "the link saw neither the outage nor the return");
+
+        // Signaling away again, and the peer stops (it says goodbye over the link): nothing is left.
+        lost = SignalingChanged(nodeA, SignalingState.Reconnecting);
+        await prosody.StopAsync();
+        await lost.WaitAsync(cts.Token);
+        var closed = LinkChanged(nodeA, LinkChange.Closed);
+        await b.StopAsync(cts.Token);
+        await closed.WaitAsync(cts.Token);
+        report = await health.CheckHealthAsync(cts.Token);
+        Assert.That(report.Status, Is.EqualTo(HealthStatus.Unhealthy), report.Entries["overlay"].Description);
+        Assert.That(report.Entries["overlay"].Description, Does.Contain("no link up"));
+        await a.StopAsync(cts.Token);
+    }
+
     [TestCase("Overlay:Overlays:ovl:NetDevice:MTU", "100", "Overlays.ovl.NetDevice.MTU")]
     [TestCase("Overlay:Overlays:ovl:NetDevice:Offload", "maybe", "Overlays.ovl.NetDevice.Offload")]
     [TestCase("Overlay:Stunn:0", "stun.example.org:3478", "Stunn")]
@@ -165,6 +223,36 @@ public class HostedNodeTests
         });
         builder.Services.AddHealthChecks().AddOverlayNode();
         return builder.Build();
+    }
+
+    /// <summary>A node signaling through <paramref name="prosody"/> as one of its group's accounts, on overlay ovl1.</summary>
+    private static IHost BuildXmppHost(ProsodyServer prosody, int index)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Overlay:Signal:HostAddress"] = prosody.EndPoint.Address.ToString(),
+            ["Overlay:Signal:Port"] = prosody.EndPoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Overlay:Signal:Username"] = $"{ProsodyServer.GroupMembers[index]}@{prosody.Domain}",
+            ["Overlay:Signal:Password"] = ProsodyServer.Password,
+            ["Overlay:Signal:CaFile"] = prosody.CaCertificatePath,
+            ["Overlay:Overlays:ovl1:NetDevice:IP4"] = $"10.31.0.{index + 1}",
+            ["Overlay:Links:KeepaliveInterval"] = "0.2",
+            ["Overlay:Links:DeadPeerTimeout"] = "5",
+        });
+        builder.Services.AddOverlayNode(builder.Configuration.GetSection("Overlay"));
+        builder.Services.AddHealthChecks().AddOverlayNode();
+        return builder.Build();
+    }
+
+    private static Task<SignalingEvent> SignalingChanged(OverlayNode node, SignalingState state)
+    {
+        var done = new TaskCompletionSource<SignalingEvent>(TaskCreationOptions.RunContinuationsAsynchronously);
+        node.SignalingChanged += (_, e) =>
+        {
+            if (e.State == state) done.TrySetResult(e);
+        };
+        return done.Task;
     }
 
     private static Task<LinkEvent> LinkUp(OverlayNode node) => LinkChanged(node, LinkChange.Up);

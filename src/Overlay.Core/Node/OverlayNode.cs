@@ -156,6 +156,12 @@ public sealed partial class OverlayNode : IAsyncDisposable
     /// <summary>Raised on every link change (from the overlay's control thread; do not block it).</summary>
     public event EventHandler<LinkEvent>? LinkChanged;
 
+    /// <summary>
+    /// Raised when the signaling connection's state changes, and on each failed reconnection attempt (from a signaling
+    /// thread; do not block it). Links whose keepalives pass go on while signaling is away.
+    /// </summary>
+    public event EventHandler<SignalingEvent>? SignalingChanged;
+
     /// <summary>One overlay by ID.</summary>
     /// <exception cref="KeyNotFoundException">The node does not serve it (or is not started).</exception>
     public OverlayNetwork GetOverlay(string overlayId) =>
@@ -201,6 +207,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
                 networks.Add(new OverlayNetwork(engine));
             }
             signaling.PeerChanged += OnPeerChanged;
+            signaling.StateChanged += OnSignalingState;
             await signaling.ConnectAsync(cancellationToken).ConfigureAwait(false);
             _reader = Task.Run(() => ReadSignalsAsync(signaling, _lifetime.Token), CancellationToken.None);
             foreach (var engine in _engines.Values) engine.Start(signaling.GetPeers(engine.Id).Keys);
@@ -346,6 +353,9 @@ public sealed partial class OverlayNode : IAsyncDisposable
         PeerChanged?.Invoke(this, e);
     }
 
+    private void OnSignalingState(object? sender, SignalingStateChangedEventArgs e) =>
+        SignalingChanged?.Invoke(this, new SignalingEvent(e.State, e.Error?.Message ?? ""));
+
     private async Task ReadSignalsAsync(ISignalingChannel signaling, CancellationToken cancellationToken)
     {
         try
@@ -451,6 +461,7 @@ public sealed partial class OverlayNode : IAsyncDisposable
         {
             signaling.PeerChanged -= OnPeerChanged;
             await signaling.DisposeAsync().ConfigureAwait(false);
+            signaling.StateChanged -= OnSignalingState; // after: its Closed is raised too
         }
         lock (_gate)
             foreach (var watcher in _linkWatchers) watcher.Writer.TryComplete();

@@ -30,6 +30,11 @@ public enum LinkChange
 /// <param name="Elapsed">For <see cref="LinkChange.Up"/>: time since negotiation or recovery started.</param>
 public sealed record LinkEvent(string OverlayId, string PeerNodeId, string LinkId, LinkChange Change, LinkPath? Path, string Reason, TimeSpan Elapsed);
 
+/// <summary>A change of the node's signaling connection.</summary>
+/// <param name="State">The state it is in now.</param>
+/// <param name="Reason">Why the connection was lost or a reconnection failed, or empty.</param>
+public sealed record SignalingEvent(SignalingState State, string Reason);
+
 /// <summary>The path a link uses.</summary>
 /// <param name="LocalType">Type of the local candidate (host, srflx, prflx, relay).</param>
 /// <param name="Local">Local candidate address.</param>
