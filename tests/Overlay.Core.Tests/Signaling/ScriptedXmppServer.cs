@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Security;
+using System.Security.Authentication;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -163,18 +164,25 @@ internal sealed class ScriptedPeer(Stream stream, X509Certificate2 certificate, 
     /// the initial presence read. <paramref name="beforeRoster"/> may send stanzas between the client's roster request
     /// (given its id) and the server's answer.
     /// </summary>
-    public async Task<string> EstablishAsync(bool external = false, Func<string, Task>? beforeRoster = null)
+    /// <remarks>
+    /// With <paramref name="tls12"/> the server offers TLS 1.2 only, whose record headers tell alerts from data (TLS 1.3
+    /// hides both as application data), and <see cref="ClientRecordTypes"/> logs the client's records.
+    /// </remarks>
+    public async Task<string> EstablishAsync(bool external = false, Func<string, Task>? beforeRoster = null, bool tls12 = false)
     {
         await OpenAsync("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>");
         await ReadAsync(); // <starttls/>
         await SendAsync("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-        var ssl = new SslStream(_stream);
+        var records = tls12 ? new TlsRecordLog(_stream) : null;
+        var ssl = new SslStream(records ?? _stream);
         await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
         {
             ServerCertificate = certificate,
             ClientCertificateRequired = external,
             RemoteCertificateValidationCallback = (_, _, _, _) => true,
+            EnabledSslProtocols = tls12 ? SslProtocols.Tls12 : SslProtocols.None,
         }, ct);
+        _records = records;
         ClientCertificate = ssl.RemoteCertificate;
         _stream = ssl;
         _length = 0;
@@ -202,5 +210,95 @@ internal sealed class ScriptedPeer(Stream stream, X509Certificate2 certificate, 
         return jid;
     }
 
+    private TlsRecordLog? _records;
+
+    /// <summary>The content type of each TLS record the client sent so far (20 change cipher spec, 21 alert, 22 handshake, 23 data).</summary>
+    public IReadOnlyList<byte> ClientRecordTypes => _records?.Types ?? [];
+
+    /// <summary>Reads and discards what the client sends until it closes the connection (after its stream's end).</summary>
+    public async Task DrainAsync()
+    {
+        try
+        {
+            while (await _stream.ReadAsync(_buffer, ct) > 0) { }
+        }
+        catch (IOException) { } // a close without TLS's own
+    }
+
     public async ValueTask DisposeAsync() => await _stream.DisposeAsync();
+}
+
+/// <summary>Passes a TLS connection's bytes through and notes the content type of each record read (RFC 5246 §6.2.1).</summary>
+internal sealed class TlsRecordLog(Stream inner) : Stream
+{
+    private const int HeaderLength = 5;
+    private readonly byte[] _header = new byte[HeaderLength];
+    private readonly List<byte> _types = [];
+    private int _headerFill, _bodyLeft;
+
+    public IReadOnlyList<byte> Types
+    {
+        get
+        {
+            lock (_types) return [.. _types];
+        }
+    }
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        var n = await inner.ReadAsync(buffer, cancellationToken);
+        Scan(buffer.Span[..n]);
+        return n;
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override int Read(byte[] buffer, int offset, int count)
+    {
+        var n = inner.Read(buffer, offset, count);
+        Scan(buffer.AsSpan(offset, n));
+        return n;
+    }
+
+    private void Scan(ReadOnlySpan<byte> bytes)
+    {
+        while (!bytes.IsEmpty)
+        {
+            if (_bodyLeft > 0)
+            {
+                var skip = Math.Min(_bodyLeft, bytes.Length);
+                _bodyLeft -= skip;
+                bytes = bytes[skip..];
+                continue;
+            }
+            var take = Math.Min(HeaderLength - _headerFill, bytes.Length);
+            bytes[..take].CopyTo(_header.AsSpan(_headerFill));
+            _headerFill += take;
+            bytes = bytes[take..];
+            if (_headerFill < HeaderLength) return;
+            _headerFill = 0;
+            _bodyLeft = (_header[3] << 8) | _header[4];
+            lock (_types) _types.Add(_header[0]);
+        }
+    }
+
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => inner.WriteAsync(buffer, cancellationToken);
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => inner.WriteAsync(buffer, offset, count, cancellationToken);
+    public override void Write(byte[] buffer, int offset, int count) => inner.Write(buffer, offset, count);
+    public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+    public override void Flush() => inner.Flush();
+    public override bool CanRead => true;
+    public override bool CanWrite => true;
+    public override bool CanSeek => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) inner.Dispose();
+        base.Dispose(disposing);
+    }
 }

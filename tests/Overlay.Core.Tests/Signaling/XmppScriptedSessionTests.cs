@@ -130,4 +130,43 @@ public sealed class XmppScriptedSessionTests
         Assert.That(channel.AuthenticationMechanism, Is.EqualTo("EXTERNAL"));
         Assert.That(seen!.ClientCertificate?.GetCertHashString(), Is.EqualTo(clientCertificate.GetCertHashString()));
     }
+
+    /// <summary>
+    /// A node that goes away says so at every layer, in order: unavailable presence, the end of its XML stream (RFC 6120
+    /// §4.4), then TLS's own close_notify (RFC 5246 §7.2.1, RFC 8446 §6.1) before the TCP close. Without the last a
+    /// server sees a truncated session: prosody logs most such closes as "unexpected eof".
+    /// </summary>
+    [Test]
+    public async Task Closing_ends_the_presence_the_stream_and_the_tls_session_before_the_connection()
+    {
+        var closed = new TaskCompletionSource<(List<string> Items, IReadOnlyList<byte> Records)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var established = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = new ScriptedXmppServer(async (p, _) =>
+        {
+            await p.EstablishAsync(tls12: true);
+            established.TrySetResult();
+            var items = new List<string>();
+            try
+            {
+                while (true) items.Add((await p.ReadAsync()).Name);
+            }
+            catch (EndOfStreamException ex)
+            {
+                items.Add(ex.Message);
+            }
+            await p.DrainAsync();
+            closed.TrySetResult((items, p.ClientRecordTypes));
+        });
+        var channel = new XmppSignalingChannel(server.ClientOptions(NodeId.NewRandom().ToString()));
+        await channel.ConnectAsync();
+        await established.Task.WaitAsync(Wait);
+
+        await channel.DisposeAsync();
+        var (items, records) = await closed.Task.WaitAsync(Wait);
+
+        Assert.That(items, Is.EqualTo(new[] { "presence", "client closed the stream" }));
+        const byte Alert = 21, ApplicationData = 23;
+        Assert.That(records.Skip(records.Count - 2), Is.EqualTo(new[] { ApplicationData, Alert }), "the stream's end, then one alert (close_notify) last: " + string.Join(",", records));
+        Assert.That(records.Count(r => r == Alert), Is.EqualTo(1));
+    }
 }

@@ -373,7 +373,10 @@ internal sealed class XmppConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Closes the stream politely when possible (RFC 6120 §4.4), then the socket.</summary>
+    /// <summary>
+    /// Closes the stream politely when possible (RFC 6120 §4.4), then TLS (close_notify: without it the server sees a
+    /// truncated session), then the socket.
+    /// </summary>
     public async Task CloseAsync(string? finalStanza = null)
     {
         if (Volatile.Read(ref _disposed) != 0 || _stream is null) return;
@@ -381,6 +384,18 @@ internal sealed class XmppConnection : IAsyncDisposable
         {
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
             await SendAsync((finalStanza ?? "") + "</stream:stream>", cts.Token).ConfigureAwait(false);
+            if (_stream is SslStream ssl)
+            {
+                await _writeLock.WaitAsync(cts.Token).ConfigureAwait(false);
+                try
+                {
+                    await ssl.ShutdownAsync().WaitAsync(cts.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    _writeLock.Release();
+                }
+            }
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or SocketException)
         {
