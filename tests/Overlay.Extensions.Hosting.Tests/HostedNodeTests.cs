@@ -236,6 +236,8 @@ public class HostedNodeTests
             ["Overlay:Signal:Username"] = $"{ProsodyServer.GroupMembers[index]}@{prosody.Domain}",
             ["Overlay:Signal:Password"] = ProsodyServer.Password,
             ["Overlay:Signal:CaFile"] = prosody.CaCertificatePath,
+            ["Overlay:Signal:ReconnectMinDelay"] = "0.2", // back soon after prosody is
+            ["Overlay:Signal:ReconnectMaxDelay"] = "0.5",
             ["Overlay:Overlays:ovl1:NetDevice:IP4"] = $"10.31.0.{index + 1}",
             ["Overlay:Links:KeepaliveInterval"] = "0.2",
             ["Overlay:Links:DeadPeerTimeout"] = "5",

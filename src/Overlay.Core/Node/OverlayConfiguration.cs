@@ -94,7 +94,9 @@ public static partial class OverlayConfiguration
 
     private static SignalingOptions ReadSignal(Node signal)
     {
-        signal.Only("HostAddress", "Port", "Username", "Password", "AuthenticationMethod", "CaFile", "PinnedCertificateSha256", "ClientCertificateFile");
+        var d = new XmppSignalingOptions { HostAddress = "", Username = "" };
+        signal.Only("HostAddress", "Port", "Username", "Password", "AuthenticationMethod", "CaFile", "PinnedCertificateSha256", "ClientCertificateFile",
+            nameof(d.PingInterval), nameof(d.PingTimeout), nameof(d.ConnectTimeout), nameof(d.ReconnectMinDelay), nameof(d.ReconnectMaxDelay));
         var method = signal.String("AuthenticationMethod")?.ToUpperInvariant() switch
         {
             null or "PASSWORD" => XmppAuthenticationMethod.Password,
@@ -111,6 +113,11 @@ public static partial class OverlayConfiguration
             CaFile = signal.String("CaFile"),
             PinnedCertificateSha256 = signal.String("PinnedCertificateSha256"),
             ClientCertificateFile = signal.String("ClientCertificateFile"),
+            PingInterval = signal.Seconds(nameof(d.PingInterval)) ?? d.PingInterval,
+            PingTimeout = signal.Seconds(nameof(d.PingTimeout)) ?? d.PingTimeout,
+            ConnectTimeout = signal.Seconds(nameof(d.ConnectTimeout)) ?? d.ConnectTimeout,
+            ReconnectMinDelay = signal.Seconds(nameof(d.ReconnectMinDelay)) ?? d.ReconnectMinDelay,
+            ReconnectMaxDelay = signal.Seconds(nameof(d.ReconnectMaxDelay)) ?? d.ReconnectMaxDelay,
         };
     }
 

@@ -59,6 +59,24 @@ public sealed record XmppSignalingOptions : SignalingOptions
     /// <summary>PEM file with the client certificate and key for <see cref="XmppAuthenticationMethod.X509"/>.</summary>
     public string? ClientCertificateFile { get; init; }
 
+    /// <summary>
+    /// Time between XEP-0199 pings to the server. With <see cref="PingTimeout"/> it bounds how long a dead connection
+    /// (a server or NAT that dropped it silently) goes unnoticed. Links are not affected either way.
+    /// </summary>
+    public TimeSpan PingInterval { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a ping, or any request to the server, may go unanswered before the connection counts as lost.</summary>
+    public TimeSpan PingTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long connecting may take: TCP, TLS, authentication and the session's setup.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>The first delay before reconnecting after a lost connection; it doubles with each failed attempt, with jitter.</summary>
+    public TimeSpan ReconnectMinDelay { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The longest delay between reconnection attempts.</summary>
+    public TimeSpan ReconnectMaxDelay { get; init; } = TimeSpan.FromSeconds(60);
+
     internal override void Validate(string key)
     {
         if (string.IsNullOrWhiteSpace(HostAddress)) throw new OverlayConfigurationException($"{key}.HostAddress", "is required");
@@ -73,6 +91,11 @@ public sealed record XmppSignalingOptions : SignalingOptions
                 throw new OverlayConfigurationException($"{key}.ClientCertificateFile", "is required with AuthenticationMethod X509");
         }
         if (CaFile is not null && !File.Exists(CaFile)) throw new OverlayConfigurationException($"{key}.CaFile", $"'{CaFile}' does not exist");
+        foreach (var (name, value) in new[] { (nameof(PingInterval), PingInterval), (nameof(PingTimeout), PingTimeout), (nameof(ConnectTimeout), ConnectTimeout),
+                     (nameof(ReconnectMinDelay), ReconnectMinDelay), (nameof(ReconnectMaxDelay), ReconnectMaxDelay) })
+            if (value <= TimeSpan.Zero) throw new OverlayConfigurationException($"{key}.{name}", $"must be positive, not {value.TotalSeconds} s");
+        if (ReconnectMaxDelay < ReconnectMinDelay)
+            throw new OverlayConfigurationException($"{key}.ReconnectMaxDelay", $"must be at least ReconnectMinDelay ({ReconnectMinDelay.TotalSeconds} s)");
         if (ClientCertificateFile is not null && !File.Exists(ClientCertificateFile))
             throw new OverlayConfigurationException($"{key}.ClientCertificateFile", $"'{ClientCertificateFile}' does not exist");
         if (PinnedCertificateSha256 is { } pin && Convert.FromHexString(pin.Replace(":", "", StringComparison.Ordinal)).Length != 32)

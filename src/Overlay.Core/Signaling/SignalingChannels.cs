@@ -43,6 +43,11 @@ internal static class SignalingChannels
                     PinnedCertificateSha256 = xmpp.PinnedCertificateSha256,
                     ClientCertificate = xmpp.AuthenticationMethod == XmppAuthenticationMethod.X509 && xmpp.ClientCertificateFile is { } file
                         ? LoadClientCertificate(file) : null,
+                    KeepaliveInterval = xmpp.PingInterval,
+                    KeepaliveTimeout = xmpp.PingTimeout,
+                    ConnectTimeout = xmpp.ConnectTimeout,
+                    ReconnectMinDelay = xmpp.ReconnectMinDelay,
+                    ReconnectMaxDelay = xmpp.ReconnectMaxDelay,
                     NodeId = nodeId,
                     Overlays = overlays,
                     OverlayGroups = overlayGroups,

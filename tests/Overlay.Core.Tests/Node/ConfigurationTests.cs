@@ -45,6 +45,24 @@ public class ConfigurationTests
     }
 
     [Test]
+    public void Signaling_timings_are_read_in_seconds_and_default_to_a_ping_every_30_s_and_backoff_from_1_to_60_s()
+    {
+        var timed = (XmppSignalingOptions)OverlayConfiguration.Parse("""
+            { "Signal": { "HostAddress": "x", "Username": "u@d", "Password": "p", "PingInterval": 5, "PingTimeout": 2.5,
+                          "ConnectTimeout": 7, "ReconnectMinDelay": 0.25, "ReconnectMaxDelay": 20 },
+              "Overlays": { "a": {} } }
+            """).Signal;
+        Assert.That(new[] { timed.PingInterval, timed.PingTimeout, timed.ConnectTimeout, timed.ReconnectMinDelay, timed.ReconnectMaxDelay },
+            Is.EqualTo(new[] { 5, 2.5, 7, 0.25, 20 }.Select(TimeSpan.FromSeconds)));
+        var plain = (XmppSignalingOptions)OverlayConfiguration.Parse(Full).Signal;
+        Assert.That(new[] { plain.PingInterval, plain.PingTimeout, plain.ConnectTimeout, plain.ReconnectMinDelay, plain.ReconnectMaxDelay },
+            Is.EqualTo(new[] { 30.0, 10, 15, 1, 60 }.Select(TimeSpan.FromSeconds)));
+        var fromCode = new XmppSignalingOptions { HostAddress = "x", Username = "u@d", Password = "p", ReconnectMaxDelay = TimeSpan.FromMilliseconds(500) };
+        Assert.That(Assert.Throws<OverlayConfigurationException>(() => new OverlayNodeBuilder().UseXmpp(fromCode).JoinOverlay("a").BuildOptions())!.Message,
+            Does.Contain("Signal.ReconnectMaxDelay"), "code is held to the same rules as the file");
+    }
+
+    [Test]
     public void The_fluent_builder_makes_the_same_options_as_the_file()
     {
         var built = new OverlayNodeBuilder()
@@ -98,6 +116,8 @@ public class ConfigurationTests
         ("""{ "Signal": { "HostAddress": "x", "Username": "nodomain", "Password": "p" }, "Overlays": { "a": {} } }""", "Signal.Username"),
         ("""{ "Signal": { "HostAddress": "x", "Username": "u@d", "Password": "p", "AuthenticationMethod": "TOKEN" }, "Overlays": { "a": {} } }""", "Signal.AuthenticationMethod"),
         ("""{ "Signal": { "HostAddress": "x", "Username": "u@d", "Password": "p", "Port": 70000 }, "Overlays": { "a": {} } }""", "Signal.Port"),
+        ("""{ "Signal": { "HostAddress": "x", "Username": "u@d", "Password": "p", "PingTimeout": 0 }, "Overlays": { "a": {} } }""", "Signal.PingTimeout"),
+        ("""{ "Signal": { "HostAddress": "x", "Username": "u@d", "Password": "p", "ReconnectMinDelay": 30, "ReconnectMaxDelay": 10 }, "Overlays": { "a": {} } }""", "Signal.ReconnectMaxDelay"),
         ("""{ "Overlays": [ "a" ] }""", "Overlays"),
         ("""{ "Overlays": { "a b": {} } }""", "Overlays.a b"),
         ("""{ "Overlays": """, "(file)"),

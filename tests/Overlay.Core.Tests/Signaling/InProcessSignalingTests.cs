@@ -102,9 +102,17 @@ public sealed class SignalingChannelsTests
     [Test]
     public async Task Xmpp_configuration_maps_onto_the_xmpp_channel()
     {
-        await using var channel = SignalingChannels.Create(new XmppSignalingOptions { HostAddress = "127.0.0.1", Port = 5222, Username = "node1@overlay.test", Password = "secret" },
-            NodeId.NewRandom().ToString(), ["ovl1"]);
+        await using var channel = SignalingChannels.Create(new XmppSignalingOptions
+        {
+            HostAddress = "127.0.0.1", Port = 5222, Username = "node1@overlay.test", Password = "secret",
+            PingInterval = TimeSpan.FromSeconds(5), PingTimeout = TimeSpan.FromSeconds(2), ConnectTimeout = TimeSpan.FromSeconds(7),
+            ReconnectMinDelay = TimeSpan.FromSeconds(0.5), ReconnectMaxDelay = TimeSpan.FromSeconds(20),
+        }, NodeId.NewRandom().ToString(), ["ovl1"]);
         Assert.That(channel, Is.InstanceOf<Overlay.Signaling.Xmpp.XmppSignalingChannel>());
         Assert.That(channel.State, Is.EqualTo(SignalingState.Disconnected));
+        var o = ((Overlay.Signaling.Xmpp.XmppSignalingChannel)channel).Options;
+        Assert.That((o.Jid, o.Host, o.Port), Is.EqualTo(("node1@overlay.test", "127.0.0.1", (int?)5222)));
+        Assert.That(new[] { o.KeepaliveInterval, o.KeepaliveTimeout, o.ConnectTimeout, o.ReconnectMinDelay, o.ReconnectMaxDelay },
+            Is.EqualTo(new[] { 5, 2, 7, 0.5, 20 }.Select(TimeSpan.FromSeconds)));
     }
 }

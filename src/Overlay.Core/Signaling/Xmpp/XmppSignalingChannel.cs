@@ -18,6 +18,9 @@ internal sealed class XmppSignalingChannel : SignalingChannelBase
     private const string MessageIdPrefix = "sig-";
 
     private readonly XmppChannelOptions _options;
+
+    /// <summary>The settings the channel runs with (validated).</summary>
+    internal XmppChannelOptions Options => _options;
     private readonly string _ownBareJid;
     private readonly CancellationTokenSource _lifetime = new();
     private readonly ConcurrentDictionary<string, TaskCompletionSource<XmppElement>> _iqs = new(StringComparer.Ordinal);
