@@ -300,7 +300,8 @@ internal sealed class OverlaySwitch
     {
         Interlocked.Increment(ref Counters.FloodInValue);
         if (!Admit(frame)) return;
-        if (header.Root == Self)
+        // A copy for a gap alone may come back to its root: the gap lies just behind it, at the end of its own flood's arc.
+        if (header.Root == Self && header.Gap != FloodGap.GapBehindOnly)
         {
             Interlocked.Increment(ref Counters.OwnRootValue);
             return;
@@ -327,11 +328,15 @@ internal sealed class OverlaySwitch
             Interlocked.Increment(ref Counters.NotFromRootValue);
             return;
         }
-        if (header.Gap == FloodGap.GapBehindOnly)
+        switch (header.Gap)
         {
             // This switch gets the flood itself from its own branch (a copy here would be a duplicate): only the gap.
-            PassIntoGap(from, header with { Hop = (byte)(header.Hop + 1) }, EthernetFrame.Destination(frame), frame, Volatile.Read(ref _now), batch, prune: false);
-            return;
+            case FloodGap.GapBehindOnly:
+                PassIntoGap(from, Self, header with { Hop = (byte)(header.Hop + 1) }, EthernetFrame.Destination(frame), frame, Volatile.Read(ref _now), batch, prune: false);
+                return;
+            case FloodGap.RelayIntoGap:
+                PassIntoGap(header.Bound, from, header with { Hop = (byte)(header.Hop + 1) }, EthernetFrame.Destination(frame), frame, Volatile.Read(ref _now), batch, prune: false);
+                return;
         }
         if (!_duplicates.TryAdd(header.Root, header.Sequence))
         {
@@ -384,7 +389,7 @@ internal sealed class OverlaySwitch
         }
         var next = header with { Hop = (byte)(header.Hop + 1), Gap = FloodGap.None };
         Forward(next, destination, frame, now, batch, prune: !report);
-        if (header.Gap == FloodGap.WithGapBehind) PassIntoGap(from, next, destination, frame, now, batch, prune: !report);
+        if (header.Gap == FloodGap.WithGapBehind) PassIntoGap(from, Self, next, destination, frame, now, batch, prune: !report);
     }
 
     private bool TryForwardUnicast(ulong source, ulong destination, ReadOnlySpan<byte> frame, PortEntry ingress, long now, IFrameBatch? batch)
@@ -589,14 +594,33 @@ internal sealed class OverlaySwitch
             SendCopy(next, header with { Gap = FloodGap.GapBehindOnly }, destination, frame, now, batch, prune);
     }
 
-    /// <summary>Passes a flood back into the gap behind this switch, (from, Self): to the first neighbour there, with the arc up to here.</summary>
-    private void PassIntoGap(NodeId from, FloodHeader header, ulong destination, ReadOnlySpan<byte> frame, long now, IFrameBatch? batch, bool prune)
+    /// <summary>
+    /// Passes a flood into the gap (<paramref name="start"/>, <paramref name="end"/>), behind this switch or behind the
+    /// sender of a relayed gap: to the first neighbour there, with the arc up to <paramref name="end"/>. A switch at the
+    /// gap's end with no link into it, whose own ring predecessor lies there unlinked (a member linked on neither ring
+    /// side), has its next neighbour on relay it (<see cref="FloodGap.RelayIntoGap"/>): that member's own successor links
+    /// reach past this switch, to the nearest members it could link.
+    /// </summary>
+    private void PassIntoGap(NodeId start, NodeId end, FloodHeader header, ulong destination, ReadOnlySpan<byte> frame, long now, IFrameBatch? batch, bool prune)
     {
+        var neighbours = _neighbours;
         PortEntry? first = null;
-        foreach (var n in _neighbours)
-            if (from.ArcContains(n.Id, Self) && (first is null || from.DistanceTo(n.Id) < from.DistanceTo(first.Id))) first = n;
+        foreach (var n in neighbours)
+            if (start.ArcContains(n.Id, end) && (first is null || start.DistanceTo(n.Id) < start.DistanceTo(first.Id))) first = n;
         if (first is not null)
-            SendCopy(first, header with { Bound = Self, Gap = FloodGap.IntoGap }, destination, frame, now, batch, Prunes(header.Type, destination, now, prune));
+        {
+            SendCopy(first, header with { Bound = end, Gap = FloodGap.IntoGap }, destination, frame, now, batch, Prunes(header.Type, destination, now, prune));
+            return;
+        }
+        if (end != Self || _ring is not { } ring || !start.ArcContains(ring.Predecessor, Self) || FindPort(ring.Predecessor) is not null) return;
+        // The nearest neighbour on (the list is in clockwise order from here); never back to the gap's start. A root's copies
+        // are all first hops, this one too (the gap lies at the end of its own flood's arc).
+        if (neighbours.Length > 0 && neighbours[0].Id != start)
+        {
+            Interlocked.Increment(ref Counters.GapRelaysValue);
+            var relay = header with { Bound = start, Gap = FloodGap.RelayIntoGap, Hop = header.Root == Self ? (byte)1 : header.Hop };
+            SendCopy(neighbours[0], relay, destination, frame, now, batch, prune: false);
+        }
     }
 
     private bool Prunes(FloodType type, ulong destination, long now, bool prune) =>
@@ -615,17 +639,23 @@ internal sealed class OverlaySwitch
     /// Whether this switch lies inside the arc its sender was given. A plain copy: inside (root, bound), from the root or
     /// from a sender inside it, and inside the sender's own (sender, bound); so a member can send floods in another
     /// root's name only into its own stretch of the ring, where it forwards that root's floods anyway. A copy for a
-    /// gap: the sender's stretch ended here and lies on the root's side. A copy into a gap: behind its sender, on the root's
-    /// side, and only where the link to the ring predecessor is missing, which is the only place such copies go.
+    /// gap: the sender's stretch ended here and lies on the root's side (at the root itself, only when its own unlinked
+    /// ring predecessor lies in the gap). A copy into a gap: behind its sender, bounded at or before it, on the root's
+    /// side, and only where the link to the ring predecessor is missing, which is the only place such copies go. A relayed
+    /// gap: behind its sender, on the root's side, not holding this switch.
     /// </summary>
     private bool InsideGivenArc(NodeId from, in FloodHeader header)
     {
         var root = header.Root;
         return header.Gap switch
         {
-            FloodGap.GapBehindOnly => header.Bound == Self && (from == root || root.ArcContains(from, Self)),
-            FloodGap.IntoGap => header.Bound == from && root.ArcContains(Self, from) && _ring is { } ring && ring.Predecessor != Self
-                && FindPort(ring.Predecessor) is null,
+            // Back at its root only for the gap just behind it: its ring predecessor, unlinked, lies there.
+            FloodGap.GapBehindOnly => header.Bound == Self && (from == root || root.ArcContains(from, Self))
+                && (root != Self || _ring is { } own && from.ArcContains(own.Predecessor, Self) && FindPort(own.Predecessor) is null),
+            FloodGap.IntoGap => (header.Bound == from || Self.ArcContains(header.Bound, from)) && root.ArcContains(Self, header.Bound) && _ring is { } ring
+                && ring.Predecessor != Self && FindPort(ring.Predecessor) is null,
+            FloodGap.RelayIntoGap => header.Bound != from && (header.Bound == root || root.ArcContains(header.Bound, from)) && Self != header.Bound
+                && !header.Bound.ArcContains(Self, from),
             _ => root.ArcContains(Self, header.Bound) && (from == root || root.ArcContains(from, header.Bound)) && from.ArcContains(Self, header.Bound),
         };
     }

@@ -4,7 +4,7 @@ namespace Overlay.Switching;
 internal sealed class SwitchCounters
 {
     internal long LocalInValue, LinkInValue, FloodInValue, UnicastForwardedValue, FloodsOriginatedValue, UnknownUnicastFloodsValue, FloodCopiesSentValue, DeliveredLocalValue;
-    internal long MembershipQueriesValue, NotLearnedValue, AnnouncementsValue;
+    internal long MembershipQueriesValue, NotLearnedValue, AnnouncementsValue, GapRelaysValue;
     internal long RuntValue, OversizeValue, OwnRootValue, OutsideArcValue, HopLimitValue, DuplicateValue, LoopValue, SendFailedValue, UnknownPortValue;
     internal long NotFromRootValue, AddressNotOwnedValue, GroupsRefusedValue, RelayedFromLinkedOwnerValue;
     internal long MssClampedValue, TooBigAnsweredValue, TooBigDroppedValue, FragmentedValue;
@@ -36,6 +36,11 @@ internal sealed class SwitchCounters
     public long UnknownUnicastFloods => Volatile.Read(ref UnknownUnicastFloodsValue);
     /// <summary>Flood copies sent on links (originated or forwarded).</summary>
     public long FloodCopiesSent => Volatile.Read(ref FloodCopiesSentValue);
+    /// <summary>
+    /// Floods whose gap behind this switch it had the next switch on pass a copy into, having no link there itself: a
+    /// member in the gap is linked on neither ring side.
+    /// </summary>
+    public long GapRelays => Volatile.Read(ref GapRelaysValue);
     /// <summary>IGMP and MLD general queries sent to the local device.</summary>
     public long MembershipQueries => Volatile.Read(ref MembershipQueriesValue);
     /// <summary>Broadcasts in the local host's name after another switch flooded a frame for it (it had lost the way).</summary>

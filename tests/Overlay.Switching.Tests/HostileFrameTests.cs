@@ -72,10 +72,58 @@ public class HostileFrameTests
         Assert.That(ids.Select(id => fabric.Hosts[id].Count(6)), Is.EqualTo(ids.Select(id => id == ids[5] || id == ids[6] ? 1 : 0)),
             "ids[5] and ids[6], inside (ids[5], ids[7]), and no one else");
 
-        // Never from the sender's wrong side: a copy into a gap whose bound is not its sender.
+        // A relayed gap's copy is bounded before its sender, at the gap's end: ids[5] takes (ids[5], ids[6]), itself alone.
+        fabric.Switches[ids[5]].OnLinkFlood(ids[7], header with { Sequence = 10, Bound = ids[6] }, Broadcast(ids[2], 8));
+        fabric.Pump();
+        Assert.That(ids.Select(id => fabric.Hosts[id].Count(8)), Is.EqualTo(ids.Select(id => id == ids[5] ? 1 : 0)));
+
+        // Never from the sender's wrong side: a copy into a gap bounded beyond its sender.
         fabric.Switches[ids[5]].OnLinkFlood(ids[7], header with { Sequence = 9, Bound = ids[9] }, Broadcast(ids[2], 7));
         fabric.Pump();
         Assert.That(fabric.Switches[ids[5]].Counters.OutsideArc, Is.EqualTo(2));
+        AssertBroadcastStillWorks(fabric, ids);
+    }
+
+    [Test]
+    public void A_relayed_gap_is_passed_to_the_member_in_it_and_delivered_nowhere_else()
+    {
+        var (fabric, ids) = Ring();
+        fabric.TellRing(ids);
+        // ids[5] is linked on neither ring side; it keeps its links to ids[3] and ids[7] (second predecessor and successor).
+        fabric.Disconnect(ids[4], ids[5]);
+        fabric.Disconnect(ids[5], ids[6]);
+        // ids[4]'s arc of ids[2]'s flood held the gap (ids[4], ids[6]); ids[6] has no link into it and relays it to ids[7],
+        // which passes a copy to ids[5] and keeps none itself.
+        var relay = new FloodHeader(ids[2], ids[4], 7, 3, FloodType.Broadcast, FloodGap.RelayIntoGap);
+        fabric.Switches[ids[7]].OnLinkFlood(ids[6], relay, Broadcast(ids[2], 5));
+        fabric.Pump();
+        Assert.That(ids.Select(id => fabric.Hosts[id].Count(5)), Is.EqualTo(ids.Select(id => id == ids[5] ? 1 : 0)));
+
+        // A gap that starts at the receiver or at its sender, or does not lie on the root's side, is refused.
+        fabric.Switches[ids[7]].OnLinkFlood(ids[6], relay with { Sequence = 8, Bound = ids[7] }, Broadcast(ids[2], 6));
+        fabric.Switches[ids[7]].OnLinkFlood(ids[6], relay with { Sequence = 9, Bound = ids[6] }, Broadcast(ids[2], 6));
+        fabric.Switches[ids[7]].OnLinkFlood(ids[6], relay with { Sequence = 10, Bound = ids[9] }, Broadcast(ids[2], 6));
+        fabric.Switches[ids[7]].OnLinkFlood(ids[6], relay with { Sequence = 11, Root = ids[5] }, Broadcast(ids[5], 6));
+        fabric.Pump();
+        Assert.That(fabric.Switches[ids[7]].Counters.OutsideArc, Is.EqualTo(4));
+        Assert.That(fabric.Hosts.Values.Sum(h => h.Count(6)), Is.Zero);
+
+        // A copy for a gap alone comes back to its root only for the gap just behind it, where its ring predecessor lies
+        // unlinked: ids[6]'s predecessor ids[5] is, ids[8]'s predecessor ids[7] is linked to it.
+        var back = new FloodHeader(ids[6], ids[6], 13, 2, FloodType.Broadcast, FloodGap.GapBehindOnly);
+        fabric.Switches[ids[6]].OnLinkFlood(ids[4], back, Broadcast(ids[6], 9));
+        fabric.Switches[ids[8]].OnLinkFlood(ids[6], back with { Root = ids[8], Bound = ids[8] }, Broadcast(ids[8], 10));
+        fabric.Pump();
+        Assert.That(ids.Select(id => fabric.Hosts[id].Count(9)), Is.EqualTo(ids.Select(id => id == ids[5] ? 1 : 0)), "relayed by ids[7] to ids[5]");
+        Assert.That((fabric.Switches[ids[6]].Counters.GapRelays, fabric.Switches[ids[6]].Counters.OwnRoot), Is.EqualTo((1L, 0L)));
+        Assert.That((fabric.Switches[ids[8]].Counters.OutsideArc, fabric.Hosts.Values.Sum(h => h.Count(10))), Is.EqualTo((1L, 0)));
+
+        // ids[5] takes a relayed copy only while its predecessor link is missing.
+        fabric.Connect(ids[4], ids[5]);
+        fabric.Switches[ids[7]].OnLinkFlood(ids[6], relay with { Sequence = 12 }, Broadcast(ids[2], 7));
+        fabric.Pump();
+        Assert.That(fabric.Switches[ids[5]].Counters.OutsideArc, Is.EqualTo(1));
+        Assert.That(fabric.Hosts.Values.Sum(h => h.Count(7)), Is.Zero);
         AssertBroadcastStillWorks(fabric, ids);
     }
 
@@ -137,7 +185,7 @@ public class HostileFrameTests
         {
             var frame = new byte[random.Next(0, 1500)];
             random.NextBytes(frame);
-            var header = new FloodHeader(ids[random.Next(ids.Length)], ids[random.Next(ids.Length)], (uint)random.Next(), (byte)random.Next(256), (FloodType)random.Next(3), (FloodGap)random.Next(4));
+            var header = new FloodHeader(ids[random.Next(ids.Length)], ids[random.Next(ids.Length)], (uint)random.Next(), (byte)random.Next(256), (FloodType)random.Next(3), (FloodGap)random.Next(5));
             var from = neighbours[random.Next(neighbours.Count)];
             if (random.Next(2) == 0) sw.OnLinkFrame(from, frame);
             else sw.OnLinkFlood(from, header, frame);

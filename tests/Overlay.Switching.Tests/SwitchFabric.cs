@@ -17,7 +17,7 @@ internal sealed class SwitchFabric
     public Dictionary<NodeId, LocalHost> Hosts { get; } = [];
     public HashSet<(NodeId, NodeId)> Links { get; } = [];
     public long LinkTransmissions { get; private set; }
-    /// <summary>Of those, copies that only carried a flood to a gap (<see cref="FloodGap.GapBehindOnly"/>): not tree edges.</summary>
+    /// <summary>Of those, copies that only carried a flood to a gap (<see cref="FloodGap.GapBehindOnly"/>, <see cref="FloodGap.RelayIntoGap"/>): not tree edges.</summary>
     public long GapOnlyTransmissions { get; private set; }
     public int MaxFloodHop { get; private set; }
     public SwitchOptions? Options { get; init; }
@@ -88,7 +88,7 @@ internal sealed class SwitchFabric
             var copy = frame.ToArray();
             var h = header;
             fabric.LinkTransmissions++;
-            if (h.Gap == FloodGap.GapBehindOnly) fabric.GapOnlyTransmissions++;
+            if (h.Gap is FloodGap.GapBehindOnly or FloodGap.RelayIntoGap) fabric.GapOnlyTransmissions++;
             fabric.MaxFloodHop = Math.Max(fabric.MaxFloodHop, h.Hop);
             fabric._pending.Enqueue(() => fabric.Switches[to].OnLinkFlood(from, h, copy));
             return true;

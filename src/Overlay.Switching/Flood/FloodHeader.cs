@@ -18,7 +18,8 @@ internal enum FloodType : byte
 /// <summary>
 /// How a bounded-flood copy covers the gap a switch leaves when the link to its ring successor could not form (both
 /// sides block UDP and no relay is configured, say): the members between it and its first linked neighbour, which no
-/// arc of the plain scheme reaches. The top two bits of the header's type byte; EdgeVPN had no such copies.
+/// arc of the plain scheme reaches. Values 0-3 in the top two bits of the header's type byte, <see cref="RelayIntoGap"/>
+/// in the bit below them; EdgeVPN had no such copies.
 /// </summary>
 internal enum FloodGap : byte
 {
@@ -42,6 +43,14 @@ internal enum FloodGap : byte
     /// from another branch. The receiver passes a copy <see cref="IntoGap"/> on, and neither delivers nor forwards this one.
     /// </summary>
     GapBehindOnly = 3,
+
+    /// <summary>
+    /// A gap its sender could not pass a copy into, having no link there (its own ring predecessor, in the gap, could
+    /// not be linked either): (bound, sender), where bound is the switch whose successor link is missing. The receiver,
+    /// next on from the sender, passes a copy <see cref="IntoGap"/> to its first neighbour in that gap, with the arc up
+    /// to the sender; it neither delivers nor forwards this one (it gets the flood itself from its own branch).
+    /// </summary>
+    RelayIntoGap = 4,
 }
 
 /// <summary>
@@ -52,8 +61,9 @@ internal enum FloodGap : byte
 /// </code>
 /// root: the originating switch's node ID; bound: the exclusive end of the clockwise arc (receiver, bound)
 /// the receiver is responsible for; seq: the root's flood sequence number (duplicate cache key with the
-/// root); hop: switches passed so far; type: <see cref="FloodType"/> in the low six bits, <see cref="FloodGap"/> in the
-/// top two (zero in every plain copy). EdgeVPN carried root, bound, hop
+/// root); hop: switches passed so far; type: <see cref="FloodType"/> in the low five bits, <see cref="FloodGap"/> in the
+/// top three (values 0-3 in the top two, <see cref="FloodGap.RelayIntoGap"/> as bit 5 alone, which a switch from before
+/// it refuses as an unknown type; zero in every plain copy). EdgeVPN carried root, bound, hop
 /// and type in an EtherType 0xC0C0 frame; here the header travels as its own link payload kind.
 /// </summary>
 /// <param name="Root">The originating switch.</param>
@@ -74,16 +84,19 @@ internal readonly record struct FloodHeader(NodeId Root, NodeId Bound, uint Sequ
         Bound.Write(destination[16..]);
         BinaryPrimitives.WriteUInt32BigEndian(destination[32..], Sequence);
         destination[36] = Hop;
-        destination[37] = (byte)((byte)Type | (byte)Gap << 6);
+        destination[37] = (byte)((byte)Type | ((byte)Gap & 3) << 6 | ((byte)Gap & 4) << 3);
     }
 
-    /// <summary>Reads a header; false when too short or the type is unknown.</summary>
+    /// <summary>Reads a header; false when too short, or the type or gap is unknown.</summary>
     public static bool TryRead(ReadOnlySpan<byte> source, out FloodHeader header)
     {
         header = default;
-        if (source.Length < Length || (source[37] & 0x3F) > (byte)FloodType.Multicast) return false;
+        if (source.Length < Length) return false;
+        var type = source[37] & 0x1F;
+        var gap = source[37] >> 6 | (source[37] >> 3 & 4);
+        if (type > (byte)FloodType.Multicast || gap > (byte)FloodGap.RelayIntoGap) return false;
         header = new FloodHeader(NodeId.Read(source), NodeId.Read(source[16..]), BinaryPrimitives.ReadUInt32BigEndian(source[32..]), source[36],
-            (FloodType)(source[37] & 0x3F), (FloodGap)(source[37] >> 6));
+            (FloodType)type, (FloodGap)gap);
         return true;
     }
 }
