@@ -67,30 +67,16 @@ public class FloodPropertyTests
     [Test]
     public void Members_linked_on_neither_ring_side_get_every_broadcast_exactly_once([Values(4, 10, 50, 200, 500)] int n)
     {
-        var seed = Environment.TickCount;
-        TestContext.Out.WriteLine($"seed {seed}");
-        var (fabric, ids) = Build(Shape.Symphony, n, seed);
-        fabric.TellRing(ids);
-        var random = new Random(seed);
-        var isolated = new List<int>();
-        foreach (var i in Enumerable.Range(0, n).OrderBy(_ => random.Next()))
-        {
-            if (isolated.Count >= Math.Max(1, n / 20)) break;
-            if (isolated.Any(g => Math.Min(Math.Abs(g - i), n - Math.Abs(g - i)) <= 3)) continue; // apart: each keeps its other links
-            isolated.Add(i);
-            fabric.Disconnect(ids[(i + n - 1) % n], ids[i]);
-            fabric.Disconnect(ids[i], ids[(i + 1) % n]);
-        }
+        var (fabric, ids, isolated, random, seed) = CutRing(n, share: 20, apart: 3, bothSides: true); // apart: each keeps its other links
         // From each isolated member, from both its ring neighbours, then from anyone.
         var roots = isolated.SelectMany(i => new[] { ids[i], ids[(i + n - 1) % n], ids[(i + 1) % n] })
             .Concat(Enumerable.Range(0, 20).Select(_ => ids[random.Next(n)])).ToArray();
-        var relays = 0L;
         for (var b = 0; b < roots.Length; b++)
         {
             BroadcastReachesEveryHostOnce(fabric, ids, roots[b], b, seed);
             Assert.That(fabric.GapOnlyTransmissions, Is.LessThanOrEqualTo(2 * isolated.Count), $"seed {seed}: at most two copies more per isolated member");
         }
-        relays = fabric.Switches.Values.Sum(s => s.Counters.GapRelays);
+        var relays = fabric.Switches.Values.Sum(s => s.Counters.GapRelays);
         Assert.That(fabric.Switches.Values.Sum(s => s.Counters.Duplicates + s.Counters.OutsideArc), Is.Zero, "no copy was refused");
         Assert.That(relays, Is.GreaterThan(0), "the isolated members needed relayed copies");
         TestContext.Out.WriteLine($"{isolated.Count} isolated, {roots.Length} broadcasts: {relays} relayed into a gap");
@@ -101,22 +87,31 @@ public class FloodPropertyTests
     /// in a row (each such successor keeps its own successor link, and its predecessor the link to the next one: the
     /// topology asks for two). Gaps: the indices i whose link to i+1 is cut.
     /// </summary>
-    private static (SwitchFabric Fabric, NodeId[] Ids, List<int> Gaps, Random Random, int Seed) GappedRing(int n)
+    private static (SwitchFabric Fabric, NodeId[] Ids, List<int> Gaps, Random Random, int Seed) GappedRing(int n) =>
+        CutRing(n, share: 10, apart: 1, bothSides: false);
+
+    /// <summary>
+    /// A Symphony ring whose switches know their ring neighbours, where one member in <paramref name="share"/> (at least
+    /// one), more than <paramref name="apart"/> places from each other, lost the link to its successor and, with
+    /// <paramref name="bothSides"/>, the one to its predecessor too. Returns those members' indices.
+    /// </summary>
+    private static (SwitchFabric Fabric, NodeId[] Ids, List<int> Cut, Random Random, int Seed) CutRing(int n, int share, int apart, bool bothSides)
     {
         var seed = Environment.TickCount;
         TestContext.Out.WriteLine($"seed {seed}");
         var (fabric, ids) = Build(Shape.Symphony, n, seed);
         fabric.TellRing(ids);
         var random = new Random(seed);
-        var gaps = new List<int>();
+        var cut = new List<int>();
         foreach (var i in Enumerable.Range(0, n).OrderBy(_ => random.Next()))
         {
-            if (gaps.Count >= Math.Max(1, n / 10)) break;
-            if (gaps.Any(g => Math.Abs(g - i) <= 1 || Math.Abs(g - i) == n - 1)) continue;
-            gaps.Add(i);
+            if (cut.Count >= Math.Max(1, n / share)) break;
+            if (cut.Any(g => Math.Min(Math.Abs(g - i), n - Math.Abs(g - i)) <= apart)) continue;
+            cut.Add(i);
+            if (bothSides) fabric.Disconnect(ids[(i + n - 1) % n], ids[i]);
             fabric.Disconnect(ids[i], ids[(i + 1) % n]);
         }
-        return (fabric, ids, gaps, random, seed);
+        return (fabric, ids, cut, random, seed);
     }
 
     /// <summary>
