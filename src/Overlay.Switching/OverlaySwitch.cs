@@ -332,7 +332,7 @@ internal sealed class OverlaySwitch
         {
             // This switch gets the flood itself from its own branch (a copy here would be a duplicate): only the gap.
             case FloodGap.GapBehindOnly:
-                PassIntoGap(from, Self, header with { Hop = (byte)(header.Hop + 1) }, EthernetFrame.Destination(frame), frame, Volatile.Read(ref _now), batch, prune: false);
+                PassIntoGap(from, header.Bound, header with { Hop = (byte)(header.Hop + 1) }, EthernetFrame.Destination(frame), frame, Volatile.Read(ref _now), batch, prune: false);
                 return;
             case FloodGap.RelayIntoGap:
                 PassIntoGap(header.Bound, from, header with { Hop = (byte)(header.Hop + 1) }, EthernetFrame.Destination(frame), frame, Volatile.Read(ref _now), batch, prune: false);
@@ -590,8 +590,12 @@ internal sealed class OverlaySwitch
             SendCopy(n, header with { Bound = bound, Gap = gap && i == 0 ? FloodGap.WithGapBehind : FloodGap.None }, destination, frame, now, batch, prune);
             copies++;
         }
-        if (gap && copies == 0 && header.Bound != Self && FindPort(header.Bound) is { } next)
-            SendCopy(next, header with { Gap = FloodGap.GapBehindOnly }, destination, frame, now, batch, prune);
+        if (gap && copies == 0 && header.Bound != Self)
+        {
+            // The bound takes the copy for the gap; where its link could not form either, the nearest neighbour beyond it.
+            var to = FindPort(header.Bound) ?? (neighbours.Length > 0 ? neighbours[0] : null);
+            if (to is not null) SendCopy(to, header with { Gap = FloodGap.GapBehindOnly }, destination, frame, now, batch, prune);
+        }
     }
 
     /// <summary>
@@ -650,8 +654,8 @@ internal sealed class OverlaySwitch
         return header.Gap switch
         {
             // Back at its root only for the gap just behind it: its ring predecessor, unlinked, lies there.
-            FloodGap.GapBehindOnly => header.Bound == Self && (from == root || root.ArcContains(from, Self))
-                && (root != Self || _ring is { } own && from.ArcContains(own.Predecessor, Self) && FindPort(own.Predecessor) is null),
+            FloodGap.GapBehindOnly => (header.Bound == Self || !from.ArcContains(Self, header.Bound)) && (from == root || root.ArcContains(from, header.Bound))
+                && (root != Self || header.Bound == Self && _ring is { } own && from.ArcContains(own.Predecessor, Self) && FindPort(own.Predecessor) is null),
             FloodGap.IntoGap => (header.Bound == from || Self.ArcContains(header.Bound, from)) && root.ArcContains(Self, header.Bound) && _ring is { } ring
                 && ring.Predecessor != Self && FindPort(ring.Predecessor) is null,
             FloodGap.RelayIntoGap => header.Bound != from && (header.Bound == root || root.ArcContains(header.Bound, from)) && Self != header.Bound

@@ -83,6 +83,40 @@ public class FloodPropertyTests
     }
 
     /// <summary>
+    /// A third of the switches behind NATs no link between two of them crosses, each switch linked to its two nearest
+    /// successors it can reach and to harmonic chords it can reach, as the topology does: runs of such members lie in
+    /// gaps whose bound the switch before them cannot reach either. Every broadcast reaches every host once.
+    /// </summary>
+    [Test]
+    public void Behind_nats_no_link_crosses_every_broadcast_reaches_every_host_once([Values(10, 50, 200, 500)] int n)
+    {
+        var seed = Environment.TickCount;
+        TestContext.Out.WriteLine($"seed {seed}");
+        var random = new Random(seed);
+        var (fabric, ids) = SwitchFabric.Ring(n, successors: 0, random);
+        var behindNat = ids.Select(_ => random.Next(3) == 0).ToArray();
+        bool CanLink(int a, int b) => !(behindNat[a] && behindNat[b]);
+        for (var i = 0; i < n; i++)
+        {
+            for (int k = 1, found = 0; found < 2 && k < n; k++)
+            {
+                if (!CanLink(i, (i + k) % n)) continue;
+                fabric.Connect(ids[i], ids[(i + k) % n]);
+                found++;
+            }
+            foreach (var j in SwitchFabric.Harmonic(ids, i, random))
+                if (CanLink(i, j)) fabric.Connect(ids[i], ids[j]);
+        }
+        fabric.TellRing(ids);
+        var cutOff = Enumerable.Range(0, n).Where(i => !CanLink((i + n - 1) % n, i) && !CanLink(i, (i + 1) % n)).ToArray();
+        var roots = cutOff.SelectMany(i => new[] { ids[i], ids[(i + n - 1) % n], ids[(i + 1) % n] })
+            .Concat(Enumerable.Range(0, 20).Select(_ => ids[random.Next(n)])).ToArray();
+        for (var b = 0; b < roots.Length; b++) BroadcastReachesEveryHostOnce(fabric, ids, roots[b], b, seed);
+        Assert.That(fabric.Switches.Values.Sum(s => s.Counters.Duplicates + s.Counters.OutsideArc), Is.Zero, "no copy was refused");
+        TestContext.Out.WriteLine($"{behindNat.Count(x => x)} behind such NATs, {cutOff.Length} linked on neither ring side, {roots.Length} broadcasts");
+    }
+
+    /// <summary>
     /// A Symphony ring whose switches know their ring neighbours, where a tenth of the successor links never formed, no two
     /// in a row (each such successor keeps its own successor link, and its predecessor the link to the next one: the
     /// topology asks for two). Gaps: the indices i whose link to i+1 is cut.

@@ -148,6 +148,30 @@ public class HostileFrameTests
     }
 
     [Test]
+    public void A_copy_for_a_gap_whose_bound_its_sender_cannot_reach_goes_to_the_next_switch_on()
+    {
+        var (fabric, ids) = Ring();
+        fabric.TellRing(ids);
+        // ids[4] reaches neither ids[5] nor ids[6]; its arc of ids[2]'s flood, (ids[4], ids[6]), holds only its gap. It
+        // sends the gap's copy, bounded at ids[6], to ids[7], which passes it to ids[5] with the arc up to ids[6].
+        fabric.Disconnect(ids[4], ids[5]);
+        fabric.Disconnect(ids[4], ids[6]);
+        fabric.Connect(ids[4], ids[7]);
+        var header = new FloodHeader(ids[2], ids[6], 7, 3, FloodType.Broadcast, FloodGap.GapBehindOnly);
+        fabric.Switches[ids[7]].OnLinkFlood(ids[4], header, Broadcast(ids[2], 5));
+        fabric.Pump();
+        Assert.That(ids.Select(id => fabric.Hosts[id].Count(5)), Is.EqualTo(ids.Select(id => id == ids[5] ? 1 : 0)));
+
+        // Never a gap that holds the receiver, nor one off the root's side.
+        fabric.Switches[ids[7]].OnLinkFlood(ids[4], header with { Sequence = 8, Bound = ids[8] }, Broadcast(ids[2], 6));
+        fabric.Switches[ids[7]].OnLinkFlood(ids[4], header with { Sequence = 9, Root = ids[5] }, Broadcast(ids[5], 6));
+        fabric.Pump();
+        Assert.That(fabric.Switches[ids[7]].Counters.OutsideArc, Is.EqualTo(2));
+        Assert.That(fabric.Hosts.Values.Sum(h => h.Count(6)), Is.Zero);
+        AssertBroadcastStillWorks(fabric, ids);
+    }
+
+    [Test]
     public void A_replayed_flood_is_dropped_by_the_duplicate_cache()
     {
         var (fabric, ids) = Ring();

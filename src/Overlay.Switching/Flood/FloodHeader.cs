@@ -39,8 +39,9 @@ internal enum FloodGap : byte
     IntoGap = 2,
 
     /// <summary>
-    /// Only the sender's gap, (sender, receiver): the sender's arc ends at the receiver, which gets the flood itself
-    /// from another branch. The receiver passes a copy <see cref="IntoGap"/> on, and neither delivers nor forwards this one.
+    /// Only the sender's gap, (sender, bound): the sender's arc ends at the bound, which is the receiver, or lies before it
+    /// when the sender has no link to the bound either. The receiver gets the flood itself from another branch; it passes a
+    /// copy <see cref="IntoGap"/> on, and neither delivers nor forwards this one.
     /// </summary>
     GapBehindOnly = 3,
 
