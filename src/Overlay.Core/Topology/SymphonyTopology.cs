@@ -51,6 +51,9 @@ internal sealed class SymphonyTopology
         }
     }
 
+    /// <summary>True when a link to <paramref name="peer"/> is up or being set up.</summary>
+    public bool HasLink(UInt128 peer) => _links.ContainsKey(peer);
+
     /// <summary>True when a link to <paramref name="peer"/> is up.</summary>
     public bool IsLinked(UInt128 peer) => _links.TryGetValue(peer, out var l) && l.Up;
 
@@ -125,14 +128,18 @@ internal sealed class SymphonyTopology
             return LinkDecision.Accept;
         }
         // A successor request skips the bound (every node must reach its successors), but the requester's word is not
-        // taken for it: only a peer that this node succeeds on the ring, within twice the successor count (views of
-        // the ring differ a little while members come and go), may ask as one.
-        var successor = (requestedRoles & LinkRoles.Successor) != 0 && Succeeds(peer, 2 * Math.Max(1, _options.MinSuccessors));
+        // taken for it: only a peer that this node succeeds on the ring, within eight times the successor count, may ask
+        // as one. Views of the ring differ a little while members come and go, and a requester skips the successors it
+        // cannot reach (behind NATs no link between them crosses): its nearest reachable ones may lie several places on.
+        var successor = (requestedRoles & LinkRoles.Successor) != 0 && Succeeds(peer, SuccessorWindow * Math.Max(1, _options.MinSuccessors));
         if (!successor && CountIncomingOnly() >= IncomingBound)
             return LinkDecision.Reject($"incoming degree bound {IncomingBound} reached");
         _links[peer] = new Link { Incoming = true };
         return LinkDecision.Accept;
     }
+
+    /// <summary>How far on, in successor counts, a peer may ask this node for a successor link past the incoming bound.</summary>
+    internal const int SuccessorWindow = 8;
 
     /// <summary>True when this node is among the <paramref name="within"/> members clockwise after <paramref name="peer"/>.</summary>
     private bool Succeeds(UInt128 peer, int within)

@@ -148,14 +148,16 @@ public class SymphonyTopologyTests
     [Test]
     public void Incoming_degree_is_bounded_except_for_successor_requests()
     {
-        var (topology, _, _, _) = Make(self: 0, members: 10, new TopologyOptions { MaxLongDistEdges = 0, MaxIncomingEdges = 2 });
+        var (topology, _, _, _) = Make(self: 0, members: 40, new TopologyOptions { MaxLongDistEdges = 0, MaxIncomingEdges = 2 });
         topology.Rebalance();
         Assert.That(topology.OnLinkRequested(Id(5), LinkRoles.LongDistance).Accepted, Is.True);
         Assert.That(topology.OnLinkRequested(Id(6), LinkRoles.LongDistance).Accepted, Is.True);
         var third = topology.OnLinkRequested(Id(7), LinkRoles.LongDistance);
         Assert.That((third.Accepted, third.Reason), Is.EqualTo((false, "incoming degree bound 2 reached")));
-        Assert.That(topology.OnLinkRequested(Id(9), LinkRoles.Successor).Accepted, Is.True, "a predecessor's successor link keeps the ring whole");
-        // A member that is no predecessor cannot claim the successor role to get past the bound.
+        Assert.That(topology.OnLinkRequested(Id(39), LinkRoles.Successor).Accepted, Is.True, "a predecessor's successor link keeps the ring whole");
+        // A member 12 places back whose nearer successors it cannot reach (NATs no link crosses) asks as a successor too.
+        Assert.That(topology.OnLinkRequested(Id(28), LinkRoles.Successor).Accepted, Is.True, "within 8 successor counts");
+        // A member further back cannot claim the successor role to get past the bound.
         var claimed = topology.OnLinkRequested(Id(3), LinkRoles.Successor);
         Assert.That((claimed.Accepted, claimed.Reason), Is.EqualTo((false, "incoming degree bound 2 reached")));
         Assert.That(topology.OnLinkRequested(Id(200 % 256), LinkRoles.LongDistance).Accepted, Is.False, "strangers are refused");
