@@ -1,7 +1,9 @@
 // Runs the real Symphony topology and the real switch code for many nodes on a virtual clock and prints what they build:
 // ring formation, links per node, shortest-path hops, broadcasts (exactly once? how deep?) and learned unicast paths,
 // before and after a fraction of the nodes crash at once.
-// usage: dotnet run -c Release --project samples/Overlay.Simulator -- [--nodes N] [--seed S] [--crash 0.1]
+// With --unlinkable F, a share F of the nodes sit behind NATs no link between two of them can cross (symmetric NATs and
+// no TURN server): some members then have no link to a ring neighbour, and the floods must still reach them.
+// usage: dotnet run -c Release --project samples/Overlay.Simulator -- [--nodes N] [--seed S] [--crash 0.1] [--unlinkable 0.2]
 using System.Diagnostics;
 using System.Globalization;
 using Overlay.Topology.Simulation;
@@ -9,6 +11,7 @@ using Overlay.Topology.Simulation;
 var nodes = 10_000;
 var seed = 1;
 var crash = 0.10;
+var unlinkable = 0.0;
 for (var i = 0; i + 1 < args.Length; i += 2)
 {
     switch (args[i])
@@ -16,20 +19,22 @@ for (var i = 0; i + 1 < args.Length; i += 2)
         case "--nodes": nodes = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
         case "--seed": seed = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
         case "--crash": crash = double.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
+        case "--unlinkable": unlinkable = double.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
         default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
     }
 }
 
 var wall = Stopwatch.StartNew();
-var sim = new TopologySimulation(seed) { WithSwitches = true };
+var sim = new TopologySimulation(seed) { WithSwitches = true, Unlinkable = unlinkable };
 sim.Join(nodes);
 Console.WriteLine($"{nodes} nodes joined (seed {seed}); forming the ring...");
+if (unlinkable > 0) PrintGaps();
 var formed = sim.RunUntilRingFormed(TimeSpan.FromMinutes(10));
 var before = TopologyMetrics.Measure(sim, pairs: 500_000, seed: seed);
 Print("formed", formed, before);
 var switchesBefore = SwitchMetrics.Measure(sim, broadcasts: 20, unicasts: 2000, seed: seed);
 PrintSwitches(switchesBefore);
-Console.WriteLine($"  link changes while forming: {sim.LinkChanges} ({sim.RefusedRequests} requests refused)");
+Console.WriteLine($"  link changes while forming: {sim.LinkChanges} ({sim.RefusedRequests} requests refused, {sim.FailedSetups} setups failed)");
 
 var changes = sim.LinkChanges;
 var refused = sim.RefusedRequests;
@@ -40,9 +45,20 @@ var after = TopologyMetrics.Measure(sim, pairs: 500_000, seed: seed);
 Print("healed", healed, after);
 var switchesAfter = SwitchMetrics.Measure(sim, broadcasts: 20, unicasts: 2000, seed: seed + 1);
 PrintSwitches(switchesAfter);
+if (unlinkable > 0) PrintGaps();
 Console.WriteLine($"  link changes while healing: {sim.LinkChanges - changes} ({sim.RefusedRequests - refused} requests refused)");
 Console.WriteLine($"wall time {wall.Elapsed.TotalSeconds:0.0} s");
 return formed is not null && healed is not null && before.Connected && after.Connected && Good(switchesBefore) && Good(switchesAfter) ? 0 : 1;
+
+// Members whose link to the ring successor cannot form, and those that can link neither ring neighbour.
+void PrintGaps()
+{
+    var ring = sim.Ring.ToArray();
+    var n = ring.Length;
+    var gaps = Enumerable.Range(0, n).Count(i => !sim.CanLink(ring[i], ring[(i + 1) % n]));
+    var cutOff = Enumerable.Range(0, n).Count(i => !sim.CanLink(ring[(i + n - 1) % n], ring[i]) && !sim.CanLink(ring[i], ring[(i + 1) % n]));
+    Console.WriteLine($"  ring successors that cannot be linked: {gaps}; members that can link neither ring neighbour: {cutOff}");
+}
 
 static bool Good(SwitchMetrics m) => m.DeliveredExactlyOnce == m.Broadcasts && m.UnicastDelivered == m.UnicastPairs;
 

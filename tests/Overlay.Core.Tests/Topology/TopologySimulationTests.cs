@@ -69,4 +69,35 @@ public class OverlaySimulationTests
             Assert.That(after.UnicastDelivered, Is.EqualTo(after.UnicastPairs));
         });
     }
+
+    /// <summary>
+    /// A third of the members behind NATs no link between two of them crosses (symmetric NATs, no TURN server): the
+    /// topology links each member's nearest reachable successors, and the switches bring every broadcast to every member
+    /// once, those that can link neither ring neighbour among them, before and after a crash.
+    /// </summary>
+    [Test]
+    public void Members_behind_nats_no_link_crosses_get_every_broadcast_once()
+    {
+        const int nodes = 1500;
+        var sim = new TopologySimulation(seed: 5) { WithSwitches = true, Unlinkable = 1.0 / 3 };
+        sim.Join(nodes);
+        var ring = sim.Ring.ToArray();
+        var cutOff = Enumerable.Range(0, nodes).Count(i => !sim.CanLink(ring[(i + nodes - 1) % nodes], ring[i]) && !sim.CanLink(ring[i], ring[(i + 1) % nodes]));
+        TestContext.Out.WriteLine($"{cutOff} members can link neither ring neighbour");
+        Assert.That(cutOff, Is.GreaterThan(10), "the case this is about");
+        Assert.That(sim.RunUntilRingFormed(TimeSpan.FromMinutes(2)), Is.Not.Null, "every member linked to its two nearest reachable successors");
+        Assert.That(sim.FailedSetups, Is.GreaterThan(0));
+
+        var before = SwitchMetrics.Measure(sim, broadcasts: 40, unicasts: 400, seed: 1);
+        TestContext.Out.WriteLine($"before: {before}");
+        Assert.That((before.DeliveredExactlyOnce, before.Missed, before.Duplicates), Is.EqualTo((before.Broadcasts, 0L, 0L)));
+        Assert.That(before.UnicastDelivered, Is.EqualTo(before.UnicastPairs));
+
+        sim.Crash(0.10);
+        Assert.That(sim.RunUntilRingFormed(TimeSpan.FromMinutes(5)), Is.Not.Null, "ring healed");
+        var after = SwitchMetrics.Measure(sim, broadcasts: 40, unicasts: 400, seed: 2);
+        TestContext.Out.WriteLine($"after 10% crash and healing: {after}");
+        Assert.That((after.DeliveredExactlyOnce, after.Missed, after.Duplicates), Is.EqualTo((after.Broadcasts, 0L, 0L)));
+        Assert.That(after.UnicastDelivered, Is.EqualTo(after.UnicastPairs));
+    }
 }

@@ -2,7 +2,7 @@ namespace Overlay.Topology.Simulation;
 
 /// <summary>Figures of a simulated overlay at one instant.</summary>
 /// <param name="Nodes">Live nodes.</param>
-/// <param name="RingFormed">Every node has an up link to each of its MinSuccessors true successors.</param>
+/// <param name="RingFormed">Every node has an up link to each of its MinSuccessors nearest successors it can link.</param>
 /// <param name="MissingSuccessorLinks">Successor links that should exist and do not.</param>
 /// <param name="Connected">The link graph is connected.</param>
 /// <param name="MeanDegree">Mean number of links per node.</param>
@@ -26,8 +26,13 @@ internal sealed record TopologyMetrics(int Nodes, bool RingFormed, int MissingSu
             var neighbours = sim.Neighbours(id);
             degreeSum += neighbours.Count;
             maxDegree = Math.Max(maxDegree, neighbours.Count);
-            for (var k = 0; k < sim.Options.MinSuccessors; k++)
-                if (sim.Ring.After(id, k) is { } successor && !neighbours.Contains(successor)) missing++;
+            var found = 0;
+            for (var k = 0; found < sim.Options.MinSuccessors && sim.Ring.After(id, k) is { } successor; k++)
+            {
+                if (!sim.CanLink(id, successor)) continue; // the topology skips it and links the next one
+                found++;
+                if (!neighbours.Contains(successor)) missing++;
+            }
         }
 
         var index = new Dictionary<UInt128, int>(ids.Length);

@@ -48,6 +48,20 @@ internal sealed class TopologySimulation
     /// </summary>
     public bool WithSwitches { get; init; }
 
+    /// <summary>
+    /// The share of the nodes that join behind NATs no link between two of them can cross (symmetric NATs on both sides
+    /// and no TURN server): a link between two such nodes fails when its setup would have ended.
+    /// </summary>
+    public double Unlinkable { get; init; }
+
+    /// <summary>Whether a link between <paramref name="a"/> and <paramref name="b"/> can form (see <see cref="Unlinkable"/>).</summary>
+    public bool CanLink(UInt128 a, UInt128 b) => !(_unlinkable.Contains(a) && _unlinkable.Contains(b));
+
+    /// <summary>Link setups that failed because the two nodes could not reach each other.</summary>
+    public long FailedSetups { get; private set; }
+
+    private readonly HashSet<UInt128> _unlinkable = [];
+
     /// <summary>The switches of the live nodes (empty unless <see cref="WithSwitches"/>).</summary>
     internal IReadOnlyDictionary<UInt128, SimulatedSwitch> Switches => _switches;
 
@@ -75,6 +89,7 @@ internal sealed class TopologySimulation
             do id = new UInt128((ulong)_random.NextInt64() ^ ((ulong)_random.Next() << 63), (ulong)_random.NextInt64() ^ ((ulong)_random.Next() << 63));
             while (!Ring.Add(id));
             added.Add(id);
+            if (Unlinkable > 0 && _random.NextDouble() < Unlinkable) _unlinkable.Add(id);
             var controller = new Controller(this, id);
             _nodes[id] = new SymphonyTopology(id, Ring, Options, controller, Clock, new Random(_random.Next()));
             _edges[id] = [];
@@ -175,8 +190,17 @@ internal sealed class TopologySimulation
         public void Connect(UInt128 peer, LinkRoles roles) => sim.Schedule(sim.LinkSetupDelay, () =>
         {
             if (!sim._nodes.TryGetValue(self, out var me)) return;
+            // Given up before its setup ended (the node no longer wanted it): the attempt is abandoned, as the link manager
+            // does. Set up anyway, it would be a link its own side had already forgotten.
+            if (!me.HasLink(peer)) return;
             if (!sim._nodes.TryGetValue(peer, out var other))
             {
+                me.OnLinkDown(peer, failed: true);
+                return;
+            }
+            if (!sim.CanLink(self, peer))
+            {
+                sim.FailedSetups++;
                 me.OnLinkDown(peer, failed: true);
                 return;
             }
