@@ -635,8 +635,13 @@ internal sealed class OverlaySwitch
         // A copy that also covers this switch's gap covers the members from here on.
         var start = header.Gap is FloodGap.WithGapBehind or FloodGap.GapBehindOnly ? Self : to.Id;
         if (prune && !_groups.HasSubscriberIn(destination, start, header.Bound)) return;
-        if (to.Port.TrySendFlood(header, frame, batch)) Interlocked.Increment(ref Counters.FloodCopiesSentValue);
-        else Interlocked.Increment(ref Counters.SendFailedValue);
+        if (!to.Port.TrySendFlood(header, frame, batch))
+        {
+            Interlocked.Increment(ref Counters.SendFailedValue);
+            return;
+        }
+        Interlocked.Increment(ref Counters.FloodCopiesSentValue);
+        if (header.Gap != FloodGap.None) Interlocked.Increment(ref Counters.GapCopiesValue);
     }
 
     /// <summary>

@@ -4,7 +4,7 @@ namespace Overlay.Switching;
 internal sealed class SwitchCounters
 {
     internal long LocalInValue, LinkInValue, FloodInValue, UnicastForwardedValue, FloodsOriginatedValue, UnknownUnicastFloodsValue, FloodCopiesSentValue, DeliveredLocalValue;
-    internal long MembershipQueriesValue, NotLearnedValue, AnnouncementsValue, GapRelaysValue;
+    internal long MembershipQueriesValue, NotLearnedValue, AnnouncementsValue, GapRelaysValue, GapCopiesValue;
     internal long RuntValue, OversizeValue, OwnRootValue, OutsideArcValue, HopLimitValue, DuplicateValue, LoopValue, SendFailedValue, UnknownPortValue;
     internal long NotFromRootValue, AddressNotOwnedValue, GroupsRefusedValue, RelayedFromLinkedOwnerValue;
     internal long MssClampedValue, TooBigAnsweredValue, TooBigDroppedValue, FragmentedValue;
@@ -36,6 +36,12 @@ internal sealed class SwitchCounters
     public long UnknownUnicastFloods => Volatile.Read(ref UnknownUnicastFloodsValue);
     /// <summary>Flood copies sent on links (originated or forwarded).</summary>
     public long FloodCopiesSent => Volatile.Read(ref FloodCopiesSentValue);
+    /// <summary>
+    /// Of <see cref="FloodCopiesSent"/>, copies that carried a flood around a missing ring link (see <c>FloodGap</c>):
+    /// the gap's mark on a neighbour's copy, copies for a gap alone, into a gap and relayed. Zero where every member is
+    /// linked to its ring neighbours; a growing count means some member near this switch is not.
+    /// </summary>
+    public long GapCopies => Volatile.Read(ref GapCopiesValue);
     /// <summary>
     /// Floods whose gap behind this switch it had the next switch on pass a copy into, having no link there itself: a
     /// member in the gap is linked on neither ring side.

@@ -37,6 +37,7 @@ public class FloodPropertyTests
             depths.Add(fabric.MaxFloodHop);
         }
         Assert.That(fabric.Switches.Values.Sum(s => s.Counters.Duplicates), Is.Zero, "no copy needed the duplicate cache");
+        Assert.That(fabric.Switches.Values.Sum(s => s.Counters.GapCopies), Is.Zero, "a whole ring has no gap to go around");
         TestContext.Out.WriteLine($"{shape} N={n}: flood depth mean {depths.Average():0.0}, max {depths.Max()}, log2 N = {Math.Log2(n):0.0}");
         if (shape == Shape.Symphony) Assert.That(depths.Max(), Is.LessThanOrEqualTo(3 * Math.Log2(n) + 2), "O(log N) deep on a Symphony ring");
     }
@@ -55,6 +56,7 @@ public class FloodPropertyTests
             gapOnly += fabric.GapOnlyTransmissions;
         }
         Assert.That(fabric.Switches.Values.Sum(s => s.Counters.Duplicates + s.Counters.OutsideArc), Is.Zero, "no copy was refused");
+        Assert.That(fabric.Switches.Values.Sum(s => s.Counters.GapCopies), Is.GreaterThanOrEqualTo(gaps.Count), "each gap was gone around");
         TestContext.Out.WriteLine($"{gaps.Count} gaps, {roots.Length} broadcasts: {gapOnly} copies for a gap alone");
     }
 

@@ -113,6 +113,12 @@ public sealed record SwitchStatus(long LocalIn, long LinkIn, long Delivered, lon
     /// </summary>
     public long Announcements { get; init; }
 
+    /// <summary>
+    /// Flood copies this switch sent around a missing ring link (a ring neighbour no link could reach, behind NATs or
+    /// firewalls that no link crosses): zero where every member is linked to its ring neighbours.
+    /// </summary>
+    public long GapCopies { get; init; }
+
     /// <summary>TCP SYNs to or from the local host whose MSS was lowered to what their link's path MTU takes.</summary>
     public long MssClamped { get; init; }
 

@@ -62,6 +62,13 @@ public class HostRingGapLabTests
             // asking first would put host 0's address in host 0's ARP cache without a broadcast from host 0).
             PingAll(lab, hosts);
             Assert.That(NoBlockedLink(), Is.True, "still no link: the others forwarded");
+            // The status shows the floods that went around the missing links.
+            var gapCopies = 0L;
+            foreach (var host in hosts)
+                using (var status = await host.NextStatusAsync())
+                    gapCopies += status.RootElement.GetProperty("Overlays")[0].GetProperty("Switch").GetProperty("GapCopies").GetInt64();
+            TestContext.Out.WriteLine($"flood copies around ring gaps, all hosts: {gapCopies}");
+            Assert.That(gapCopies, Is.GreaterThan(0));
         }
         finally
         {
