@@ -141,9 +141,15 @@ internal sealed class XmppSignalingChannel : SignalingChannelBase
             error = session.LossReason ?? error;
             _session = null;
             await session.Cancellation.CancelAsync().ConfigureAwait(false);
+            if (ct.IsCancellationRequested)
+            {
+                // The channel is closing: DisposeTransportAsync says goodbye on this connection and closes it. Closed here
+                // too, it raced that goodbye, and the server saw the stream, or TLS, cut short.
+                FailPendingIqs(error);
+                return;
+            }
             await session.Connection.DisposeAsync().ConfigureAwait(false);
             FailPendingIqs(error);
-            if (ct.IsCancellationRequested) return;
 
             Logger.LogWarning("XMPP connection lost: {Error}; reconnecting", error.Message);
             OnSignalingLost();
@@ -424,8 +430,9 @@ internal sealed class XmppSignalingChannel : SignalingChannelBase
 
     private protected override async ValueTask DisposeTransportAsync()
     {
-        await _lifetime.CancelAsync().ConfigureAwait(false);
+        // Taken before the cancellation wakes the supervisor, which lets go of it.
         var session = _session;
+        await _lifetime.CancelAsync().ConfigureAwait(false);
         if (session is not null) await session.Connection.CloseAsync("<presence type='unavailable'/>").ConfigureAwait(false);
         if (_supervisor is not null)
         {
