@@ -50,13 +50,9 @@ Console.WriteLine($"  link changes while healing: {sim.LinkChanges - changes} ({
 Console.WriteLine($"wall time {wall.Elapsed.TotalSeconds:0.0} s");
 return formed is not null && healed is not null && before.Connected && after.Connected && Good(switchesBefore) && Good(switchesAfter) ? 0 : 1;
 
-// Members whose link to the ring successor cannot form, and those that can link neither ring neighbour.
 void PrintGaps()
 {
-    var ring = sim.Ring.ToArray();
-    var n = ring.Length;
-    var gaps = Enumerable.Range(0, n).Count(i => !sim.CanLink(ring[i], ring[(i + 1) % n]));
-    var cutOff = Enumerable.Range(0, n).Count(i => !sim.CanLink(ring[(i + n - 1) % n], ring[i]) && !sim.CanLink(ring[i], ring[(i + 1) % n]));
+    var (gaps, cutOff) = sim.RingGaps();
     Console.WriteLine($"  ring successors that cannot be linked: {gaps}; members that can link neither ring neighbour: {cutOff}");
 }
 

@@ -328,15 +328,13 @@ internal sealed class OverlaySwitch
             Interlocked.Increment(ref Counters.NotFromRootValue);
             return;
         }
-        switch (header.Gap)
+        if (header.Gap is FloodGap.GapBehindOnly or FloodGap.RelayIntoGap)
         {
-            // This switch gets the flood itself from its own branch (a copy here would be a duplicate): only the gap.
-            case FloodGap.GapBehindOnly:
-                PassIntoGap(from, header.Bound, header with { Hop = (byte)(header.Hop + 1) }, EthernetFrame.Destination(frame), frame, Volatile.Read(ref _now), batch, prune: false);
-                return;
-            case FloodGap.RelayIntoGap:
-                PassIntoGap(header.Bound, from, header with { Hop = (byte)(header.Hop + 1) }, EthernetFrame.Destination(frame), frame, Volatile.Read(ref _now), batch, prune: false);
-                return;
+            // This switch gets the flood itself from its own branch (a copy here would be a duplicate): only the gap,
+            // (sender, bound) for a copy for the gap alone, (bound, sender) for a relayed one.
+            var (start, end) = header.Gap == FloodGap.GapBehindOnly ? (from, header.Bound) : (header.Bound, from);
+            PassIntoGap(start, end, header with { Hop = (byte)(header.Hop + 1) }, EthernetFrame.Destination(frame), frame, Volatile.Read(ref _now), batch, prune: false);
+            return;
         }
         if (!_duplicates.TryAdd(header.Root, header.Sequence))
         {

@@ -18,9 +18,6 @@ internal sealed class XmppSignalingChannel : SignalingChannelBase
     private const string MessageIdPrefix = "sig-";
 
     private readonly XmppChannelOptions _options;
-
-    /// <summary>The settings the channel runs with (validated).</summary>
-    internal XmppChannelOptions Options => _options;
     private readonly string _ownBareJid;
     private readonly CancellationTokenSource _lifetime = new();
     private readonly ConcurrentDictionary<string, TaskCompletionSource<XmppElement>> _iqs = new(StringComparer.Ordinal);
@@ -60,6 +57,9 @@ internal sealed class XmppSignalingChannel : SignalingChannelBase
 
     /// <summary>The SASL mechanism of the current connection (e.g. <c>SCRAM-SHA-256</c>), or null when not connected.</summary>
     public string? AuthenticationMechanism => _session?.Connection.Mechanism;
+
+    /// <summary>The settings the channel runs with (validated).</summary>
+    internal XmppChannelOptions Options => _options;
 
     /// <summary>How many times the channel reconnected after losing its connection.</summary>
     public long Reconnections => Interlocked.Read(ref _reconnections);

@@ -62,6 +62,20 @@ internal sealed class TopologySimulation
 
     private readonly HashSet<UInt128> _unlinkable = [];
 
+    /// <summary>
+    /// Among the live members: those whose ring successor cannot be linked (<see cref="Unlinkable"/>), and those that can
+    /// link neither ring neighbour.
+    /// </summary>
+    public (int Gaps, int CutOff) RingGaps()
+    {
+        var ring = Ring.ToArray();
+        var n = ring.Length;
+        bool SuccessorBlocked(int i) => !CanLink(ring[i], ring[(i + 1) % n]);
+        var gaps = Enumerable.Range(0, n).Count(SuccessorBlocked);
+        var cutOff = Enumerable.Range(0, n).Count(i => SuccessorBlocked((i + n - 1) % n) && SuccessorBlocked(i));
+        return (gaps, cutOff);
+    }
+
     /// <summary>The switches of the live nodes (empty unless <see cref="WithSwitches"/>).</summary>
     internal IReadOnlyDictionary<UInt128, SimulatedSwitch> Switches => _switches;
 
