@@ -29,12 +29,7 @@ cleanup() {
   [ -n "${KEEP_RTT:-}" ] && cp $work/rtt-* "$KEEP_RTT"/ 2>/dev/null; rm -rf "$work"
 }
 trap cleanup EXIT
-ip netns add $A; ip netns add $B
-ip link add $P-va type veth peer name $P-vb
-ip link set $P-va netns $A; ip link set $P-vb netns $B
-ip -n $A addr add 192.0.2.1/24 dev $P-va; ip -n $B addr add 192.0.2.2/24 dev $P-vb
-for n in $A $B; do ip -n $n link set lo up; done
-ip -n $A link set $P-va up; ip -n $B link set $P-vb up
+. "$here/veth-pair.sh"; veth_pair $A $B $P
 
 # wait_ping NS ADDR: until the address answers (a VPN is up), at most 30 s
 wait_ping() { for _ in $(seq 300); do ip netns exec $1 ping -c1 -W0.1 $2 >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
