@@ -21,7 +21,7 @@ public sealed record HostStatus(string NodeId, string Fingerprint, string Signal
         {
             var s = o.Status;
             text.AppendLine(CultureInfo.InvariantCulture, $"overlay {s.OverlayId} on {s.Device} ({s.Mac}): {s.Members} members, {s.Links.Count(l => l.State == LinkChange.Up)} of {s.Links.Count} links up, signals refused {s.RefusedSignals}");
-            text.AppendLine(CultureInfo.InvariantCulture, $"  switch: in {s.Switch.LocalIn} local / {s.Switch.LinkIn} from links, delivered {s.Switch.Delivered}, forwarded {s.Switch.Forwarded}, floods {s.Switch.Floods} (unknown unicast {s.Switch.UnknownUnicastFloods}, announcements {s.Switch.Announcements}, around ring gaps {s.Switch.GapCopies}), dropped {s.Switch.Dropped}{Reasons(s.Switch)}, not learned {s.Switch.NotLearned}, learned addresses {s.LearnedAddresses}");
+            text.AppendLine(CultureInfo.InvariantCulture, $"  switch: in {s.Switch.LocalIn} local / {s.Switch.LinkIn} from links, delivered {s.Switch.Delivered}, forwarded {s.Switch.Forwarded}, floods {s.Switch.Floods} (unknown unicast {s.Switch.UnknownUnicastFloods}, announcements {s.Switch.Announcements}, around ring gaps {s.Switch.GapCopies}), path loops broken {s.Switch.PathLoopsBroken}, dropped {s.Switch.Dropped}{Reasons(s.Switch)}, not learned {s.Switch.NotLearned}, learned addresses {s.LearnedAddresses}");
             text.AppendLine(CultureInfo.InvariantCulture, $"  members: {(o.MemberIds.Count == 0 ? "(none heard of yet)" : string.Join(' ', o.MemberIds))}");
             foreach (var l in s.Links)
             {

@@ -252,7 +252,7 @@ internal sealed class OverlaySwitch
             return;
         }
         // A conversation already pinned to this port was vetted when its path was installed: the common case costs one lookup.
-        var pinned = _tables.TryGetFlow(destination, source, out var reverse) && reverse.Valid;
+        var pinned = _tables.TryGetCurrentFlow(destination, source, out var reverse);
         var ownerElsewhere = false;
         if (!pinned || !ReferenceEquals(reverse.Port, port))
         {
@@ -351,13 +351,22 @@ internal sealed class OverlaySwitch
             // name: such a flood's source may be another switch's host, so it teaches the way to the address, not its
             // owner. Broadcasts and multicast are flooded only by the source's own switch, and claim the address.
             var claim = header.Type != FloodType.UnknownUnicast;
-            // An address of this switch's own host, coming back from the overlay, is another member's forgery.
-            var result = _localMacSnapshot.Contains(source) ? LearnResult.NotOwner : _tables.Learn(source, port, header.Root, now, claim);
+            // An address of this switch's own host, coming back from the overlay: claimed (a broadcast, multicast), another
+            // member's forgery; in unknown unicast, this host's frame relayed (or a forgery, which gets nothing here either).
+            var own = _localMacSnapshot.Contains(source);
+            var result = own ? LearnResult.NotOwner : _tables.Learn(source, port, header.Root, now, claim);
             switch (result)
             {
-                case LearnResult.NotOwner when claim || _localMacSnapshot.Contains(source):
+                case LearnResult.NotOwner when claim:
                     Interlocked.Increment(ref Counters.AddressNotOwnedValue);
                     return;
+                case LearnResult.NotOwner when own:
+                    // This host's own frame, flooded by a switch that had no way to its destination (the local host sent it
+                    // to that switch): nothing to learn or deliver here, but the flood goes on through the arc this switch
+                    // was given. Stopped here, it would miss every member behind this switch, the destination among them
+                    // when it lies there, and the conversation would stay cut for as long as the relay had no way.
+                    withheld = true;
+                    break;
                 case LearnResult.NotOwner:
                     // Relayed (or forged) for an address another switch owns: not learned; passed on through the arc,
                     // whose switches may be on the way to its destination. Its owner, when linked here, would have sent
@@ -392,9 +401,9 @@ internal sealed class OverlaySwitch
 
     private bool TryForwardUnicast(ulong source, ulong destination, ReadOnlySpan<byte> frame, PortEntry ingress, long now, IFrameBatch? batch)
     {
-        if (!_tables.TryGetFlow(source, destination, out var flow) || !flow.Valid)
+        if (!_tables.TryGetCurrentFlow(source, destination, out var flow))
         {
-            if (!_tables.TryGetMac(destination, out var mac) || mac.Stale || !mac.Port.Alive) return false;
+            if (!_tables.TryGetMac(destination, out var mac) || mac.Stale || !mac.Port.Alive || Unvouched(mac, ingress)) return false;
             // A directly linked owner switch is the shortest path there is (the advertised owner, where the entry was
             // taught by another switch's flood).
             var owner = _tables.TryGetOwner(destination, out var claimed, out _) ? claimed : mac.Owner;
@@ -408,10 +417,36 @@ internal sealed class OverlaySwitch
             flow = new FlowEntry(port, mac, owner, now);
             _tables.SetFlow(source, destination, flow);
         }
+        if (flow.Target is { } target && Unvouched(target, ingress))
+        {
+            _tables.ForgetWay(source, destination, flow.Port);
+            return false;
+        }
+        if (ReferenceEquals(flow.Port, ingress))
+        {
+            // The neighbour this frame came from is where the way to its destination leads: the two switches point at each
+            // other (one kept a way the other lost, as after a crash took a switch on it away). Sent back, the frame would
+            // go to and fro for as long as both entries live; dropped, the conversation would stop for good. This way is
+            // forgotten and the frame flooded, which reaches the destination's switch, whose announcement then teaches
+            // every switch the way again.
+            Interlocked.Increment(ref Counters.PathLoopsBrokenValue);
+            _tables.ForgetWay(source, destination, ingress);
+            return false;
+        }
         flow.LastSeen = now;
         if (SendUnicast(flow.Port, frame, ingress, batch)) Interlocked.Add(ref flow.Bytes, frame.Length);
         return true;
     }
+
+    /// <summary>
+    /// Whether a way learned from a relay's unknown-unicast flood (an entry that gives the way to an address, not its owner)
+    /// is not to be followed by a frame that came from a link. Such an entry points towards the relay, which may have
+    /// reached the address through this very switch: after a crash, four switches were seen passing a frame round for
+    /// good, two by the way their tables learned from the destination's own floods, two by a relay's. A frame from the
+    /// local host still takes it (the relay knew a way when it flooded), and one from a link is flooded instead: that
+    /// reaches the destination's switch, whose announcement then gives every switch the owner's own way.
+    /// </summary>
+    private static bool Unvouched(MacEntry entry, PortEntry ingress) => !entry.Claimed && !ingress.IsLocal;
 
     /// <summary>Delivers or sends a unicast frame on its path; false when it was not sent on a link.</summary>
     private bool SendUnicast(PortEntry port, ReadOnlySpan<byte> frame, PortEntry ingress, IFrameBatch? batch)

@@ -4,7 +4,7 @@ namespace Overlay.Switching;
 internal sealed class SwitchCounters
 {
     internal long LocalInValue, LinkInValue, FloodInValue, UnicastForwardedValue, FloodsOriginatedValue, UnknownUnicastFloodsValue, FloodCopiesSentValue, DeliveredLocalValue;
-    internal long MembershipQueriesValue, NotLearnedValue, AnnouncementsValue, GapRelaysValue, GapCopiesValue;
+    internal long MembershipQueriesValue, NotLearnedValue, AnnouncementsValue, GapRelaysValue, GapCopiesValue, PathLoopsBrokenValue;
     internal long RuntValue, OversizeValue, OwnRootValue, OutsideArcValue, HopLimitValue, DuplicateValue, LoopValue, SendFailedValue, UnknownPortValue;
     internal long NotFromRootValue, AddressNotOwnedValue, GroupsRefusedValue, RelayedFromLinkedOwnerValue;
     internal long MssClampedValue, TooBigAnsweredValue, TooBigDroppedValue, FragmentedValue;
@@ -18,6 +18,12 @@ internal sealed class SwitchCounters
     public long TooBigAnswered => Volatile.Read(ref TooBigAnsweredValue);
     /// <summary>Dropped: too long for their link and no ICMP answer due (not IP, IPv4 with options, or forwarded for another switch).</summary>
     public long TooBigDropped => Volatile.Read(ref TooBigDroppedValue);
+
+    /// <summary>
+    /// Plain frames that came from the neighbour their way led back to (two switches pointing at each other): the way was
+    /// forgotten and the frame flooded instead.
+    /// </summary>
+    public long PathLoopsBroken => Volatile.Read(ref PathLoopsBrokenValue);
 
     /// <summary>Frames from the local device.</summary>
     public long LocalIn => Volatile.Read(ref LocalInValue);

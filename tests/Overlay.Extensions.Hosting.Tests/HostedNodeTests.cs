@@ -87,6 +87,7 @@ public class HostedNodeTests
         Assert.That(metrics.Last("overlay.switch.unknown_unicast_floods", tags), Is.Zero, "the ARP answer and the ping followed the ways the request taught");
         Assert.That(metrics.Last("overlay.switch.announcements", tags), Is.Zero, "no frame for the host was flooded");
         Assert.That(metrics.Last("overlay.switch.flood.gap_copies", tags), Is.Zero, "two members linked to each other: no ring gap");
+        Assert.That(metrics.Last("overlay.switch.path_loops_broken", tags), Is.Zero, "one link: no way can lead back where a frame came from");
         Assert.That(metrics.Last("overlay.switch.not_learned", tags), Is.Zero, "the address table is far from full");
         Assert.That(metrics.Last("overlay.switch.learned", tags), Is.EqualTo((await nodeA.GetOverlay(overlayId).GetStatusAsync()).LearnedAddresses));
         Assert.That(metrics.Last("overlay.frames.dropped", tags, ("overlay.drop.reason", "duplicate")), Is.Zero);

@@ -242,6 +242,77 @@ public class LearningTests
         Assert.That((link.Floods.Count, sw.Counters.Announcements), Is.EqualTo((2, 2)), "again a second later");
     }
 
+    [Test]
+    public void A_relays_flood_of_this_hosts_own_frame_goes_on_through_the_arc_but_not_to_the_host()
+    {
+        // The host sent a frame to a switch that then had no way to its destination, and that switch flooded it. The copy
+        // that comes back here carries this host's address: nothing to learn or deliver, but the members behind this
+        // switch (the destination may be one) get the flood only through it.
+        var (self, further, relay) = (new NodeId(1UL << 60), new NodeId(2UL << 60), new NodeId(3UL << 60));
+        var (hostMac, farMac) = (0x0200_0000_0001UL, 0x0200_0000_0009UL);
+        var host = new SwitchFabric.LocalHost(self);
+        var sw = new OverlaySwitch(self, host, localMacs: [hostMac]);
+        var (toFurther, toRelay) = (new RecordingPort(), new RecordingPort());
+        sw.AddLink(further, toFurther);
+        sw.AddLink(relay, toRelay);
+        sw.OnLinkFlood(relay, new Flood.FloodHeader(relay, relay, 7, 1, Flood.FloodType.UnknownUnicast), SwitchFabric.Frame(farMac, hostMac, 1));
+        Assert.That((toFurther.Floods, toRelay.Floods, host.Received.Count), Is.EqualTo((1, 0, 0)), "on into the arc, not back, not to the host");
+        Assert.That(sw.Counters.Dropped, Is.Zero);
+
+        // A broadcast that claims this host's address is another member's forgery, and goes no further.
+        sw.OnLinkFlood(relay, new Flood.FloodHeader(relay, relay, 8, 1, Flood.FloodType.Broadcast), SwitchFabric.Frame(EthernetFrame.Broadcast, hostMac, 2));
+        Assert.That((toFurther.Floods, sw.Counters.AddressNotOwned), Is.EqualTo((1, 1)));
+    }
+
+    [Test]
+    public void A_frame_from_the_neighbour_its_way_leads_back_to_is_flooded_and_that_way_forgotten()
+    {
+        // Two switches pointing at each other for one address (one kept a way the other lost): sent back, the frame would go
+        // to and fro for as long as both entries lived; dropped, the conversation would stay cut.
+        var (self, back, other) = (new NodeId(1UL << 60), new NodeId(2UL << 60), new NodeId(3UL << 60));
+        var (hostMac, farMac, senderMac) = (0x0200_0000_0001UL, 0x0200_0000_0009UL, 0x0200_0000_0005UL);
+        var sw = new OverlaySwitch(self, new SwitchFabric.LocalHost(self), localMacs: [hostMac]);
+        var (toBack, toOther) = (new RecordingPort(), new RecordingPort());
+        sw.AddLink(back, toBack);
+        sw.AddLink(other, toOther);
+        sw.OnLinkFlood(back, new Flood.FloodHeader(back, back, 1, 1, Flood.FloodType.Broadcast), SwitchFabric.Frame(EthernetFrame.Broadcast, farMac, 1));
+        var floods = (toBack.Floods, toOther.Floods);
+
+        sw.OnLinkFrame(back, SwitchFabric.Frame(farMac, senderMac, 2));
+        Assert.That((toBack.Frames, toOther.Frames), Is.EqualTo((0, 0)), "not sent back as it came");
+        Assert.That((toBack.Floods + toOther.Floods) - (floods.Item1 + floods.Item2), Is.GreaterThan(0), "flooded");
+        Assert.That((sw.Counters.PathLoopsBroken, sw.Counters.Loops, sw.Counters.UnknownUnicastFloods), Is.EqualTo((1L, 0L, 1L)));
+
+        sw.OnLocalFrame(SwitchFabric.Frame(farMac, hostMac, 3));
+        Assert.That(toBack.Frames, Is.Zero, "the way is forgotten: the host's own frame is flooded too");
+        Assert.That(sw.Counters.UnknownUnicastFloods, Is.EqualTo(2));
+    }
+
+    [Test]
+    public void A_way_a_relay_taught_takes_the_hosts_frames_but_not_those_passing_through()
+    {
+        // A relay's unknown-unicast flood teaches the way to the frame's source towards the relay, which may have reached the
+        // address through this very switch: frames from links are flooded instead, so they reach the destination's switch,
+        // which then announces the owner's own way. The local host's frames take it.
+        var (self, relay, other) = (new NodeId(8UL << 60), new NodeId(6UL << 60), new NodeId(10UL << 60));
+        var (hostMac, farMac, senderMac) = (0x0200_0000_0001UL, 0x0200_0000_0009UL, 0x0200_0000_0005UL);
+        var sw = new OverlaySwitch(self, new SwitchFabric.LocalHost(self), localMacs: [hostMac]);
+        var (toRelay, toOther) = (new RecordingPort(), new RecordingPort());
+        sw.AddLink(relay, toRelay);
+        sw.AddLink(other, toOther);
+        sw.OnLinkFlood(relay, new Flood.FloodHeader(relay, relay, 1, 1, Flood.FloodType.UnknownUnicast), SwitchFabric.Frame(senderMac, farMac, 1));
+
+        sw.OnLocalFrame(SwitchFabric.Frame(farMac, hostMac, 2));
+        Assert.That((toRelay.Frames, sw.Counters.UnknownUnicastFloods), Is.EqualTo((1, 0L)), "the host's frame goes to the relay");
+        sw.OnLinkFrame(other, SwitchFabric.Frame(farMac, senderMac, 3));
+        Assert.That((toRelay.Frames, toOther.Frames, sw.Counters.UnknownUnicastFloods), Is.EqualTo((1, 0, 1L)), "one passing through is flooded");
+
+        // Once the owner's own flood has taught the way, passing frames take it.
+        sw.OnLinkFlood(relay, new Flood.FloodHeader(new NodeId(4UL << 60), new NodeId(9UL << 60), 2, 2, Flood.FloodType.Broadcast), SwitchFabric.Frame(EthernetFrame.Broadcast, farMac, 4));
+        sw.OnLinkFrame(other, SwitchFabric.Frame(farMac, senderMac, 5));
+        Assert.That((toRelay.Frames, sw.Counters.UnknownUnicastFloods), Is.EqualTo((2, 1L)));
+    }
+
     private sealed class CapturingPort : ISwitchPort
     {
         public List<(Flood.FloodHeader Header, byte[] Frame)> Floods { get; } = [];

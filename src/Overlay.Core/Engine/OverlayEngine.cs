@@ -159,7 +159,7 @@ internal sealed partial class OverlayEngine : ILinkController, IAsyncDisposable
         return new OverlayStatus(Id, Device.Name, MacText, _ring.Count, links,
             new SwitchStatus(c.LocalIn, c.LinkIn, c.DeliveredLocal, c.UnicastForwarded + c.FloodCopiesSent, c.Dropped, c.NotLearned)
             {
-                Floods = c.FloodsOriginated, UnknownUnicastFloods = c.UnknownUnicastFloods, Announcements = c.Announcements, GapCopies = c.GapCopies,
+                Floods = c.FloodsOriginated, UnknownUnicastFloods = c.UnknownUnicastFloods, Announcements = c.Announcements, GapCopies = c.GapCopies, PathLoopsBroken = c.PathLoopsBroken,
                 MssClamped = c.MssClamped, TooBigAnswered = c.TooBigAnswered, TooBigDropped = c.TooBigDropped, Fragmented = c.Fragmented,
                 DropsByReason = c.DropsByReason().ToDictionary(d => d.Reason, d => d.Count),
             },

@@ -69,6 +69,8 @@ internal sealed class NodeTelemetry : IDisposable
         _meter.CreateObservableCounter("overlay.switch.flood.copies", () => ObserveSwitch(s => s.FloodCopiesSent), "{frame}", "Flood copies sent on links (originated or forwarded)");
         _meter.CreateObservableCounter("overlay.switch.flood.gap_copies", () => ObserveSwitch(s => s.GapCopies), "{frame}",
             "Of those copies, ones sent around a missing ring link (a ring neighbour no link could reach)");
+        _meter.CreateObservableCounter("overlay.switch.path_loops_broken", () => ObserveSwitch(s => s.PathLoopsBroken), "{frame}",
+            "Frames from the neighbour their way led back to: the way was forgotten and the frame flooded");
         _meter.CreateObservableCounter("overlay.switch.not_learned", () => ObserveSwitch(s => s.NotLearned), "{frame}",
             "Frames whose address or path went unlearned because the switch's table was full");
         _meter.CreateObservableUpDownCounter("overlay.switch.learned", ObserveLearned, "{address}", "MAC addresses the switch has learned");

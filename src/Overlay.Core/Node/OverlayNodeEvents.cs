@@ -119,6 +119,12 @@ public sealed record SwitchStatus(long LocalIn, long LinkIn, long Delivered, lon
     /// </summary>
     public long GapCopies { get; init; }
 
+    /// <summary>
+    /// Frames that came from the neighbour their way led back to (two switches pointing at each other for one address, as
+    /// after a crash took away a switch on the way): that way was forgotten and the frame flooded, so it still arrived.
+    /// </summary>
+    public long PathLoopsBroken { get; init; }
+
     /// <summary>TCP SYNs to or from the local host whose MSS was lowered to what their link's path MTU takes.</summary>
     public long MssClamped { get; init; }
 

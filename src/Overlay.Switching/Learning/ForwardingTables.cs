@@ -73,6 +73,17 @@ internal sealed class ForwardingTables(int maxAddresses, int maxPaths, int maxAd
 
     public bool TryGetFlow(ulong source, ulong destination, out FlowEntry flow) => _flows.TryGetValue((source, destination), out flow!);
 
+    /// <summary>
+    /// The path for the pair while it still holds: its port alive and, for a path installed while the destination's
+    /// address was unknown (no <see cref="FlowEntry.Target"/>: taken from the port a reply came in on), only until the
+    /// address table learns that address. From then on the table, which floods teach along one loop-free tree per root,
+    /// decides: a provisional path kept past that could point at a switch whose own path points back (after a crash two
+    /// relays were seen to pass a conversation's frames to each other for good while their tables agreed on another way).
+    /// </summary>
+    public bool TryGetCurrentFlow(ulong source, ulong destination, out FlowEntry flow) =>
+        _flows.TryGetValue((source, destination), out flow!) && flow.Valid
+        && (flow.Target is not null || !_macs.TryGetValue(destination, out var learned) || learned.Stale || !learned.Port.Alive);
+
     /// <summary>Whether a path for the pair may be stored: it replaces one, or the table has room (checked before allocating one).</summary>
     public bool HasRoomForFlow(ulong source, ulong destination) =>
         Volatile.Read(ref _flowCount) < maxPaths || _flows.ContainsKey((source, destination));
@@ -173,6 +184,16 @@ internal sealed class ForwardingTables(int maxAddresses, int maxPaths, int maxAd
     {
         var n = _perOwner.AddOrUpdate(owner, static (_, d) => Math.Max(0, d), static (_, c, d) => c + d, delta);
         if (n <= 0) _perOwner.TryRemove(new KeyValuePair<NodeId, int>(owner, n));
+    }
+
+    /// <summary>
+    /// Forgets the way to <paramref name="destination"/> through <paramref name="port"/>: the pair's path, and the address's
+    /// entry when it leads there (see <see cref="OverlaySwitch"/>'s loop breaking).
+    /// </summary>
+    public void ForgetWay(ulong source, ulong destination, PortEntry port)
+    {
+        if (_flows.TryGetValue((source, destination), out var flow) && ReferenceEquals(flow.Port, port)) RemoveFlow((source, destination), flow);
+        if (_macs.TryGetValue(destination, out var entry) && ReferenceEquals(entry.Port, port)) RemoveMac(destination, entry);
     }
 
     /// <summary>Forgets everything that goes through <paramref name="port"/>.</summary>

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using Overlay.Switching;
 using Overlay.Switching.Flood;
 
@@ -34,6 +35,18 @@ internal sealed class SimulatedSwitch
 
     public int LastDepth { get; private set; }
 
+    /// <summary>Links a plain (unicast) frame may cross in a simulation before it is taken for one going round a loop.</summary>
+    public const int MaxUnicastHops = 64;
+
+    /// <summary>Plain frames stopped on their way here after <see cref="MaxUnicastHops"/> links: frames caught in a loop of paths.</summary>
+    public int LoopedFrames { get; set; }
+
+    /// <summary>Of the frames delivered to the host, the unicast ones addressed to it.</summary>
+    public int UnicastsForHost { get; set; }
+
+    /// <summary>Of the frames delivered to the host, the unicast ones addressed to another host (a switch's mistake).</summary>
+    public int UnicastsForOthers { get; set; }
+
     public (int Count, int Depth) TakeDeliveries()
     {
         var result = (Deliveries, LastDepth);
@@ -56,6 +69,11 @@ internal sealed class SimulatedSwitch
         {
             owner.Deliveries++;
             owner.LastDepth = Math.Max(owner.LastDepth, t_depth);
+            if (frame.Length >= 6 && (frame[0] & 1) == 0)
+            {
+                if (BinaryPrimitives.ReadUInt64BigEndian(frame) >> 16 == owner.Mac) owner.UnicastsForHost++;
+                else owner.UnicastsForOthers++;
+            }
             return true;
         }
 
@@ -67,6 +85,13 @@ internal sealed class SimulatedSwitch
         public bool TrySendFrame(ReadOnlySpan<byte> frame, IFrameBatch? batch)
         {
             if (!peer.Alive) return false;
+            if (t_depth >= MaxUnicastHops)
+            {
+                // A plain frame carries no hop count: on a real overlay it would go round a loop of paths until a table
+                // changed. Here it is stopped and counted.
+                peer.LoopedFrames++;
+                return false;
+            }
             t_depth++;
             try { peer.Switch.OnLinkFrame(new NodeId(self), frame); }
             finally { t_depth--; }

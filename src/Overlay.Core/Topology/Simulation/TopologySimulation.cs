@@ -147,6 +147,9 @@ internal sealed class TopologySimulation
         Schedule(PresenceDelay, () =>
         {
             TellSwitchesRing();
+            // As the engine does when a member's presence goes: its switch forgets the departed one's addresses first.
+            foreach (var sw in _switches.Values)
+                foreach (var victim in victims) sw.Switch.ForgetSwitch(new Switching.NodeId(victim));
             foreach (var node in _nodes.Values)
                 foreach (var victim in victims) node.OnPeerLeft(victim);
         });
@@ -165,6 +168,7 @@ internal sealed class TopologySimulation
             if (nextTick <= eventTime && nextTick <= end)
             {
                 Clock.AdvanceTo(nextTick);
+                foreach (var sw in _switches.Values) sw.Switch.Tick();
                 foreach (var node in _nodes.Values.ToArray()) node.Tick();
                 nextTick += TickInterval;
                 continue;
@@ -194,7 +198,13 @@ internal sealed class TopologySimulation
     {
         _edges[a].Add(b);
         _edges[b].Add(a);
-        if (_switches.TryGetValue(a, out var sa) && _switches.TryGetValue(b, out var sb)) SimulatedSwitch.Connect(sa, sb);
+        if (_switches.TryGetValue(a, out var sa) && _switches.TryGetValue(b, out var sb))
+        {
+            SimulatedSwitch.Connect(sa, sb);
+            // Each side's host address came with the link's offer or answer, and binds it to its switch (the link manager's way).
+            sa.Switch.BindAddress(new Switching.NodeId(b), sb.Mac);
+            sb.Switch.BindAddress(new Switching.NodeId(a), sa.Mac);
+        }
         _nodes[a].OnLinkUp(b);
         _nodes[b].OnLinkUp(a);
     }
