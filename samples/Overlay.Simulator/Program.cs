@@ -1,6 +1,7 @@
 // Runs the real Symphony topology and the real switch code for many nodes on a virtual clock and prints what they build:
 // ring formation, links per node, shortest-path hops, broadcasts (exactly once? how deep?) and learned unicast paths,
-// before and after a fraction of the nodes crash at once.
+// before and after a fraction of the nodes crash at once; and whether hosts that were talking (100 pairs, ARP caches
+// kept, so no broadcast after the crash) get through at once on the ways the switches find.
 // With --unlinkable F, a share F of the nodes sit behind NATs no link between two of them can cross (symmetric NATs and
 // no TURN server): some members then have no link to a ring neighbour, and the floods must still reach them.
 // usage: dotnet run -c Release --project samples/Overlay.Simulator -- [--nodes N] [--seed S] [--crash 0.1] [--unlinkable 0.2]
@@ -34,6 +35,8 @@ var before = TopologyMetrics.Measure(sim, pairs: 500_000, seed: seed);
 Print("formed", formed, before);
 var switchesBefore = SwitchMetrics.Measure(sim, broadcasts: 20, unicasts: 2000, seed: seed);
 PrintSwitches(switchesBefore);
+var talks = new Conversations(sim, pairs: 100, seed: seed);
+Console.WriteLine($"  conversations: {talks.StartedTalking} of 100 pairs talking (an exchange each way)");
 Console.WriteLine($"  link changes while forming: {sim.LinkChanges} ({sim.RefusedRequests} requests refused, {sim.FailedSetups} setups failed)");
 
 var changes = sim.LinkChanges;
@@ -43,12 +46,17 @@ Console.WriteLine($"{crash:P0} of the nodes crashed at once; healing...");
 var healed = sim.RunUntilRingFormed(TimeSpan.FromMinutes(10));
 var after = TopologyMetrics.Measure(sim, pairs: 500_000, seed: seed);
 Print("healed", healed, after);
+var (pairs, needed, looped) = talks.Resume(attempts: 10);
+var first = needed.Count(n => n == 1);
+Console.WriteLine($"  conversations, no broadcast since the crash: {first} of {pairs} live pairs through at the first exchange, " +
+    $"{needed.Count(n => n > 1)} later, {needed.Count(n => n == 0)} not in 10 (a second apart); frames caught in a loop: {looped}");
 var switchesAfter = SwitchMetrics.Measure(sim, broadcasts: 20, unicasts: 2000, seed: seed + 1);
 PrintSwitches(switchesAfter);
 if (unlinkable > 0) PrintGaps();
 Console.WriteLine($"  link changes while healing: {sim.LinkChanges - changes} ({sim.RefusedRequests - refused} requests refused)");
 Console.WriteLine($"wall time {wall.Elapsed.TotalSeconds:0.0} s");
-return formed is not null && healed is not null && before.Connected && after.Connected && Good(switchesBefore) && Good(switchesAfter) ? 0 : 1;
+return formed is not null && healed is not null && before.Connected && after.Connected && Good(switchesBefore) && Good(switchesAfter)
+    && talks.StartedTalking == 100 && first == pairs && looped == 0 ? 0 : 1;
 
 void PrintGaps()
 {

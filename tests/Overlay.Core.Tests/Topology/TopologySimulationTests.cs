@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using NUnit.Framework;
 using Overlay.Topology.Simulation;
 
@@ -87,64 +86,17 @@ public class OverlaySimulationTests
         var sim = new TopologySimulation(seed) { WithSwitches = true };
         sim.Join(nodes);
         Assert.That(sim.RunUntilRingFormed(TimeSpan.FromMinutes(2)), Is.Not.Null, "ring formed");
-        var switches = sim.Switches.Values.ToArray();
-        Drain();
-        foreach (var sw in switches) Send(sw, null); // every host's ARP request: the switches learn every address
-        var random = new Random(seed);
-        var pairs = new List<(SimulatedSwitch A, SimulatedSwitch B)>();
-        while (pairs.Count < 600)
-        {
-            var a = switches[random.Next(switches.Length)];
-            var b = switches[random.Next(switches.Length)];
-            if (a != b) pairs.Add((a, b));
-        }
-        foreach (var (a, b) in pairs) Assert.That(Exchange(a, b), Is.True, "before the crash, every pair talks");
+        var talks = new Conversations(sim, pairs: 600, seed);
+        Assert.That(talks.StartedTalking, Is.EqualTo(600), "before the crash, every pair talks");
 
         sim.Crash(0.25);
         Assert.That(sim.RunUntilRingFormed(TimeSpan.FromMinutes(5)), Is.Not.Null, "ring healed");
-        Drain();
-        var live = pairs.Where(p => p.A.Alive && p.B.Alive).ToList();
-        var tries = new int[live.Count];
-        for (var attempt = 1; attempt <= 10; attempt++)
-        {
-            for (var i = 0; i < live.Count; i++)
-                if (tries[i] == 0 && Exchange(live[i].A, live[i].B)) tries[i] = attempt;
-            sim.Run(TimeSpan.FromSeconds(1));
-            Drain();
-        }
-        var looped = sim.Switches.Values.Sum(sw => sw.LoopedFrames);
-        TestContext.Out.WriteLine($"{nodes}/{seed}: {looped} frames caught in a loop; {live.Count} live pairs; exchanges needed: " +
-            string.Join(", ", tries.GroupBy(t => t).OrderBy(g => g.Key).Select(g => $"{(g.Key == 0 ? "never" : g.Key)}: {g.Count()}")));
+        var (pairs, needed, looped) = talks.Resume(attempts: 10);
+        TestContext.Out.WriteLine($"{nodes}/{seed}: {looped} frames caught in a loop; {pairs} live pairs; exchanges needed: " +
+            string.Join(", ", needed.GroupBy(t => t).OrderBy(g => g.Key).Select(g => $"{(g.Key == 0 ? "never" : g.Key)}: {g.Count()}")));
+        Assert.That(pairs, Is.GreaterThan(200));
         Assert.That(looped, Is.Zero, "frames that went round a loop of paths");
-        Assert.That(tries.Count(t => t != 1), Is.Zero, "pairs whose first exchange after healing did not get through (0: none of 10 did)");
-
-        bool Exchange(SimulatedSwitch a, SimulatedSwitch b) => Send(a, b) && Send(b, a);
-
-        // Forgets what reached the hosts outside an exchange (announcements, the switches' membership queries).
-        void Drain()
-        {
-            foreach (var sw in sim.Switches.Values) sw.UnicastsForHost = sw.UnicastsForOthers = 0;
-        }
-
-        // A frame from a's host to b's (b null: a broadcast); true when b's host got it, exactly once, and no other host did.
-        bool Send(SimulatedSwitch a, SimulatedSwitch? b)
-        {
-            var frame = new byte[64];
-            BinaryPrimitives.WriteUInt64BigEndian(frame, (b?.Mac ?? 0xFFFF_FFFF_FFFFUL) << 16);
-            BinaryPrimitives.WriteUInt64BigEndian(frame.AsSpan(6), a.Mac << 16);
-            frame[12] = 0x88;
-            frame[13] = 0xB5;
-            a.Switch.OnLocalFrame(frame);
-            var got = 0;
-            var strays = 0;
-            foreach (var sw in sim.Switches.Values)
-            {
-                if (sw == b) got = sw.UnicastsForHost;
-                strays += sw.UnicastsForOthers;
-                sw.UnicastsForHost = sw.UnicastsForOthers = 0;
-            }
-            return b is null || got == 1 && strays == 0;
-        }
+        Assert.That(needed.Count(t => t != 1), Is.Zero, "pairs whose first exchange after healing did not get through (0: none of 10 did)");
     }
 
     /// <summary>
