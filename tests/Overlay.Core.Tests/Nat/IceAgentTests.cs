@@ -110,6 +110,35 @@ public class IceAgentTests
     }
 
     [Test]
+    public async Task A_peer_reflexive_remote_candidate_signalled_later_takes_its_signalled_type_and_the_path_is_reported_again()
+    {
+        // The controlling side's checks reach the controlled one before its candidates do (signaling slower than the path):
+        // the controlled side learns the address as peer-reflexive and selects the pair. When the candidate then arrives,
+        // the pair and the reported path take its real type, host.
+        await using var a = IceAgent.Create(Fast, IceRole.Controlling);
+        await using var b = IceAgent.Create(Fast, IceRole.Controlled);
+        RequireHostCandidates(a);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        await Task.WhenAll(a.GatherAsync(cts.Token), b.GatherAsync(cts.Token));
+        a.SetRemoteCredentials(b.LocalCredentials);
+        b.SetRemoteCredentials(a.LocalCredentials);
+        foreach (var c in b.LocalCandidates) a.AddRemoteCandidate(c);
+        a.Start();
+        b.Start();
+        var learned = await b.WaitForSelectedPairAsync(cts.Token);
+        Assert.That(learned.Remote.Type, Is.EqualTo(IceCandidateType.PeerReflexive), "learned from a check");
+
+        var changed = new TaskCompletionSource<IceSelectedPair>(TaskCreationOptions.RunContinuationsAsynchronously);
+        b.SelectedPairChanged += pair => changed.TrySetResult(pair);
+        foreach (var c in a.LocalCandidates) b.AddRemoteCandidate(c);
+        var reported = await changed.Task.WaitAsync(cts.Token);
+        Assert.That((reported.Remote.Type, reported.Remote.Address), Is.EqualTo((IceCandidateType.Host, learned.Remote.Address)));
+        Assert.That(b.SelectedPair?.Remote.Type, Is.EqualTo(IceCandidateType.Host));
+        Assert.That(b.RemoteCandidates.Where(c => c.Address.Equals(learned.Remote.Address)).Select(c => c.Type), Is.EqualTo(new[] { IceCandidateType.Host }));
+        Assert.That(b.State, Is.EqualTo(IceState.Connected));
+    }
+
+    [Test]
     public async Task No_working_pair_ends_in_Failed()
     {
         using var silent = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);

@@ -181,12 +181,37 @@ internal sealed partial class IceAgent : IAsyncDisposable
                 Interlocked.Increment(ref _candidatesUnusable);
                 return;
             }
-            if (_remote.Exists(c => c.Address.Equals(candidate.Address))) return;
+            var known = _remote.FindIndex(c => c.Address.Equals(candidate.Address));
+            if (known >= 0)
+            {
+                if (_remote[known].Type == IceCandidateType.PeerReflexive && candidate.Type != IceCandidateType.PeerReflexive)
+                    Reclassify(_remote[known], candidate);
+                return;
+            }
             if (!RoomForRemote()) return;
             _remote.Add(candidate);
             PairWithLocals(candidate);
             if (_started) TickSoon(); // trickled after the link came up: checked at once, not at the next consent
         }
+    }
+
+    /// <summary>
+    /// A remote candidate first learned from a check (peer-reflexive, RFC 8445 §7.3.1.3) and then signalled: the peer's
+    /// checks overtook its candidates, as happens when signaling is slower than the path. The signalled candidate tells
+    /// what the address really is (a host one, say), so it replaces the learned one in the pairs that use it, and when
+    /// one of them is the selected pair, the path is reported again: otherwise a link between two host candidates would
+    /// be reported as reflexive for its whole life, depending on which message came first (caller holds the lock).
+    /// </summary>
+    private void Reclassify(IceCandidate learned, IceCandidate signalled)
+    {
+        _remote[_remote.IndexOf(learned)] = signalled;
+        foreach (var pair in _pairs)
+            if (ReferenceEquals(pair.Remote, learned)) pair.Remote = signalled;
+        if (_selected is not { } selected || !ReferenceEquals(selected.Remote, signalled) || !_selectedPair.Task.IsCompletedSuccessfully) return;
+        var path = new IceSelectedPair(selected.ReportedLocal ?? selected.Local, selected.Remote, selected.RoundTrip) { OverStream = selected.OverStream };
+        _selectedPair = NewSelectedPairSource();
+        _selectedPair.TrySetResult(path);
+        if (SelectedPairChanged is { } changed) ThreadPool.QueueUserWorkItem(static s => s.changed(s.path), (changed, path), preferLocal: false);
     }
 
     /// <summary>
