@@ -403,7 +403,7 @@ internal sealed class OverlaySwitch
     {
         if (!_tables.TryGetCurrentFlow(source, destination, out var flow))
         {
-            if (!_tables.TryGetMac(destination, out var mac) || mac.Stale || !mac.Port.Alive || Unvouched(mac, ingress)) return false;
+            if (!_tables.TryGetLiveMac(destination, out var mac) || Unvouched(mac, ingress)) return false;
             // A directly linked owner switch is the shortest path there is (the advertised owner, where the entry was
             // taught by another switch's flood).
             var owner = _tables.TryGetOwner(destination, out var claimed, out _) ? claimed : mac.Owner;

@@ -250,11 +250,7 @@ public class LearningTests
         // switch (the destination may be one) get the flood only through it.
         var (self, further, relay) = (new NodeId(1UL << 60), new NodeId(2UL << 60), new NodeId(3UL << 60));
         var (hostMac, farMac) = (0x0200_0000_0001UL, 0x0200_0000_0009UL);
-        var host = new SwitchFabric.LocalHost(self);
-        var sw = new OverlaySwitch(self, host, localMacs: [hostMac]);
-        var (toFurther, toRelay) = (new RecordingPort(), new RecordingPort());
-        sw.AddLink(further, toFurther);
-        sw.AddLink(relay, toRelay);
+        var (sw, host, toFurther, toRelay) = SwitchWithTwoLinks(self, hostMac, further, relay);
         sw.OnLinkFlood(relay, new Flood.FloodHeader(relay, relay, 7, 1, Flood.FloodType.UnknownUnicast), SwitchFabric.Frame(farMac, hostMac, 1));
         Assert.That((toFurther.Floods, toRelay.Floods, host.Received.Count), Is.EqualTo((1, 0, 0)), "on into the arc, not back, not to the host");
         Assert.That(sw.Counters.Dropped, Is.Zero);
@@ -271,10 +267,7 @@ public class LearningTests
         // to and fro for as long as both entries lived; dropped, the conversation would stay cut.
         var (self, back, other) = (new NodeId(1UL << 60), new NodeId(2UL << 60), new NodeId(3UL << 60));
         var (hostMac, farMac, senderMac) = (0x0200_0000_0001UL, 0x0200_0000_0009UL, 0x0200_0000_0005UL);
-        var sw = new OverlaySwitch(self, new SwitchFabric.LocalHost(self), localMacs: [hostMac]);
-        var (toBack, toOther) = (new RecordingPort(), new RecordingPort());
-        sw.AddLink(back, toBack);
-        sw.AddLink(other, toOther);
+        var (sw, _, toBack, toOther) = SwitchWithTwoLinks(self, hostMac, back, other);
         sw.OnLinkFlood(back, new Flood.FloodHeader(back, back, 1, 1, Flood.FloodType.Broadcast), SwitchFabric.Frame(EthernetFrame.Broadcast, farMac, 1));
         var floods = (toBack.Floods, toOther.Floods);
 
@@ -296,10 +289,7 @@ public class LearningTests
         // which then announces the owner's own way. The local host's frames take it.
         var (self, relay, other) = (new NodeId(8UL << 60), new NodeId(6UL << 60), new NodeId(10UL << 60));
         var (hostMac, farMac, senderMac) = (0x0200_0000_0001UL, 0x0200_0000_0009UL, 0x0200_0000_0005UL);
-        var sw = new OverlaySwitch(self, new SwitchFabric.LocalHost(self), localMacs: [hostMac]);
-        var (toRelay, toOther) = (new RecordingPort(), new RecordingPort());
-        sw.AddLink(relay, toRelay);
-        sw.AddLink(other, toOther);
+        var (sw, _, toRelay, toOther) = SwitchWithTwoLinks(self, hostMac, relay, other);
         sw.OnLinkFlood(relay, new Flood.FloodHeader(relay, relay, 1, 1, Flood.FloodType.UnknownUnicast), SwitchFabric.Frame(senderMac, farMac, 1));
 
         sw.OnLocalFrame(SwitchFabric.Frame(farMac, hostMac, 2));
@@ -311,6 +301,18 @@ public class LearningTests
         sw.OnLinkFlood(relay, new Flood.FloodHeader(new NodeId(4UL << 60), new NodeId(9UL << 60), 2, 2, Flood.FloodType.Broadcast), SwitchFabric.Frame(EthernetFrame.Broadcast, farMac, 4));
         sw.OnLinkFrame(other, SwitchFabric.Frame(farMac, senderMac, 5));
         Assert.That((toRelay.Frames, sw.Counters.UnknownUnicastFloods), Is.EqualTo((2, 1L)));
+    }
+
+    /// <summary>A switch whose host has <paramref name="hostMac"/>, linked to <paramref name="first"/> and <paramref name="second"/> through recording ports.</summary>
+    private static (OverlaySwitch Switch, SwitchFabric.LocalHost Host, RecordingPort First, RecordingPort Second) SwitchWithTwoLinks(
+        NodeId self, ulong hostMac, NodeId first, NodeId second)
+    {
+        var host = new SwitchFabric.LocalHost(self);
+        var sw = new OverlaySwitch(self, host, localMacs: [hostMac]);
+        var (toFirst, toSecond) = (new RecordingPort(), new RecordingPort());
+        sw.AddLink(first, toFirst);
+        sw.AddLink(second, toSecond);
+        return (sw, host, toFirst, toSecond);
     }
 
     private sealed class CapturingPort : ISwitchPort

@@ -69,7 +69,8 @@ internal sealed class ForwardingTables(int maxAddresses, int maxPaths, int maxAd
 
     public int FlowCount => Volatile.Read(ref _flowCount);
 
-    public bool TryGetMac(ulong mac, out MacEntry entry) => _macs.TryGetValue(mac, out entry!);
+    /// <summary>The address's entry while it leads somewhere: not replaced, and its port still up.</summary>
+    public bool TryGetLiveMac(ulong mac, out MacEntry entry) => _macs.TryGetValue(mac, out entry!) && !entry.Stale && entry.Port.Alive;
 
     public bool TryGetFlow(ulong source, ulong destination, out FlowEntry flow) => _flows.TryGetValue((source, destination), out flow!);
 
@@ -82,7 +83,7 @@ internal sealed class ForwardingTables(int maxAddresses, int maxPaths, int maxAd
     /// </summary>
     public bool TryGetCurrentFlow(ulong source, ulong destination, out FlowEntry flow) =>
         _flows.TryGetValue((source, destination), out flow!) && flow.Valid
-        && (flow.Target is not null || !_macs.TryGetValue(destination, out var learned) || learned.Stale || !learned.Port.Alive);
+        && (flow.Target is not null || !TryGetLiveMac(destination, out _));
 
     /// <summary>Whether a path for the pair may be stored: it replaces one, or the table has room (checked before allocating one).</summary>
     public bool HasRoomForFlow(ulong source, ulong destination) =>

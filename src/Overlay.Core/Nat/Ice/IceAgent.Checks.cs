@@ -360,16 +360,23 @@ internal sealed partial class IceAgent
         foreach (var turn in _endpoint.Turns) turn.RetainPermissions(turn == pair.Relay ? keep : null);
         if (pair.Relay is { } relay) _ = relay.BindChannelAsync(pair.RemoteAddress);
         SetState(IceState.Connected);
-        var selected = new IceSelectedPair(pair.ReportedLocal ?? pair.Local, pair.Remote, pair.RoundTrip) { OverStream = pair.OverStream };
+        var selected = SelectedOf(pair);
         _selectedPair.TrySetResult(selected);
         LogSelected(pair);
-        if (previous is not null && !ReferenceEquals(previous, pair) && _selectedPair.Task.IsCompletedSuccessfully)
-        {
-            // A later, better pair: the path moved (frames already go the new way; the old pair's stay accepted).
-            _selectedPair = NewSelectedPairSource();
-            _selectedPair.TrySetResult(selected);
-            if (SelectedPairChanged is { } changed) ThreadPool.QueueUserWorkItem(static s => s.changed(s.selected), (changed, selected), preferLocal: false);
-        }
+        // A later, better pair: the path moved (frames already go the new way; the old pair's stay accepted).
+        if (previous is not null && !ReferenceEquals(previous, pair) && _selectedPair.Task.IsCompletedSuccessfully) ReportPath(selected);
+    }
+
+    /// <summary>What the selected pair is reported as: the local candidate the peer saw, where it told us (caller holds the lock).</summary>
+    private static IceSelectedPair SelectedOf(CandidatePair pair) =>
+        new(pair.ReportedLocal ?? pair.Local, pair.Remote, pair.RoundTrip) { OverStream = pair.OverStream };
+
+    /// <summary>Reports a selected path that changed once the first was reported: to waiters and to <see cref="SelectedPairChanged"/>.</summary>
+    private void ReportPath(IceSelectedPair selected)
+    {
+        _selectedPair = NewSelectedPairSource();
+        _selectedPair.TrySetResult(selected);
+        if (SelectedPairChanged is { } changed) ThreadPool.QueueUserWorkItem(static s => s.changed(s.selected), (changed, selected), preferLocal: false);
     }
 
     private void SwitchRole()

@@ -185,7 +185,7 @@ internal sealed partial class IceAgent : IAsyncDisposable
             if (known >= 0)
             {
                 if (_remote[known].Type == IceCandidateType.PeerReflexive && candidate.Type != IceCandidateType.PeerReflexive)
-                    Reclassify(_remote[known], candidate);
+                    Reclassify(known, candidate);
                 return;
             }
             if (!RoomForRemote()) return;
@@ -202,16 +202,13 @@ internal sealed partial class IceAgent : IAsyncDisposable
     /// one of them is the selected pair, the path is reported again: otherwise a link between two host candidates would
     /// be reported as reflexive for its whole life, depending on which message came first (caller holds the lock).
     /// </summary>
-    private void Reclassify(IceCandidate learned, IceCandidate signalled)
+    private void Reclassify(int index, IceCandidate signalled)
     {
-        _remote[_remote.IndexOf(learned)] = signalled;
+        var learned = _remote[index];
+        _remote[index] = signalled;
         foreach (var pair in _pairs)
             if (ReferenceEquals(pair.Remote, learned)) pair.Remote = signalled;
-        if (_selected is not { } selected || !ReferenceEquals(selected.Remote, signalled) || !_selectedPair.Task.IsCompletedSuccessfully) return;
-        var path = new IceSelectedPair(selected.ReportedLocal ?? selected.Local, selected.Remote, selected.RoundTrip) { OverStream = selected.OverStream };
-        _selectedPair = NewSelectedPairSource();
-        _selectedPair.TrySetResult(path);
-        if (SelectedPairChanged is { } changed) ThreadPool.QueueUserWorkItem(static s => s.changed(s.path), (changed, path), preferLocal: false);
+        if (_selected is { } selected && ReferenceEquals(selected.Remote, signalled) && _selectedPair.Task.IsCompletedSuccessfully) ReportPath(SelectedOf(selected));
     }
 
     /// <summary>

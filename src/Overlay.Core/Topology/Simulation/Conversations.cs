@@ -1,13 +1,10 @@
-using System.Buffers.Binary;
-
 namespace Overlay.Topology.Simulation;
 
 /// <summary>
 /// Hosts talking in pairs through the real switches of a simulated overlay (needs <see cref="TopologySimulation.WithSwitches"/>),
 /// as hosts with ARP caches do: the first of each pair broadcasts once when the conversations start (its ARP request; the
 /// answer comes back as unicast), and from then on only unicast frames go, each exchange a frame each way (a ping and
-/// its reply). After a crash nothing teaches the
-/// switches again: they must find the new ways from what they kept.
+/// its reply). After a crash nothing teaches the switches again: they must find the new ways from what they kept.
 /// </summary>
 internal sealed class Conversations
 {
@@ -64,14 +61,15 @@ internal sealed class Conversations
     /// <summary>A frame from a's host to b's (b null: a broadcast); true when b's host got it exactly once and no other host got it.</summary>
     private bool Send(SimulatedSwitch a, SimulatedSwitch? b)
     {
-        BinaryPrimitives.WriteUInt64BigEndian(_frame, (b?.Mac ?? 0xFFFF_FFFF_FFFFUL) << 16);
-        BinaryPrimitives.WriteUInt64BigEndian(_frame.AsSpan(6), a.Mac << 16);
-        BinaryPrimitives.WriteUInt16BigEndian(_frame.AsSpan(12), 0x88B5); // local experimental EtherType
+        SwitchMetrics.Write(_frame, b?.Mac ?? 0xFFFF_FFFF_FFFFUL, a.Mac, 0);
         a.Switch.OnLocalFrame(_frame);
         var got = b?.UnicastsForHost ?? 0;
         var strays = 0;
-        foreach (var sw in _sim.Switches.Values) strays += sw.UnicastsForOthers;
-        Drain();
+        foreach (var sw in _sim.Switches.Values)
+        {
+            strays += sw.UnicastsForOthers;
+            sw.UnicastsForHost = sw.UnicastsForOthers = 0;
+        }
         return b is null || got == 1 && strays == 0;
     }
 

@@ -69,7 +69,7 @@ internal sealed class SimulatedSwitch
         {
             owner.Deliveries++;
             owner.LastDepth = Math.Max(owner.LastDepth, t_depth);
-            if (frame.Length >= 6 && (frame[0] & 1) == 0)
+            if (frame.Length >= 8 && (frame[0] & 1) == 0)
             {
                 if (BinaryPrimitives.ReadUInt64BigEndian(frame) >> 16 == owner.Mac) owner.UnicastsForHost++;
                 else owner.UnicastsForOthers++;

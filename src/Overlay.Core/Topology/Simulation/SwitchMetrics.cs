@@ -75,7 +75,8 @@ internal sealed record SwitchMetrics(int Broadcasts, int DeliveredExactlyOnce, l
             sent, delivered, sent == 0 ? 0 : (double)hopSum / sent, maxHops);
     }
 
-    private static void Write(byte[] frame, ulong destination, ulong source, int number)
+    /// <summary>A test frame of the local experimental EtherType from <paramref name="source"/> to <paramref name="destination"/>, numbered.</summary>
+    internal static void Write(byte[] frame, ulong destination, ulong source, int number)
     {
         Span<byte> mac = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64BigEndian(mac, destination);
